@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util.h"
+
+typedef struct Lease Lease;
+
+/* What IOMMU_GET_HW_INFO told us about the IOMMU behind a device. */
+typedef struct IommuHwInfo {
+        bool valid;
+        uint32_t type;          /* enum iommu_hw_info_type */
+        uint64_t capabilities;  /* IOMMU_HW_CAP_* */
+} IommuHwInfo;
+
+/*
+ * One PCI device as sysfs describes it. Read by device_read(); the lease
+ * pointer and hw info are kept by the core across re-reads.
+ */
+typedef struct Device {
+        char address[16];               /* "0000:03:00.0" */
+        char *syspath;                  /* /sys/devices/pci0000:00/.../0000:03:00.0 */
+        uint16_t vendor_id, device_id;
+        uint16_t subsystem_vendor_id, subsystem_device_id;
+        uint32_t class;                 /* 24-bit class code, e.g. 0x020000 */
+        char *driver;                   /* bound driver name, NULL if none */
+        int iommu_group;                /* -1 if the device has none */
+        char **group_members;           /* BDFs of the group, sorted, including this one; NULL if no group */
+        char *vfio_cdev;                /* "vfio3" when bound to a vfio driver with cdev support */
+        dev_t vfio_devnum;              /* its dev_t, 0 if none */
+        bool noiommu;                   /* group is a vfio-noiommu group */
+        bool sriov_vf;                  /* has a physfn link */
+        bool bridge;                    /* PCI-to-PCI bridge (class 0x0604) */
+
+        IommuHwInfo hw_info;            /* filled by the core when probed */
+        Lease *lease;                   /* current lease, owned by the session */
+} Device;
+
+/* Read a device from its sysfs directory. Returns 0 or negative errno. */
+int device_read(const char *syspath, Device **ret);
+Device *device_free(Device *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Device *, device_free);
+
+/* Re-read the volatile parts (driver, group, vfio cdev) in place. */
+int device_refresh(Device *d);
+
+/* Normalise "3:00.0", "03:00.0" or "0000:03:00.0" to "0000:03:00.0".
+ * Returns 0, or -EINVAL if the string is not a PCI address. */
+int pci_address_normalize(const char *s, char ret[static 16]);
+
+/* Whether the kernel lets this member of a group stay on its driver while
+ * another member is used through vfio (vfio-pci, pci-stub, pcieport, none). */
+bool device_driver_is_vfio_compatible(const Device *d);
+bool device_is_on_vfio(const Device *d);
+
+/* IOMMU type name for GetDevice/properties ("intel-vtd", "arm-smmuv3", ...). */
+const char *iommu_hw_info_type_to_string(uint32_t type);

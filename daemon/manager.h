@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <systemd/sd-event.h>
+
+#include "device.h"
+#include "error.h"
+#include "inventory.h"
+#include "kernel.h"
+#include "policy.h"
+#include "principal.h"
+
+/*
+ * The core that both front ends drive. It owns the inventory, the policy and
+ * all sessions; front ends only decode a request, identify the peer, call in
+ * here and encode the result.
+ */
+typedef struct Manager Manager;
+typedef struct Session Session;
+
+typedef struct ManagerConfig {
+        const char *policy_path;        /* NULL: /etc/iommufd-broker/policy.json */
+        const char *policy_dropin_dir;  /* NULL: /etc/iommufd-broker/policy.d */
+        const KernelOps *kernel;        /* NULL: kernel_ops_real */
+        unsigned max_devices_per_session; /* 0: 64 */
+        Inventory *inventory;           /* taken if set (tests); else enumerated with udev */
+        Policy *policy;                 /* taken if set (tests); else loaded from policy_path */
+} ManagerConfig;
+
+int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+sd_event *manager_event(Manager *m);
+Inventory *manager_inventory(Manager *m);
+const Policy *manager_policy(Manager *m);
+
+/* Re-read the policy (SIGHUP). On error the old policy stays. */
+int manager_reload_policy(Manager *m);
+
+/* --- Events, for varlink Monitor and D-Bus signals --- */
+
+typedef enum BrokerEventType {
+        BROKER_EVENT_DEVICE_ADDED,
+        BROKER_EVENT_DEVICE_REMOVED,    /* device is NULL */
+        BROKER_EVENT_DEVICE_CHANGED,    /* driver, state, ... */
+        BROKER_EVENT_LEASE_ACQUIRED,
+        BROKER_EVENT_LEASE_ENDED,       /* reason: "released", "disconnected", "client-exited", "device-removed", "unplug-requested" */
+        _BROKER_EVENT_MAX,
+} BrokerEventType;
+
+typedef struct BrokerEvent {
+        BrokerEventType type;
+        const char *address;
+        const Device *device;           /* NULL once removed */
+        uint64_t session_id;            /* lease events: the holder's session */
+        uid_t holder_uid;               /* lease events */
+        const char *reason;             /* lease-ended reason, NULL otherwise */
+} BrokerEvent;
+
+const char *broker_event_type_to_string(BrokerEventType t); /* "device-added", "lease-ended", ... */
+
+typedef void (*BrokerEventHandler)(Manager *m, const BrokerEvent *event, void *userdata);
+typedef struct Subscription Subscription;
+
+int manager_subscribe(Manager *m, BrokerEventHandler handler, void *userdata, Subscription **ret);
+Subscription *subscription_free(Subscription *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Subscription *, subscription_free);
+
+/* For the core itself: deliver to every subscriber. */
+void manager_emit(Manager *m, const BrokerEvent *event);
+
+/* --- What front ends show about a device --- */
+
+typedef enum DeviceState {
+        DEVICE_STATE_AVAILABLE,
+        DEVICE_STATE_LEASED,
+        DEVICE_STATE_UNAVAILABLE,
+        _DEVICE_STATE_MAX,
+} DeviceState;
+
+const char *device_state_to_string(DeviceState s);
+
+/* State, and for UNAVAILABLE (or a device that needs managed acquire) a
+ * human reason in *ret_reason (static or owned by the manager). */
+DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_reason);
+
+typedef struct Holder {
+        uint64_t session_id;
+        uid_t uid;
+        pid_t pid;
+        const char *unit;               /* may be NULL */
+} Holder;
+
+/* Whether d is leased and viewer may see who holds it (root, or the holder's uid). */
+bool manager_device_holder(Manager *m, const Device *d, const Principal *viewer, Holder *ret);
+
+/* Resolve a client-supplied address: DeviceNotFound or InvalidParameter on failure. */
+int manager_get_device(Manager *m, const char *address, Device **ret, BrokerError *err);
+
+/* Why no device can be acquired on this host (no /dev/iommu, ...), or NULL. */
+const char *manager_kernel_unsupported_reason(Manager *m);

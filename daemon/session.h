@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "manager.h"
+
+/*
+ * A session is one client connection (a varlink connection, a D-Bus sender).
+ * It owns at most one iommufd context, shared by all its devices, and its
+ * leases. session_destroy() is the one place that releases all of it.
+ * The session also watches the peer's pidfd: when the process dies its
+ * leases end even if the connection lingers.
+ */
+
+int session_new(Manager *m, Principal *principal, Session **ret); /* takes principal */
+void session_destroy(Session *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Session *, session_destroy);
+
+uint64_t session_id(const Session *s);
+const Principal *session_principal(const Session *s);
+size_t session_n_leases(const Session *s);
+
+typedef struct AcquireRequest {
+        char **devices;                 /* addresses, any accepted form, NULL-terminated */
+        AcquireMode mode;
+        bool managed;                   /* rebind to vfio-pci and back, if policy allows */
+        bool allow_interactive;         /* polkit may ask the user */
+        bool polkit_authorized;         /* set by the front end once polkit said yes */
+} AcquireRequest;
+
+typedef struct AcquiredDevice {
+        char address[16];
+        int fd;                         /* the device cdev; unbound in ACQUIRE_MODE_UNBOUND */
+        uint32_t dev_id;                /* 0 when unbound */
+        uint32_t hwpt_id;               /* 0 unless attached */
+} AcquiredDevice;
+
+typedef struct AcquireReply {
+        uint64_t session_id;
+        int iommufd;                    /* the session's context (a dup) */
+        uint32_t ioas_id;               /* 0 unless attached */
+        size_t n_devices;
+        AcquiredDevice *devices;
+} AcquireReply;
+
+/*
+ * All or nothing: either every device is leased to s and *ret holds fds the
+ * caller must send and then release with acquire_reply_done(), or nothing
+ * changed and err says which device failed and why. The broker keeps no
+ * copy of device fds: the kernel unbinds a device when the last copy closes.
+ */
+int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, BrokerError *err);
+void acquire_reply_done(AcquireReply *r);
+
+/* End the leases on the given devices (NULL: all). NotHeld if one is not ours. */
+int session_release(Session *s, char **devices, BrokerError *err);
