@@ -44,6 +44,11 @@ typedef enum iommufd_broker_mode {
         IOMMUFD_BROKER_MODE_ATTACHED,           /* bound and attached to an IOAS; dev_id, ioas_id, hwpt_id valid */
 } iommufd_broker_mode;
 
+/* "unbound", "bound", "attached"; NULL if out of range. */
+const char *iommufd_broker_mode_to_string(iommufd_broker_mode mode);
+/* The mode of a name, or -EINVAL. */
+int iommufd_broker_mode_from_string(const char *s);
+
 /* Flags for iommufd_broker_acquire(). */
 #define IOMMUFD_BROKER_ACQUIRE_MANAGED     (1u << 0)  /* rebind to vfio-pci and back on release */
 #define IOMMUFD_BROKER_ACQUIRE_INTERACTIVE (1u << 1)  /* polkit may ask the user */
@@ -51,12 +56,17 @@ typedef enum iommufd_broker_mode {
 /* Connect. Returns 0 or a negative errno. */
 int iommufd_broker_connect(iommufd_broker_transport transport, const char *address, iommufd_broker **ret);
 
-/* Close the connection; the broker then ends every lease it held. NULL is fine. */
+/* Close the connection; the broker then ends every lease it held. NULL is fine.
+ * Close the lease fds you hold as well. */
 void iommufd_broker_disconnect(iommufd_broker *b);
 
 /* After a failed call: the broker's error name without interface prefix
- * ("DeviceBusy"), or a local one ("Disconnected", "ProtocolError"); and a
- * human message. Valid until the next call on b. */
+ * ("DeviceBusy"), or a local one: "ConnectFailed", "Disconnected",
+ * "ProtocolError", "InvalidArgument", "Timeout", "OutOfMemory",
+ * "LocalError". Errors of the transport itself keep their full name
+ * ("org.varlink.service.MethodNotFound", "org.freedesktop.DBus.Error.AccessDenied").
+ * And a human message. Both NULL if the last call succeeded. Valid until the
+ * next call on b. */
 const char *iommufd_broker_error_name(const iommufd_broker *b);
 const char *iommufd_broker_error_message(const iommufd_broker *b);
 
@@ -119,11 +129,16 @@ typedef struct iommufd_broker_event {
 } iommufd_broker_event;
 
 /* A fd to poll for POLLIN in your own loop; events start flowing with the
- * first call. Owned by b. */
+ * first call, which blocks until the broker confirmed the subscription, so
+ * nothing that happens after it returns is missed. Owned by b. It is a
+ * second connection to the broker: a lease is not tied to it. */
 int iommufd_broker_event_fd(iommufd_broker *b);
 
 /* Take the next event without blocking: 1 if *ret was filled, 0 if none is
- * pending, or a negative errno. */
+ * pending, or a negative errno (-ECONNRESET: the broker went away).
+ * Events may already be buffered when the fd is not readable: call this
+ * until it returns 0 after iommufd_broker_event_fd() and after every
+ * wake-up, then poll again. */
 int iommufd_broker_next_event(iommufd_broker *b, iommufd_broker_event *ret);
 
 #ifdef __cplusplus

@@ -1,2 +1,627 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+
+#include <systemd/sd-bus.h>
+
+#include "config.h"
+#include "dbus-broker.h"
+#include "dbus-device.h"
+#include "log.h"
+#include "session.h"
+
+/* One client of the D-Bus front end: a sender unique name and its Session. */
+typedef struct DbusSession DbusSession;
+struct DbusSession {
+        DbusBroker *broker;
+        char *name;
+        Session *session;
+        sd_bus_track *track;
+        DbusSession *next;
+};
+
+struct DbusBroker {
+        Manager *manager;
+        sd_bus *bus;
+        sd_bus_slot *vtable_slot;
+        sd_bus_slot *object_manager_slot;
+        DbusDevices *devices;
+        Subscription *subscription;
+        DbusSession *sessions;
+};
+
+/* --- Sessions --- */
+
+static DbusSession *dbus_session_find(DbusBroker *b, const char *name) {
+        for (DbusSession *s = b->sessions; s; s = s->next)
+                if (streq(s->name, name))
+                        return s;
+        return NULL;
+}
+
+/* Unlink and end everything the name held: session_destroy() is the same
+ * call a varlink disconnect makes. */
+static void dbus_session_free(DbusSession *s) {
+        if (!s)
+                return;
+        for (DbusSession **p = &s->broker->sessions; *p; p = &(*p)->next)
+                if (*p == s) {
+                        *p = s->next;
+                        break;
+                }
+        if (s->session)
+                session_destroy(s->session);
+        sd_bus_track_unref(s->track);
+        free(s->name);
+        free(s);
+}
+
+static int on_name_gone(sd_bus_track *track, void *userdata) {
+        DbusSession *s = userdata;
+
+        log_debug("D-Bus client %s left the bus, ending its session.", s->name);
+        dbus_session_free(s);
+        return 0;
+}
+
+static int pidfd_open_pid(pid_t pid) {
+        int fd = (int) syscall(SYS_pidfd_open, pid, 0);
+        return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Who sent m, as the policy sees it. libsystemd 252 has no pidfd creds, so
+ * the pidfd is opened from the pid the bus recorded when the client
+ * connected: if that process exited and its pid was reused in between, the
+ * pidfd names the wrong process. The window is small, the pid stays the
+ * identity the bus vouches for, and the uid comes from the bus, not from it.
+ * EGID and the unit come from /proc (AUGMENT), with the same race.
+ */
+static int principal_from_message(sd_bus_message *m, Principal **ret) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        const gid_t *groups = NULL;
+        const char *unit = NULL;
+        gid_t gid = (gid_t) -1;
+        uid_t uid;
+        pid_t pid;
+        int r, n_groups;
+
+        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_PID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
+                                              SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_UNIT |
+                                              SD_BUS_CREDS_AUGMENT,
+                                      &creds);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        r = sd_bus_creds_get_pid(creds, &pid);
+        if (r < 0)
+                return r;
+        (void) sd_bus_creds_get_egid(creds, &gid);
+        n_groups = sd_bus_creds_get_supplementary_gids(creds, &groups);
+        if (n_groups < 0)
+                n_groups = 0;
+        (void) sd_bus_creds_get_unit(creds, &unit);
+
+        pidfd = pidfd_open_pid(pid);
+        if (pidfd == -ESRCH)
+                return -ESRCH;  /* the caller is already gone */
+        if (pidfd < 0)
+                pidfd = -EBADF; /* kernel without pidfds: go by pid */
+
+        return principal_new(uid, gid, pid, TAKE_FD(pidfd), groups, (size_t) n_groups, unit, ret);
+}
+
+/* The session of m's sender, created and tracked on first use. *ret_created
+ * tells the caller it may drop the session again if the first call fails. */
+static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret, bool *ret_created) {
+        _cleanup_(principal_freep) Principal *principal = NULL;
+        const char *sender = sd_bus_message_get_sender(m);
+        DbusSession *s;
+        int r;
+
+        if (!sender)
+                return -ENOTCONN;
+        s = dbus_session_find(b, sender);
+        if (s) {
+                *ret = s;
+                *ret_created = false;
+                return 0;
+        }
+
+        r = principal_from_message(m, &principal);
+        if (r < 0)
+                return log_debug_errno(r, "Cannot identify D-Bus client %s: %s", sender, strerror(-r));
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->broker = b;
+        s->next = b->sessions;
+        b->sessions = s;
+        s->name = strdup(sender);
+        if (!s->name) {
+                dbus_session_free(s);
+                return -ENOMEM;
+        }
+        r = session_new(b->manager, TAKE_PTR(principal), &s->session);
+        if (r < 0) {
+                dbus_session_free(s);
+                return r;
+        }
+        /* Fails if the name is already gone: nobody to hand fds to then. */
+        r = sd_bus_track_new(b->bus, &s->track, on_name_gone, s);
+        if (r >= 0)
+                r = sd_bus_track_add_name(s->track, sender);
+        if (r < 0) {
+                dbus_session_free(s);
+                return r;
+        }
+
+        log_debug("D-Bus client %s has session %" PRIu64 ".", sender, session_id(s->session));
+        *ret = s;
+        *ret_created = true;
+        return 0;
+}
+
+/* --- Errors --- */
+
+/* Turn a core failure into io.iommufd.Broker1.Error.<Name> with its message. */
+static int reply_broker_error(sd_bus_error *error, int r, const BrokerError *e) {
+        BrokerError copy = *e;
+        char name[128];
+
+        broker_error_ensure(&copy, r, copy.device[0] ? copy.device : NULL);
+        snprintf(name, sizeof(name), BROKER_DBUS_ERROR_PREFIX "%s", strna(broker_error_name(copy.code)));
+        return sd_bus_error_set(error, name, copy.message);
+}
+
+static int reply_error(sd_bus_error *error, int r, BrokerErrorCode code, const char *device,
+                       const char *message) {
+        BrokerError e = {};
+
+        broker_error_set(&e, code, device, "%s", message);
+        return reply_broker_error(error, r, &e);
+}
+
+/* --- Methods --- */
+
+static int method_list_devices(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        DbusBroker *b = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Device *const *devices;
+        size_t n;
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(so)");
+        if (r < 0)
+                return r;
+        devices = inventory_devices(manager_inventory(b->manager), &n);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = NULL;
+
+                r = dbus_device_path(devices[i]->address, &path);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_append(reply, "(so)", devices[i]->address, path);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        DbusBroker *b = userdata;
+        _cleanup_free_ char *path = NULL;
+        const char *address;
+        BrokerError err = {};
+        Device *d;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &address);
+        if (r < 0)
+                return r;
+        r = manager_get_device(b->manager, address, &d, &err);
+        if (r < 0)
+                return reply_broker_error(error, r, &err);
+        r = dbus_device_path(d->address, &path);
+        if (r < 0)
+                return r;
+        return sd_bus_reply_method_return(m, "o", path);
+}
+
+/* Read one option's variant, which must hold type `want`. */
+static int read_option(sd_bus_message *m, const char *key, const char *want, void *p, BrokerError *err) {
+        const char *contents = NULL;
+        int r;
+
+        r = sd_bus_message_peek_type(m, NULL, &contents);
+        if (r < 0)
+                return r;
+        if (!streq_ptr(contents, want))
+                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                        "Option '%s' must be of type '%s', not '%s'.", key, want,
+                                        strna(contents));
+        return sd_bus_message_read(m, "v", want, p);
+}
+
+static int read_one_option(sd_bus_message *m, AcquireRequest *req, BrokerError *err) {
+        const char *key, *mode;
+        int r, b;
+
+        r = sd_bus_message_read(m, "s", &key);
+        if (r < 0)
+                return r;
+
+        if (streq(key, "mode")) {
+                r = read_option(m, key, "s", &mode, err);
+                if (r < 0)
+                        return r;
+                req->mode = acquire_mode_from_string(mode);
+                if (req->mode < 0)
+                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                                "Unknown mode '%s': expected unbound, bound or attached.",
+                                                mode);
+        } else if (streq(key, "managed")) {
+                r = read_option(m, key, "b", &b, err);
+                if (r < 0)
+                        return r;
+                req->managed = b;
+        } else if (streq(key, "interactive")) {
+                r = read_option(m, key, "b", &b, err);
+                if (r < 0)
+                        return r;
+                req->allow_interactive = b;
+        } else
+                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                        "Unknown option '%s': expected mode, managed or interactive.", key);
+        return 0;
+}
+
+static int read_acquire_options(sd_bus_message *m, AcquireRequest *req, BrokerError *err) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                r = read_one_option(m, req, err);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int append_acquired_devices(sd_bus_message *reply, const AcquireReply *a) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(sha{sv})");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < a->n_devices; i++) {
+                const AcquiredDevice *d = &a->devices[i];
+
+                r = sd_bus_message_append(reply, "(sha{sv})", d->address, d->fd, 2,
+                                          "dev_id", "u", d->dev_id, "hwpt_id", "u", d->hwpt_id);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+/* sd-bus dups every fd appended as 'h'; the caller closes its own. */
+static int send_acquire_reply(sd_bus_message *m, const AcquireReply *a) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_return(m, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "h", a->iommufd);
+        if (r < 0)
+                return r;
+        r = append_acquired_devices(reply, a);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "a{sv}", 2, "session", "t", a->session_id, "ioas_id", "u",
+                                  a->ioas_id);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* The reply could not be sent: nobody has the fds, so give the devices back. */
+static void undo_acquire(Session *s, const AcquireReply *a) {
+        _cleanup_strv_free_ char **addresses = NULL;
+        BrokerError err = {};
+
+        for (size_t i = 0; i < a->n_devices; i++)
+                if (strv_extend(&addresses, a->devices[i].address) < 0)
+                        return;
+        if (addresses)
+                (void) session_release(s, addresses, &err);
+}
+
+static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        DbusBroker *b = userdata;
+        _cleanup_strv_free_ char **devices = NULL;
+        AcquireRequest req = { .mode = ACQUIRE_MODE_ATTACHED };
+        AcquireReply reply = { .iommufd = -EBADF };
+        BrokerError err = {};
+        DbusSession *s = NULL;
+        bool created = false;
+        int r;
+
+        r = sd_bus_message_read_strv(m, &devices);
+        if (r < 0)
+                return r;
+        if (!devices && !(devices = calloc(1, sizeof(char *))))
+                return -ENOMEM;
+        r = read_acquire_options(m, &req, &err);
+        if (r < 0)
+                return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
+        req.devices = devices;
+
+        r = dbus_session_get(b, m, &s, &created);
+        if (r < 0)
+                return reply_error(error, r, BROKER_ERROR_KERNEL_ERROR, NULL,
+                                   "Cannot set up a session for the caller.");
+
+        r = session_acquire(s->session, &req, &reply, &err);
+        if (r < 0) {
+                /* A first call that failed leaves nothing worth keeping. */
+                if (created && session_n_leases(s->session) == 0)
+                        dbus_session_free(s);
+                return reply_broker_error(error, r, &err);
+        }
+
+        r = send_acquire_reply(m, &reply);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot send AcquireDevices reply to %s, releasing: %s",
+                                  s->name, strerror(-r));
+                undo_acquire(s->session, &reply);
+        }
+        acquire_reply_done(&reply);
+        return r;
+}
+
+/* A caller without a session holds nothing; say which device, and why. */
+static int reply_not_held(DbusBroker *b, char **devices, sd_bus_error *error) {
+        BrokerError err = {};
+        Device *d;
+        char message[256];
+        int r;
+
+        r = manager_get_device(b->manager, devices[0], &d, &err);
+        if (r < 0)
+                return reply_broker_error(error, r, &err);
+        snprintf(message, sizeof(message), "Device %s is not held by this caller.", d->address);
+        return reply_error(error, -ENOENT, BROKER_ERROR_NOT_HELD, d->address, message);
+}
+
+static int method_release_devices(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        DbusBroker *b = userdata;
+        _cleanup_strv_free_ char **devices = NULL;
+        BrokerError err = {};
+        DbusSession *s;
+        int r;
+
+        r = sd_bus_message_read_strv(m, &devices);
+        if (r < 0)
+                return r;
+
+        s = dbus_session_find(b, strna(sd_bus_message_get_sender(m)));
+        if (!s)
+                return strv_length(devices) == 0 ? sd_bus_reply_method_return(m, NULL)
+                                                 : reply_not_held(b, devices, error);
+
+        r = session_release(s->session, strv_length(devices) > 0 ? devices : NULL, &err);
+        if (r < 0)
+                return reply_broker_error(error, r, &err);
+        return sd_bus_reply_method_return(m, NULL);
+}
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface,
+                                const char *property, sd_bus_message *reply, void *userdata,
+                                sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", PACKAGE_VERSION);
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_METHOD_WITH_ARGS("ListDevices", SD_BUS_NO_ARGS, SD_BUS_RESULT("a(so)", devices),
+                                method_list_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetDevice", SD_BUS_ARGS("s", address), SD_BUS_RESULT("o", device),
+                                method_get_device, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AcquireDevices",
+                                SD_BUS_ARGS("as", devices, "a{sv}", options),
+                                SD_BUS_RESULT("h", iommufd, "a(sha{sv})", devices, "a{sv}", info),
+                                method_acquire_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReleaseDevices", SD_BUS_ARGS("as", devices), SD_BUS_NO_RESULT,
+                                method_release_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("DeviceAdded", SD_BUS_ARGS("s", address, "o", device), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("DeviceRemoved", SD_BUS_ARGS("s", address, "o", device), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("LeaseAcquired", SD_BUS_ARGS("s", address, "t", session), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("LeaseEnded", SD_BUS_ARGS("s", address, "t", session, "s", reason), 0),
+        SD_BUS_VTABLE_END,
+};
+
+/* --- Events to signals --- */
+
+static void emit_device_signal(DbusBroker *b, const char *member, const char *address, const char *path) {
+        int r = sd_bus_emit_signal(b->bus, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, member, "so", address, path);
+        if (r < 0)
+                log_warning_errno(r, "Cannot emit %s for %s: %s", member, address, strerror(-r));
+}
+
+static void emit_changed(DbusBroker *b, const char *address) {
+        int r = dbus_device_emit_changed(b->bus, address);
+        /* A lease that ended because its device left has no object to report on. */
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
+}
+
+static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
+        DbusBroker *b = userdata;
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        if (!ev->address || dbus_device_path(ev->address, &path) < 0)
+                return;
+
+        switch (ev->type) {
+        case BROKER_EVENT_DEVICE_ADDED:
+                r = sd_bus_emit_interfaces_added(b->bus, path, BROKER_DBUS_DEVICE_INTERFACE, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot emit InterfacesAdded for %s: %s", ev->address, strerror(-r));
+                emit_device_signal(b, "DeviceAdded", ev->address, path);
+                break;
+        case BROKER_EVENT_DEVICE_REMOVED:
+                r = sd_bus_emit_interfaces_removed(b->bus, path, BROKER_DBUS_DEVICE_INTERFACE, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot emit InterfacesRemoved for %s: %s", ev->address, strerror(-r));
+                emit_device_signal(b, "DeviceRemoved", ev->address, path);
+                break;
+        case BROKER_EVENT_DEVICE_CHANGED:
+                emit_changed(b, ev->address);
+                break;
+        case BROKER_EVENT_LEASE_ACQUIRED:
+                emit_changed(b, ev->address);
+                (void) sd_bus_emit_signal(b->bus, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "LeaseAcquired",
+                                          "st", ev->address, ev->session_id);
+                break;
+        case BROKER_EVENT_LEASE_ENDED:
+                emit_changed(b, ev->address);
+                (void) sd_bus_emit_signal(b->bus, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "LeaseEnded",
+                                          "sts", ev->address, ev->session_id, strna(ev->reason));
+                break;
+        default:
+                break;
+        }
+}
+
+/* --- Setup --- */
+
+static int bus_connect(const char *address, sd_bus **ret) {
+        _cleanup_(sd_bus_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (!address)
+                return sd_bus_open_system_with_description(ret, "iommufd-broker");
+
+        r = sd_bus_new(&bus);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_address(bus, address);
+        if (r < 0)
+                return r;
+        r = sd_bus_set_bus_client(bus, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_start(bus);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+static int request_name(sd_bus *bus) {
+        int r = sd_bus_request_name(bus, BROKER_DBUS_NAME, 0);
+        if (r == -EEXIST)
+                return log_error_errno(r, "D-Bus name %s is already owned by another process.", BROKER_DBUS_NAME);
+        if (r == -EACCES || r == -EPERM)
+                return log_error_errno(r, "Not allowed to own D-Bus name %s: check the bus policy (%s.conf).",
+                                       BROKER_DBUS_NAME, BROKER_DBUS_NAME);
+        if (r < 0)
+                return log_error_errno(r, "Cannot request D-Bus name %s: %s", BROKER_DBUS_NAME, strerror(-r));
+        return 0;
+}
+
+static int register_objects(DbusBroker *b) {
+        int r;
+
+        r = sd_bus_add_object_vtable(b->bus, &b->vtable_slot, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
+                                     manager_vtable, b);
+        if (r < 0)
+                return log_error_errno(r, "Cannot add the D-Bus manager object: %s", strerror(-r));
+        r = sd_bus_add_object_manager(b->bus, &b->object_manager_slot, BROKER_DBUS_PATH);
+        if (r < 0)
+                return log_error_errno(r, "Cannot add the D-Bus object manager: %s", strerror(-r));
+        return dbus_devices_new(b->bus, b->manager, &b->devices);
+}
+
+int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
+        _cleanup_(dbus_broker_freep) DbusBroker *b = NULL;
+        int r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        b->manager = m;
+
+        r = bus_connect(bus_address, &b->bus);
+        if (r < 0)
+                return log_error_errno(r, "Cannot connect to the %s bus%s%s: %s",
+                                       bus_address ? "D-Bus" : "system", bus_address ? " at " : "",
+                                       bus_address ?: "", strerror(-r));
+        if (sd_bus_can_send(b->bus, SD_BUS_TYPE_UNIX_FD) <= 0)
+                return log_error_errno(-EOPNOTSUPP, "The bus does not pass file descriptors.");
+        /* A broker that silently lost its bus would strand every D-Bus client;
+         * stop instead and let the service manager restart us. */
+        r = sd_bus_set_exit_on_disconnect(b->bus, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(b->bus, manager_event(m), SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0)
+                return log_error_errno(r, "Cannot attach the bus to the event loop: %s", strerror(-r));
+
+        r = register_objects(b);
+        if (r < 0)
+                return r;
+        r = manager_subscribe(m, on_broker_event, b, &b->subscription);
+        if (r < 0)
+                return log_error_errno(r, "Cannot subscribe to broker events: %s", strerror(-r));
+        /* Last: calls may arrive as soon as we own the name. */
+        r = request_name(b->bus);
+        if (r < 0)
+                return r;
+
+        log_info("D-Bus: serving %s on %s.", BROKER_DBUS_NAME, bus_address ?: "the system bus");
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+DbusBroker *dbus_broker_free(DbusBroker *b) {
+        if (!b)
+                return NULL;
+        /* No signals about our own teardown. */
+        b->subscription = subscription_free(b->subscription);
+        while (b->sessions)
+                dbus_session_free(b->sessions);
+        dbus_devices_free(b->devices);
+        sd_bus_slot_unref(b->object_manager_slot);
+        sd_bus_slot_unref(b->vtable_slot);
+        if (b->bus) {
+                sd_bus_detach_event(b->bus);
+                sd_bus_flush_close_unref(b->bus);
+        }
+        free(b);
+        return NULL;
+}

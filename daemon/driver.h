@@ -24,3 +24,7 @@ typedef void (*DriverRestoreDone)(const char *address, int result, void *userdat
  */
 int driver_restore_async(sd_event *event, const Device *d, const char *original_driver,
                          DriverRestoreDone done, void *userdata);
+
+/* Tests only: use path instead of /sys/bus/pci for the bus-wide files
+ * (drivers_probe, drivers/<drv>/bind). NULL restores the default. */
+void driver_set_bus_path_for_test(const char *path);

@@ -1,2 +1,460 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
+#include <libudev.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+
+#include "inventory.h"
+#include "log.h"
+
+struct Inventory {
+        sd_event *event;
+        struct udev *udev;
+        struct udev_monitor *monitor;
+        sd_event_source *monitor_source;
+
+        Device **devices;               /* sorted by address */
+        size_t n_devices;
+
+        InventoryHandler handler;
+        void *userdata;
+};
+
+/* Enough to drain a burst without starving the rest of the loop: the
+ * source is level-triggered and comes back if more is queued. */
+#define MONITOR_BATCH 64
+
+static void udev_enumeratep(struct udev_enumerate **e) {
+        if (*e)
+                udev_enumerate_unref(*e);
+}
+
+static void udev_devicep(struct udev_device **d) {
+        if (*d)
+                udev_device_unref(*d);
+}
+
+static void notify(Inventory *inv, Device *d, InventoryEvent event) {
+        if (inv->handler)
+                inv->handler(inv, d, event, inv->userdata);
+}
+
+/* Index of the first device whose address is >= address. */
+static size_t lower_bound(Inventory *inv, const char *address) {
+        size_t lo = 0, hi = inv->n_devices;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(inv->devices[mid]->address, address) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static int insert_device(Inventory *inv, Device *d) {
+        size_t i = lower_bound(inv, d->address);
+        Device **t;
+
+        if (i < inv->n_devices && streq(inv->devices[i]->address, d->address))
+                return -EEXIST;
+        t = realloc(inv->devices, sizeof(Device *) * (inv->n_devices + 1));
+        if (!t)
+                return -ENOMEM;
+        inv->devices = t;
+        memmove(t + i + 1, t + i, sizeof(Device *) * (inv->n_devices - i));
+        t[i] = d;
+        inv->n_devices++;
+        return 0;
+}
+
+/* Takes the device out of the array without freeing it. */
+static void unlink_device(Inventory *inv, Device *d) {
+        size_t i = lower_bound(inv, d->address);
+
+        if (i >= inv->n_devices || inv->devices[i] != d)
+                return;
+        memmove(inv->devices + i, inv->devices + i + 1, sizeof(Device *) * (inv->n_devices - i - 1));
+        inv->n_devices--;
+}
+
+Device *inventory_find(Inventory *inv, const char *address) {
+        char normalized[16];
+        size_t i;
+
+        if (!inv || pci_address_normalize(address, normalized) < 0)
+                return NULL;
+        i = lower_bound(inv, normalized);
+        if (i < inv->n_devices && streq(inv->devices[i]->address, normalized))
+                return inv->devices[i];
+        return NULL;
+}
+
+Device *const *inventory_devices(Inventory *inv, size_t *ret_n) {
+        if (ret_n)
+                *ret_n = inv ? inv->n_devices : 0;
+        return inv ? inv->devices : NULL;
+}
+
+void inventory_set_handler(Inventory *inv, InventoryHandler handler, void *userdata) {
+        inv->handler = handler;
+        inv->userdata = userdata;
+}
+
+int inventory_new_static(Inventory **ret, InventoryHandler handler, void *userdata) {
+        Inventory *inv;
+
+        if (!ret)
+                return -EINVAL;
+        inv = calloc(1, sizeof(*inv));
+        if (!inv)
+                return -ENOMEM;
+        inv->handler = handler;
+        inv->userdata = userdata;
+        *ret = inv;
+        return 0;
+}
+
+/* Reports ADDED when a handler is set, so tests can simulate hotplug; the
+ * initial fill happens before anyone listens. */
+int inventory_add(Inventory *inv, Device *d) {
+        int r;
+
+        if (!inv || !d) {
+                device_free(d);
+                return -EINVAL;
+        }
+        r = insert_device(inv, d);
+        if (r < 0) {
+                device_free(d);
+                return r;
+        }
+        notify(inv, d, INVENTORY_DEVICE_ADDED);
+        return 0;
+}
+
+Inventory *inventory_free(Inventory *inv) {
+        if (!inv)
+                return NULL;
+        sd_event_source_disable_unref(inv->monitor_source);
+        if (inv->monitor)
+                udev_monitor_unref(inv->monitor);
+        if (inv->udev)
+                udev_unref(inv->udev);
+        sd_event_unref(inv->event);
+        for (size_t i = 0; i < inv->n_devices; i++)
+                device_free(inv->devices[i]);
+        free(inv->devices);
+        free(inv);
+        return NULL;
+}
+
+/* What a refresh can change, to tell whether anything moved. */
+typedef struct Snapshot {
+        char *driver;
+        char *vfio_cdev;
+        dev_t vfio_devnum;
+        int iommu_group;
+        bool noiommu;
+        char **group_members;
+} Snapshot;
+
+static bool strv_equal(char *const *a, char *const *b) {
+        size_t n = strv_length(a);
+
+        if (n != strv_length(b))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}
+
+/* Copies, because device_refresh() frees the strings it replaces. */
+static int snapshot_take(const Device *d, Snapshot *ret) {
+        Snapshot s = {
+                .vfio_devnum = d->vfio_devnum,
+                .iommu_group = d->iommu_group,
+                .noiommu = d->noiommu,
+        };
+
+        if (free_and_strdup(&s.driver, d->driver) < 0 ||
+            free_and_strdup(&s.vfio_cdev, d->vfio_cdev) < 0)
+                goto fail;
+        for (char **m = d->group_members; m && *m; m++)
+                if (strv_extend(&s.group_members, *m) < 0)
+                        goto fail;
+        *ret = s;
+        return 0;
+fail:
+        free(s.driver);
+        free(s.vfio_cdev);
+        strv_free(s.group_members);
+        return -ENOMEM;
+}
+
+static void snapshot_done(Snapshot *s) {
+        free(s->driver);
+        free(s->vfio_cdev);
+        strv_free(s->group_members);
+}
+
+static bool snapshot_differs(const Snapshot *s, const Device *d, bool *ret_driver_moved) {
+        bool driver_moved = !streq_ptr(s->driver, d->driver);
+
+        if (ret_driver_moved)
+                *ret_driver_moved = driver_moved;
+        return driver_moved ||
+               !streq_ptr(s->vfio_cdev, d->vfio_cdev) ||
+               s->vfio_devnum != d->vfio_devnum ||
+               s->iommu_group != d->iommu_group ||
+               s->noiommu != d->noiommu ||
+               !strv_equal(s->group_members, d->group_members);
+}
+
+/*
+ * A driver moving on one member changes whether the others are usable
+ * (group viability), and a member appearing or leaving changes their member
+ * lists: re-read the mates and tell the handler. Works on a copy of the
+ * member list because the handler may refresh devices.
+ */
+static void notify_group_mates(Inventory *inv, int group, char *const *members, const char *except) {
+        _cleanup_strv_free_ char **copy = NULL;
+
+        if (group < 0)
+                return;
+        for (char *const *m = members; m && *m; m++)
+                if (!streq(*m, except) && strv_extend(&copy, *m) < 0)
+                        return (void) log_warning("Out of memory notifying group %d", group);
+
+        for (char **m = copy; m && *m; m++) {
+                Device *mate = inventory_find(inv, *m);
+                int r;
+
+                if (!mate || mate->iommu_group != group)
+                        continue;
+                r = device_refresh(mate);
+                if (r < 0)
+                        log_debug_errno(r, "%s: re-reading group mate failed: %m", mate->address);
+                notify(inv, mate, INVENTORY_DEVICE_CHANGED);
+        }
+}
+
+/* Re-read d; *ret_changed and *ret_driver_moved tell what moved. */
+static int refresh_device(Device *d, bool *ret_changed, bool *ret_driver_moved) {
+        Snapshot before;
+        int r;
+
+        r = snapshot_take(d, &before);
+        if (r < 0)
+                return r;
+        r = device_refresh(d);
+        if (r >= 0)
+                *ret_changed = snapshot_differs(&before, d, ret_driver_moved);
+        snapshot_done(&before);
+        return r;
+}
+
+int inventory_refresh(Inventory *inv, Device *d) {
+        bool changed = false, driver_moved = false;
+        int r;
+
+        if (!inv || !d)
+                return -EINVAL;
+        r = refresh_device(d, &changed, &driver_moved);
+        if (r < 0)
+                return r;
+        if (!changed)
+                return 0;
+        notify(inv, d, INVENTORY_DEVICE_CHANGED);
+        if (driver_moved)
+                notify_group_mates(inv, d->iommu_group, d->group_members, d->address);
+        return 0;
+}
+
+static void handle_add(Inventory *inv, const char *syspath) {
+        _cleanup_(device_freep) Device *d = NULL;
+        Device *added;
+        int r;
+
+        r = device_read(syspath, &d);
+        if (r < 0)
+                return (void) log_debug_errno(r, "%s: cannot read new device, skipping: %m", syspath);
+        added = d;
+        r = insert_device(inv, d);
+        if (r < 0)
+                return (void) log_warning_errno(r, "%s: cannot add device: %m", syspath);
+        TAKE_PTR(d);
+        log_debug("%s: added (driver %s, group %d)", added->address, strna(added->driver), added->iommu_group);
+        notify(inv, added, INVENTORY_DEVICE_ADDED);
+        notify_group_mates(inv, added->iommu_group, added->group_members, added->address);
+}
+
+static void handle_remove(Inventory *inv, Device *d) {
+        _cleanup_strv_free_ char **members = TAKE_PTR(d->group_members);
+        int group = d->iommu_group;
+        char address[16];
+
+        memcpy(address, d->address, sizeof(address));
+        log_debug("%s: removed", address);
+        notify(inv, d, INVENTORY_DEVICE_REMOVED);
+        unlink_device(inv, d);
+        device_free(d);
+        notify_group_mates(inv, group, members, address);
+}
+
+/* bind, unbind, change, move: re-read in place. A "change" may concern
+ * attributes we do not track, so it is always reported; the others only
+ * when something moved (the broker's own inventory_refresh() usually got
+ * there first). */
+static void handle_change(Inventory *inv, Device *d, const char *action, const char *syspath) {
+        bool changed = false, driver_moved = false;
+        int r;
+
+        if (streq(action, "move") && !streq(d->syspath, syspath)) {
+                r = free_and_strdup(&d->syspath, syspath);
+                if (r < 0)
+                        return (void) log_warning_errno(r, "%s: cannot follow move: %m", d->address);
+                changed = true;
+        }
+
+        r = refresh_device(d, &changed, &driver_moved);
+        if (r < 0)
+                /* Most likely going away; the "remove" event follows. */
+                return (void) log_debug_errno(r, "%s: re-reading after %s failed: %m", d->address, action);
+
+        if (!changed && !streq(action, "change"))
+                return;
+        log_debug("%s: %s (driver %s, cdev %s)", d->address, action, strna(d->driver), strna(d->vfio_cdev));
+        notify(inv, d, INVENTORY_DEVICE_CHANGED);
+        if (driver_moved)
+                notify_group_mates(inv, d->iommu_group, d->group_members, d->address);
+}
+
+static void handle_uevent(Inventory *inv, struct udev_device *ud) {
+        const char *action = udev_device_get_action(ud);
+        const char *syspath = udev_device_get_syspath(ud);
+        const char *sysname = udev_device_get_sysname(ud);
+        Device *d;
+
+        if (!action || !syspath || !sysname)
+                return;
+        d = inventory_find(inv, sysname);
+
+        if (streq(action, "remove")) {
+                if (d)
+                        handle_remove(inv, d);
+        } else if (streq(action, "add")) {
+                if (d)
+                        handle_change(inv, d, "change", syspath);
+                else
+                        handle_add(inv, syspath);
+        } else if (streq(action, "bind") || streq(action, "unbind") ||
+                   streq(action, "change") || streq(action, "move")) {
+                if (d)
+                        handle_change(inv, d, action, syspath);
+                else
+                        handle_add(inv, syspath);
+        } else
+                log_debug("%s: ignoring uevent '%s'", sysname, action);
+}
+
+static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Inventory *inv = userdata;
+
+        for (unsigned i = 0; i < MONITOR_BATCH; i++) {
+                _cleanup_(udev_devicep) struct udev_device *ud = NULL;
+
+                ud = udev_monitor_receive_device(inv->monitor);
+                if (!ud)
+                        break;
+                handle_uevent(inv, ud);
+        }
+        return 0;
+}
+
+static int enumerate(Inventory *inv) {
+        _cleanup_(udev_enumeratep) struct udev_enumerate *e = NULL;
+        struct udev_list_entry *entry;
+        int r;
+
+        e = udev_enumerate_new(inv->udev);
+        if (!e)
+                return -errno ?: -ENOMEM;
+        r = udev_enumerate_add_match_subsystem(e, "pci");
+        if (r < 0)
+                return r;
+        r = udev_enumerate_scan_devices(e);
+        if (r < 0)
+                return r;
+
+        udev_list_entry_foreach(entry, udev_enumerate_get_list_entry(e)) {
+                const char *syspath = udev_list_entry_get_name(entry);
+                _cleanup_(device_freep) Device *d = NULL;
+
+                r = device_read(syspath, &d);
+                if (r < 0) {
+                        /* Vanished between enumeration and read, or not a function we understand. */
+                        log_debug_errno(r, "%s: skipping: %m", syspath);
+                        continue;
+                }
+                r = insert_device(inv, d);
+                if (r == -EEXIST)
+                        continue;
+                if (r < 0)
+                        return r;
+                TAKE_PTR(d);
+        }
+        return 0;
+}
+
+static int monitor_start(Inventory *inv) {
+        /* udevd re-broadcasts on "udev" after processing; without udevd (a
+         * minimal VM) only the kernel's own broadcasts exist. */
+        const char *source = access("/run/udev/control", F_OK) >= 0 ? "udev" : "kernel";
+        int r;
+
+        inv->monitor = udev_monitor_new_from_netlink(inv->udev, source);
+        if (!inv->monitor)
+                return log_error_errno(errno ?: ENOMEM, "Cannot create udev monitor (%s): %m", source);
+        r = udev_monitor_filter_add_match_subsystem_devtype(inv->monitor, "pci", NULL);
+        if (r < 0)
+                return log_error_errno(r, "Cannot filter udev monitor: %m");
+        r = udev_monitor_enable_receiving(inv->monitor);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start udev monitor: %m");
+        r = sd_event_add_io(inv->event, &inv->monitor_source, udev_monitor_get_fd(inv->monitor),
+                            EPOLLIN, on_monitor, inv);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch udev monitor: %m");
+        (void) sd_event_source_set_description(inv->monitor_source, "udev-monitor");
+        log_debug("Watching PCI uevents from the %s source", source);
+        return 0;
+}
+
+int inventory_new(Inventory **ret, sd_event *event, InventoryHandler handler, void *userdata) {
+        _cleanup_(inventory_freep) Inventory *inv = NULL;
+        int r;
+
+        if (!ret || !event)
+                return -EINVAL;
+        r = inventory_new_static(&inv, handler, userdata);
+        if (r < 0)
+                return r;
+        inv->event = sd_event_ref(event);
+        inv->udev = udev_new();
+        if (!inv->udev)
+                return -errno ?: -ENOMEM;
+
+        /* Monitor first, so nothing added during the enumeration is missed. */
+        r = monitor_start(inv);
+        if (r < 0)
+                return r;
+        r = enumerate(inv);
+        if (r < 0)
+                return log_error_errno(r, "Cannot enumerate PCI devices: %m");
+        log_debug("Found %zu PCI devices", inv->n_devices);
+
+        *ret = TAKE_PTR(inv);
+        return 0;
+}

@@ -1,2 +1,344 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
+/*
+ * kernel_ops_fake: a test double for iommufd/vfio, linked only into the fast
+ * tier's iommufd-broker-fake. It keeps the behaviour the core relies on:
+ *
+ *   - open_iommufd() returns a fresh memfd named "fake-iommufd".
+ *   - open_device() returns a fresh memfd named "fake-vfio-<address>", so a
+ *     client can tell which device it got from readlink(/proc/self/fd/N).
+ *     It fails with -ENODEV if the device has no vfio cdev, like the kernel.
+ *   - bind() succeeds once per device while the bound file is open: binding
+ *     the same file again, or another open file of a device whose bound file
+ *     is still open anywhere (even in a client after the lease ended), gives
+ *     -EINVAL. As with the kernel, closing the last reference to the bound
+ *     file unbinds the device. This is tracked with an open-file-description
+ *     lock on the memfd (it lives exactly as long as the open file) and
+ *     /proc/locks, so the fake keeps no reference to the file.
+ *   - dev_id, ioas_id and hwpt_id come from one counter starting at 1.
+ *   - hw_info() reports intel-vtd with IOMMU_HW_CAP_DIRTY_TRACKING.
+ *
+ * Configured only by environment variables, read once at first use:
+ *
+ *   IOMMUFD_BROKER_FAKE_UNSUPPORTED=<reason>
+ *           unsupported_reason() returns <reason>.
+ *   IOMMUFD_BROKER_FAKE_GROUP_OPEN=<addr>[,<addr>...]
+ *           open_device() fails with -EBUSY for these devices, as when their
+ *           legacy group /dev/vfio/N is open elsewhere.
+ *   IOMMUFD_BROKER_FAKE_BIND_FAIL=<addr>[,<addr>...]
+ *           bind() fails with -EINVAL for these devices.
+ *
+ * Addresses are compared in full form ("0000:03:00.0").
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "kernel.h"
+#include "log.h"
+#include "uapi.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
+
+#define FAKE_IOMMUFD_NAME "fake-iommufd"
+#define FAKE_VFIO_PREFIX  "fake-vfio-"
+
+/* One device bound through a file, identified by that file's inode. */
+typedef struct FakeBinding {
+        char address[16];
+        dev_t st_dev;
+        ino_t st_ino;
+} FakeBinding;
+
+/* Bounded: stale entries are dropped whenever the table fills up. */
+#define FAKE_MAX_BINDINGS 256
+
+static struct {
+        bool loaded;
+        char *unsupported;              /* NULL: supported */
+        char *group_open;               /* comma-separated addresses */
+        char *bind_fail;
+        uint32_t next_id;
+        FakeBinding bindings[FAKE_MAX_BINDINGS];
+        size_t n_bindings;
+} fake;
+
+static void fake_load(void) {
+        const char *e;
+
+        if (fake.loaded)
+                return;
+        fake.loaded = true;
+        fake.next_id = 1;
+        e = getenv("IOMMUFD_BROKER_FAKE_UNSUPPORTED");
+        fake.unsupported = e && *e ? strdup(e) : NULL;
+        e = getenv("IOMMUFD_BROKER_FAKE_GROUP_OPEN");
+        fake.group_open = e ? strdup(e) : NULL;
+        e = getenv("IOMMUFD_BROKER_FAKE_BIND_FAIL");
+        fake.bind_fail = e ? strdup(e) : NULL;
+}
+
+static bool address_in_list(const char *list, const char *address) {
+        size_t n = strlen(address);
+
+        for (const char *p = list; p && *p;) {
+                size_t len = strcspn(p, ",");
+                if (len == n && strncmp(p, address, n) == 0)
+                        return true;
+                p += len;
+                p += *p == ',';
+        }
+        return false;
+}
+
+static uint32_t fake_new_id(void) {
+        fake_load();
+        return fake.next_id++;
+}
+
+/* The memfd name behind fd ("fake-vfio-0000:03:00.0"), or -ENOTTY if fd is
+ * not one of ours: the kernel answers a foreign file's ioctl that way. */
+static int fake_fd_name(int fd, char *buf, size_t size) {
+        char link[64], target[PATH_MAX];
+        const char *prefix = "/memfd:";
+        char *end;
+        ssize_t n;
+
+        if (fd < 0)
+                return -EBADF;
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n < 0)
+                return errno == ENOENT ? -EBADF : -errno;
+        target[n] = 0;
+        if (strncmp(target, prefix, strlen(prefix)) != 0)
+                return -ENOTTY;
+        end = strstr(target, " (deleted)");
+        if (end)
+                *end = 0;
+        if ((size_t) snprintf(buf, size, "%s", target + strlen(prefix)) >= size)
+                return -ENOTTY;
+        return 0;
+}
+
+/* Address of a fake device fd, from its name. */
+static int fake_device_address(int fd, char address[static 16]) {
+        char name[64];
+        int r;
+
+        r = fake_fd_name(fd, name, sizeof(name));
+        if (r < 0)
+                return r;
+        if (strncmp(name, FAKE_VFIO_PREFIX, strlen(FAKE_VFIO_PREFIX)) != 0 ||
+            strlen(name) - strlen(FAKE_VFIO_PREFIX) >= 16)
+                return -ENOTTY;
+        strcpy(address, name + strlen(FAKE_VFIO_PREFIX));
+        return 0;
+}
+
+static int fake_check_iommufd(int fd) {
+        char name[64];
+        int r;
+
+        r = fake_fd_name(fd, name, sizeof(name));
+        if (r == -ENOTTY || (r >= 0 && !streq(name, FAKE_IOMMUFD_NAME)))
+                return -EBADF;  /* the kernel's answer to "this is not an iommufd" */
+        return r;
+}
+
+/* Whether some open file description still holds our OFD lock on the inode. */
+static bool inode_is_locked(dev_t st_dev, ino_t st_ino) {
+        _cleanup_(fclosep) FILE *f = fopen("/proc/locks", "re");
+        char line[256];
+
+        if (!f)
+                return true;    /* cannot tell: err on the side of "bound" */
+        while (fgets(line, sizeof(line), f)) {
+                char kind[16];
+                unsigned maj, min;
+                unsigned long ino;
+
+                /* "1: OFDLCK ADVISORY  WRITE -1 00:01:1234 0 0"; skip "->" waiters. */
+                if (strstr(line, "->"))
+                        continue;
+                if (sscanf(line, "%*d: %15s %*s %*s %*d %x:%x:%lu", kind, &maj, &min, &ino) != 4)
+                        continue;
+                if (streq(kind, "OFDLCK") && maj == major(st_dev) && min == minor(st_dev) && ino == st_ino)
+                        return true;
+        }
+        return false;
+}
+
+static void fake_drop_stale_bindings(void) {
+        size_t j = 0;
+
+        for (size_t i = 0; i < fake.n_bindings; i++)
+                if (inode_is_locked(fake.bindings[i].st_dev, fake.bindings[i].st_ino))
+                        fake.bindings[j++] = fake.bindings[i];
+        fake.n_bindings = j;
+}
+
+static FakeBinding *fake_find_binding(const char *address) {
+        for (size_t i = 0; i < fake.n_bindings; i++)
+                if (streq(fake.bindings[i].address, address))
+                        return &fake.bindings[i];
+        return NULL;
+}
+
+/* Whether the device is bound through a file that is still open somewhere. */
+static bool fake_device_is_bound(const char *address) {
+        fake_drop_stale_bindings();
+        return fake_find_binding(address) != NULL;
+}
+
+/* Whether fd is the very file the device was bound through. */
+static bool fake_fd_is_bound(int fd, const char *address) {
+        FakeBinding *b;
+        struct stat st;
+
+        if (!fake_device_is_bound(address) || fstat(fd, &st) < 0)
+                return false;
+        b = fake_find_binding(address);
+        return b->st_dev == st.st_dev && b->st_ino == st.st_ino;
+}
+
+static const char *fake_unsupported_reason(void) {
+        fake_load();
+        return fake.unsupported;
+}
+
+static int fake_open_iommufd(void) {
+        int fd;
+
+        fake_load();
+        fd = memfd_create(FAKE_IOMMUFD_NAME, MFD_CLOEXEC);
+        return fd >= 0 ? fd : -errno;
+}
+
+static int fake_open_device(const Device *d) {
+        char name[64];
+        int fd;
+
+        fake_load();
+        if (!d || !d->vfio_cdev || d->vfio_devnum == 0)
+                return -ENODEV;
+        if (address_in_list(fake.group_open, d->address))
+                return -EBUSY;  /* legacy group open elsewhere */
+
+        snprintf(name, sizeof(name), FAKE_VFIO_PREFIX "%s", d->address);
+        fd = memfd_create(name, MFD_CLOEXEC);
+        return fd >= 0 ? fd : -errno;
+}
+
+static int fake_bind(int device_fd, int iommufd, uint32_t *ret_dev_id) {
+        struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+        char address[16];
+        struct stat st;
+        int r;
+
+        fake_load();
+        r = fake_device_address(device_fd, address);
+        if (r < 0)
+                return r;
+        r = fake_check_iommufd(iommufd);
+        if (r < 0)
+                return r;
+        if (address_in_list(fake.bind_fail, address))
+                return -EINVAL;
+        if (fake_device_is_bound(address))
+                return -EINVAL; /* this or another open file of the device is bound */
+        if (fake.n_bindings >= FAKE_MAX_BINDINGS)
+                return -ENOSPC;
+
+        if (fstat(device_fd, &st) < 0)
+                return -errno;
+        /* The lock belongs to the open file description: it moves with the fd
+         * over SCM_RIGHTS and vanishes when the last copy closes. */
+        if (fcntl(device_fd, F_OFD_SETLK, &lock) < 0)
+                return -errno;
+
+        fake.bindings[fake.n_bindings] = (FakeBinding) { .st_dev = st.st_dev, .st_ino = st.st_ino };
+        strcpy(fake.bindings[fake.n_bindings].address, address);
+        fake.n_bindings++;
+
+        if (ret_dev_id)
+                *ret_dev_id = fake_new_id();
+        return 0;
+}
+
+static int fake_ioas_alloc(int iommufd, uint32_t *ret_ioas_id) {
+        int r;
+
+        r = fake_check_iommufd(iommufd);
+        if (r < 0)
+                return r;
+        if (ret_ioas_id)
+                *ret_ioas_id = fake_new_id();
+        return 0;
+}
+
+/* attach/detach/hw_info need a device bound through this very file. */
+static int fake_require_bound(int device_fd) {
+        char address[16];
+        int r;
+
+        r = fake_device_address(device_fd, address);
+        if (r < 0)
+                return r;
+        return fake_fd_is_bound(device_fd, address) ? 0 : -EINVAL;
+}
+
+static int fake_attach(int device_fd, uint32_t pt_id, uint32_t *ret_hwpt_id) {
+        int r;
+
+        r = fake_require_bound(device_fd);
+        if (r < 0)
+                return r;
+        if (pt_id == 0)
+                return -ENOENT; /* no such object */
+        if (ret_hwpt_id)
+                *ret_hwpt_id = fake_new_id();
+        return 0;
+}
+
+static int fake_detach(int device_fd) {
+        return fake_require_bound(device_fd);
+}
+
+static int fake_hw_info(int iommufd, uint32_t dev_id, IommuHwInfo *ret) {
+        int r;
+
+        r = fake_check_iommufd(iommufd);
+        if (r < 0)
+                return r;
+        if (dev_id == 0)
+                return -ENOENT;
+        *ret = (IommuHwInfo) {
+                .valid = true,
+                .type = UAPI_IOMMU_HW_INFO_TYPE_INTEL_VTD,
+                .capabilities = UAPI_IOMMU_HW_CAP_DIRTY_TRACKING,
+        };
+        return 0;
+}
+
+static int fake_set_request_eventfd(int device_fd, int eventfd) {
+        char address[16];
+
+        return fake_device_address(device_fd, address);
+}
+
+const KernelOps kernel_ops_fake = {
+        .unsupported_reason = fake_unsupported_reason,
+        .open_iommufd = fake_open_iommufd,
+        .open_device = fake_open_device,
+        .bind = fake_bind,
+        .ioas_alloc = fake_ioas_alloc,
+        .attach = fake_attach,
+        .detach = fake_detach,
+        .hw_info = fake_hw_info,
+        .set_request_eventfd = fake_set_request_eventfd,
+};

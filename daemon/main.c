@@ -1,3 +1,276 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
-int main(void) { return 0; }
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include "config.h"
+#include "dbus-broker.h"
+#include "log.h"
+#include "manager.h"
+#include "varlink-broker.h"
+
+/* KERNEL_OPS is kernel_ops_real in iommufd-broker and kernel_ops_fake in the
+ * fast tier's iommufd-broker-fake (see meson.build). */
+#ifndef KERNEL_OPS
+#error "KERNEL_OPS must name the kernel backend"
+#endif
+
+typedef enum FrontEndMode { FRONT_END_AUTO, FRONT_END_ON, FRONT_END_OFF } FrontEndMode;
+
+static struct {
+        const char *policy_path;
+        const char *policy_dir;
+        const char *varlink_path;
+        const char *bus_address;
+        FrontEndMode varlink;
+        FrontEndMode dbus;
+        bool check_config;
+        unsigned idle_timeout_sec;
+        unsigned max_connections_per_uid;
+} arg = {
+        .varlink = FRONT_END_ON,
+        .dbus = FRONT_END_AUTO,
+};
+
+static void help(void) {
+        printf("Usage: iommufd-broker [OPTIONS]\n\n"
+               "Hands VFIO devices and iommufd contexts to unprivileged clients.\n\n"
+               "  --policy FILE            policy file (default %s)\n"
+               "  --policy-dir DIR         drop-in directory (default %s)\n"
+               "  --check-config           validate the policy and exit\n"
+               "  --varlink-listen PATH    listen here instead of socket activation or %s\n"
+               "  --no-varlink             no varlink front end\n"
+               "  --bus-address ADDRESS    use this D-Bus bus instead of the system bus (D-Bus required)\n"
+               "  --dbus / --no-dbus       require / disable the D-Bus front end (default: use the system\n"
+               "                           bus if there is one)\n"
+               "  --idle-timeout SEC       close idle varlink connections after SEC seconds\n"
+               "  --max-connections-per-uid N\n"
+               "  --version, --help\n",
+               POLICY_PATH, POLICY_DROPIN_DIR, BROKER_DEFAULT_SOCKET);
+}
+
+static int parse_uint(const char *s, unsigned *ret) {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v > 1000000)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static int parse_argv(int argc, char *argv[]) {
+        enum { ARG_POLICY = 0x100, ARG_POLICY_DIR, ARG_CHECK_CONFIG, ARG_VARLINK_LISTEN, ARG_NO_VARLINK,
+               ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_VERSION };
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },
+                { "policy", required_argument, NULL, ARG_POLICY },
+                { "policy-dir", required_argument, NULL, ARG_POLICY_DIR },
+                { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
+                { "varlink-listen", required_argument, NULL, ARG_VARLINK_LISTEN },
+                { "no-varlink", no_argument, NULL, ARG_NO_VARLINK },
+                { "bus-address", required_argument, NULL, ARG_BUS_ADDRESS },
+                { "dbus", no_argument, NULL, ARG_DBUS },
+                { "no-dbus", no_argument, NULL, ARG_NO_DBUS },
+                { "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
+                { "max-connections-per-uid", required_argument, NULL, ARG_MAX_CONN },
+                {}
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("iommufd-broker %s\n", PACKAGE_VERSION);
+                        return 0;
+                case ARG_POLICY:
+                        arg.policy_path = optarg;
+                        break;
+                case ARG_POLICY_DIR:
+                        arg.policy_dir = optarg;
+                        break;
+                case ARG_CHECK_CONFIG:
+                        arg.check_config = true;
+                        break;
+                case ARG_VARLINK_LISTEN:
+                        arg.varlink_path = optarg;
+                        break;
+                case ARG_NO_VARLINK:
+                        arg.varlink = FRONT_END_OFF;
+                        break;
+                case ARG_BUS_ADDRESS:
+                        arg.bus_address = optarg;
+                        arg.dbus = FRONT_END_ON;
+                        break;
+                case ARG_DBUS:
+                        arg.dbus = FRONT_END_ON;
+                        break;
+                case ARG_NO_DBUS:
+                        arg.dbus = FRONT_END_OFF;
+                        break;
+                case ARG_IDLE_TIMEOUT:
+                        if (parse_uint(optarg, &arg.idle_timeout_sec) < 0 || arg.idle_timeout_sec == 0) {
+                                log_error("--idle-timeout: not a number of seconds: %s", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_MAX_CONN:
+                        if (parse_uint(optarg, &arg.max_connections_per_uid) < 0 ||
+                            arg.max_connections_per_uid == 0) {
+                                log_error("--max-connections-per-uid: not a positive number: %s", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case '?':
+                        return -EINVAL;
+                default:
+                        return -EINVAL;
+                }
+        if (optind < argc) {
+                log_error("Unexpected argument: %s", argv[optind]);
+                return -EINVAL;
+        }
+        if (arg.varlink == FRONT_END_OFF && arg.dbus == FRONT_END_OFF) {
+                log_error("--no-varlink and --no-dbus leave no way in");
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static int check_config(void) {
+        _cleanup_(policy_freep) Policy *p = NULL;
+        int r;
+
+        r = policy_load(arg.policy_path ?: POLICY_PATH, arg.policy_dir ?: POLICY_DROPIN_DIR, stderr, &p);
+        if (r < 0) {
+                fprintf(stderr, "policy has errors\n");
+                return r;
+        }
+        printf("policy OK: %zu rules\n", policy_n_rules(p));
+        return 0;
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        sd_notify(false, "RELOADING=1");
+        (void) manager_reload_policy(m);
+        sd_notify(false, "READY=1");
+        return 0;
+}
+
+/* Startup summary: on a host without iommufd this is where an operator learns
+ * why nothing can be acquired. */
+static void log_inventory_summary(Manager *m) {
+        size_t n, available = 0;
+        Device *const *devices = inventory_devices(manager_inventory(m), &n);
+        const char *why = manager_kernel_unsupported_reason(m);
+
+        for (size_t i = 0; i < n; i++)
+                if (manager_device_state(m, devices[i], NULL) == DEVICE_STATE_AVAILABLE)
+                        available++;
+        log_info("%zu PCI devices, %zu available", n, available);
+        if (why)
+                log_warning("No device can be acquired: %s", why);
+}
+
+static int start_dbus(Manager *m, DbusBroker **ret) {
+        int r;
+
+        if (arg.dbus == FRONT_END_OFF)
+                return 0;
+        r = dbus_broker_start(m, arg.bus_address, ret);
+        if (r < 0 && arg.dbus == FRONT_END_AUTO) {
+                log_warning_errno(r, "No D-Bus front end: cannot use the system bus: %m");
+                return 0;
+        }
+        return r;
+}
+
+static int start_varlink(Manager *m, VarlinkServer **ret) {
+        const char *path = arg.varlink_path;
+        VarlinkLimits limits = varlink_limits_default();
+
+        if (arg.varlink == FRONT_END_OFF)
+                return 0;
+        if (arg.idle_timeout_sec)
+                limits.idle_timeout_usec = (uint64_t) arg.idle_timeout_sec * 1000000ULL;
+        if (arg.max_connections_per_uid)
+                limits.max_connections_per_uid = arg.max_connections_per_uid;
+        if (!path && sd_listen_fds(false) <= 0) {
+                path = BROKER_DEFAULT_SOCKET;
+                (void) mkdir("/run/iommufd-broker", 0755);
+        }
+        return varlink_broker_start(m, path, &limits, ret);
+}
+
+static int run(void) {
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(manager_freep) Manager *m = NULL;
+        VarlinkServer *varlink = NULL;
+        DbusBroker *dbus = NULL;
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        /* A client that vanishes mid-reply must not kill the broker. */
+        signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_default(&event);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create event loop: %m");
+        (void) sd_event_add_signal(event, NULL, SIGTERM, NULL, NULL);
+        (void) sd_event_add_signal(event, NULL, SIGINT, NULL, NULL);
+        (void) sd_event_set_watchdog(event, true);
+
+        r = manager_new(event, &(ManagerConfig) {
+                .policy_path = arg.policy_path,
+                .policy_dropin_dir = arg.policy_dir,
+                .kernel = &KERNEL_OPS,
+        }, &m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start: %m");
+        (void) sd_event_add_signal(event, NULL, SIGHUP, on_reload, m);
+
+        r = start_varlink(m, &varlink);
+        if (r >= 0)
+                r = start_dbus(m, &dbus);
+        if (r < 0) {
+                log_error_errno(r, "Cannot start the front ends: %m");
+                goto finish;
+        }
+
+        log_inventory_summary(m);
+        sd_notify(false, "READY=1\nSTATUS=Processing requests...");
+        r = sd_event_loop(event);
+        sd_notify(false, "STOPPING=1\nSTATUS=Shutting down...");
+
+finish:
+        /* Front ends first: they own the sessions, which end their leases. */
+        dbus_broker_free(dbus);
+        varlink_server_free(varlink);
+        return r;
+}
+
+int main(int argc, char *argv[]) {
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+        if (arg.check_config)
+                return check_config() < 0 ? 1 : 0;
+        return run() < 0 ? 1 : 0;
+}

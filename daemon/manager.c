@@ -1,2 +1,389 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+#include "core-internal.h"
+#include "driver.h"
+
+struct Subscription {
+        Manager *manager;
+        BrokerEventHandler handler;
+        void *userdata;
+        Subscription *next;
+};
+
+struct Manager {
+        sd_event *event;
+        Inventory *inventory;
+        Policy *policy;
+        const KernelOps *kernel;
+        char *policy_path;
+        char *policy_dropin_dir;
+        unsigned max_devices_per_session;
+        uint64_t next_session_id;
+        Subscription *subscriptions;
+        char **restoring;               /* addresses whose driver a worker is restoring */
+        char reason_buf[256];           /* backing store for a composed state reason */
+};
+
+static const char *const event_type_names[_BROKER_EVENT_MAX] = {
+        [BROKER_EVENT_DEVICE_ADDED] = "device-added",
+        [BROKER_EVENT_DEVICE_REMOVED] = "device-removed",
+        [BROKER_EVENT_DEVICE_CHANGED] = "device-changed",
+        [BROKER_EVENT_LEASE_ACQUIRED] = "lease-acquired",
+        [BROKER_EVENT_LEASE_ENDED] = "lease-ended",
+};
+
+const char *broker_event_type_to_string(BrokerEventType t) {
+        return t >= 0 && t < _BROKER_EVENT_MAX ? event_type_names[t] : NULL;
+}
+
+static const char *const device_state_names[_DEVICE_STATE_MAX] = {
+        [DEVICE_STATE_AVAILABLE] = "available",
+        [DEVICE_STATE_LEASED] = "leased",
+        [DEVICE_STATE_UNAVAILABLE] = "unavailable",
+};
+
+const char *device_state_to_string(DeviceState s) {
+        return s >= 0 && s < _DEVICE_STATE_MAX ? device_state_names[s] : NULL;
+}
+
+/* --- events --- */
+
+int manager_subscribe(Manager *m, BrokerEventHandler handler, void *userdata, Subscription **ret) {
+        Subscription *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        *s = (Subscription) { .manager = m, .handler = handler, .userdata = userdata, .next = m->subscriptions };
+        m->subscriptions = s;
+        *ret = s;
+        return 0;
+}
+
+Subscription *subscription_free(Subscription *s) {
+        if (!s)
+                return NULL;
+        for (Subscription **p = &s->manager->subscriptions; *p; p = &(*p)->next)
+                if (*p == s) {
+                        *p = s->next;
+                        break;
+                }
+        free(s);
+        return NULL;
+}
+
+void manager_emit(Manager *m, const BrokerEvent *event) {
+        Subscription *next;
+
+        /* A handler may unsubscribe itself (its connection died while sending). */
+        for (Subscription *s = m->subscriptions; s; s = next) {
+                next = s->next;
+                s->handler(m, event, s->userdata);
+        }
+}
+
+static void emit_device_event(Manager *m, BrokerEventType type, const Device *d, const char *address) {
+        manager_emit(m, &(BrokerEvent) { .type = type, .address = address, .device = d });
+}
+
+/* --- devices being given back to their driver --- */
+
+bool manager_is_restoring(Manager *m, const char *address) {
+        return strv_contains(m->restoring, address);
+}
+
+static void restoring_remove(Manager *m, const char *address) {
+        size_t j = 0;
+
+        for (size_t i = 0; m->restoring && m->restoring[i]; i++) {
+                if (streq(m->restoring[i], address))
+                        free(m->restoring[i]);
+                else
+                        m->restoring[j++] = m->restoring[i];
+        }
+        if (m->restoring)
+                m->restoring[j] = NULL;
+}
+
+static void on_driver_restored(const char *address, int result, void *userdata) {
+        Manager *m = userdata;
+        Device *d;
+
+        if (result < 0)
+                log_warning_errno(result, "%s: could not give the device back to its driver: %m", address);
+        else
+                log_info("%s: original driver restored", address);
+
+        restoring_remove(m, address);
+        d = inventory_find(m->inventory, address);
+        if (!d)
+                return;
+        (void) inventory_refresh(m->inventory, d);
+        emit_device_event(m, BROKER_EVENT_DEVICE_CHANGED, d, d->address);
+}
+
+void manager_restore_driver(Manager *m, Device *d, const char *original_driver) {
+        int r;
+
+        r = strv_extend(&m->restoring, d->address);
+        if (r < 0) {
+                log_error("%s: out of memory; driver not restored", d->address);
+                return;
+        }
+        r = driver_restore_async(m->event, d, original_driver, on_driver_restored, m);
+        if (r < 0)
+                on_driver_restored(d->address, r, m);
+}
+
+/* --- inventory --- */
+
+/* Ask the kernel which IOMMU sits behind an idle vfio device, once. Binding
+ * needs a scratch context; closing both fds undoes it. */
+void manager_probe_hw_info(Manager *m, Device *d) {
+        _cleanup_close_ int iommufd = -EBADF, device_fd = -EBADF;
+        uint32_t dev_id;
+        int r;
+
+        if (d->hw_info.valid || d->lease || !device_is_on_vfio(d) || d->noiommu ||
+            manager_kernel_unsupported_reason(m))
+                return;
+
+        iommufd = m->kernel->open_iommufd();
+        if (iommufd < 0)
+                return (void) log_debug_errno(iommufd, "%s: no iommufd for probing: %m", d->address);
+        device_fd = m->kernel->open_device(d);
+        if (device_fd < 0)
+                return (void) log_debug_errno(device_fd, "%s: cannot open for probing: %m", d->address);
+        r = m->kernel->bind(device_fd, iommufd, &dev_id);
+        if (r < 0)
+                return (void) log_debug_errno(r, "%s: cannot bind for probing: %m", d->address);
+        r = m->kernel->hw_info(iommufd, dev_id, &d->hw_info);
+        if (r < 0)
+                log_debug_errno(r, "%s: IOMMU_GET_HW_INFO failed: %m", d->address);
+}
+
+static void on_inventory_event(Inventory *inv, Device *d, InventoryEvent event, void *userdata) {
+        Manager *m = userdata;
+
+        switch (event) {
+        case INVENTORY_DEVICE_ADDED:
+                manager_probe_hw_info(m, d);
+                emit_device_event(m, BROKER_EVENT_DEVICE_ADDED, d, d->address);
+                break;
+        case INVENTORY_DEVICE_CHANGED:
+                manager_probe_hw_info(m, d);
+                emit_device_event(m, BROKER_EVENT_DEVICE_CHANGED, d, d->address);
+                break;
+        case INVENTORY_DEVICE_REMOVED:
+                if (d->lease)
+                        lease_end(d->lease, "device-removed");
+                emit_device_event(m, BROKER_EVENT_DEVICE_REMOVED, NULL, d->address);
+                break;
+        }
+}
+
+/* --- lifecycle --- */
+
+static int manager_load_policy(Manager *m, Policy **ret) {
+        _cleanup_free_ char *errors = NULL;
+        size_t errors_size = 0;
+        FILE *f;
+        int r;
+
+        f = open_memstream(&errors, &errors_size);
+        if (!f)
+                return -ENOMEM;
+        r = policy_load(m->policy_path, m->policy_dropin_dir, f, ret);
+        fclose(f);
+        if (r < 0 && errors && errors[0])
+                log_error("policy: %s", errors);
+        return r;
+}
+
+int manager_reload_policy(Manager *m) {
+        Policy *p;
+        int r;
+
+        r = manager_load_policy(m, &p);
+        if (r < 0)
+                return log_error_errno(r, "Keeping the previous policy: %m");
+        policy_free(m->policy);
+        m->policy = p;
+        log_info("policy reloaded: %zu rules", policy_n_rules(p));
+        return 0;
+}
+
+int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->event = sd_event_ref(event);
+        m->kernel = config->kernel ?: &kernel_ops_real;
+        m->max_devices_per_session = config->max_devices_per_session ?: 64;
+        m->next_session_id = 1;
+        m->policy_path = strdup(config->policy_path ?: POLICY_PATH);
+        m->policy_dropin_dir = strdup(config->policy_dropin_dir ?: POLICY_DROPIN_DIR);
+        if (!m->policy_path || !m->policy_dropin_dir)
+                return -ENOMEM;
+
+        if (config->policy)
+                m->policy = config->policy;
+        else {
+                r = manager_load_policy(m, &m->policy);
+                if (r < 0)
+                        return r;
+        }
+
+        if (config->inventory) {
+                m->inventory = config->inventory;
+                inventory_set_handler(m->inventory, on_inventory_event, m);
+        } else {
+                r = inventory_new(&m->inventory, event, on_inventory_event, m);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot enumerate PCI devices: %m");
+        }
+
+        size_t n;
+        Device *const *devices = inventory_devices(m->inventory, &n);
+        for (size_t i = 0; i < n; i++)
+                manager_probe_hw_info(m, devices[i]);
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        while (m->subscriptions)
+                subscription_free(m->subscriptions);
+        inventory_free(m->inventory);
+        policy_free(m->policy);
+        free(m->policy_path);
+        free(m->policy_dropin_dir);
+        strv_free(m->restoring);
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
+
+sd_event *manager_event(Manager *m) { return m->event; }
+Inventory *manager_inventory(Manager *m) { return m->inventory; }
+const Policy *manager_policy(Manager *m) { return m->policy; }
+const KernelOps *manager_kernel(Manager *m) { return m->kernel; }
+unsigned manager_max_devices_per_session(Manager *m) { return m->max_devices_per_session; }
+uint64_t manager_next_session_id(Manager *m) { return m->next_session_id++; }
+
+const char *manager_kernel_unsupported_reason(Manager *m) {
+        return m->kernel->unsupported_reason();
+}
+
+/* --- what a device looks like from outside --- */
+
+/* The first member of d's group, other than d, that keeps the group from
+ * being used through vfio. */
+const Device *manager_group_blocker(Manager *m, const Device *d, char *const *also_requested) {
+        for (char **member = d->group_members; member && *member; member++) {
+                const Device *md;
+
+                if (streq(*member, d->address) || strv_contains(also_requested, *member))
+                        continue;
+                md = inventory_find(m->inventory, *member);
+                if (md && !device_driver_is_vfio_compatible(md))
+                        return md;
+        }
+        return NULL;
+}
+
+/* The lease on any member of d's group, if another session holds one. */
+const Lease *manager_group_lease(Manager *m, const Device *d, const Session *except) {
+        for (char **member = d->group_members; member && *member; member++) {
+                const Device *md = inventory_find(m->inventory, *member);
+
+                if (md && md->lease && lease_session(md->lease) != except)
+                        return md->lease;
+        }
+        return NULL;
+}
+
+DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_reason) {
+        const char *reason = NULL;
+        const Device *blocker;
+        DeviceState state = DEVICE_STATE_UNAVAILABLE;
+
+        if (d->lease)
+                state = DEVICE_STATE_LEASED;
+        else if (manager_is_restoring(m, d->address))
+                reason = "the original driver is being restored";
+        else if ((reason = manager_kernel_unsupported_reason(m)))
+                ;
+        else if (d->noiommu)
+                reason = "noiommu group: the device has no IOMMU protection and is refused";
+        else if (d->iommu_group < 0)
+                reason = "no IOMMU group: the IOMMU is off or does not translate this device";
+        else if (d->bridge)
+                reason = "PCI bridges cannot be passed through";
+        else if (manager_group_lease(m, d, NULL))
+                reason = "another device of its IOMMU group is leased";
+        else if ((blocker = manager_group_blocker(m, d, NULL))) {
+                snprintf(m->reason_buf, sizeof(m->reason_buf),
+                         "IOMMU group %d is not viable: %s is bound to %s", d->iommu_group, blocker->address,
+                         blocker->driver);
+                reason = m->reason_buf;
+        } else {
+                state = DEVICE_STATE_AVAILABLE;
+                if (streq_ptr(d->driver, "vfio-pci") && !d->vfio_cdev)
+                        reason = "vfio-pci without a cdev: the kernel lacks CONFIG_VFIO_DEVICE_CDEV";
+                else if (!device_is_on_vfio(d)) {
+                        snprintf(m->reason_buf, sizeof(m->reason_buf),
+                                 "bound to %s: acquire with managed to rebind it to vfio-pci",
+                                 d->driver ?: "no driver");
+                        reason = m->reason_buf;
+                }
+        }
+
+        if (ret_reason)
+                *ret_reason = reason;
+        return state;
+}
+
+bool manager_device_holder(Manager *m, const Device *d, const Principal *viewer, Holder *ret) {
+        const Principal *holder;
+        const Session *s;
+
+        if (!d->lease)
+                return false;
+        s = lease_session(d->lease);
+        holder = session_principal(s);
+        if (viewer && viewer->uid != 0 && viewer->uid != holder->uid)
+                return false;
+        if (ret)
+                *ret = (Holder) {
+                        .session_id = session_id(s),
+                        .uid = holder->uid,
+                        .pid = holder->pid,
+                        .unit = holder->unit,
+                };
+        return true;
+}
+
+int manager_get_device(Manager *m, const char *address, Device **ret, BrokerError *err) {
+        char normalized[16];
+        Device *d;
+
+        if (!address || pci_address_normalize(address, normalized) < 0)
+                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                        "'%.64s' is not a PCI address (expected DDDD:BB:DD.F)", strna(address));
+        d = inventory_find(m->inventory, normalized);
+        if (!d)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_NOT_FOUND, normalized,
+                                        "%s: no such PCI device", normalized);
+        *ret = d;
+        return 0;
+}

@@ -8,7 +8,7 @@
 #include "principal.h"
 
 /*
- * Static rules from /etc/iommufd-broker/policy.json and policy.d/*.json
+ * Static rules from /etc/iommufd-broker/policy.json and the *.json files of policy.d
  * (docs/policy.md describes the format). Rules are tried in order (the main
  * file, then drop-ins sorted by name); the first one that matches both the
  * device and the principal decides. Without a matching rule, root may do

@@ -1,2 +1,566 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+
+#include "core-internal.h"
+#include "driver.h"
+#include "log.h"
+
+struct Lease {
+        Session *session;
+        Device *device;
+        char address[16];
+        AcquireMode mode;
+        uint32_t dev_id;
+        uint32_t hwpt_id;
+        bool managed;                   /* we rebound it to vfio-pci */
+        char *original_driver;          /* to give it back to; NULL: let the kernel pick */
+        int request_fd;                 /* eventfd vfio-pci signals on unplug, -EBADF if none */
+        sd_event_source *request_source;
+        Lease *next;
+};
+
+struct Session {
+        Manager *manager;
+        uint64_t id;
+        Principal *principal;
+        int iommufd;                    /* opened on first acquire */
+        uint32_t ioas_id;               /* allocated on first attached acquire */
+        Lease *leases;
+        size_t n_leases;
+        sd_event_source *pidfd_source;
+};
+
+Session *lease_session(const Lease *l) { return l->session; }
+uint64_t session_id(const Session *s) { return s->id; }
+const Principal *session_principal(const Session *s) { return s->principal; }
+size_t session_n_leases(const Session *s) { return s->n_leases; }
+
+static Lease *lease_free(Lease *l) {
+        if (!l)
+                return NULL;
+        sd_event_source_disable_unref(l->request_source);
+        safe_close(l->request_fd);
+        free(l->original_driver);
+        free(l);
+        return NULL;
+}
+
+static bool reason_means_device_gone(const char *reason) {
+        return streq(reason, "device-removed") || streq(reason, "unplug-requested");
+}
+
+void lease_end(Lease *l, const char *reason) {
+        Session *s = l->session;
+        Manager *m = s->manager;
+        Device *d = l->device;
+
+        for (Lease **p = &s->leases; *p; p = &(*p)->next)
+                if (*p == l) {
+                        *p = l->next;
+                        s->n_leases--;
+                        break;
+                }
+        d->lease = NULL;
+
+        log_info("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, s->id,
+                 (unsigned) s->principal->uid, reason);
+        manager_emit(m, &(BrokerEvent) {
+                .type = BROKER_EVENT_LEASE_ENDED,
+                .address = l->address,
+                .device = d,
+                .session_id = s->id,
+                .holder_uid = s->principal->uid,
+                .reason = reason,
+        });
+
+        /* The broker holds no device fd: the device is free once the client's
+         * copies close. Restoring the driver waits for that in a worker. */
+        if (l->managed && !reason_means_device_gone(reason))
+                manager_restore_driver(m, d, l->original_driver);
+
+        manager_emit(m, &(BrokerEvent) { .type = BROKER_EVENT_DEVICE_CHANGED, .address = l->address, .device = d });
+        lease_free(l);
+}
+
+static void session_end_all(Session *s, const char *reason) {
+        while (s->leases)
+                lease_end(s->leases, reason);
+}
+
+static int on_peer_exit(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        Session *s = userdata;
+
+        log_debug("session %" PRIu64 ": peer process %d exited", s->id, (int) s->principal->pid);
+        session_end_all(s, "client-exited");
+        sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        return 0;
+}
+
+int session_new(Manager *m, Principal *principal, Session **ret) {
+        Session *s;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                principal_free(principal);
+                return -ENOMEM;
+        }
+        *s = (Session) {
+                .manager = m,
+                .id = manager_next_session_id(m),
+                .principal = principal,
+                .iommufd = -EBADF,
+        };
+
+        /* The pidfd turns readable when the process exits, even if it passed
+         * its connection on to another process. */
+        if (principal->pidfd >= 0) {
+                r = sd_event_add_io(manager_event(m), &s->pidfd_source, principal->pidfd, EPOLLIN, on_peer_exit, s);
+                if (r < 0) {
+                        session_destroy(s);
+                        return r;
+                }
+        }
+
+        *ret = s;
+        return 0;
+}
+
+void session_destroy(Session *s) {
+        if (!s)
+                return;
+        session_end_all(s, "disconnected");
+        sd_event_source_disable_unref(s->pidfd_source);
+        safe_close(s->iommufd);
+        principal_free(s->principal);
+        free(s);
+}
+
+/* --- acquire --- */
+
+static int on_unplug_request(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        Lease *l = userdata;
+        uint64_t count;
+
+        (void) read(fd, &count, sizeof(count));
+        log_info("%s: the kernel asks for the device back (unplug or unbind)", l->address);
+        lease_end(l, "unplug-requested");
+        return 0;
+}
+
+/* Everything one device needs during an acquire, before it becomes a lease. */
+typedef struct Pending {
+        Device *device;
+        int fd;
+        uint32_t dev_id;
+        uint32_t hwpt_id;
+        bool rebound;
+        char *original_driver;
+        int request_fd;
+        Lease *lease;                   /* allocated before anything is handed out */
+} Pending;
+
+static void pending_undo(Manager *m, Pending *p) {
+        p->fd = safe_close(p->fd);
+        p->request_fd = safe_close(p->request_fd);
+        if (p->rebound)
+                manager_restore_driver(m, p->device, p->original_driver);
+        free(p->original_driver);
+        p->original_driver = NULL;
+        p->lease = lease_free(p->lease);
+}
+
+static int resolve_devices(Session *s, const AcquireRequest *req, Pending *pending, size_t n,
+                           char ***ret_addresses, BrokerError *err) {
+        _cleanup_strv_free_ char **addresses = NULL;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                Device *d;
+
+                r = manager_get_device(s->manager, req->devices[i], &d, err);
+                if (r < 0)
+                        return r;
+                if (strv_contains(addresses, d->address))
+                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, d->address,
+                                                "%s is listed twice", d->address);
+                r = strv_extend(&addresses, d->address);
+                if (r < 0)
+                        return r;
+                pending[i] = (Pending) { .device = d, .fd = -EBADF, .request_fd = -EBADF };
+        }
+        *ret_addresses = TAKE_PTR(addresses);
+        return 0;
+}
+
+static int check_policy(Session *s, const AcquireRequest *req, const Device *d, BrokerError *err) {
+        PolicyDecision decision = {};
+
+        policy_check(manager_policy(s->manager), s->principal, d, req->mode, req->managed, &decision);
+        switch (decision.verdict) {
+        case POLICY_ALLOW:
+                return 0;
+        case POLICY_ALLOW_WITH_POLKIT:
+                if (req->polkit_authorized)
+                        return 0;
+                return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, d->address,
+                                        "%s: %s requires polkit action %s, and this broker cannot ask polkit yet",
+                                        d->address, strna(decision.rule), strna(decision.polkit_action));
+        case POLICY_DENY:
+        default:
+                return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, d->address, "%s: %s", d->address,
+                                        decision.reason[0] ? decision.reason : "denied by policy");
+        }
+}
+
+/* Every rule that needs no kernel call, checked for all devices before any is touched. */
+static int check_device(Session *s, const AcquireRequest *req, const Device *d, char *const *requested,
+                        BrokerError *err) {
+        Manager *m = s->manager;
+        const char *why;
+        const Device *blocker;
+        const Lease *group_lease;
+
+        if (d->lease)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address, "%s is already leased%s",
+                                        d->address, lease_session(d->lease) == s ? " to this session" : "");
+        if ((why = manager_kernel_unsupported_reason(m)))
+                return broker_error_set(err, BROKER_ERROR_KERNEL_UNSUPPORTED, d->address, "%s: %s", d->address, why);
+        if (d->noiommu)
+                return broker_error_set(err, BROKER_ERROR_NOIOMMU_REFUSED, d->address,
+                                        "%s is in a vfio-noiommu group: without IOMMU protection it would give "
+                                        "the client DMA access to all memory", d->address);
+        if (d->iommu_group < 0)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
+                                        "%s has no IOMMU group: the IOMMU is off or does not translate it",
+                                        d->address);
+        if (d->bridge)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
+                                        "%s is a PCI bridge, which cannot be passed through", d->address);
+        if (manager_is_restoring(m, d->address))
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
+                                        "%s is still being given back to its original driver", d->address);
+
+        int r = check_policy(s, req, d, err);
+        if (r < 0)
+                return r;
+
+        group_lease = manager_group_lease(m, d, s);
+        if (group_lease)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
+                                        "%s: IOMMU group %d is in use by another session (%s is leased); "
+                                        "a group is never split", d->address, d->iommu_group,
+                                        group_lease->address);
+        blocker = manager_group_blocker(m, d, requested);
+        if (blocker)
+                return broker_error_set(err, BROKER_ERROR_GROUP_NOT_VIABLE, d->address,
+                                        "%s: IOMMU group %d is not viable: member %s is bound to host driver %s; "
+                                        "unbind it or acquire it too", d->address, d->iommu_group,
+                                        blocker->address, blocker->driver);
+
+        if (!device_is_on_vfio(d) && !req->managed) {
+                if (streq_ptr(d->driver, "vfio-pci"))
+                        return broker_error_set(err, BROKER_ERROR_KERNEL_UNSUPPORTED, d->address,
+                                                "%s is on vfio-pci but has no vfio cdev: the kernel lacks "
+                                                "CONFIG_VFIO_DEVICE_CDEV", d->address);
+                return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
+                                        "%s is bound to %s, not vfio-pci: acquire it with managed, or bind it "
+                                        "to vfio-pci first", d->address, d->driver ?: "no driver");
+        }
+        return 0;
+}
+
+static int ensure_iommufd(Session *s, BrokerError *err) {
+        const KernelOps *k = manager_kernel(s->manager);
+        int fd;
+
+        if (s->iommufd >= 0)
+                return 0;
+        fd = k->open_iommufd();
+        if (fd == -ENOENT || fd == -ENODEV)
+                return broker_error_set(err, BROKER_ERROR_KERNEL_UNSUPPORTED, NULL,
+                                        "cannot open /dev/iommu: the kernel has no iommufd");
+        if (fd < 0)
+                return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, NULL,
+                                        "cannot set up an iommufd context with per-process memlock accounting: %s",
+                                        strerror(-fd));
+        s->iommufd = fd;
+        return 0;
+}
+
+static int ensure_ioas(Session *s, BrokerError *err) {
+        int r;
+
+        if (s->ioas_id != 0)
+                return 0;
+        r = manager_kernel(s->manager)->ioas_alloc(s->iommufd, &s->ioas_id);
+        if (r < 0)
+                return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, NULL, "IOMMU_IOAS_ALLOC failed: %s",
+                                        strerror(-r));
+        return 0;
+}
+
+static int rebind_to_vfio(Session *s, Pending *p, BrokerError *err) {
+        Device *d = p->device;
+        int r;
+
+        if (device_is_on_vfio(d))
+                return 0;
+        p->original_driver = d->driver ? strdup(d->driver) : NULL;
+        if (d->driver && !p->original_driver)
+                return -ENOMEM;
+        log_info("%s: rebinding from %s to vfio-pci", d->address, d->driver ?: "no driver");
+        r = driver_bind_vfio(d);
+        p->rebound = true; /* even a failed attempt may have moved it: restore either way */
+        if (r < 0)
+                return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
+                                        "%s: binding to vfio-pci failed: %s", d->address, strerror(-r));
+        (void) inventory_refresh(manager_inventory(s->manager), d);
+        if (!device_is_on_vfio(d))
+                return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
+                                        "%s: bound to vfio-pci but no vfio cdev appeared", d->address);
+        return 0;
+}
+
+static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, BrokerError *err) {
+        const KernelOps *k = manager_kernel(s->manager);
+        Device *d = p->device;
+        int r;
+
+        p->fd = k->open_device(d);
+        if (p->fd == -EBUSY)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
+                                        "%s: its legacy group /dev/vfio/%d is open elsewhere", d->address,
+                                        d->iommu_group);
+        if (p->fd < 0)
+                return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address, "%s: cannot open %s: %s",
+                                        d->address, strna(d->vfio_cdev), strerror(-p->fd));
+        if (req->mode == ACQUIRE_MODE_UNBOUND)
+                return 0;
+
+        r = k->bind(p->fd, s->iommufd, &p->dev_id);
+        if (r == -EINVAL || r == -EBUSY)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
+                                        "%s: VFIO_DEVICE_BIND_IOMMUFD refused (%s): another opener holds the "
+                                        "device or its group", d->address, strerror(-r));
+        if (r < 0)
+                return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address,
+                                        "%s: VFIO_DEVICE_BIND_IOMMUFD failed: %s", d->address, strerror(-r));
+        if (!d->hw_info.valid)
+                (void) k->hw_info(s->iommufd, p->dev_id, &d->hw_info);
+
+        /* Learn of hot unplug while the client holds the device. Not fatal:
+         * the removal uevent ends the lease too, just later. */
+        p->request_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->request_fd >= 0 && k->set_request_eventfd(p->fd, p->request_fd) < 0)
+                p->request_fd = safe_close(p->request_fd);
+
+        if (req->mode == ACQUIRE_MODE_ATTACHED) {
+                r = k->attach(p->fd, s->ioas_id, &p->hwpt_id);
+                if (r < 0)
+                        return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address,
+                                                "%s: VFIO_DEVICE_ATTACH_IOMMUFD_PT to IOAS %u failed: %s",
+                                                d->address, s->ioas_id, strerror(-r));
+        }
+        return 0;
+}
+
+static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
+        Lease *l = calloc(1, sizeof(*l));
+
+        if (!l)
+                return NULL;
+        *l = (Lease) {
+                .session = s,
+                .device = p->device,
+                .mode = req->mode,
+                .dev_id = p->dev_id,
+                .hwpt_id = p->hwpt_id,
+                .request_fd = -EBADF,
+        };
+        snprintf(l->address, sizeof(l->address), "%s", p->device->address);
+        return l;
+}
+
+/* Cannot fail: everything that can was done before. */
+static void lease_link(Lease *l, Pending *p) {
+        Session *s = l->session;
+        int r;
+
+        l->managed = p->rebound;
+        l->original_driver = TAKE_PTR(p->original_driver);
+        l->request_fd = TAKE_FD(p->request_fd);
+        p->rebound = false;
+        if (l->request_fd >= 0) {
+                r = sd_event_add_io(manager_event(s->manager), &l->request_source, l->request_fd, EPOLLIN,
+                                    on_unplug_request, l);
+                if (r < 0)
+                        log_warning_errno(r, "%s: cannot watch unplug requests: %m", l->address);
+        }
+        p->device->lease = l;
+        l->next = s->leases;
+        s->leases = l;
+        s->n_leases++;
+}
+
+static int build_reply(Session *s, Pending *pending, size_t n, AcquireReply *ret) {
+        AcquiredDevice *devices;
+        int iommufd;
+
+        devices = calloc(n, sizeof(*devices));
+        if (!devices)
+                return -ENOMEM;
+        iommufd = fcntl(s->iommufd, F_DUPFD_CLOEXEC, 3);
+        if (iommufd < 0) {
+                free(devices);
+                return -errno;
+        }
+        for (size_t i = 0; i < n; i++) {
+                devices[i] = (AcquiredDevice) {
+                        .fd = TAKE_FD(pending[i].fd),
+                        .dev_id = pending[i].dev_id,
+                        .hwpt_id = pending[i].hwpt_id,
+                };
+                snprintf(devices[i].address, sizeof(devices[i].address), "%s", pending[i].device->address);
+        }
+        *ret = (AcquireReply) {
+                .session_id = s->id,
+                .iommufd = iommufd,
+                .ioas_id = s->ioas_id,
+                .n_devices = n,
+                .devices = devices,
+        };
+        return 0;
+}
+
+static int acquire_validate(Session *s, const AcquireRequest *req, size_t *ret_n, BrokerError *err) {
+        size_t n = strv_length(req->devices);
+        unsigned max = manager_max_devices_per_session(s->manager);
+
+        if (n == 0)
+                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL, "no devices given");
+        if (req->mode < 0 || req->mode >= _ACQUIRE_MODE_MAX)
+                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL, "unknown acquire mode");
+        if (n > max || s->n_leases + n > max)
+                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, NULL,
+                                        "a session may hold at most %u devices (holds %zu, asked for %zu more)",
+                                        max, s->n_leases, n);
+        *ret_n = n;
+        return 0;
+}
+
+int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, BrokerError *err) {
+        _cleanup_strv_free_ char **addresses = NULL;
+        _cleanup_free_ Pending *pending = NULL;
+        size_t n = 0;
+        int r;
+
+        r = acquire_validate(s, req, &n, err);
+        if (r < 0)
+                return r;
+        pending = calloc(n, sizeof(*pending));
+        if (!pending)
+                return -ENOMEM;
+        r = resolve_devices(s, req, pending, n, &addresses, err);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < n; i++) {
+                r = check_device(s, req, pending[i].device, addresses, err);
+                if (r < 0)
+                        return r;
+        }
+
+        r = ensure_iommufd(s, err);
+        if (r >= 0 && req->mode == ACQUIRE_MODE_ATTACHED)
+                r = ensure_ioas(s, err);
+        for (size_t i = 0; r >= 0 && i < n; i++) {
+                if (req->managed)
+                        r = rebind_to_vfio(s, &pending[i], err);
+                if (r >= 0)
+                        r = open_and_prepare(s, req, &pending[i], err);
+        }
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                if (!(pending[i].lease = lease_new(s, req, &pending[i])))
+                        r = -ENOMEM;
+        if (r >= 0)
+                r = build_reply(s, pending, n, ret);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        pending_undo(s->manager, &pending[i]);
+                return r;
+        }
+
+        for (size_t i = 0; i < n; i++)
+                lease_link(TAKE_PTR(pending[i].lease), &pending[i]);
+        for (size_t i = 0; i < n; i++) {
+                Device *d = pending[i].device;
+
+                log_info("%s: leased to session %" PRIu64 " (uid %u, pid %d) in %s mode", d->address, s->id,
+                         (unsigned) s->principal->uid, (int) s->principal->pid, acquire_mode_to_string(req->mode));
+                manager_emit(s->manager, &(BrokerEvent) {
+                        .type = BROKER_EVENT_LEASE_ACQUIRED,
+                        .address = d->address,
+                        .device = d,
+                        .session_id = s->id,
+                        .holder_uid = s->principal->uid,
+                });
+                manager_emit(s->manager, &(BrokerEvent) {
+                        .type = BROKER_EVENT_DEVICE_CHANGED, .address = d->address, .device = d });
+        }
+        return 0;
+}
+
+void acquire_reply_done(AcquireReply *r) {
+        if (!r)
+                return;
+        r->iommufd = safe_close(r->iommufd);
+        for (size_t i = 0; i < r->n_devices; i++)
+                r->devices[i].fd = safe_close(r->devices[i].fd);
+        free(r->devices);
+        r->devices = NULL;
+        r->n_devices = 0;
+}
+
+/* --- release --- */
+
+static Lease *session_find_lease(Session *s, const char *address) {
+        for (Lease *l = s->leases; l; l = l->next)
+                if (streq(l->address, address))
+                        return l;
+        return NULL;
+}
+
+int session_release(Session *s, char **devices, BrokerError *err) {
+        _cleanup_strv_free_ char **addresses = NULL;
+        int r;
+
+        if (!devices) {
+                session_end_all(s, "released");
+                return 0;
+        }
+
+        /* Check everything first so that a bad entry releases nothing. */
+        for (char **i = devices; *i; i++) {
+                char address[16];
+
+                if (pci_address_normalize(*i, address) < 0)
+                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                                "'%.64s' is not a PCI address (expected DDDD:BB:DD.F)", *i);
+                if (!session_find_lease(s, address))
+                        return broker_error_set(err, BROKER_ERROR_NOT_HELD, address,
+                                                "%s is not leased to this session", address);
+                if (!strv_contains(addresses, address)) {
+                        r = strv_extend(&addresses, address);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        for (char **a = addresses; a && *a; a++)
+                lease_end(session_find_lease(s, *a), "released");
+        return 0;
+}

@@ -1,2 +1,1110 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+
+#include "log.h"
+#include "varlink-wire.h"
+#include "varlink.h"
+
+#define MAX_LISTENERS 16
+#define MAX_INTERFACES 8
+
+typedef struct Output {
+        struct Output *next;
+        char *data;
+        size_t len, done;
+        int *fds;                       /* sent with the first byte, then closed */
+        size_t n_fds;
+} Output;
+
+struct VarlinkCall {
+        VarlinkConnection *conn;
+        const char *method;             /* owned by message */
+        json_t *message;                /* the call as received; owns parameters */
+        json_t *parameters;
+        bool oneway, more, streaming;
+        bool in_handler, done;
+        void (*destroy)(VarlinkCall *call, void *userdata);
+        void *destroy_userdata;
+};
+
+struct VarlinkConnection {
+        VarlinkServer *server;
+        VarlinkConnection *prev, *next;
+        int fd;
+        uid_t uid;
+        Principal *principal;
+        void *userdata;
+        bool connected;                 /* connect hook ran: disconnect hook is due */
+
+        VarlinkReader *reader;
+        sd_event_source *io_source, *idle_source, *defer_source;
+
+        Output *out_head, *out_tail;
+        size_t out_bytes;
+
+        VarlinkCall *current;
+        bool read_eof, close_after_flush, dead;
+};
+
+typedef struct RegisteredInterface {
+        const VarlinkInterface *iface;
+        void *userdata;
+} RegisteredInterface;
+
+struct VarlinkServer {
+        sd_event *event;
+        VarlinkLimits limits;
+        char *vendor, *product, *version, *url;
+
+        RegisteredInterface interfaces[MAX_INTERFACES];
+        size_t n_interfaces;
+
+        VarlinkConnectHook connect_hook;
+        VarlinkDisconnectHook disconnect_hook;
+        void *hook_userdata;
+
+        int listen_fds[MAX_LISTENERS];
+        sd_event_source *listen_sources[MAX_LISTENERS];
+        size_t n_listeners;
+        char *bound_path;               /* unlinked on free */
+
+        VarlinkConnection *connections;
+        size_t n_connections;
+};
+
+static void connection_kill(VarlinkConnection *c);
+static void connection_update_events(VarlinkConnection *c);
+
+/* --- Output queue --- */
+
+static void output_free(Output *o) {
+        for (size_t i = 0; i < o->n_fds; i++)
+                safe_close(o->fds[i]);
+        free(o->fds);
+        free(o->data);
+        free(o);
+}
+
+/* Write as much queued output as the socket takes. 0 when the queue is empty
+ * or the socket is full, negative errno when the connection is broken. */
+static int connection_flush(VarlinkConnection *c) {
+        while (c->out_head) {
+                Output *o = c->out_head;
+                ssize_t n = varlink_wire_write(c->fd, o->data + o->done, o->len - o->done,
+                                               o->done == 0 ? o->fds : NULL, o->done == 0 ? o->n_fds : 0);
+                if (n == -EAGAIN)
+                        return 0;
+                if (n < 0)
+                        return (int) n;
+                if (o->done == 0) {
+                        /* The fds went out with the first byte; keep no copy. */
+                        for (size_t i = 0; i < o->n_fds; i++)
+                                o->fds[i] = safe_close(o->fds[i]);
+                        o->n_fds = 0;
+                }
+                o->done += (size_t) n;
+                c->out_bytes -= (size_t) n;
+                if (o->done < o->len)
+                        return 0;
+                c->out_head = o->next;
+                if (!c->out_head)
+                        c->out_tail = NULL;
+                output_free(o);
+        }
+        return 0;
+}
+
+/* Queue one message (taking msg) with duplicates of fds, and try to send it. */
+static int connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds) {
+        Output *o;
+        int r;
+
+        if (c->dead || c->close_after_flush) {
+                json_decref(msg);
+                return -ENOTCONN;
+        }
+
+        o = calloc(1, sizeof(*o));
+        if (!o) {
+                json_decref(msg);
+                return -ENOMEM;
+        }
+        o->data = varlink_wire_encode(msg, &o->len);
+        json_decref(msg);
+        if (!o->data) {
+                free(o);
+                return -ENOMEM;
+        }
+        if (n_fds > 0) {
+                o->fds = calloc(n_fds, sizeof(int));
+                if (!o->fds) {
+                        output_free(o);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < n_fds; i++) {
+                        o->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                        o->n_fds = i + 1;
+                        if (o->fds[i] < 0) {
+                                r = -errno;
+                                output_free(o);
+                                return r;
+                        }
+                }
+        }
+
+        /* A single reply may be large (ListDevices); a backlog may not. */
+        if (c->out_bytes > 0 && c->out_bytes + o->len > c->server->limits.max_output) {
+                log_warning("varlink: peer uid %u does not read its replies (%zu bytes queued), disconnecting.",
+                            (unsigned) c->uid, c->out_bytes);
+                output_free(o);
+                connection_kill(c);
+                return -ENOBUFS;
+        }
+
+        if (c->out_tail)
+                c->out_tail->next = o;
+        else
+                c->out_head = o;
+        c->out_tail = o;
+        c->out_bytes += o->len;
+
+        r = connection_flush(c);
+        if (r < 0) {
+                log_debug_errno(r, "varlink: write to peer uid %u failed: %m", (unsigned) c->uid);
+                connection_kill(c);
+                return r;
+        }
+        connection_update_events(c);
+        return 0;
+}
+
+static json_t *error_message(const char *error, json_t *parameters) {
+        json_t *m = json_pack("{s:s, s:o}", "error", error, "parameters", parameters ?: json_object());
+        return m;
+}
+
+static json_t *broker_error_parameters(BrokerErrorCode code, const char *device, const char *message) {
+        json_t *p = json_pack("{s:s}", "message", message ?: strna(broker_error_name(code)));
+        if (p && device && device[0])
+                json_object_set_new(p, "device", json_string(device));
+        return p;
+}
+
+static int connection_send_broker_error(VarlinkConnection *c, BrokerErrorCode code, const char *message) {
+        char name[128];
+        json_t *m;
+
+        snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE, broker_error_name(code));
+        m = error_message(name, broker_error_parameters(code, NULL, message));
+        if (!m)
+                return -ENOMEM;
+        return connection_send(c, m, NULL, 0);
+}
+
+/* A protocol error: say why, then hang up once that is written. */
+static void connection_fail(VarlinkConnection *c, BrokerErrorCode code, const char *message) {
+        log_debug("varlink: protocol error from uid %u: %s", (unsigned) c->uid, message);
+        (void) connection_send_broker_error(c, code, message);
+        c->close_after_flush = true;
+        connection_update_events(c);
+}
+
+/* --- Calls --- */
+
+static void call_free(VarlinkCall *call) {
+        if (!call)
+                return;
+        if (call->destroy)
+                call->destroy(call, call->destroy_userdata);
+        json_decref(call->message);
+        free(call);
+}
+
+/* The final reply went out (or the call is finished without one). Inside the
+ * handler, dispatch frees it on return; otherwise free now and resume the
+ * calls that waited behind it. */
+static void call_finish(VarlinkCall *call) {
+        VarlinkConnection *c = call->conn;
+
+        call->done = true;
+        if (call->in_handler)
+                return;
+        if (c->current == call)
+                c->current = NULL;
+        call_free(call);
+        if (!c->dead)
+                (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
+}
+
+static int call_send(VarlinkCall *call, json_t *msg, const int *fds, size_t n_fds, bool final) {
+        int r = 0;
+
+        if (!msg)
+                return -ENOMEM;
+        if (call->done) {
+                json_decref(msg);
+                return -ESTALE;
+        }
+        if (call->oneway)
+                json_decref(msg);
+        else
+                r = connection_send(call->conn, msg, fds, n_fds);
+        if (final)
+                call_finish(call);
+        return r;
+}
+
+int varlink_call_reply_with_fds(VarlinkCall *call, json_t *parameters, const int *fds, size_t n_fds) {
+        if (!call) {
+                json_decref(parameters);
+                return -EINVAL;
+        }
+        return call_send(call, json_pack("{s:o}", "parameters", parameters ?: json_object()), fds, n_fds, true);
+}
+
+int varlink_call_reply(VarlinkCall *call, json_t *parameters) {
+        return varlink_call_reply_with_fds(call, parameters, NULL, 0);
+}
+
+int varlink_call_notify(VarlinkCall *call, json_t *parameters) {
+        if (!call || !call->streaming) {
+                json_decref(parameters);
+                return -EINVAL;
+        }
+        return call_send(call, json_pack("{s:b, s:o}", "continues", 1, "parameters", parameters ?: json_object()),
+                         NULL, 0, false);
+}
+
+int varlink_call_error(VarlinkCall *call, const char *error, json_t *parameters) {
+        if (!call || !error) {
+                json_decref(parameters);
+                return -EINVAL;
+        }
+        return call_send(call, error_message(error, parameters), NULL, 0, true);
+}
+
+int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter) {
+        return varlink_call_error(call, VARLINK_SERVICE_INTERFACE ".InvalidParameter",
+                                  json_pack("{s:s}", "parameter", parameter ?: ""));
+}
+
+int varlink_call_error_broker(VarlinkCall *call, BrokerErrorCode code, const char *device, const char *message) {
+        char name[128];
+
+        if (!broker_error_name(code))
+                code = BROKER_ERROR_KERNEL_ERROR;
+        snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE, broker_error_name(code));
+        return varlink_call_error(call, name, broker_error_parameters(code, device, message));
+}
+
+VarlinkConnection *varlink_call_get_connection(const VarlinkCall *call) {
+        return call ? call->conn : NULL;
+}
+
+const char *varlink_call_get_method(const VarlinkCall *call) {
+        return call ? call->method : NULL;
+}
+
+bool varlink_call_wants_more(const VarlinkCall *call) {
+        return call && call->more;
+}
+
+bool varlink_call_is_oneway(const VarlinkCall *call) {
+        return call && call->oneway;
+}
+
+void varlink_call_set_destroy(VarlinkCall *call, void (*destroy)(VarlinkCall *call, void *userdata),
+                              void *userdata) {
+        if (!call)
+                return;
+        call->destroy = destroy;
+        call->destroy_userdata = userdata;
+}
+
+/* --- Parameter checking --- */
+
+static bool json_has_type(const json_t *v, VarlinkType t) {
+        switch (t) {
+        case VARLINK_TYPE_BOOL:
+                return json_is_boolean(v);
+        case VARLINK_TYPE_INT:
+                return json_is_integer(v);
+        case VARLINK_TYPE_STRING:
+                return json_is_string(v);
+        case VARLINK_TYPE_ARRAY:
+                return json_is_array(v);
+        case VARLINK_TYPE_OBJECT:
+                return json_is_object(v);
+        }
+        return false;
+}
+
+int varlink_check_parameters(json_t *parameters, const VarlinkField *fields, const char **ret_bad) {
+        const char *key;
+        json_t *value;
+
+        json_object_foreach(parameters, key, value) {
+                const VarlinkField *f = fields;
+
+                while (f && f->name && !streq(f->name, key))
+                        f++;
+                if (!f || !f->name || (!json_is_null(value) && !json_has_type(value, f->type))) {
+                        if (ret_bad)
+                                *ret_bad = key;
+                        return -EINVAL;
+                }
+        }
+        for (const VarlinkField *f = fields; f && f->name; f++) {
+                json_t *v = json_object_get(parameters, f->name);
+                if (!f->optional && (!v || json_is_null(v))) {
+                        if (ret_bad)
+                                *ret_bad = f->name;
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+/* --- org.varlink.service --- */
+
+const char varlink_service_idl[] =
+        "# The Varlink Service Interface is provided by every varlink service. It\n"
+        "# describes the service and the interfaces it implements.\n"
+        "interface org.varlink.service\n"
+        "\n"
+        "# Get a list of all the interfaces a service provides and information\n"
+        "# about the implementation.\n"
+        "method GetInfo() -> (\n"
+        "  vendor: string,\n"
+        "  product: string,\n"
+        "  version: string,\n"
+        "  url: string,\n"
+        "  interfaces: []string\n"
+        ")\n"
+        "\n"
+        "# Get the description of an interface that is implemented by this service.\n"
+        "method GetInterfaceDescription(interface: string) -> (description: string)\n"
+        "\n"
+        "# The requested interface was not found.\n"
+        "error InterfaceNotFound (interface: string)\n"
+        "\n"
+        "# The requested method was not found\n"
+        "error MethodNotFound (method: string)\n"
+        "\n"
+        "# The interface defines the requested method, but the service does not\n"
+        "# implement it.\n"
+        "error MethodNotImplemented (method: string)\n"
+        "\n"
+        "# One of the passed parameters is invalid.\n"
+        "error InvalidParameter (parameter: string)\n"
+        "\n"
+        "# Client is denied access\n"
+        "error PermissionDenied ()\n"
+        "\n"
+        "# Method is expected to be called with 'more' set to true, but wasn't\n"
+        "error ExpectedMore ()\n";
+
+static int method_get_info(VarlinkCall *call, json_t *parameters, void *userdata) {
+        VarlinkServer *s = call->conn->server;
+        json_t *interfaces;
+        const char *bad;
+
+        if (varlink_check_parameters(parameters, (const VarlinkField[]) { {} }, &bad) < 0)
+                return varlink_call_error_invalid_parameter(call, bad);
+
+        interfaces = json_pack("[s]", VARLINK_SERVICE_INTERFACE);
+        for (size_t i = 0; interfaces && i < s->n_interfaces; i++)
+                json_array_append_new(interfaces, json_string(s->interfaces[i].iface->name));
+        if (!interfaces)
+                return -ENOMEM;
+        return varlink_call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:o}",
+                                                  "vendor", strna(s->vendor), "product", strna(s->product),
+                                                  "version", strna(s->version), "url", strna(s->url),
+                                                  "interfaces", interfaces));
+}
+
+static int method_get_interface_description(VarlinkCall *call, json_t *parameters, void *userdata) {
+        static const VarlinkField fields[] = {
+                { "interface", VARLINK_TYPE_STRING },
+                {}
+        };
+        const VarlinkInterface *iface;
+        const char *bad, *name;
+
+        if (varlink_check_parameters(parameters, fields, &bad) < 0)
+                return varlink_call_error_invalid_parameter(call, bad);
+
+        name = json_string_value(json_object_get(parameters, "interface"));
+        iface = varlink_server_find_interface(call->conn->server, name);
+        if (!iface)
+                return varlink_call_error(call, VARLINK_SERVICE_INTERFACE ".InterfaceNotFound",
+                                          json_pack("{s:s}", "interface", name));
+        return varlink_call_reply(call, json_pack("{s:s}", "description", iface->description ?: ""));
+}
+
+static const VarlinkMethod service_methods[] = {
+        { "GetInfo", method_get_info, 0 },
+        { "GetInterfaceDescription", method_get_interface_description, 0 },
+        {}
+};
+
+static const VarlinkInterface service_interface = {
+        .name = VARLINK_SERVICE_INTERFACE,
+        .description = varlink_service_idl,
+        .methods = service_methods,
+};
+
+/* --- Dispatch --- */
+
+const VarlinkInterface *varlink_server_find_interface(const VarlinkServer *s, const char *name) {
+        if (!s || !name)
+                return NULL;
+        if (streq(name, VARLINK_SERVICE_INTERFACE))
+                return &service_interface;
+        for (size_t i = 0; i < s->n_interfaces; i++)
+                if (streq(s->interfaces[i].iface->name, name))
+                        return s->interfaces[i].iface;
+        return NULL;
+}
+
+static void *interface_userdata(const VarlinkServer *s, const VarlinkInterface *iface) {
+        for (size_t i = 0; i < s->n_interfaces; i++)
+                if (s->interfaces[i].iface == iface)
+                        return s->interfaces[i].userdata;
+        return NULL;
+}
+
+/* Resolve "iface.Method". Sends the varlink error itself (unless oneway)
+ * and returns NULL when there is no such thing. */
+static const VarlinkMethod *connection_find_method(VarlinkConnection *c, const char *method, bool oneway,
+                                                   void **ret_userdata) {
+        const char *dot = strrchr(method, '.');
+        const VarlinkInterface *iface = NULL;
+        _cleanup_free_ char *ifname = NULL;
+
+        if (dot && dot > method) {
+                ifname = strndup(method, (size_t) (dot - method));
+                if (!ifname)
+                        return NULL;
+                iface = varlink_server_find_interface(c->server, ifname);
+                if (!iface) {
+                        if (!oneway)
+                                (void) connection_send(c, error_message(VARLINK_SERVICE_INTERFACE ".InterfaceNotFound",
+                                                                        json_pack("{s:s}", "interface", ifname)),
+                                                       NULL, 0);
+                        return NULL;
+                }
+                for (const VarlinkMethod *m = iface->methods; m && m->name; m++)
+                        if (streq(m->name, dot + 1)) {
+                                *ret_userdata = interface_userdata(c->server, iface);
+                                return m;
+                        }
+        }
+        if (!oneway)
+                (void) connection_send(c, error_message(VARLINK_SERVICE_INTERFACE ".MethodNotFound",
+                                                        json_pack("{s:s}", "method", method)),
+                                       NULL, 0);
+        return NULL;
+}
+
+/* Validate the envelope of a call. Returns the protocol error text or NULL. */
+static const char *call_envelope_error(json_t *msg, const char **ret_method, bool *ret_oneway, bool *ret_more,
+                                       json_t **ret_parameters) {
+        json_t *method = json_object_get(msg, "method"), *oneway = json_object_get(msg, "oneway"),
+               *more = json_object_get(msg, "more"), *params = json_object_get(msg, "parameters");
+
+        if (!json_is_string(method))
+                return "call without a string \"method\"";
+        if (oneway && !json_is_null(oneway) && !json_is_boolean(oneway))
+                return "\"oneway\" is not a boolean";
+        if (more && !json_is_null(more) && !json_is_boolean(more))
+                return "\"more\" is not a boolean";
+        if (json_is_true(oneway) && json_is_true(more))
+                return "\"oneway\" and \"more\" both set";
+        if (params && !json_is_null(params) && !json_is_object(params))
+                return "\"parameters\" is not an object";
+
+        *ret_method = json_string_value(method);
+        *ret_oneway = json_is_true(oneway);
+        *ret_more = json_is_true(more);
+        *ret_parameters = json_is_object(params) ? params : NULL;
+        return NULL;
+}
+
+static void connection_dispatch_message(VarlinkConnection *c, json_t *msg) {
+        const VarlinkMethod *m;
+        const char *method, *perr;
+        json_t *params = NULL;
+        bool oneway, more;
+        VarlinkCall *call;
+        void *userdata = NULL;
+        int r;
+
+        perr = call_envelope_error(msg, &method, &oneway, &more, &params);
+        if (perr) {
+                json_decref(msg);
+                return connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, perr);
+        }
+
+        if (c->current) {
+                /* Only a stream lets later calls through to here. */
+                if (!oneway)
+                        (void) connection_send_broker_error(c, BROKER_ERROR_LIMIT_EXCEEDED,
+                                "a streaming call is active on this connection; use another connection");
+                json_decref(msg);
+                return;
+        }
+
+        m = connection_find_method(c, method, oneway, &userdata);
+        if (!m) {
+                json_decref(msg);
+                return;
+        }
+        if ((m->flags & VARLINK_METHOD_MORE) && !more) {
+                if (!oneway)
+                        (void) connection_send(c, error_message(VARLINK_SERVICE_INTERFACE ".ExpectedMore", NULL),
+                                               NULL, 0);
+                json_decref(msg);
+                return;
+        }
+
+        /* The call keeps msg, which owns parameters and the method string. */
+        if (!params) {
+                params = json_object();
+                if (!params || json_object_set_new(msg, "parameters", params) < 0) {
+                        json_decref(msg);
+                        return connection_kill(c);
+                }
+        }
+        call = calloc(1, sizeof(*call));
+        if (!call) {
+                json_decref(msg);
+                return connection_kill(c);
+        }
+        *call = (VarlinkCall) {
+                .conn = c,
+                .method = method,
+                .message = msg,
+                .parameters = params,
+                .oneway = oneway,
+                .more = more,
+                .streaming = more && (m->flags & VARLINK_METHOD_MORE),
+                .in_handler = true,
+        };
+        c->current = call;
+
+        r = m->handler(call, params, userdata);
+        call->in_handler = false;
+        if (r < 0 && !call->done) {
+                log_debug_errno(r, "varlink: %s failed: %m", method);
+                (void) varlink_call_error_broker(call, BROKER_ERROR_KERNEL_ERROR, NULL, strerror(-r));
+        }
+        /* A oneway call has nobody to answer later. */
+        if (call->done || oneway) {
+                c->current = NULL;
+                call_free(call);
+        }
+}
+
+/* Handle complete buffered messages while the order rules allow. */
+static void connection_process(VarlinkConnection *c) {
+        while (!c->dead && !c->close_after_flush && (!c->current || c->current->streaming)) {
+                size_t backlog = c->server->limits.max_output / 4;
+                _cleanup_free_ int *fds = NULL;
+                size_t n_fds = 0;
+                json_t *msg = NULL;
+                int r;
+
+                /* Let a client that pipelines without reading wait for its replies. */
+                if (c->out_bytes > backlog)
+                        break;
+
+                r = varlink_reader_next(c->reader, &msg, &fds, &n_fds);
+                if (r == 0)
+                        break;
+                if (r == -E2BIG)
+                        return connection_fail(c, BROKER_ERROR_LIMIT_EXCEEDED, "message too large");
+                if (r == -EPROTO)
+                        return connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "too many file descriptors");
+                if (r == -EBADMSG)
+                        return connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "message is not a JSON object");
+                if (r < 0)
+                        return connection_kill(c);
+
+                /* No method here takes fds: close unsolicited ones right away. */
+                for (size_t i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
+                if (n_fds > 0)
+                        log_debug("varlink: closed %zu unsolicited fds from uid %u", n_fds, (unsigned) c->uid);
+
+                connection_dispatch_message(c, msg);
+        }
+}
+
+static bool connection_wants_input(VarlinkConnection *c) {
+        return !c->dead && !c->read_eof && !c->close_after_flush &&
+               (!c->current || c->current->streaming) &&
+               c->out_bytes <= c->server->limits.max_output / 4;
+}
+
+static void connection_update_events(VarlinkConnection *c) {
+        uint32_t events = 0;
+
+        if (c->dead || !c->io_source)
+                return;
+        /* After EOF, once every buffered call ran (nothing blocks processing),
+         * nothing more will come: finish writing, then close. */
+        if (c->read_eof && (!c->current || c->current->streaming) &&
+            c->out_bytes <= c->server->limits.max_output / 4)
+                c->close_after_flush = true;
+        if (c->close_after_flush && !c->out_head)
+                return connection_kill(c);
+        if (connection_wants_input(c))
+                events |= EPOLLIN;
+        if (c->out_head)
+                events |= EPOLLOUT;
+        (void) sd_event_source_set_io_events(c->io_source, events);
+}
+
+static void connection_arm_idle(VarlinkConnection *c) {
+        if (!c->idle_source)
+                return;
+        (void) sd_event_source_set_time_relative(c->idle_source, c->server->limits.idle_timeout_usec);
+        (void) sd_event_source_set_enabled(c->idle_source, SD_EVENT_ONESHOT);
+}
+
+static int on_connection_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        VarlinkConnection *c = userdata;
+        int r;
+
+        if (c->dead)
+                return 0;
+
+        if (revents & EPOLLOUT) {
+                r = connection_flush(c);
+                if (r < 0) {
+                        connection_kill(c);
+                        return 0;
+                }
+        }
+
+        if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && connection_wants_input(c)) {
+                r = varlink_reader_fill(c->reader, c->fd);
+                if (r == 0)
+                        c->read_eof = true;
+                else if (r == -E2BIG)
+                        connection_fail(c, BROKER_ERROR_LIMIT_EXCEEDED, "message too large");
+                else if (r == -EPROTO)
+                        connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "too many file descriptors");
+                else if (r < 0 && r != -EAGAIN) {
+                        connection_kill(c);
+                        return 0;
+                }
+                connection_arm_idle(c);
+        } else if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLOUT)) {
+                /* Peer gone while we were not reading: nobody left to answer. */
+                connection_kill(c);
+                return 0;
+        }
+
+        /* Also after a flush: a drained backlog lets waiting calls run. */
+        connection_process(c);
+        connection_update_events(c);
+        return 0;
+}
+
+static int on_connection_idle(sd_event_source *source, uint64_t usec, void *userdata) {
+        VarlinkConnection *c = userdata;
+
+        if (c->dead)
+                return 0;
+        if (c->current || c->out_head) {
+                connection_arm_idle(c);
+                return 0;
+        }
+        log_debug("varlink: closing idle connection of uid %u", (unsigned) c->uid);
+        connection_kill(c);
+        return 0;
+}
+
+static void connection_free(VarlinkConnection *c) {
+        VarlinkServer *s = c->server;
+
+        if (c->current) {
+                VarlinkCall *call = TAKE_PTR(c->current);
+                call_free(call);
+        }
+        if (c->connected && s->disconnect_hook)
+                s->disconnect_hook(c, s->hook_userdata);
+
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->connections = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        s->n_connections--;
+
+        while (c->out_head) {
+                Output *o = c->out_head;
+                c->out_head = o->next;
+                output_free(o);
+        }
+        sd_event_source_disable_unref(c->io_source);
+        sd_event_source_disable_unref(c->idle_source);
+        sd_event_source_disable_unref(c->defer_source);
+        varlink_reader_free(c->reader);
+        principal_free(c->principal);
+        safe_close(c->fd);
+        free(c);
+
+        /* A slot is free again if accept() had to stop at the fd limit. */
+        for (size_t i = 0; i < s->n_listeners; i++)
+                (void) sd_event_source_set_enabled(s->listen_sources[i], SD_EVENT_ON);
+}
+
+/* Resume after an asynchronous reply, or free a dead connection: both from
+ * a fresh event loop iteration, never under a caller's feet. */
+static int on_connection_defer(sd_event_source *source, void *userdata) {
+        VarlinkConnection *c = userdata;
+
+        if (c->dead) {
+                connection_free(c);
+                return 0;
+        }
+        connection_process(c);
+        connection_update_events(c);
+        return 0;
+}
+
+static void connection_kill(VarlinkConnection *c) {
+        if (c->dead)
+                return;
+        c->dead = true;
+        (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(c->idle_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
+}
+
+void varlink_connection_close(VarlinkConnection *c) {
+        if (!c || c->dead)
+                return;
+        c->close_after_flush = true;
+        connection_update_events(c);
+}
+
+void varlink_connection_set_userdata(VarlinkConnection *c, void *userdata) {
+        if (c)
+                c->userdata = userdata;
+}
+
+void *varlink_connection_get_userdata(const VarlinkConnection *c) {
+        return c ? c->userdata : NULL;
+}
+
+const Principal *varlink_connection_get_principal(const VarlinkConnection *c) {
+        return c ? c->principal : NULL;
+}
+
+uid_t varlink_connection_get_uid(const VarlinkConnection *c) {
+        return c ? c->uid : (uid_t) -1;
+}
+
+/* --- Connections and listeners --- */
+
+static unsigned server_connections_of_uid(VarlinkServer *s, uid_t uid) {
+        unsigned n = 0;
+        for (VarlinkConnection *c = s->connections; c; c = c->next)
+                if (!c->dead && c->uid == uid)
+                        n++;
+        return n;
+}
+
+/* Tell the refused peer why, if the socket takes it without waiting. */
+static void refuse_connection(int fd, uid_t uid) {
+        char name[128], msg[256];
+        json_t *m;
+
+        snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE,
+                 broker_error_name(BROKER_ERROR_LIMIT_EXCEEDED));
+        snprintf(msg, sizeof(msg), "too many connections of uid %u", (unsigned) uid);
+        m = error_message(name, json_pack("{s:s}", "message", msg));
+        if (m) {
+                size_t len;
+                _cleanup_free_ char *data = varlink_wire_encode(m, &len);
+                if (data)
+                        (void) send(fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+                json_decref(m);
+        }
+}
+
+int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **ret) {
+        _cleanup_(principal_freep) Principal *principal = NULL;
+        VarlinkConnection *c;
+        int r;
+
+        if (!s || fd < 0)
+                return -EINVAL;
+
+        r = principal_from_socket(fd, &principal);
+        if (r < 0) {
+                safe_close(fd);
+                return log_debug_errno(r, "varlink: cannot identify peer: %m");
+        }
+        if (server_connections_of_uid(s, principal->uid) >= s->limits.max_connections_per_uid) {
+                log_warning("varlink: uid %u reached %u connections, refusing another.",
+                            (unsigned) principal->uid, s->limits.max_connections_per_uid);
+                refuse_connection(fd, principal->uid);
+                safe_close(fd);
+                return -EUSERS;
+        }
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+                r = -errno;
+                safe_close(fd);
+                return r;
+        }
+
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        c->server = s;
+        c->fd = fd;
+        c->uid = principal->uid;
+        c->next = s->connections;
+        if (s->connections)
+                s->connections->prev = c;
+        s->connections = c;
+        s->n_connections++;
+
+        r = varlink_reader_new(s->limits.max_message, &c->reader);
+        if (r >= 0)
+                r = sd_event_add_io(s->event, &c->io_source, fd, EPOLLIN, on_connection_io, c);
+        if (r >= 0)
+                r = sd_event_add_defer(s->event, &c->defer_source, on_connection_defer, c);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->defer_source, SD_EVENT_OFF);
+        if (r >= 0 && s->limits.idle_timeout_usec != UINT64_MAX)
+                r = sd_event_add_time_relative(s->event, &c->idle_source, CLOCK_MONOTONIC,
+                                               s->limits.idle_timeout_usec, 0, on_connection_idle, c);
+        if (r >= 0 && s->connect_hook) {
+                r = s->connect_hook(c, &principal, s->hook_userdata);
+                c->connected = r >= 0;
+        }
+        if (r < 0) {
+                connection_free(c);
+                return r;
+        }
+        c->principal = TAKE_PTR(principal);
+        if (ret)
+                *ret = c;
+        return 0;
+}
+
+static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        VarlinkServer *s = userdata;
+
+        for (;;) {
+                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EMFILE || errno == ENFILE) {
+                                /* Wait for a connection to close rather than spin. */
+                                log_warning("varlink: out of file descriptors, pausing accept().");
+                                (void) sd_event_source_set_enabled(source, SD_EVENT_OFF);
+                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                                log_warning("varlink: accept() failed: %s", strerror(errno));
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        return 0;
+                }
+                (void) varlink_server_add_connection(s, cfd, NULL);
+        }
+}
+
+int varlink_server_listen_fd(VarlinkServer *s, int fd) {
+        int r;
+
+        if (!s || fd < 0)
+                return -EINVAL;
+        if (s->n_listeners >= MAX_LISTENERS)
+                return -E2BIG;
+        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
+                return -errno;
+        r = sd_event_add_io(s->event, &s->listen_sources[s->n_listeners], fd, EPOLLIN, on_listen_io, s);
+        if (r < 0)
+                return r;
+        s->listen_fds[s->n_listeners++] = fd;
+        return 0;
+}
+
+int varlink_server_listen_fds(VarlinkServer *s) {
+        int n, taken = 0;
+
+        n = sd_listen_fds(false);
+        if (n < 0)
+                return n;
+        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+                int r;
+
+                if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) <= 0)
+                        continue;
+                r = varlink_server_listen_fd(s, fd);
+                if (r < 0)
+                        return r;
+                taken++;
+        }
+        return taken > 0 ? taken : -ENOENT;
+}
+
+/* Whether something still answers on path: then it is not ours to replace. */
+static bool socket_is_live(const struct sockaddr_un *sa, socklen_t len) {
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        return fd >= 0 && connect(fd, (const struct sockaddr *) sa, len) == 0;
+}
+
+int varlink_server_listen_path(VarlinkServer *s, const char *path) {
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_free_ char *dir = NULL;
+        struct stat st;
+        socklen_t len;
+        char *slash;
+        int r;
+
+        if (!s || !path || !path[0] || s->bound_path)
+                return -EINVAL;
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+
+        dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = 0;
+                if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                        return log_error_errno(errno, "varlink: cannot create %s: %m", dir);
+        }
+
+        if (lstat(path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return log_error_errno(EEXIST, "varlink: %s exists and is not a socket", path);
+                if (socket_is_live(&sa, len))
+                        return log_error_errno(EADDRINUSE, "varlink: %s is in use by a running service", path);
+                (void) unlink(path);
+        }
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (const struct sockaddr *) &sa, len) < 0)
+                return log_error_errno(errno, "varlink: cannot bind %s: %m", path);
+        if (chmod(path, 0666) < 0 || listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                (void) unlink(path);
+                return log_error_errno(r, "varlink: cannot listen on %s: %m", path);
+        }
+        r = varlink_server_listen_fd(s, fd);
+        if (r < 0) {
+                (void) unlink(path);
+                return r;
+        }
+        TAKE_FD(fd);
+        s->bound_path = strdup(path);
+        return 0;
+}
+
+/* --- Server --- */
+
+int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServer **ret) {
+        VarlinkServer *s;
+
+        if (!event || !ret)
+                return -EINVAL;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->event = sd_event_ref(event);
+        if (limits)
+                s->limits = *limits;
+        if (s->limits.max_message == 0)
+                s->limits.max_message = VARLINK_DEFAULT_MAX_MESSAGE;
+        if (s->limits.max_connections_per_uid == 0)
+                s->limits.max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID;
+        if (s->limits.idle_timeout_usec == 0)
+                s->limits.idle_timeout_usec = VARLINK_DEFAULT_IDLE_TIMEOUT_USEC;
+        if (s->limits.max_output == 0)
+                s->limits.max_output = VARLINK_DEFAULT_MAX_OUTPUT;
+        *ret = s;
+        return 0;
+}
+
+VarlinkServer *varlink_server_free(VarlinkServer *s) {
+        if (!s)
+                return NULL;
+        while (s->connections)
+                connection_free(s->connections);
+        for (size_t i = 0; i < s->n_listeners; i++) {
+                sd_event_source_disable_unref(s->listen_sources[i]);
+                safe_close(s->listen_fds[i]);
+        }
+        if (s->bound_path)
+                (void) unlink(s->bound_path);
+        free(s->bound_path);
+        free(s->vendor);
+        free(s->product);
+        free(s->version);
+        free(s->url);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *product, const char *version,
+                            const char *url) {
+        if (!s)
+                return -EINVAL;
+        if (free_and_strdup(&s->vendor, vendor) < 0 || free_and_strdup(&s->product, product) < 0 ||
+            free_and_strdup(&s->version, version) < 0 || free_and_strdup(&s->url, url) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int varlink_server_add_interface(VarlinkServer *s, const VarlinkInterface *iface, void *userdata) {
+        if (!s || !iface || !iface->name)
+                return -EINVAL;
+        if (varlink_server_find_interface(s, iface->name))
+                return -EEXIST;
+        if (s->n_interfaces >= MAX_INTERFACES)
+                return -E2BIG;
+        s->interfaces[s->n_interfaces++] = (RegisteredInterface) { iface, userdata };
+        return 0;
+}
+
+void varlink_server_set_hooks(VarlinkServer *s, VarlinkConnectHook connect, VarlinkDisconnectHook disconnect,
+                              void *userdata) {
+        if (!s)
+                return;
+        s->connect_hook = connect;
+        s->disconnect_hook = disconnect;
+        s->hook_userdata = userdata;
+}
+
+size_t varlink_server_n_connections(const VarlinkServer *s) {
+        size_t n = 0;
+        for (VarlinkConnection *c = s ? s->connections : NULL; c; c = c->next)
+                if (!c->dead)
+                        n++;
+        return n;
+}

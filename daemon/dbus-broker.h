@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "manager.h"
+
+/*
+ * The D-Bus front end: owns io.iommufd.Broker1, serves the manager object
+ * /io/iommufd/Broker1 (with an ObjectManager) and the device objects
+ * (dbus-device.h), turns manager events into signals, and keeps one Session
+ * per sender unique name, ended when the name leaves the bus.
+ */
+typedef struct DbusBroker DbusBroker;
+
+/* Connect to bus_address (NULL: the system bus), attach to manager_event(m),
+ * register the objects and request the name. Fails with -EEXIST (logged) if
+ * another connection owns the name. */
+int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret);
+
+/* Ends every D-Bus session, then leaves the bus. NULL is fine. */
+DbusBroker *dbus_broker_free(DbusBroker *b);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DbusBroker *, dbus_broker_free);

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <systemd/sd-bus.h>
+
+#include "manager.h"
+
+/*
+ * The io.iommufd.Broker1.Device objects: one per inventory device under
+ * /io/iommufd/Broker1/device/<sd_bus_path_encode'd address>, served by a
+ * fallback vtable so that they follow the inventory without registration.
+ */
+typedef struct DbusDevices DbusDevices;
+
+/* Register the fallback vtable and node enumerator on bus. */
+int dbus_devices_new(sd_bus *bus, Manager *m, DbusDevices **ret);
+DbusDevices *dbus_devices_free(DbusDevices *dd);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DbusDevices *, dbus_devices_free);
+
+/* Object path of a device address ("0000:03:00.0"). Caller frees. */
+int dbus_device_path(const char *address, char **ret);
+
+/* Address of a device object path, or -ENXIO if path is not one. Caller frees. */
+int dbus_device_address_from_path(const char *path, char **ret);
+
+/* PropertiesChanged for every property of the device (the per-caller holder
+ * properties are only invalidated). Returns 0 or negative errno; -ENOENT if
+ * the device is gone. */
+int dbus_device_emit_changed(sd_bus *bus, const char *address);

@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * driver.c on a fake sysfs tree in a temp dir:
+ *
+ *   dev/0000:03:00.0/driver_override    regular file
+ *   dev/0000:03:00.0/driver             symlink to bus/drivers/<name>
+ *   bus/drivers_probe                   FIFO
+ *   bus/drivers/{e1000e,vfio-pci}/unbind, bus/drivers/e1000e/bind   FIFOs
+ *
+ * A reactor thread plays the kernel: it reads what lands in the FIFOs and
+ * moves the driver link as sysfs would (drivers_probe honours
+ * driver_override, else picks the "default" driver). Unbinds are handled
+ * before probes seen in the same wakeup, as the kernel's writes are
+ * synchronous.
+ */
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "driver.h"
+
+#define ADDRESS "0000:03:00.0"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                \
+        do {                                                            \
+                bool _ok = (cond);                                      \
+                printf("%s: ", _ok ? "ok" : "FAIL");                    \
+                printf(__VA_ARGS__);                                    \
+                printf("\n");                                           \
+                if (!_ok)                                               \
+                        failures++;                                     \
+        } while (0)
+
+#define CHECK_INT(a, b, what) do { long _a = (a), _b = (b); CHECK(_a == _b, "%s: %ld == %ld", what, _a, _b); } while (0)
+#define CHECK_STR(a, b, what) do { const char *_a = (a), *_b = (b); \
+                CHECK(streq(_a, _b), "%s: \"%s\" == \"%s\"", what, _a, _b); } while (0)
+
+/* In priority order: what the reactor handles first within one wakeup. */
+typedef enum FifoId {
+        FIFO_UNBIND_E1000E,
+        FIFO_UNBIND_VFIO,
+        FIFO_PROBE,
+        FIFO_BIND_E1000E,
+        _FIFO_MAX,
+} FifoId;
+
+static const char *const fifo_path[_FIFO_MAX] = {
+        [FIFO_UNBIND_E1000E] = "bus/drivers/e1000e/unbind",
+        [FIFO_UNBIND_VFIO] = "bus/drivers/vfio-pci/unbind",
+        [FIFO_PROBE] = "bus/drivers_probe",
+        [FIFO_BIND_E1000E] = "bus/drivers/e1000e/bind",
+};
+
+typedef struct FakeSysfs {
+        char root[64];
+        pthread_mutex_t lock;
+        /* kernel behaviour */
+        char default_driver[32];        /* what a probe without override picks, "" none */
+        bool vfio_loaded;               /* whether an override to vfio-pci binds */
+        /* what was written */
+        unsigned count[_FIFO_MAX];
+        char last[_FIFO_MAX][64];
+        int quit[2];
+} FakeSysfs;
+
+static FakeSysfs fake = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void fake_path(char *buf, size_t size, const char *rel) {
+        snprintf(buf, size, "%s/%s", fake.root, rel);
+}
+
+static void read_file(const char *rel, char *buf, size_t size) {
+        char path[256];
+        ssize_t n;
+        int fd;
+
+        fake_path(path, sizeof(path), rel);
+        buf[0] = 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        n = read(fd, buf, size - 1);
+        buf[n > 0 ? n : 0] = 0;
+        close(fd);
+}
+
+static void current_driver(char *buf, size_t size) {
+        char path[256], target[256];
+        ssize_t n;
+
+        fake_path(path, sizeof(path), "dev/" ADDRESS "/driver");
+        n = readlink(path, target, sizeof(target) - 1);
+        target[n > 0 ? n : 0] = 0;
+        snprintf(buf, size, "%s", strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
+}
+
+static void set_driver(const char *name) {
+        char path[256], target[256];
+
+        fake_path(path, sizeof(path), "dev/" ADDRESS "/driver");
+        (void) unlink(path);
+        if (!name || !*name)
+                return;
+        snprintf(target, sizeof(target), "%s/bus/drivers/%s", fake.root, name);
+        if (symlink(target, path) < 0)
+                perror("symlink");
+}
+
+static void write_override(const char *value) {
+        char path[256];
+        FILE *f;
+
+        fake_path(path, sizeof(path), "dev/" ADDRESS "/driver_override");
+        f = fopen(path, "we");
+        if (f) {
+                fputs(value, f);
+                fclose(f);
+        }
+}
+
+/* The kernel's side of one write to a FIFO. Called with fake.lock held. */
+static void fake_handle(FifoId id, const char *msg) {
+        char cur[32], override[64];
+
+        fake.count[id]++;
+        snprintf(fake.last[id], sizeof(fake.last[id]), "%s", msg);
+        if (!streq(msg, ADDRESS))
+                return;         /* sysfs would say ENODEV; the checks will notice */
+        current_driver(cur, sizeof(cur));
+
+        switch (id) {
+        case FIFO_UNBIND_E1000E:
+                if (streq(cur, "e1000e"))
+                        set_driver(NULL);
+                break;
+        case FIFO_UNBIND_VFIO:
+                if (streq(cur, "vfio-pci"))
+                        set_driver(NULL);
+                break;
+        case FIFO_PROBE:
+                if (*cur)
+                        break;
+                read_file("dev/" ADDRESS "/driver_override", override, sizeof(override));
+                override[strcspn(override, "\n")] = 0;
+                if (*override) {
+                        if (streq(override, "vfio-pci") && fake.vfio_loaded)
+                                set_driver("vfio-pci");
+                } else
+                        set_driver(fake.default_driver);
+                break;
+        case FIFO_BIND_E1000E:
+                if (!*cur)
+                        set_driver("e1000e");
+                break;
+        default:
+                break;
+        }
+}
+
+static int fifo_open(FifoId id) {
+        char path[256];
+
+        fake_path(path, sizeof(path), fifo_path[id]);
+        return open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+}
+
+static void fifo_drain(FifoId id, int fd) {
+        char buf[128];
+        ssize_t n;
+
+        while ((n = read(fd, buf, sizeof(buf) - 1)) > 0) {
+                buf[n] = 0;
+                pthread_mutex_lock(&fake.lock);
+                fake_handle(id, buf);
+                pthread_mutex_unlock(&fake.lock);
+        }
+}
+
+static void *reactor(void *arg) {
+        struct pollfd pfd[_FIFO_MAX + 1];
+
+        for (int i = 0; i < _FIFO_MAX; i++)
+                pfd[i] = (struct pollfd) { .fd = fifo_open(i), .events = POLLIN };
+        pfd[_FIFO_MAX] = (struct pollfd) { .fd = fake.quit[0], .events = POLLIN };
+
+        for (;;) {
+                if (poll(pfd, _FIFO_MAX + 1, -1) < 0)
+                        continue;
+                if (pfd[_FIFO_MAX].revents)
+                        break;
+                for (int i = 0; i < _FIFO_MAX; i++) {
+                        if (!pfd[i].revents)
+                                continue;
+                        fifo_drain(i, pfd[i].fd);
+                        if (pfd[i].revents & POLLHUP) {
+                                /* The writer is gone: a fresh reader clears the
+                                 * hangup; opening it first keeps the pipe alive. */
+                                int fd = fifo_open(i);
+                                fifo_drain(i, pfd[i].fd);
+                                close(pfd[i].fd);
+                                pfd[i].fd = fd;
+                        }
+                }
+        }
+        for (int i = 0; i <= _FIFO_MAX; i++)
+                close(pfd[i].fd);
+        return NULL;
+}
+
+static int make_tree(void) {
+        static const char *const dirs[] = { "dev", "dev/" ADDRESS, "bus", "bus/drivers",
+                                            "bus/drivers/e1000e", "bus/drivers/vfio-pci" };
+        char path[256];
+
+        snprintf(fake.root, sizeof(fake.root), "/tmp/test-driver-XXXXXX");
+        if (!mkdtemp(fake.root))
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                fake_path(path, sizeof(path), dirs[i]);
+                if (mkdir(path, 0755) < 0)
+                        return -errno;
+        }
+        for (int i = 0; i < _FIFO_MAX; i++) {
+                fake_path(path, sizeof(path), fifo_path[i]);
+                if (mkfifo(path, 0600) < 0)
+                        return -errno;
+        }
+        return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(path);
+}
+
+/* Put the device in a known state and forget what was written. */
+static void reset(const char *driver, const char *override, const char *default_driver, bool vfio_loaded) {
+        pthread_mutex_lock(&fake.lock);
+        set_driver(driver);
+        write_override(override);
+        snprintf(fake.default_driver, sizeof(fake.default_driver), "%s", default_driver);
+        fake.vfio_loaded = vfio_loaded;
+        memset(fake.count, 0, sizeof(fake.count));
+        memset(fake.last, 0, sizeof(fake.last));
+        pthread_mutex_unlock(&fake.lock);
+}
+
+static unsigned count_of(FifoId id) {
+        unsigned n;
+
+        pthread_mutex_lock(&fake.lock);
+        n = fake.count[id];
+        pthread_mutex_unlock(&fake.lock);
+        return n;
+}
+
+static const char *last_of(FifoId id) {
+        static char buf[64];
+
+        pthread_mutex_lock(&fake.lock);
+        snprintf(buf, sizeof(buf), "%s", fake.last[id]);
+        pthread_mutex_unlock(&fake.lock);
+        return buf;
+}
+
+static const char *driver_now(void) {
+        static char buf[32];
+
+        pthread_mutex_lock(&fake.lock);
+        current_driver(buf, sizeof(buf));
+        pthread_mutex_unlock(&fake.lock);
+        return buf;
+}
+
+static const char *override_now(void) {
+        static char buf[64];
+
+        read_file("dev/" ADDRESS "/driver_override", buf, sizeof(buf));
+        return buf;
+}
+
+static void test_bind_vfio(Device *d) {
+        printf("# bind to vfio-pci from e1000e\n");
+        reset("e1000e", "", "e1000e", true);
+        CHECK_INT(driver_bind_vfio(d), 0, "driver_bind_vfio");
+        CHECK_STR(override_now(), "vfio-pci", "driver_override");
+        CHECK_INT(count_of(FIFO_UNBIND_E1000E), 1, "e1000e/unbind writes");
+        CHECK_STR(last_of(FIFO_UNBIND_E1000E), ADDRESS, "e1000e/unbind got");
+        CHECK_INT(count_of(FIFO_PROBE), 1, "drivers_probe writes");
+        CHECK_STR(last_of(FIFO_PROBE), ADDRESS, "drivers_probe got");
+        CHECK_STR(driver_now(), "vfio-pci", "driver afterwards");
+
+        printf("# bind when already on vfio-pci touches nothing\n");
+        reset("vfio-pci", "vfio-pci", "e1000e", true);
+        CHECK_INT(driver_bind_vfio(d), 0, "driver_bind_vfio");
+        CHECK_INT(count_of(FIFO_UNBIND_E1000E) + count_of(FIFO_UNBIND_VFIO) + count_of(FIFO_PROBE), 0,
+                  "sysfs writes");
+
+        printf("# bind with no driver bound skips the unbind\n");
+        reset(NULL, "", "", true);
+        CHECK_INT(driver_bind_vfio(d), 0, "driver_bind_vfio");
+        CHECK_INT(count_of(FIFO_UNBIND_E1000E), 0, "e1000e/unbind writes");
+        CHECK_STR(driver_now(), "vfio-pci", "driver afterwards");
+}
+
+static void test_bind_vfio_fails(Device *d) {
+        printf("# vfio-pci does not bind: -EIO, override cleared, e1000e back by reprobe\n");
+        reset("e1000e", "", "e1000e", false);
+        CHECK_INT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
+        CHECK_STR(override_now(), "\n", "driver_override cleared");
+        CHECK_INT(count_of(FIFO_PROBE), 2, "drivers_probe writes (bind, undo)");
+        CHECK_INT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
+        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+
+        printf("# same, reprobe picks nothing: e1000e bound by name\n");
+        reset("e1000e", "", "", false);
+        CHECK_INT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
+        CHECK_INT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
+        CHECK_STR(last_of(FIFO_BIND_E1000E), ADDRESS, "e1000e/bind got");
+        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+
+        printf("# invalid devices\n");
+        CHECK_INT(driver_bind_vfio(&(Device) { .address = ADDRESS }), -EINVAL, "no syspath");
+        CHECK_INT(driver_bind_vfio(NULL), -EINVAL, "NULL device");
+}
+
+typedef struct RestoreResult {
+        unsigned calls;
+        int result;
+        char address[16];
+} RestoreResult;
+
+static void on_restored(const char *address, int result, void *userdata) {
+        RestoreResult *r = userdata;
+
+        r->calls++;
+        r->result = result;
+        snprintf(r->address, sizeof(r->address), "%s", address);
+}
+
+/* Run the loop until done() ran, then a little longer to catch a second call. */
+static void run_until_done(sd_event *e, RestoreResult *res) {
+        for (int i = 0; i < 200 && res->calls == 0; i++)
+                (void) sd_event_run(e, 50 * 1000);
+        for (int i = 0; i < 4; i++)
+                (void) sd_event_run(e, 50 * 1000);
+}
+
+static void test_restore(Device *d) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        RestoreResult res = {};
+
+        if (sd_event_new(&e) < 0) {
+                CHECK(false, "sd_event_new");
+                return;
+        }
+
+        printf("# restore to e1000e by reprobe\n");
+        reset("vfio-pci", "vfio-pci", "e1000e", true);
+        CHECK_INT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        run_until_done(e, &res);
+        CHECK_INT(res.calls, 1, "done() calls");
+        CHECK_INT(res.result, 0, "result");
+        CHECK_STR(res.address, ADDRESS, "address");
+        CHECK_STR(override_now(), "\n", "driver_override cleared");
+        CHECK_INT(count_of(FIFO_UNBIND_VFIO), 1, "vfio-pci/unbind writes");
+        CHECK_STR(last_of(FIFO_UNBIND_VFIO), ADDRESS, "vfio-pci/unbind got");
+        CHECK_INT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
+        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+
+        printf("# restore to e1000e when reprobe picks nothing\n");
+        res = (RestoreResult) {};
+        reset("vfio-pci", "vfio-pci", "", true);
+        CHECK_INT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        run_until_done(e, &res);
+        CHECK_INT(res.calls, 1, "done() calls");
+        CHECK_INT(res.result, 0, "result");
+        CHECK_INT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
+        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+
+        printf("# restore to the kernel's choice (no original driver)\n");
+        res = (RestoreResult) {};
+        reset("vfio-pci", "vfio-pci", "", true);
+        CHECK_INT(driver_restore_async(e, d, NULL, on_restored, &res), 0, "driver_restore_async");
+        run_until_done(e, &res);
+        CHECK_INT(res.calls, 1, "done() calls");
+        CHECK_INT(res.result, 0, "result");
+        CHECK_STR(driver_now(), "", "driver afterwards");
+
+        printf("# restore to a driver that does not exist\n");
+        res = (RestoreResult) {};
+        reset("vfio-pci", "vfio-pci", "", true);
+        CHECK_INT(driver_restore_async(e, d, "nosuchdrv", on_restored, &res), 0, "driver_restore_async");
+        run_until_done(e, &res);
+        CHECK_INT(res.calls, 1, "done() calls");
+        CHECK_INT(res.result, -ENOENT, "result");
+
+        printf("# bad arguments fail at once, without calling done()\n");
+        res = (RestoreResult) {};
+        CHECK_INT(driver_restore_async(e, d, "../x", on_restored, &res), -EINVAL, "driver name with a slash");
+        CHECK_INT(driver_restore_async(NULL, d, NULL, on_restored, &res), -EINVAL, "no event loop");
+        run_until_done(e, &res);
+        CHECK_INT(res.calls, 0, "done() calls");
+
+        printf("# a loop freed while the worker runs frees the watch\n");
+        reset("vfio-pci", "vfio-pci", "e1000e", true);
+        CHECK_INT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        e = sd_event_unref(e);
+        /* The worker carries on without the loop; let it finish before the
+         * fake tree goes away. */
+        for (int i = 0; i < 200 && !streq(driver_now(), "e1000e"); i++)
+                usleep(10 * 1000);
+        CHECK_STR(driver_now(), "e1000e", "driver restored without the loop");
+        CHECK_INT(res.calls, 0, "done() calls after the loop was freed");
+}
+
+int main(void) {
+        char syspath[128], bus[128];
+        pthread_t thread;
+        Device d = { .address = ADDRESS };
+        int r;
+
+        r = make_tree();
+        if (r < 0) {
+                printf("FAIL: setting up fake sysfs: %s\n", strerror(-r));
+                return 1;
+        }
+        if (pipe2(fake.quit, O_CLOEXEC) < 0 || pthread_create(&thread, NULL, reactor, NULL) != 0) {
+                printf("FAIL: starting reactor\n");
+                return 1;
+        }
+
+        fake_path(syspath, sizeof(syspath), "dev/" ADDRESS);
+        fake_path(bus, sizeof(bus), "bus");
+        d.syspath = syspath;
+        driver_set_bus_path_for_test(bus);
+
+        test_bind_vfio(&d);
+        test_bind_vfio_fails(&d);
+        test_restore(&d);
+
+        (void) write(fake.quit[1], "q", 1);
+        pthread_join(thread, NULL);
+        (void) nftw(fake.root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+
+        printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);
+        return failures ? 1 : 0;
+}

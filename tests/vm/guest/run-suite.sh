@@ -1,0 +1,95 @@
+#!/bin/bash
+# The guest suite, started by guest-init.sh inside the VM:
+#   run-suite.sh RESULTS_DIR
+# Runs the kernel smoke test, starts the real daemon (varlink + the guest's
+# system bus) and runs each broker case once, timed. Writes to RESULTS_DIR:
+#   planned      the case names, one line
+#   started      the suite was reached (run-vm.sh: the boot succeeded)
+#   results.txt  "PASS|FAIL <case> <seconds> [why]" per case
+#   <case>.log   each case's output; daemon.log the daemon's
+#   finished     the suite ran to its end
+# A case is never retried.
+set -euo pipefail
+
+results=${1:?results dir}
+build=${IOMMUFD_VM_BUILD:?}
+cases=(attached dma unbound capabilities dbus managed groups hotunplug)
+case_timeout=60
+
+echo "smoke ${cases[*]}" > "$results/planned"
+touch "$results/started"
+echo "vm-suite: started"
+
+failed=0
+record() {      # verdict case seconds [why]
+        echo "$*" >> "$results/results.txt"
+        echo "vm-suite: $*"
+}
+
+# run_case NAME COMMAND...: one timed case, output to NAME.log.
+run_case() {
+        local name=$1 start end rc=0
+        shift
+        start=$(date +%s.%N)
+        timeout -k 5 "$case_timeout" "$@" > "$results/$name.log" 2>&1 || rc=$?
+        end=$(date +%s.%N)
+        local secs
+        secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+        if [ "$rc" = 0 ]; then
+                record PASS "$name" "$secs"
+        else
+                local why="exit $rc"
+                [ "$rc" = 124 ] && why="timeout after ${case_timeout}s"
+                record FAIL "$name" "$secs" "$why"
+                failed=1
+                sed "s/^/  $name| /" "$results/$name.log"
+        fi
+}
+
+run_case smoke "$build/tests/vm/vm-smoke"
+
+# Devices used without managed acquire go to vfio-pci, as an admin would set up.
+if ! "$build/tests/vm/vm-cases" setup > "$results/setup.log" 2>&1; then
+        echo "vm-suite: setup failed:"; cat "$results/setup.log"
+fi
+
+# The policy: uid 65534 may do everything, managed included.
+mkdir -p /run/iommufd-broker /run/vm-policy.d
+cat > /run/vm-policy.json <<'EOF'
+{
+  "comment": "VM tier: the unprivileged test client may use every device",
+  "rules": [
+    { "principals": { "users": [65534] }, "allow": true, "managed": true }
+  ]
+}
+EOF
+
+socket=/run/iommufd-broker/io.iommufd.Broker
+LOG_LEVEL=debug "$build/daemon/iommufd-broker" --varlink-listen "$socket" \
+        --policy /run/vm-policy.json --policy-dir /run/vm-policy.d > "$results/daemon.log" 2>&1 &
+broker_pid=$!
+for _ in $(seq 100); do
+        [ -S "$socket" ] && busctl --system status io.iommufd.Broker1 >/dev/null 2>&1 && break
+        kill -0 "$broker_pid" 2>/dev/null || break
+        sleep 0.1
+done
+[ -S "$socket" ] || echo "vm-suite: the daemon did not create $socket"
+busctl --system status io.iommufd.Broker1 >/dev/null 2>&1 || echo "vm-suite: io.iommufd.Broker1 is not on the bus"
+
+export BROKER_SOCKET=$socket BROKER_PID=$broker_pid
+for c in "${cases[@]}"; do
+        run_case "$c" "$build/tests/vm/vm-cases" "$c"
+done
+
+if ! kill -0 "$broker_pid" 2>/dev/null; then
+        echo "vm-suite: the daemon is no longer running"
+        failed=1
+fi
+kill "$broker_pid" 2>/dev/null || true
+wait "$broker_pid" 2>/dev/null || true
+if [ "$failed" != 0 ]; then
+        echo "vm-suite: daemon log:"
+        sed 's/^/  daemon| /' "$results/daemon.log"
+fi
+touch "$results/finished"
+echo "vm-suite: finished"
