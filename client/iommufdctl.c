@@ -168,7 +168,7 @@ static int parse_json_flag(int argc, char **argv, const char *command, bool *ret
 
         *ret_json = false;
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
                 if (c != 'j')
                         return usage_error("%s: unknown option", command);
                 *ret_json = true;
@@ -182,7 +182,7 @@ static int cmd_list(int argc, char **argv) {
         _cleanup_free_ iommufd_broker_device *devices = NULL;
         size_t n = 0;
         bool json;
-        int r, next;
+        int r, next = 0;
 
         r = parse_json_flag(argc, argv, "list", &json, &next);
         if (r != 0)
@@ -233,7 +233,7 @@ static int cmd_info(int argc, char **argv) {
         _cleanup_(broker_freep) iommufd_broker *b = NULL;
         iommufd_broker_device d;
         bool json;
-        int r, next;
+        int r, next = 0;
 
         r = parse_json_flag(argc, argv, "info", &json, &next);
         if (r != 0)
@@ -406,7 +406,7 @@ static int cmd_acquire(int argc, char **argv) {
         int c, r, event_fd;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, "+", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0) {
                 r = lease_option(&o, c, "acquire");
                 if (r != 0)
                         return r;

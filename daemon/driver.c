@@ -328,8 +328,8 @@ static int on_worker_exit(sd_event_source *s, int fd, uint32_t revents, void *us
         /* Drop the source (closing the pidfd and freeing w) before calling
          * out, so done() runs exactly once whatever it does to the loop. */
         (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        /* Un-floating drops the loop's reference, the only one. */
         (void) sd_event_source_set_floating(s, false);
-        sd_event_source_unref(s);
 
         if (done)
                 done(address, result, done_userdata);

@@ -97,8 +97,13 @@ static void current_driver(char *buf, size_t size) {
 
         fake_path(path, sizeof(path), "dev/" ADDRESS "/driver");
         n = readlink(path, target, sizeof(target) - 1);
+        const char *name;
+
         target[n > 0 ? n : 0] = 0;
-        snprintf(buf, size, "%s", strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
+        name = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
+        n = (ssize_t) strlen(name) < (ssize_t) size ? (ssize_t) strlen(name) : (ssize_t) size - 1;
+        memcpy(buf, name, n);
+        buf[n] = 0;
 }
 
 static void set_driver(const char *name) {

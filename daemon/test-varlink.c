@@ -85,7 +85,7 @@ static void test_reader_split_and_batched(void) {
               "reader: split message reassembled");
         json_decref(m);
 
-        write_all(sv[0], "{\"a\":2}\0{\"a\":3}\0{\"a\"", 21);
+        write_all(sv[0], "{\"a\":2}\0{\"a\":3}\0{\"a\"", 20);
         varlink_reader_fill(r, sv[1]);
         CHECK(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_integer_value(json_object_get(m, "a")) == 2,
               "reader: first of several in one read");

@@ -602,11 +602,11 @@ static void connection_dispatch_message(VarlinkConnection *c, json_t *msg) {
         c->current = call;
 
         r = m->handler(call, params, userdata);
-        call->in_handler = false;
         if (r < 0 && !call->done) {
                 log_debug_errno(r, "varlink: %s failed: %m", method);
                 (void) varlink_call_error_broker(call, BROKER_ERROR_KERNEL_ERROR, NULL, strerror(-r));
         }
+        call->in_handler = false;
         /* A oneway call has nobody to answer later. */
         if (call->done || oneway) {
                 c->current = NULL;

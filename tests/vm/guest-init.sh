@@ -12,9 +12,11 @@ export LC_ALL=C.UTF-8
 power_off() {
         sync || true
         echo o > /proc/sysrq-trigger
-        sleep 10
-        # Should not get here; PID 1 exiting panics, and panic=-1 with
-        # QEMU's -no-reboot ends the VM as well.
+        # The power-off runs asynchronously; wait with builtins only (the 9p
+        # root may already be gone). Should it fail, PID 1 exiting panics, and
+        # panic=-1 with QEMU's -no-reboot ends the VM as well.
+        SECONDS=0
+        while [ "$SECONDS" -lt 10 ]; do :; done
         exit 1
 }
 trap power_off EXIT
@@ -31,8 +33,13 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount_tmpfs /dev/shm 1777
 mount_tmpfs /run
-mount_tmpfs /tmp 1777
-mount_tmpfs /var/tmp 1777
+# Scratch space, unless the build or source tree lives there.
+for d in /tmp /var/tmp; do
+        case "$IOMMUFD_VM_BUILD/ $IOMMUFD_VM_SRC/" in
+        "$d"/*|*" $d"/*) log "keeping the host's $d (read-only): the tree is there" ;;
+        *) mount_tmpfs "$d" 1777 ;;
+        esac
+done
 mount_tmpfs /var/log
 ln -sf /proc/self/fd /dev/fd
 

@@ -16,25 +16,31 @@ build=${IOMMUFD_VM_BUILD:?}
 cases=(attached dma unbound capabilities dbus managed groups hotunplug)
 case_timeout=60
 
+say() {
+        local up
+        read -r up _ < /proc/uptime
+        echo "vm-suite [$up]: $*"
+}
+
 echo "smoke ${cases[*]}" > "$results/planned"
 touch "$results/started"
-echo "vm-suite: started"
+say "started"
 
 failed=0
 record() {      # verdict case seconds [why]
         echo "$*" >> "$results/results.txt"
-        echo "vm-suite: $*"
+        say "$*"
 }
 
 # run_case NAME COMMAND...: one timed case, output to NAME.log.
 run_case() {
-        local name=$1 start end rc=0
+        local name=$1 start rc=0
         shift
-        start=$(date +%s.%N)
+        start=${EPOCHREALTIME/./}
         timeout -k 5 "$case_timeout" "$@" > "$results/$name.log" 2>&1 || rc=$?
-        end=$(date +%s.%N)
+        local ms=$(( (${EPOCHREALTIME/./} - start) / 1000 ))
         local secs
-        secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+        secs=$(printf '%d.%02d' $((ms / 1000)) $((ms % 1000 / 10)))
         if [ "$rc" = 0 ]; then
                 record PASS "$name" "$secs"
         else
@@ -50,7 +56,7 @@ run_case smoke "$build/tests/vm/vm-smoke"
 
 # Devices used without managed acquire go to vfio-pci, as an admin would set up.
 if ! "$build/tests/vm/vm-cases" setup > "$results/setup.log" 2>&1; then
-        echo "vm-suite: setup failed:"; cat "$results/setup.log"
+        say "setup failed:"; cat "$results/setup.log"
 fi
 
 # The policy: uid 65534 may do everything, managed included.
@@ -73,8 +79,8 @@ for _ in $(seq 100); do
         kill -0 "$broker_pid" 2>/dev/null || break
         sleep 0.1
 done
-[ -S "$socket" ] || echo "vm-suite: the daemon did not create $socket"
-busctl --system status io.iommufd.Broker1 >/dev/null 2>&1 || echo "vm-suite: io.iommufd.Broker1 is not on the bus"
+[ -S "$socket" ] || say "the daemon did not create $socket"
+busctl --system status io.iommufd.Broker1 >/dev/null 2>&1 || say "io.iommufd.Broker1 is not on the bus"
 
 export BROKER_SOCKET=$socket BROKER_PID=$broker_pid
 for c in "${cases[@]}"; do
@@ -82,14 +88,14 @@ for c in "${cases[@]}"; do
 done
 
 if ! kill -0 "$broker_pid" 2>/dev/null; then
-        echo "vm-suite: the daemon is no longer running"
+        say "the daemon is no longer running"
         failed=1
 fi
 kill "$broker_pid" 2>/dev/null || true
 wait "$broker_pid" 2>/dev/null || true
 if [ "$failed" != 0 ]; then
-        echo "vm-suite: daemon log:"
+        say "daemon log:"
         sed 's/^/  daemon| /' "$results/daemon.log"
 fi
 touch "$results/finished"
-echo "vm-suite: finished"
+say "finished"

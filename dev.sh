@@ -1,0 +1,90 @@
+#!/bin/bash
+# Developer entry point: ./dev.sh run | test | build | deps | vm
+#   run   install dependencies, build, and run the daemon in the foreground
+#   test  install dependencies, build with -Werror, run the fast tier, then the VM tier
+set -euo pipefail
+cd "$(dirname "$0")"
+
+build=${BUILD_DIR:-build}
+
+# Debian packages: build, fast tier (umockdev, dbus-daemon, python3), VM tier
+# (qemu, kernel build tools).
+packages=(
+        gcc meson ninja-build pkg-config
+        libsystemd-dev libudev-dev libseccomp-dev libjansson-dev
+        umockdev libumockdev-dev dbus systemd python3
+        qemu-system-x86 bc bison flex libelf-dev libssl-dev xz-utils cpio kmod
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+need_root() {
+        if [ "$(id -u)" != 0 ]; then
+                echo "dev.sh: run this as root (it installs packages and manages devices)" >&2
+                exit 1
+        fi
+}
+
+deps() {
+        local missing=()
+        for p in "${packages[@]}"; do
+                dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        done
+        [ ${#missing[@]} = 0 ] && return 0
+        need_root
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+        if [ ! -f "$build/build.ninja" ]; then
+                meson setup "$build" -Dwerror=true >/dev/null
+        fi
+        ninja -C "$build" >/dev/null || ninja -C "$build"
+}
+
+run() {
+        need_root
+        deps
+        build
+        local sock=${IOMMUFD_BROKER_SOCKET:-/run/iommufd-broker/io.iommufd.Broker}
+        mkdir -p "$(dirname "$sock")"
+        log "daemon on $sock; in another shell try:"
+        log "  $build/client/iommufdctl --socket $sock list"
+        exec "$build/daemon/iommufd-broker" --varlink-listen "$sock" "$@"
+}
+
+fast_tier() {
+        log "fast tier: unit, integration and D-Bus tests"
+        meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
+}
+
+vm_tier() {
+        log "VM tier: the real kernel"
+        tests/vm/run-vm.sh --build-dir "$build"
+}
+
+case "${1:-}" in
+deps) deps ;;
+build) deps; build ;;
+run) shift; run "$@" ;;
+test)
+        shift
+        deps
+        build
+        status=0
+        fast_tier "$@" || status=$?
+        if [ "${IOMMUFD_SKIP_VM:-0}" = 1 ]; then
+                log "VM tier skipped (IOMMUFD_SKIP_VM=1)"
+        else
+                vm_tier || status=$?
+        fi
+        exit $status
+        ;;
+vm) deps; build; vm_tier ;;
+*)
+        sed -n '2,4p' "$0" >&2
+        exit 2
+        ;;
+esac
