@@ -1,2 +1,399 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Not written yet. */
+
+#include <stdio.h>
+
+#include "config.h"
+#include "device-json.h"
+#include "log.h"
+#include "protocol-data.h"
+#include "session.h"
+#include "varlink-broker.h"
+
+#define BROKER_PRODUCT "iommufd-broker"
+#define BROKER_URL     "https://github.com/iommufd-broker/iommufd-broker"
+
+const char *varlink_broker_error_name(BrokerErrorCode code, char buf[static 96]) {
+        snprintf(buf, 96, "%s.%s", BROKER_VARLINK_INTERFACE,
+                 broker_error_name(code) ?: broker_error_name(BROKER_ERROR_KERNEL_ERROR));
+        return buf;
+}
+
+static Session *call_session(VarlinkCall *call) {
+        return varlink_connection_get_userdata(varlink_call_get_connection(call));
+}
+
+static const Principal *call_viewer(VarlinkCall *call) {
+        Session *s = call_session(call);
+        return s ? session_principal(s) : NULL;
+}
+
+/* A core failure as io.iommufd.Broker.<Name>; a bare errno as KernelError. */
+static int reply_broker_error(VarlinkCall *call, int r, BrokerError *err) {
+        broker_error_ensure(err, r, NULL);
+        return varlink_call_error_broker(call, err->code, err->device, err->message);
+}
+
+static int check_parameters(VarlinkCall *call, json_t *parameters, const VarlinkField *fields) {
+        const char *bad = NULL;
+
+        if (varlink_check_parameters(parameters, fields, &bad) < 0) {
+                varlink_call_error_invalid_parameter(call, bad);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* --- ListDevices, GetDevice --- */
+
+static int method_list_devices(VarlinkCall *call, json_t *parameters, void *userdata) {
+        Manager *m = userdata;
+        Device *const *devices;
+        json_t *array;
+        size_t n = 0;
+
+        if (check_parameters(call, parameters, (const VarlinkField[]) { {} }) < 0)
+                return 0;
+
+        devices = inventory_devices(manager_inventory(m), &n);
+        array = json_array();
+        for (size_t i = 0; array && i < n; i++)
+                if (json_array_append_new(array, device_json_new(m, devices[i], call_viewer(call))) < 0) {
+                        json_decref(array);
+                        array = NULL;
+                }
+        if (!array)
+                return -ENOMEM;
+        return varlink_call_reply(call, json_pack("{s:o}", "devices", array));
+}
+
+static int method_get_device(VarlinkCall *call, json_t *parameters, void *userdata) {
+        static const VarlinkField fields[] = {
+                { "address", VARLINK_TYPE_STRING },
+                {}
+        };
+        BrokerError err = {};
+        Manager *m = userdata;
+        Device *d = NULL;
+        json_t *o;
+        int r;
+
+        if (check_parameters(call, parameters, fields) < 0)
+                return 0;
+
+        r = manager_get_device(m, json_string_value(json_object_get(parameters, "address")), &d, &err);
+        if (r < 0)
+                return reply_broker_error(call, r, &err);
+
+        o = device_json_new(m, d, call_viewer(call));
+        if (!o)
+                return -ENOMEM;
+        return varlink_call_reply(call, json_pack("{s:o}", "device", o));
+}
+
+/* --- Acquire, Release --- */
+
+/* A list of device addresses as the core wants it: strings, at most
+ * BROKER_VARLINK_MAX_DEVICES_PER_CALL, no address twice (in any spelling). */
+static int decode_devices(json_t *array, bool allow_empty, char ***ret, BrokerError *err) {
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = json_array_size(array), i;
+        char seen[BROKER_VARLINK_MAX_DEVICES_PER_CALL][16];
+        json_t *v;
+
+        if (n == 0 && !allow_empty)
+                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL, "no devices given");
+        if (n > BROKER_VARLINK_MAX_DEVICES_PER_CALL)
+                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                        "%zu devices given, at most %d per call", n,
+                                        BROKER_VARLINK_MAX_DEVICES_PER_CALL);
+
+        json_array_foreach(array, i, v) {
+                const char *s = json_string_value(v);
+
+                if (!s)
+                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                                "devices[%zu] is not a string", i);
+                /* Unparseable addresses are the core's to report; compare them verbatim. */
+                if (pci_address_normalize(s, seen[i]) < 0)
+                        snprintf(seen[i], sizeof(seen[i]), "%s", s);
+                for (size_t j = 0; j < i; j++)
+                        if (streq(seen[i], seen[j]))
+                                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, seen[i],
+                                                        "%s is given twice", seen[i]);
+                if (strv_extend(&l, s) < 0)
+                        return -ENOMEM;
+        }
+        if (!l && !(l = calloc(1, sizeof(char *))))
+                return -ENOMEM;
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+static json_t *acquire_reply_json(const AcquireRequest *req, const AcquireReply *reply) {
+        json_t *devices = json_array(), *o;
+
+        for (size_t i = 0; devices && i < reply->n_devices; i++) {
+                const AcquiredDevice *a = &reply->devices[i];
+
+                o = json_pack("{s:s, s:I}", "address", a->address, "fileDescriptor", (json_int_t) (i + 1));
+                if (o && req->mode != ACQUIRE_MODE_UNBOUND)
+                        json_object_set_new(o, "devId", json_integer(a->dev_id));
+                if (o && req->mode == ACQUIRE_MODE_ATTACHED)
+                        json_object_set_new(o, "hwptId", json_integer(a->hwpt_id));
+                if (json_array_append_new(devices, o) < 0) {
+                        json_decref(devices);
+                        return NULL;
+                }
+        }
+        o = json_pack("{s:I, s:i, s:o}", "session", (json_int_t) reply->session_id, "iommuFileDescriptor", 0,
+                      "devices", devices);
+        if (o && req->mode == ACQUIRE_MODE_ATTACHED)
+                json_object_set_new(o, "ioasId", json_integer(reply->ioas_id));
+        return o;
+}
+
+/* Index 0 is the iommufd, the devices follow in reply order. */
+static int send_acquire_reply(VarlinkCall *call, const AcquireRequest *req, const AcquireReply *reply) {
+        int fds[1 + BROKER_VARLINK_MAX_DEVICES_PER_CALL];
+        json_t *o;
+
+        if (reply->n_devices > BROKER_VARLINK_MAX_DEVICES_PER_CALL)
+                return -E2BIG;
+        fds[0] = reply->iommufd;
+        for (size_t i = 0; i < reply->n_devices; i++)
+                fds[i + 1] = reply->devices[i].fd;
+
+        o = acquire_reply_json(req, reply);
+        if (!o)
+                return -ENOMEM;
+        return varlink_call_reply_with_fds(call, o, fds, reply->n_devices + 1);
+}
+
+static int method_acquire(VarlinkCall *call, json_t *parameters, void *userdata) {
+        static const VarlinkField fields[] = {
+                { "devices", VARLINK_TYPE_ARRAY },
+                { "mode", VARLINK_TYPE_STRING, .optional = true },
+                { "managed", VARLINK_TYPE_BOOL, .optional = true },
+                { "allowInteractiveAuthentication", VARLINK_TYPE_BOOL, .optional = true },
+                {}
+        };
+        _cleanup_strv_free_ char **devices = NULL;
+        AcquireRequest req = { .mode = ACQUIRE_MODE_ATTACHED };
+        AcquireReply reply = {};
+        BrokerError err = {};
+        Session *s = call_session(call);
+        const char *mode;
+        int r;
+
+        if (check_parameters(call, parameters, fields) < 0)
+                return 0;
+        if (!s)
+                return -ENOTCONN;
+
+        mode = json_string_value(json_object_get(parameters, "mode"));
+        if (mode) {
+                req.mode = acquire_mode_from_string(mode);
+                if (req.mode < 0)
+                        return varlink_call_error_invalid_parameter(call, "mode");
+        }
+        r = decode_devices(json_object_get(parameters, "devices"), false, &devices, &err);
+        if (r < 0)
+                return reply_broker_error(call, r, &err);
+        req.devices = devices;
+        req.managed = json_is_true(json_object_get(parameters, "managed"));
+        req.allow_interactive = json_is_true(json_object_get(parameters, "allowInteractiveAuthentication"));
+
+        r = session_acquire(s, &req, &reply, &err);
+        if (r < 0)
+                return reply_broker_error(call, r, &err);
+
+        /* The reply holds duplicates until sent; ours close here either way,
+         * and the lease stays with the session (which ends it on disconnect). */
+        r = send_acquire_reply(call, &req, &reply);
+        acquire_reply_done(&reply);
+        if (r < 0)
+                log_warning_errno(r, "varlink: could not send the Acquire reply: %m");
+        return r;
+}
+
+static int method_release(VarlinkCall *call, json_t *parameters, void *userdata) {
+        static const VarlinkField fields[] = {
+                { "devices", VARLINK_TYPE_ARRAY, .optional = true },
+                {}
+        };
+        _cleanup_strv_free_ char **devices = NULL;
+        Session *s = call_session(call);
+        BrokerError err = {};
+        json_t *array;
+        int r;
+
+        if (check_parameters(call, parameters, fields) < 0)
+                return 0;
+        if (!s)
+                return -ENOTCONN;
+
+        array = json_object_get(parameters, "devices");
+        if (json_is_array(array)) {
+                r = decode_devices(array, true, &devices, &err);
+                if (r < 0)
+                        return reply_broker_error(call, r, &err);
+        }
+        r = session_release(s, devices, &err);
+        if (r < 0)
+                return reply_broker_error(call, r, &err);
+        return varlink_call_reply(call, NULL);
+}
+
+/* --- Monitor --- */
+
+typedef struct Monitor {
+        VarlinkCall *call;
+        Manager *manager;
+        Subscription *subscription;
+} Monitor;
+
+static bool event_is_lease(BrokerEventType t) {
+        return t == BROKER_EVENT_LEASE_ACQUIRED || t == BROKER_EVENT_LEASE_ENDED;
+}
+
+static json_t *event_json(Monitor *mon, const BrokerEvent *ev) {
+        const Principal *viewer = call_viewer(mon->call);
+        json_t *o = json_pack("{s:s}", "event", strna(broker_event_type_to_string(ev->type)));
+
+        if (o && ev->address)
+                json_object_set_new(o, "address", json_string(ev->address));
+        if (o && ev->device && (ev->type == BROKER_EVENT_DEVICE_ADDED || ev->type == BROKER_EVENT_DEVICE_CHANGED)) {
+                json_t *d = device_json_new(mon->manager, ev->device, viewer);
+                if (!d) {
+                        json_decref(o);
+                        return NULL;
+                }
+                json_object_set_new(o, "device", d);
+        }
+        if (o && event_is_lease(ev->type)) {
+                /* Who holds what is shown to root and to the holder's own uid only. */
+                if (viewer && (viewer->uid == 0 || viewer->uid == ev->holder_uid))
+                        json_object_set_new(o, "session", json_integer((json_int_t) ev->session_id));
+                if (ev->reason)
+                        json_object_set_new(o, "reason", json_string(ev->reason));
+        }
+        return o;
+}
+
+static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
+        Monitor *mon = userdata;
+        json_t *o = event_json(mon, ev);
+
+        if (!o) {
+                log_warning("varlink: out of memory, closing a Monitor stream.");
+                varlink_connection_close(varlink_call_get_connection(mon->call));
+                return;
+        }
+        (void) varlink_call_notify(mon->call, o);
+}
+
+static void monitor_destroy(VarlinkCall *call, void *userdata) {
+        Monitor *mon = userdata;
+
+        subscription_free(mon->subscription);
+        free(mon);
+}
+
+static int method_monitor(VarlinkCall *call, json_t *parameters, void *userdata) {
+        Manager *m = userdata;
+        Monitor *mon;
+        int r;
+
+        if (check_parameters(call, parameters, (const VarlinkField[]) { {} }) < 0)
+                return 0;
+
+        mon = calloc(1, sizeof(*mon));
+        if (!mon)
+                return -ENOMEM;
+        *mon = (Monitor) { .call = call, .manager = m };
+        r = manager_subscribe(m, on_broker_event, mon, &mon->subscription);
+        if (r < 0) {
+                free(mon);
+                return r;
+        }
+        varlink_call_set_destroy(call, monitor_destroy, mon);
+        return varlink_call_notify(call, json_pack("{s:s}", "event", "ready"));
+}
+
+/* --- Setup --- */
+
+static const VarlinkMethod broker_methods[] = {
+        { "ListDevices", method_list_devices, 0 },
+        { "GetDevice", method_get_device, 0 },
+        { "Acquire", method_acquire, 0 },
+        { "Release", method_release, 0 },
+        { "Monitor", method_monitor, VARLINK_METHOD_MORE },
+        {}
+};
+
+static const VarlinkInterface broker_interface = {
+        .name = BROKER_VARLINK_INTERFACE,
+        .description = broker_varlink_idl,
+        .methods = broker_methods,
+};
+
+const VarlinkInterface *varlink_broker_interface(void) {
+        return &broker_interface;
+}
+
+static int on_connect(VarlinkConnection *c, Principal **principal, void *userdata) {
+        Manager *m = userdata;
+        Session *s = NULL;
+        uid_t uid = (*principal)->uid;
+        int r;
+
+        r = session_new(m, TAKE_PTR(*principal), &s);
+        if (r < 0)
+                return log_warning_errno(r, "varlink: cannot start a session for uid %u: %m", (unsigned) uid);
+        varlink_connection_set_userdata(c, s);
+        return 0;
+}
+
+static void on_disconnect(VarlinkConnection *c, void *userdata) {
+        Session *s = varlink_connection_get_userdata(c);
+
+        varlink_connection_set_userdata(c, NULL);
+        session_destroy(s);
+}
+
+int varlink_broker_start(Manager *m, const char *listen_path, const VarlinkLimits *limits, VarlinkServer **ret) {
+        _cleanup_(varlink_server_freep) VarlinkServer *s = NULL;
+        int r;
+
+        if (!m || !ret)
+                return -EINVAL;
+
+        r = varlink_server_new(manager_event(m), limits, &s);
+        if (r < 0)
+                return r;
+        r = varlink_server_set_info(s, BROKER_PRODUCT, BROKER_PRODUCT, PACKAGE_VERSION, BROKER_URL);
+        if (r < 0)
+                return r;
+        r = varlink_server_add_interface(s, &broker_interface, m);
+        if (r < 0)
+                return r;
+        varlink_server_set_hooks(s, on_connect, on_disconnect, m);
+
+        if (listen_path)
+                r = varlink_server_listen_path(s, listen_path);
+        else {
+                r = varlink_server_listen_fds(s);
+                if (r == -ENOENT)
+                        return log_error_errno(r, "varlink: no socket passed by the service manager; "
+                                                  "give a socket path to listen on");
+        }
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+VarlinkServer *varlink_broker_free(VarlinkServer *s) {
+        return varlink_server_free(s);
+}

@@ -23,6 +23,7 @@ chmod 755 "$tmp"
 bus_pid= broker_pid=
 
 cleanup() {
+        [ -n "${BROKER_PID:-}" ] && kill "$BROKER_PID" 2>/dev/null
         [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null
         [ -n "$bus_pid" ] && kill "$bus_pid" 2>/dev/null
         wait 2>/dev/null
@@ -77,8 +78,8 @@ done
 owner_pid=$(bus call org.freedesktop.DBus / org.freedesktop.DBus GetConnectionUnixProcessID s io.iommufd.Broker1 |
             awk '{print $2}')
 [ -n "$owner_pid" ] || fail "broker did not take io.iommufd.Broker1"
-export BROKER_PID=$owner_pid UMOCKDEV_DIR
 UMOCKDEV_DIR=$(cat "$tmp/umockdev-dir")
+export BROKER_PID=$owner_pid UMOCKDEV_DIR
 
 fd_count() { ls "/proc/$BROKER_PID/fd" 2>/dev/null | wc -l; }
 bus call io.iommufd.Broker1 /io/iommufd/Broker1 io.iommufd.Broker1 ListDevices >/dev/null ||

@@ -26,6 +26,8 @@ static void smoke_e1000e(int iommufd) {
         CHECK(streq(driver, "e1000e"), "%s is on '%s', expected e1000e", bdf, driver);
 
         CHECK_OK(pci_bind_vfio(bdf), "rebind e1000e to vfio-pci");
+        struct stat st;
+        CHECK(stat("/dev/vfio/devices", &st) == 0 && S_ISDIR(st.st_mode), "no /dev/vfio/devices: %m");
         _cleanup_close_ int devfd = vfio_cdev_open(bdf);
         CHECK_OK(devfd, "open the vfio cdev");
 
@@ -102,7 +104,6 @@ int main(void) {
 
         smoke_group();
         smoke_e1000e(iommufd);
-        CHECK(stat("/dev/vfio/devices", &st) == 0 && S_ISDIR(st.st_mode), "no /dev/vfio/devices: %m");
         smoke_edu(iommufd);
         vm_log("smoke: ok");
         return 0;

@@ -1,0 +1,322 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Drives the broker's D-Bus front end over raw sd-bus on the private bus that
+ * run-with-broker.sh starts: test-dbus-broker SCENARIO, one scenario per
+ * meson test. Devices are picked from what the broker lists, so the checks
+ * hold for any fixture that has two free vfio devices in separate groups.
+ */
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <systemd/sd-bus.h>
+
+#include "broker-errors.h"
+#include "util.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                        \
+        do {                                                    \
+                bool _ok = (cond);                              \
+                printf("%s: ", _ok ? "ok" : "FAIL");            \
+                printf(__VA_ARGS__);                            \
+                printf("\n");                                   \
+                fflush(stdout);                                 \
+                if (!_ok)                                       \
+                        failures++;                             \
+        } while (0)
+
+#define DEVICE_IFACE BROKER_DBUS_DEVICE_INTERFACE
+#define ERR(name) BROKER_DBUS_ERROR_PREFIX name
+
+static sd_bus *connect_bus(void) {
+        sd_bus *bus = NULL;
+        int r;
+
+        r = sd_bus_new(&bus);
+        if (r >= 0)
+                r = sd_bus_set_address(bus, getenv("DBUS_TEST_ADDRESS"));
+        if (r >= 0)
+                r = sd_bus_set_bus_client(bus, true);
+        if (r >= 0)
+                r = sd_bus_start(bus);
+        if (r < 0) {
+                fprintf(stderr, "Cannot connect to the test bus: %s\n", strerror(-r));
+                sd_bus_unref(bus);
+                return NULL;
+        }
+        return bus;
+}
+
+static char *get_string(sd_bus *bus, const char *path, const char *property) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *s = NULL;
+
+        if (sd_bus_get_property_string(bus, BROKER_DBUS_NAME, path, DEVICE_IFACE, property, &error, &s) < 0)
+                fprintf(stderr, "Get %s %s: %s\n", path, property, error.message);
+        sd_bus_error_free(&error);
+        return s;
+}
+
+static uint64_t get_number(sd_bus *bus, const char *path, const char *property, char type) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        union { uint64_t t; uint32_t u; int32_t i; uint16_t q; int b; } v = {};
+
+        if (sd_bus_get_property_trivial(bus, BROKER_DBUS_NAME, path, DEVICE_IFACE, property, &error, type, &v) < 0)
+                fprintf(stderr, "Get %s %s: %s\n", path, property, error.message);
+        sd_bus_error_free(&error);
+        switch (type) {
+        case 't': return v.t;
+        case 'u': return v.u;
+        case 'i': return (uint64_t) (int64_t) v.i;
+        case 'q': return v.q;
+        default: return (uint64_t) v.b;
+        }
+}
+
+static bool property_is(sd_bus *bus, const char *path, const char *property, const char *want) {
+        _cleanup_free_ char *s = get_string(bus, path, property);
+        return streq_ptr(s, want);
+}
+
+/* Poll until property reads want (sessions end asynchronously). */
+static bool wait_property(sd_bus *bus, const char *path, const char *property, const char *want) {
+        for (int i = 0; i < 100; i++) {
+                if (property_is(bus, path, property, want))
+                        return true;
+                usleep(50 * 1000);
+        }
+        return false;
+}
+
+/* --- Devices --- */
+
+typedef struct Devices {
+        char **addresses, **paths;
+        char *free_a, *free_b;          /* two acquirable devices in different groups, or NULL */
+        char *path_a, *path_b;
+} Devices;
+
+static void devices_done(Devices *d) {
+        strv_free(d->addresses);
+        strv_free(d->paths);
+}
+
+static int list_devices(sd_bus *bus, Devices *ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *address, *path;
+        int r, group_a = -2;
+
+        *ret = (Devices) {};
+        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "ListDevices",
+                               &error, &reply, NULL);
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(reply, 'a', "(so)");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read(reply, "(so)", &address, &path)) > 0) {
+                strv_extend(&ret->addresses, address);
+                strv_extend(&ret->paths, path);
+        }
+        for (size_t i = 0; ret->paths && ret->paths[i]; i++) {
+                const char *p = ret->paths[i];
+                _cleanup_free_ char *cdev = get_string(bus, p, "VfioCdev");
+                int group = (int) get_number(bus, p, "IommuGroup", 'i');
+
+                if (!property_is(bus, p, "State", "available") || !property_is(bus, p, "StateReason", "") ||
+                    !cdev || !*cdev || group < 0 || get_number(bus, p, "NoIommu", 'b'))
+                        continue;
+                if (!ret->free_a) {
+                        ret->free_a = ret->addresses[i], ret->path_a = ret->paths[i], group_a = group;
+                } else if (!ret->free_b && group != group_a) {
+                        ret->free_b = ret->addresses[i], ret->path_b = ret->paths[i];
+                }
+        }
+        return r;
+}
+
+/* --- Acquire --- */
+
+typedef struct Acquired {
+        int iommufd;
+        size_t n;
+        char address[4][16];
+        int fd[4];
+        uint32_t dev_id[4], hwpt_id[4];
+        uint64_t session;
+        uint32_t ioas_id;
+} Acquired;
+
+static void acquired_done(Acquired *a) {
+        safe_close(a->iommufd);
+        for (size_t i = 0; i < a->n; i++)
+                safe_close(a->fd[i]);
+        *a = (Acquired) { .iommufd = -EBADF };
+}
+
+static int read_ids(sd_bus_message *reply, uint32_t *dev_id, uint32_t *hwpt_id, uint64_t *session,
+                    uint32_t *ioas_id) {
+        const char *key;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "dev_id") && dev_id)
+                        r = sd_bus_message_read(reply, "v", "u", dev_id);
+                else if (streq(key, "hwpt_id") && hwpt_id)
+                        r = sd_bus_message_read(reply, "v", "u", hwpt_id);
+                else if (streq(key, "session") && session)
+                        r = sd_bus_message_read(reply, "v", "t", session);
+                else if (streq(key, "ioas_id") && ioas_id)
+                        r = sd_bus_message_read(reply, "v", "u", ioas_id);
+                else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        return r < 0 ? r : sd_bus_message_exit_container(reply);
+}
+
+static int parse_acquire_reply(sd_bus_message *reply, Acquired *a) {
+        const char *address;
+        int r, fd;
+
+        *a = (Acquired) { .iommufd = -EBADF };
+        r = sd_bus_message_read(reply, "h", &fd);
+        if (r < 0)
+                return r;
+        a->iommufd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        r = sd_bus_message_enter_container(reply, 'a', "(sha{sv})");
+        if (r < 0)
+                return r;
+        while (a->n < 4 && (r = sd_bus_message_enter_container(reply, 'r', "sha{sv}")) > 0) {
+                r = sd_bus_message_read(reply, "sh", &address, &fd);
+                if (r < 0)
+                        return r;
+                snprintf(a->address[a->n], sizeof(a->address[0]), "%s", address);
+                a->fd[a->n] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                r = read_ids(reply, &a->dev_id[a->n], &a->hwpt_id[a->n], NULL, NULL);
+                a->n++;
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        return read_ids(reply, NULL, NULL, &a->session, &a->ioas_id);
+}
+
+/* AcquireDevices(devices, {key: <sig value>}) with at most one option; key NULL: none. */
+static int acquire(sd_bus *bus, char **devices, const char *key, const char *sig, const void *value,
+                   sd_bus_error *error, Acquired *ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
+                                           "AcquireDevices");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, devices);
+        if (r >= 0 && !key)
+                r = sd_bus_message_append(m, "a{sv}", 0);
+        else if (r >= 0 && streq(sig, "s"))
+                r = sd_bus_message_append(m, "a{sv}", 1, key, sig, (const char *) value);
+        else if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 1, key, sig, *(const int *) value);
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, m, 0, error, &reply);
+        if (r < 0)
+                return r;
+        return ret ? parse_acquire_reply(reply, ret) : 0;
+}
+
+static int acquire_one(sd_bus *bus, const char *address, const char *mode, sd_bus_error *error, Acquired *ret) {
+        char *devices[] = { (char *) address, NULL };
+        return acquire(bus, devices, "mode", "s", mode, error, ret);
+}
+
+static int release(sd_bus *bus, char **devices, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r;
+
+        r = sd_bus_message_new_method_call(bus, &m, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
+                                           "ReleaseDevices");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, devices);
+        if (r < 0)
+                return r;
+        return sd_bus_call(bus, m, 0, error, NULL);
+}
+
+static bool fd_is(int fd, const char *want) {
+        char path[64], target[256];
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0)
+                return false;
+        target[n] = 0;
+        if (!streq(target, want))
+                printf("  fd %d is %s, want %s\n", fd, target, want);
+        return streq(target, want);
+}
+
+/* Expect a call to have failed with a given error name. */
+static void check_error(int r, sd_bus_error *error, const char *want, const char *what) {
+        CHECK(r < 0 && sd_bus_error_has_name(error, want), "%s -> %s (%s: %s)", what, want,
+              strna(error->name), strna(error->message));
+        sd_bus_error_free(error);
+}
+
+#include "test-dbus-signals.h"
+#include "test-dbus-scenarios.h"
+
+int main(int argc, char *argv[]) {
+        static const struct {
+                const char *name;
+                int (*run)(void);
+        } scenarios[] = {
+                { "properties", scenario_properties },
+                { "acquire", scenario_acquire },
+                { "disconnect", scenario_disconnect },
+                { "sigkill", scenario_sigkill },
+                { "deny", scenario_deny },
+                { "errors", scenario_errors },
+                { "hotplug", scenario_hotplug },
+        };
+
+        if (!getenv("DBUS_TEST_ADDRESS")) {
+                printf("skip: DBUS_TEST_ADDRESS not set (run through run-with-broker.sh)\n");
+                return 77;
+        }
+        for (size_t i = 0; argc == 2 && i < ELEMENTSOF(scenarios); i++)
+                if (streq(argv[1], scenarios[i].name)) {
+                        int r = scenarios[i].run();
+                        if (r == 77)
+                                return 77;
+                        return failures || r < 0 ? 1 : 0;
+                }
+        fprintf(stderr, "Usage: %s properties|acquire|disconnect|sigkill|deny|errors|hotplug\n", argv[0]);
+        return 2;
+}
