@@ -71,11 +71,6 @@ bool wait_property(sd_bus *bus, const char *path, const char *property, const ch
 
 /* --- Devices --- */
 
-typedef struct Devices {
-        char **addresses, **paths;
-        char *free_a, *free_b;          /* two acquirable devices in different groups, or NULL */
-        char *path_a, *path_b;
-} Devices;
 
 void devices_done(Devices *d) {
         strv_free(d->addresses);
@@ -120,15 +115,6 @@ int list_devices(sd_bus *bus, Devices *ret) {
 
 /* --- Acquire --- */
 
-typedef struct Acquired {
-        int iommufd;
-        size_t n;
-        char address[4][16];
-        int fd[4];
-        uint32_t dev_id[4], hwpt_id[4];
-        uint64_t session;
-        uint32_t ioas_id;
-} Acquired;
 
 void acquired_done(Acquired *a) {
         safe_close(a->iommufd);
@@ -168,7 +154,7 @@ static int read_ids(sd_bus_message *reply, uint32_t *dev_id, uint32_t *hwpt_id, 
         return r < 0 ? r : sd_bus_message_exit_container(reply);
 }
 
-int parse_acquire_reply(sd_bus_message *reply, Acquired *a) {
+static int parse_acquire_reply(sd_bus_message *reply, Acquired *a) {
         const char *address;
         int r, fd;
 
