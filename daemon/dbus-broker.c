@@ -81,7 +81,7 @@ static int pidfd_open_pid(pid_t pid) {
  * EGID and the unit come from /proc (AUGMENT), with the same race.
  */
 static int principal_from_message(sd_bus_message *m, Principal **ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL, *unit_creds = NULL;
         _cleanup_close_ int pidfd = -EBADF;
         const gid_t *groups = NULL;
         const char *unit = NULL;
@@ -91,11 +91,14 @@ static int principal_from_message(sd_bus_message *m, Principal **ret) {
         int r, n_groups;
 
         r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_PID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
-                                              SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_UNIT |
-                                              SD_BUS_CREDS_AUGMENT,
+                                              SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
                                       &creds);
         if (r < 0)
                 return r;
+        /* The unit comes from the cgroup tree, which may be missing (containers,
+         * tests): without it the caller is still identified. */
+        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_UNIT | SD_BUS_CREDS_AUGMENT, &unit_creds) >= 0)
+                (void) sd_bus_creds_get_unit(unit_creds, &unit);
         r = sd_bus_creds_get_euid(creds, &uid);
         if (r < 0)
                 return r;
@@ -106,7 +109,6 @@ static int principal_from_message(sd_bus_message *m, Principal **ret) {
         n_groups = sd_bus_creds_get_supplementary_gids(creds, &groups);
         if (n_groups < 0)
                 n_groups = 0;
-        (void) sd_bus_creds_get_unit(creds, &unit);
 
         pidfd = pidfd_open_pid(pid);
         if (pidfd == -ESRCH)
@@ -152,7 +154,7 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
         r = session_new(b->manager, TAKE_PTR(principal), &s->session);
         if (r < 0) {
                 dbus_session_free(s);
-                return r;
+                return log_debug_errno(r, "Cannot create a session for %s: %s", sender, strerror(-r));
         }
         /* Fails if the name is already gone: nobody to hand fds to then. */
         r = sd_bus_track_new(b->bus, &s->track, on_name_gone, s);
@@ -160,7 +162,7 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
                 r = sd_bus_track_add_name(s->track, sender);
         if (r < 0) {
                 dbus_session_free(s);
-                return r;
+                return log_debug_errno(r, "Cannot track D-Bus client %s: %s", sender, strerror(-r));
         }
 
         log_debug("D-Bus client %s has session %" PRIu64 ".", sender, session_id(s->session));
@@ -379,9 +381,11 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         req.devices = devices;
 
         r = dbus_session_get(b, m, &s, &created);
-        if (r < 0)
-                return reply_error(error, r, BROKER_ERROR_KERNEL_ERROR, NULL,
-                                   "Cannot set up a session for the caller.");
+        if (r < 0) {
+                snprintf(err.message, sizeof(err.message), "Cannot set up a session for the caller: %s",
+                         strerror(-r));
+                return reply_error(error, r, BROKER_ERROR_KERNEL_ERROR, NULL, err.message);
+        }
 
         r = session_acquire(s->session, &req, &reply, &err);
         if (r < 0) {
@@ -411,7 +415,7 @@ static int reply_not_held(DbusBroker *b, char **devices, sd_bus_error *error) {
         r = manager_get_device(b->manager, devices[0], &d, &err);
         if (r < 0)
                 return reply_broker_error(error, r, &err);
-        snprintf(message, sizeof(message), "Device %s is not held by this caller.", d->address);
+        snprintf(message, sizeof(message), "%s is not leased to this caller", d->address);
         return reply_error(error, -ENOENT, BROKER_ERROR_NOT_HELD, d->address, message);
 }
 

@@ -240,7 +240,7 @@ int driver_bind_vfio(const Device *d) {
 
         r = wait_for_driver(p.driver_link, VFIO_PCI_DRIVER);
         if (r < 0) {
-                log_debug("%s: not on %s after probing (module not loaded?)", p.address, VFIO_PCI_DRIVER);
+                log_warning("%s: not on %s after probing (module not loaded?)", p.address, VFIO_PCI_DRIVER);
                 goto undo;
         }
 
@@ -264,9 +264,11 @@ typedef struct RestoreWorker {
         void *userdata;
 } RestoreWorker;
 
-static _Noreturn void restore_worker_run(const DriverPaths *p) {
+static _Noreturn void restore_worker_run(const DriverPaths *p, int go_fd) {
         struct sigaction sa = { .sa_handler = SIG_DFL };
         sigset_t mask;
+        ssize_t n;
+        char c;
         int r;
 
         /* The daemon blocks and handles signals for sd-event; the worker must
@@ -276,6 +278,13 @@ static _Noreturn void restore_worker_run(const DriverPaths *p) {
                         (void) sigaction(sig, &sa, NULL);
         sigemptyset(&mask);
         (void) sigprocmask(SIG_SETMASK, &mask, NULL);
+
+        /* Start only once the daemon watches us: a worker it could not watch
+         * must not leave a device half-restored. EOF means "give up". */
+        while ((n = read(go_fd, &c, 1)) < 0 && errno == EINTR)
+                ;
+        if (n != 1)
+                _exit(ECANCELED);
 
         /* A device fd inherited from the daemon would make our own unbind
          * wait for ourselves: keep nothing beyond stdio. */
@@ -341,16 +350,19 @@ static int pidfd_open_child(pid_t pid) {
         return fd >= 0 ? fd : -errno;
 }
 
-static void kill_and_reap(pid_t pid) {
-        (void) kill(pid, SIGKILL);
-        (void) waitpid(pid, NULL, 0);
+/* Tell a worker that was never started to exit, and reap it. */
+static void cancel_worker(pid_t pid, int *go_fd) {
+        *go_fd = safe_close(*go_fd);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
 }
 
 int driver_restore_async(sd_event *event, const Device *d, const char *original_driver,
                          DriverRestoreDone done, void *userdata) {
         _cleanup_free_ RestoreWorker *w = NULL;
-        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_close_ int pidfd = -EBADF, go_read = -EBADF, go_write = -EBADF;
         sd_event_source *s = NULL;
+        int go[2];
         pid_t pid;
         int r;
 
@@ -365,24 +377,32 @@ int driver_restore_async(sd_event *event, const Device *d, const char *original_
         w->done = done;
         w->userdata = userdata;
 
+        if (pipe2(go, O_CLOEXEC) < 0)
+                return -errno;
+        go_read = go[0];
+        go_write = go[1];
+
         pid = fork();
         if (pid < 0)
                 return log_error_errno(errno, "%s: fork: %m", w->paths.address);
-        if (pid == 0)
-                restore_worker_run(&w->paths);
+        if (pid == 0) {
+                safe_close(go_write);
+                restore_worker_run(&w->paths, go_read);
+        }
         w->pid = pid;
+        go_read = safe_close(go_read);
 
         /* Nobody else reaps our children (the daemon does not ignore
          * SIGCHLD), so the pid cannot have been reused yet. */
         pidfd = pidfd_open_child(pid);
         if (pidfd < 0) {
-                kill_and_reap(pid);
+                cancel_worker(pid, &go_write);
                 return log_error_errno(pidfd, "%s: pidfd_open: %m", w->paths.address);
         }
 
         r = sd_event_add_io(event, &s, pidfd, EPOLLIN, on_worker_exit, w);
         if (r < 0) {
-                kill_and_reap(pid);
+                cancel_worker(pid, &go_write);
                 return log_error_errno(r, "%s: watching restore worker: %m", w->paths.address);
         }
         (void) sd_event_source_set_io_fd_own(s, true);
@@ -394,6 +414,10 @@ int driver_restore_async(sd_event *event, const Device *d, const char *original_
         (void) sd_event_source_set_floating(s, true);
         sd_event_source_unref(s);
 
+        if (write(go_write, "x", 1) != 1)
+                /* Cannot happen with the read end open in the worker; if it
+                 * did, the worker exits ECANCELED and done() says so. */
+                log_warning_errno(errno, "%s: starting restore worker: %m", d->address);
         log_debug("%s: restoring driver in worker %d", d->address, (int) pid);
         return 0;
 }

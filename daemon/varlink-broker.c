@@ -10,7 +10,7 @@
 #include "varlink-broker.h"
 
 #define BROKER_PRODUCT "iommufd-broker"
-#define BROKER_URL     "https://github.com/iommufd-broker/iommufd-broker"
+#define BROKER_URL     "file:///usr/share/doc/iommufd-broker/README.md"
 
 const char *varlink_broker_error_name(BrokerErrorCode code, char buf[static 96]) {
         snprintf(buf, 96, "%s.%s", BROKER_VARLINK_INTERFACE,

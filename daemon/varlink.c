@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "varlink-service.h"
 #include "varlink-wire.h"
 #include "varlink.h"
 
@@ -329,146 +330,13 @@ void varlink_call_set_destroy(VarlinkCall *call, void (*destroy)(VarlinkCall *ca
         call->destroy_userdata = userdata;
 }
 
-/* --- Parameter checking --- */
-
-static bool json_has_type(const json_t *v, VarlinkType t) {
-        switch (t) {
-        case VARLINK_TYPE_BOOL:
-                return json_is_boolean(v);
-        case VARLINK_TYPE_INT:
-                return json_is_integer(v);
-        case VARLINK_TYPE_STRING:
-                return json_is_string(v);
-        case VARLINK_TYPE_ARRAY:
-                return json_is_array(v);
-        case VARLINK_TYPE_OBJECT:
-                return json_is_object(v);
-        }
-        return false;
-}
-
-int varlink_check_parameters(json_t *parameters, const VarlinkField *fields, const char **ret_bad) {
-        const char *key;
-        json_t *value;
-
-        json_object_foreach(parameters, key, value) {
-                const VarlinkField *f = fields;
-
-                while (f && f->name && !streq(f->name, key))
-                        f++;
-                if (!f || !f->name || (!json_is_null(value) && !json_has_type(value, f->type))) {
-                        if (ret_bad)
-                                *ret_bad = key;
-                        return -EINVAL;
-                }
-        }
-        for (const VarlinkField *f = fields; f && f->name; f++) {
-                json_t *v = json_object_get(parameters, f->name);
-                if (!f->optional && (!v || json_is_null(v))) {
-                        if (ret_bad)
-                                *ret_bad = f->name;
-                        return -EINVAL;
-                }
-        }
-        return 0;
-}
-
-/* --- org.varlink.service --- */
-
-const char varlink_service_idl[] =
-        "# The Varlink Service Interface is provided by every varlink service. It\n"
-        "# describes the service and the interfaces it implements.\n"
-        "interface org.varlink.service\n"
-        "\n"
-        "# Get a list of all the interfaces a service provides and information\n"
-        "# about the implementation.\n"
-        "method GetInfo() -> (\n"
-        "  vendor: string,\n"
-        "  product: string,\n"
-        "  version: string,\n"
-        "  url: string,\n"
-        "  interfaces: []string\n"
-        ")\n"
-        "\n"
-        "# Get the description of an interface that is implemented by this service.\n"
-        "method GetInterfaceDescription(interface: string) -> (description: string)\n"
-        "\n"
-        "# The requested interface was not found.\n"
-        "error InterfaceNotFound (interface: string)\n"
-        "\n"
-        "# The requested method was not found\n"
-        "error MethodNotFound (method: string)\n"
-        "\n"
-        "# The interface defines the requested method, but the service does not\n"
-        "# implement it.\n"
-        "error MethodNotImplemented (method: string)\n"
-        "\n"
-        "# One of the passed parameters is invalid.\n"
-        "error InvalidParameter (parameter: string)\n"
-        "\n"
-        "# Client is denied access\n"
-        "error PermissionDenied ()\n"
-        "\n"
-        "# Method is expected to be called with 'more' set to true, but wasn't\n"
-        "error ExpectedMore ()\n";
-
-static int method_get_info(VarlinkCall *call, json_t *parameters, void *userdata) {
-        VarlinkServer *s = call->conn->server;
-        json_t *interfaces;
-        const char *bad;
-
-        if (varlink_check_parameters(parameters, (const VarlinkField[]) { {} }, &bad) < 0)
-                return varlink_call_error_invalid_parameter(call, bad);
-
-        interfaces = json_pack("[s]", VARLINK_SERVICE_INTERFACE);
-        for (size_t i = 0; interfaces && i < s->n_interfaces; i++)
-                json_array_append_new(interfaces, json_string(s->interfaces[i].iface->name));
-        if (!interfaces)
-                return -ENOMEM;
-        return varlink_call_reply(call, json_pack("{s:s, s:s, s:s, s:s, s:o}",
-                                                  "vendor", strna(s->vendor), "product", strna(s->product),
-                                                  "version", strna(s->version), "url", strna(s->url),
-                                                  "interfaces", interfaces));
-}
-
-static int method_get_interface_description(VarlinkCall *call, json_t *parameters, void *userdata) {
-        static const VarlinkField fields[] = {
-                { "interface", VARLINK_TYPE_STRING },
-                {}
-        };
-        const VarlinkInterface *iface;
-        const char *bad, *name;
-
-        if (varlink_check_parameters(parameters, fields, &bad) < 0)
-                return varlink_call_error_invalid_parameter(call, bad);
-
-        name = json_string_value(json_object_get(parameters, "interface"));
-        iface = varlink_server_find_interface(call->conn->server, name);
-        if (!iface)
-                return varlink_call_error(call, VARLINK_SERVICE_INTERFACE ".InterfaceNotFound",
-                                          json_pack("{s:s}", "interface", name));
-        return varlink_call_reply(call, json_pack("{s:s}", "description", iface->description ?: ""));
-}
-
-static const VarlinkMethod service_methods[] = {
-        { "GetInfo", method_get_info, 0 },
-        { "GetInterfaceDescription", method_get_interface_description, 0 },
-        {}
-};
-
-static const VarlinkInterface service_interface = {
-        .name = VARLINK_SERVICE_INTERFACE,
-        .description = varlink_service_idl,
-        .methods = service_methods,
-};
-
 /* --- Dispatch --- */
 
 const VarlinkInterface *varlink_server_find_interface(const VarlinkServer *s, const char *name) {
         if (!s || !name)
                 return NULL;
         if (streq(name, VARLINK_SERVICE_INTERFACE))
-                return &service_interface;
+                return &varlink_service_interface;
         for (size_t i = 0; i < s->n_interfaces; i++)
                 if (streq(s->interfaces[i].iface->name, name))
                         return s->interfaces[i].iface;
@@ -1027,6 +895,15 @@ int varlink_server_listen_path(VarlinkServer *s, const char *path) {
 
 /* --- Server --- */
 
+VarlinkLimits varlink_limits_default(void) {
+        return (VarlinkLimits) {
+                .max_message = VARLINK_DEFAULT_MAX_MESSAGE,
+                .max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID,
+                .idle_timeout_usec = VARLINK_DEFAULT_IDLE_TIMEOUT_USEC,
+                .max_output = VARLINK_DEFAULT_MAX_OUTPUT,
+        };
+}
+
 int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServer **ret) {
         VarlinkServer *s;
 
@@ -1099,6 +976,24 @@ void varlink_server_set_hooks(VarlinkServer *s, VarlinkConnectHook connect, Varl
         s->connect_hook = connect;
         s->disconnect_hook = disconnect;
         s->hook_userdata = userdata;
+}
+
+VarlinkServer *varlink_connection_get_server(const VarlinkConnection *c) {
+        return c ? c->server : NULL;
+}
+
+json_t *varlink_server_info_json(const VarlinkServer *s) {
+        json_t *interfaces = json_pack("[s]", VARLINK_SERVICE_INTERFACE);
+
+        for (size_t i = 0; interfaces && i < s->n_interfaces; i++)
+                if (json_array_append_new(interfaces, json_string(s->interfaces[i].iface->name)) < 0) {
+                        json_decref(interfaces);
+                        interfaces = NULL;
+                }
+        if (!interfaces)
+                return NULL;
+        return json_pack("{s:s, s:s, s:s, s:s, s:o}", "vendor", strna(s->vendor), "product", strna(s->product),
+                         "version", strna(s->version), "url", strna(s->url), "interfaces", interfaces);
 }
 
 size_t varlink_server_n_connections(const VarlinkServer *s) {

@@ -63,6 +63,9 @@ typedef struct VarlinkLimits {
         size_t max_output;                      /* queued reply bytes per connection; 0: 4 MiB */
 } VarlinkLimits;
 
+/* The defaults above, filled in (for main() to adjust from the command line). */
+VarlinkLimits varlink_limits_default(void);
+
 typedef struct VarlinkServer VarlinkServer;
 typedef struct VarlinkConnection VarlinkConnection;
 typedef struct VarlinkCall VarlinkCall;
@@ -121,9 +124,12 @@ int varlink_server_listen_fd(VarlinkServer *s, int fd);
 int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **ret);
 
 size_t varlink_server_n_connections(const VarlinkServer *s);
+/* The org.varlink.service.GetInfo reply parameters. NULL on ENOMEM. */
+json_t *varlink_server_info_json(const VarlinkServer *s);
 const VarlinkInterface *varlink_server_find_interface(const VarlinkServer *s, const char *name);
 
 /* Connections. */
+VarlinkServer *varlink_connection_get_server(const VarlinkConnection *c);
 void varlink_connection_set_userdata(VarlinkConnection *c, void *userdata);
 void *varlink_connection_get_userdata(const VarlinkConnection *c);
 /* The peer, unless the connect hook took it. */
@@ -177,6 +183,3 @@ typedef struct VarlinkField {
 /* 0 if parameters fit fields (terminated by name NULL); else -EINVAL with
  * *ret_bad the first offending field name (borrowed from parameters or fields). */
 int varlink_check_parameters(json_t *parameters, const VarlinkField *fields, const char **ret_bad);
-
-/* The IDL of org.varlink.service as this server implements it. */
-extern const char varlink_service_idl[];

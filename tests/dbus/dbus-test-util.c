@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Helpers for the D-Bus integration tests: connect, read properties, acquire. */
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "dbus-test-util.h"
 
@@ -249,3 +253,103 @@ void check_error(int r, sd_bus_error *error, const char *want, const char *what)
         sd_bus_error_free(error);
 }
 
+
+/* --- Signals --- */
+
+static void watch_add(Watch *w, const char *fmt, ...) _printf_(2, 3);
+static void watch_add(Watch *w, const char *fmt, ...) {
+        char line[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        strv_extend(&w->lines, line);
+}
+
+/* "State=VALUE" if the changed properties carry State. */
+static void read_changed_state(sd_bus_message *m, char *state, size_t size) {
+        const char *iface, *key, *contents, *value;
+
+        *state = 0;
+        if (sd_bus_message_read(m, "s", &iface) < 0 || sd_bus_message_enter_container(m, 'a', "{sv}") < 0)
+                return;
+        while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                if (sd_bus_message_read(m, "s", &key) < 0 ||
+                    sd_bus_message_peek_type(m, NULL, &contents) < 0)
+                        return;
+                if (streq(key, "State") && streq(contents, "s") && sd_bus_message_read(m, "v", "s", &value) >= 0)
+                        snprintf(state, size, " State=%s", value);
+                else if (sd_bus_message_skip(m, "v") < 0)
+                        return;
+                if (sd_bus_message_exit_container(m) < 0)
+                        return;
+        }
+}
+
+static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        Watch *w = userdata;
+        const char *member = sd_bus_message_get_member(m), *a = NULL, *b = NULL, *reason = NULL;
+        uint64_t session = 0;
+        char state[64];
+
+        if (streq(member, "LeaseEnded") && sd_bus_message_read(m, "sts", &a, &session, &reason) >= 0)
+                watch_add(w, "LeaseEnded %s %" PRIu64 " %s", a, session, reason);
+        else if (streq(member, "LeaseAcquired") && sd_bus_message_read(m, "st", &a, &session) >= 0)
+                watch_add(w, "LeaseAcquired %s %" PRIu64, a, session);
+        else if ((streq(member, "DeviceAdded") || streq(member, "DeviceRemoved")) &&
+                 sd_bus_message_read(m, "so", &a, &b) >= 0)
+                watch_add(w, "%s %s %s", member, a, b);
+        else if ((streq(member, "InterfacesAdded") || streq(member, "InterfacesRemoved")) &&
+                 sd_bus_message_read(m, "o", &a) >= 0)
+                watch_add(w, "%s %s", member, a);
+        else if (streq(member, "PropertiesChanged")) {
+                read_changed_state(m, state, sizeof(state));
+                watch_add(w, "PropertiesChanged %s%s", sd_bus_message_get_path(m), state);
+        }
+        return 0;
+}
+
+int watch_start(Watch *w) {
+        *w = (Watch) {};
+        w->bus = connect_bus();
+        if (!w->bus)
+                return -ENOTCONN;
+        return sd_bus_add_match(w->bus, NULL, "type='signal',path_namespace='" BROKER_DBUS_PATH "'", on_signal, w);
+}
+
+void watch_done(Watch *w) {
+        sd_bus_flush_close_unref(w->bus);
+        strv_free(w->lines);
+        *w = (Watch) {};
+}
+
+static bool watch_has(Watch *w, const char *prefix) {
+        for (char **l = w->lines; l && *l; l++)
+                if (strncmp(*l, prefix, strlen(prefix)) == 0)
+                        return true;
+        return false;
+}
+
+bool watch_wait(Watch *w, const char *prefix) {
+        struct timespec start, now;
+
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        for (;;) {
+                int r;
+
+                if (watch_has(w, prefix))
+                        return true;
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec - start.tv_sec >= 5)
+                        break;
+                r = sd_bus_process(w->bus, NULL);
+                if (r < 0)
+                        break;
+                if (r == 0)
+                        (void) sd_bus_wait(w->bus, 100 * 1000);
+        }
+        for (char **l = w->lines; l && *l; l++)
+                printf("  seen: %s\n", *l);
+        return false;
+}

@@ -3,306 +3,432 @@
  * Drives the broker's D-Bus front end over raw sd-bus on the private bus that
  * run-with-broker.sh starts: test-dbus-broker SCENARIO, one scenario per
  * meson test. Devices are picked from what the broker lists, so the checks
- * hold for any fixture that has two free vfio devices in separate groups.
+ * hold for any fixture with two free vfio devices in separate groups.
  */
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/wait.h>
-#include <time.h>
+#include <unistd.h>
 
-#include <systemd/sd-bus.h>
+#include "dbus-test-util.h"
 
-#include "broker-errors.h"
-#include "util.h"
+#define NOBODY 65534
 
-static int failures;
-
-#define CHECK(cond, ...)                                        \
-        do {                                                    \
-                bool _ok = (cond);                              \
-                printf("%s: ", _ok ? "ok" : "FAIL");            \
-                printf(__VA_ARGS__);                            \
-                printf("\n");                                   \
-                fflush(stdout);                                 \
-                if (!_ok)                                       \
-                        failures++;                             \
-        } while (0)
-
-#define DEVICE_IFACE BROKER_DBUS_DEVICE_INTERFACE
-#define ERR(name) BROKER_DBUS_ERROR_PREFIX name
-
-static sd_bus *connect_bus(void) {
-        sd_bus *bus = NULL;
-        int r;
-
-        r = sd_bus_new(&bus);
-        if (r >= 0)
-                r = sd_bus_set_address(bus, getenv("DBUS_TEST_ADDRESS"));
-        if (r >= 0)
-                r = sd_bus_set_bus_client(bus, true);
-        if (r >= 0)
-                r = sd_bus_start(bus);
-        if (r < 0) {
-                fprintf(stderr, "Cannot connect to the test bus: %s\n", strerror(-r));
-                sd_bus_unref(bus);
-                return NULL;
+static int setup(sd_bus **bus, Devices *d) {
+        *bus = connect_bus();
+        if (!*bus)
+                return -ENOTCONN;
+        CHECK(list_devices(*bus, d) >= 0, "ListDevices");
+        if (!d->free_b) {
+                printf("skip: the fixture has no two free vfio devices in separate groups\n");
+                return 77;
         }
-        return bus;
+        return 0;
 }
 
-static char *get_string(sd_bus *bus, const char *path, const char *property) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        char *s = NULL;
-
-        if (sd_bus_get_property_string(bus, BROKER_DBUS_NAME, path, DEVICE_IFACE, property, &error, &s) < 0)
-                fprintf(stderr, "Get %s %s: %s\n", path, property, error.message);
-        sd_bus_error_free(&error);
-        return s;
+static void check_visible_holder(sd_bus *bus, const char *path, uint64_t session) {
+        CHECK(property_is(bus, path, "State", "leased"), "%s State is leased", path);
+        CHECK(get_number(bus, path, "HolderSession", 't') == session, "HolderSession is %" PRIu64, session);
+        CHECK(get_number(bus, path, "HolderUid", 'u') == getuid(), "HolderUid is %u", getuid());
+        CHECK(get_number(bus, path, "HolderPid", 'u') == (uint64_t) getpid(), "HolderPid is %d", getpid());
 }
 
-static uint64_t get_number(sd_bus *bus, const char *path, const char *property, char type) {
-        sd_bus_error error = SD_BUS_ERROR_NULL;
-        union { uint64_t t; uint32_t u; int32_t i; uint16_t q; int b; } v = {};
-
-        if (sd_bus_get_property_trivial(bus, BROKER_DBUS_NAME, path, DEVICE_IFACE, property, &error, type, &v) < 0)
-                fprintf(stderr, "Get %s %s: %s\n", path, property, error.message);
-        sd_bus_error_free(&error);
-        switch (type) {
-        case 't': return v.t;
-        case 'u': return v.u;
-        case 'i': return (uint64_t) (int64_t) v.i;
-        case 'q': return v.q;
-        default: return (uint64_t) v.b;
-        }
-}
-
-static bool property_is(sd_bus *bus, const char *path, const char *property, const char *want) {
-        _cleanup_free_ char *s = get_string(bus, path, property);
-        return streq_ptr(s, want);
-}
-
-/* Poll until property reads want (sessions end asynchronously). */
-static bool wait_property(sd_bus *bus, const char *path, const char *property, const char *want) {
-        for (int i = 0; i < 100; i++) {
-                if (property_is(bus, path, property, want))
-                        return true;
-                usleep(50 * 1000);
-        }
-        return false;
-}
-
-/* --- Devices --- */
-
-typedef struct Devices {
-        char **addresses, **paths;
-        char *free_a, *free_b;          /* two acquirable devices in different groups, or NULL */
-        char *path_a, *path_b;
-} Devices;
-
-static void devices_done(Devices *d) {
-        strv_free(d->addresses);
-        strv_free(d->paths);
-}
-
-static int list_devices(sd_bus *bus, Devices *ret) {
+static int scenario_properties(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = connect_bus();
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        const char *address, *path;
-        int r, group_a = -2;
+        _cleanup_free_ char *version = NULL;
+        Devices d;
+        int r, n_objects = 0;
 
-        *ret = (Devices) {};
-        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "ListDevices",
-                               &error, &reply, NULL);
-        sd_bus_error_free(&error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "(so)");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_read(reply, "(so)", &address, &path)) > 0) {
-                strv_extend(&ret->addresses, address);
-                strv_extend(&ret->paths, path);
+        CHECK(bus && list_devices(bus, &d) >= 0 && strv_length(d.paths) > 0, "ListDevices lists devices");
+        if (failures)
+                return -1;
+        for (size_t i = 0; d.addresses[i]; i++) {
+                const char *path, *p = d.paths[i];
+                _cleanup_free_ char *state = get_string(bus, p, "State"), *reason = get_string(bus, p, "StateReason");
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+
+                r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice",
+                                       &error, &m, "s", d.addresses[i]);
+                CHECK(r >= 0 && sd_bus_message_read(m, "o", &path) > 0 && streq(path, p),
+                      "GetDevice(%s) = %s", d.addresses[i], p);
+                sd_bus_error_free(&error);
+                CHECK(property_is(bus, p, "Address", d.addresses[i]), "%s Address", p);
+                CHECK(state && (streq(state, "available") || streq(state, "unavailable")),
+                      "%s State %s", d.addresses[i], strna(state));
+                if (get_number(bus, p, "NoIommu", 'b') || (int64_t) get_number(bus, p, "IommuGroup", 'i') < 0)
+                        CHECK(streq_ptr(state, "unavailable") && reason && *reason,
+                              "%s without a usable IOMMU is unavailable: %s", d.addresses[i], strna(reason));
+                CHECK(get_number(bus, p, "HolderSession", 't') == 0, "%s has no holder", d.addresses[i]);
         }
-        for (size_t i = 0; ret->paths && ret->paths[i]; i++) {
-                const char *p = ret->paths[i];
-                _cleanup_free_ char *cdev = get_string(bus, p, "VfioCdev");
-                int group = (int) get_number(bus, p, "IommuGroup", 'i');
 
-                if (!property_is(bus, p, "State", "available") || !property_is(bus, p, "StateReason", "") ||
-                    !cdev || !*cdev || group < 0 || get_number(bus, p, "NoIommu", 'b'))
-                        continue;
-                if (!ret->free_a) {
-                        ret->free_a = ret->addresses[i], ret->path_a = ret->paths[i], group_a = group;
-                } else if (!ret->free_b && group != group_a) {
-                        ret->free_b = ret->addresses[i], ret->path_b = ret->paths[i];
+        /* The short form resolves to the same object. */
+        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice", &error,
+                               &reply, "s", d.addresses[0] + 5);
+        const char *path = NULL;
+        CHECK(r >= 0 && sd_bus_message_read(reply, "o", &path) > 0 && streq(path, d.paths[0]),
+              "GetDevice(%s) = %s", d.addresses[0] + 5, strna(path));
+        sd_bus_error_free(&error);
+        reply = sd_bus_message_unref(reply);
+
+        r = sd_bus_get_property_string(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "Version",
+                                       &error, &version);
+        CHECK(r >= 0 && version && *version, "Version is %s", strna(version));
+        sd_bus_error_free(&error);
+
+        /* GetManagedObjects: one object per device, each with the device interface. */
+        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, "org.freedesktop.DBus.ObjectManager",
+                               "GetManagedObjects", &error, &reply, NULL);
+        CHECK(r >= 0, "GetManagedObjects");
+        sd_bus_error_free(&error);
+        if (r >= 0 && sd_bus_message_enter_container(reply, 'a', "{oa{sa{sv}}}") > 0) {
+                while (sd_bus_message_enter_container(reply, 'e', "oa{sa{sv}}") > 0) {
+                        const char *p, *iface;
+
+                        sd_bus_message_read(reply, "o", &p);
+                        sd_bus_message_enter_container(reply, 'a', "{sa{sv}}");
+                        while (sd_bus_message_enter_container(reply, 'e', "sa{sv}") > 0) {
+                                sd_bus_message_read(reply, "s", &iface);
+                                if (streq(iface, DEVICE_IFACE) && strv_contains(d.paths, p))
+                                        n_objects++;
+                                sd_bus_message_skip(reply, "a{sv}");
+                                sd_bus_message_exit_container(reply);
+                        }
+                        sd_bus_message_exit_container(reply);
+                        sd_bus_message_exit_container(reply);
                 }
         }
-        return r;
+        CHECK(n_objects == (int) strv_length(d.paths), "GetManagedObjects has %d of %zu devices", n_objects,
+              strv_length(d.paths));
+        devices_done(&d);
+        return 0;
 }
 
-/* --- Acquire --- */
-
-typedef struct Acquired {
-        int iommufd;
-        size_t n;
-        char address[4][16];
-        int fd[4];
-        uint32_t dev_id[4], hwpt_id[4];
-        uint64_t session;
-        uint32_t ioas_id;
-} Acquired;
-
-static void acquired_done(Acquired *a) {
-        safe_close(a->iommufd);
-        for (size_t i = 0; i < a->n; i++)
-                safe_close(a->fd[i]);
-        *a = (Acquired) { .iommufd = -EBADF };
-}
-
-static int read_ids(sd_bus_message *reply, uint32_t *dev_id, uint32_t *hwpt_id, uint64_t *session,
-                    uint32_t *ioas_id) {
-        const char *key;
+static int scenario_acquire(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL, *other = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        Acquired a, b;
+        char line[256], want[256];
+        Devices d;
+        Watch w;
         int r;
 
-        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
-        if (r < 0)
+        if ((r = setup(&bus, &d)) != 0)
                 return r;
-        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
-                r = sd_bus_message_read(reply, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq(key, "dev_id") && dev_id)
-                        r = sd_bus_message_read(reply, "v", "u", dev_id);
-                else if (streq(key, "hwpt_id") && hwpt_id)
-                        r = sd_bus_message_read(reply, "v", "u", hwpt_id);
-                else if (streq(key, "session") && session)
-                        r = sd_bus_message_read(reply, "v", "t", session);
-                else if (streq(key, "ioas_id") && ioas_id)
-                        r = sd_bus_message_read(reply, "v", "u", ioas_id);
-                else
-                        r = sd_bus_message_skip(reply, "v");
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(reply);
-                if (r < 0)
-                        return r;
+        CHECK(watch_start(&w) >= 0, "watch signals");
+
+        /* Unbound: fds, no ids. */
+        r = acquire_one(bus, d.free_a, "unbound", &error, &a);
+        CHECK(r >= 0, "AcquireDevices([%s], mode=unbound): %s", d.free_a, r < 0 ? error.message : "ok");
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return -1;
+        snprintf(want, sizeof(want), "/memfd:fake-vfio-%s (deleted)", d.free_a);
+        CHECK(a.n == 1 && streq(a.address[0], d.free_a), "reply names %s", d.free_a);
+        CHECK(fd_is(a.fd[0], want), "device fd is %s", want);
+        CHECK(a.iommufd >= 0 && fd_is(a.iommufd, "/memfd:fake-iommufd (deleted)"), "iommufd received");
+        CHECK(a.session > 0 && a.dev_id[0] == 0 && a.hwpt_id[0] == 0 && a.ioas_id == 0,
+              "unbound: session %" PRIu64 ", no dev_id/hwpt_id/ioas_id", a.session);
+        check_visible_holder(bus, d.path_a, a.session);
+        snprintf(line, sizeof(line), "LeaseAcquired %s %" PRIu64, d.free_a, a.session);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        snprintf(line, sizeof(line), "PropertiesChanged %s State=leased", d.path_a);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+
+        /* Another connection is another session: busy. */
+        other = connect_bus();
+        r = acquire_one(other, d.free_a, "unbound", &error, NULL);
+        check_error(r, &error, ERR("DeviceBusy"), "second session acquires the same device");
+
+        /* Attached, same session: same iommufd context, ids filled. */
+        r = acquire_one(bus, d.free_b, "attached", &error, &b);
+        CHECK(r >= 0, "AcquireDevices([%s], mode=attached): %s", d.free_b, r < 0 ? error.message : "ok");
+        sd_bus_error_free(&error);
+        if (r >= 0) {
+                CHECK(b.session == a.session, "same session %" PRIu64, b.session);
+                CHECK(b.dev_id[0] > 0 && b.hwpt_id[0] > 0 && b.ioas_id > 0, "attached: dev_id %u hwpt_id %u ioas_id %u",
+                      b.dev_id[0], b.hwpt_id[0], b.ioas_id);
+                acquired_done(&b);
         }
-        return r < 0 ? r : sd_bus_message_exit_container(reply);
+
+        /* Release one, then the rest with an empty list. */
+        char *one[] = { d.free_a, NULL }, *none[] = { NULL };
+        CHECK(release(bus, one, &error) >= 0, "ReleaseDevices([%s])", d.free_a);
+        sd_bus_error_free(&error);
+        CHECK(property_is(bus, d.path_a, "State", "available"), "%s available again", d.free_a);
+        snprintf(line, sizeof(line), "LeaseEnded %s %" PRIu64 " released", d.free_a, a.session);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK(property_is(bus, d.path_b, "State", "leased"), "%s still leased", d.free_b);
+        r = release(bus, one, &error);
+        check_error(r, &error, ERR("NotHeld"), "releasing it twice");
+        CHECK(release(bus, none, &error) >= 0, "ReleaseDevices([]) releases the rest");
+        sd_bus_error_free(&error);
+        CHECK(property_is(bus, d.path_b, "State", "available"), "%s available again", d.free_b);
+        CHECK(get_number(bus, d.path_b, "HolderSession", 't') == 0, "no holder shown");
+
+        acquired_done(&a);
+        watch_done(&w);
+        devices_done(&d);
+        return 0;
 }
 
-static int parse_acquire_reply(sd_bus_message *reply, Acquired *a) {
-        const char *address;
-        int r, fd;
+static int scenario_disconnect(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus *client = connect_bus();
+        char line[256];
+        Acquired a;
+        Devices d;
+        Watch w;
+        int r;
 
-        *a = (Acquired) { .iommufd = -EBADF };
-        r = sd_bus_message_read(reply, "h", &fd);
-        if (r < 0)
+        if ((r = setup(&bus, &d)) != 0)
                 return r;
-        a->iommufd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-        r = sd_bus_message_enter_container(reply, 'a', "(sha{sv})");
+        CHECK(watch_start(&w) >= 0, "watch signals");
+        r = acquire_one(client, d.free_a, "bound", &error, &a);
+        CHECK(r >= 0, "client acquires %s: %s", d.free_a, r < 0 ? error.message : "ok");
+        sd_bus_error_free(&error);
         if (r < 0)
+                return -1;
+        CHECK(property_is(bus, d.path_a, "State", "leased"), "%s leased", d.free_a);
+
+        /* Leave the bus but keep the fds: the lease ends anyway. */
+        sd_bus_flush_close_unref(client);
+        CHECK(wait_property(bus, d.path_a, "State", "available"), "%s available after the client left", d.free_a);
+        snprintf(line, sizeof(line), "LeaseEnded %s %" PRIu64 " disconnected", d.free_a, a.session);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        acquired_done(&a);
+        watch_done(&w);
+        devices_done(&d);
+        return 0;
+}
+
+/* Child: acquire, report, and wait to be killed. */
+static _Noreturn void acquire_and_wait(const char *address, int report_fd) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus *bus = connect_bus();
+        Acquired a;
+        char ok = bus && acquire_one(bus, address, "attached", &error, &a) >= 0 ? 'y' : 'n';
+
+        if (ok == 'n')
+                fprintf(stderr, "child: acquire failed: %s\n", strna(error.message));
+        (void) !write(report_fd, &ok, 1);
+        for (;;)
+                pause();
+}
+
+static int scenario_sigkill(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r, p[2], status;
+        char ok = 0;
+        Devices d;
+        pid_t pid;
+
+        if ((r = setup(&bus, &d)) != 0)
                 return r;
-        while (a->n < 4 && (r = sd_bus_message_enter_container(reply, 'r', "sha{sv}")) > 0) {
-                r = sd_bus_message_read(reply, "sh", &address, &fd);
-                if (r < 0)
-                        return r;
-                snprintf(a->address[a->n], sizeof(a->address[0]), "%s", address);
-                a->fd[a->n] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-                r = read_ids(reply, &a->dev_id[a->n], &a->hwpt_id[a->n], NULL, NULL);
-                a->n++;
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(reply);
-                if (r < 0)
-                        return r;
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        pid = fork();
+        if (pid == 0)
+                acquire_and_wait(d.free_a, p[1]);
+        close(p[1]);
+        CHECK(read(p[0], &ok, 1) == 1 && ok == 'y', "child %d acquired %s", pid, d.free_a);
+        close(p[0]);
+        CHECK(property_is(bus, d.path_a, "State", "leased"), "%s leased", d.free_a);
+        CHECK(get_number(bus, d.path_a, "HolderPid", 'u') == (uint64_t) pid, "HolderPid is the child");
+
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        CHECK(wait_property(bus, d.path_a, "State", "available"), "%s available after SIGKILL", d.free_a);
+        devices_done(&d);
+        return 0;
+}
+
+/* Child as nobody: sees devices, not the root holder, and may acquire nothing. */
+static _Noreturn void deny_as_nobody(const Devices *d) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus *bus;
+        int r;
+
+        if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 || setresuid(NOBODY, NOBODY, NOBODY) < 0) {
+                perror("drop privileges");
+                _exit(1);
         }
-        r = sd_bus_message_exit_container(reply);
-        if (r < 0)
-                return r;
-        return read_ids(reply, NULL, NULL, &a->session, &a->ioas_id);
+        bus = connect_bus();
+        CHECK(bus != NULL, "uid %d connects", NOBODY);
+        if (!bus)
+                _exit(1);
+        CHECK(property_is(bus, d->path_a, "State", "leased"), "uid %d sees %s leased", NOBODY, d->free_a);
+        CHECK(get_number(bus, d->path_a, "HolderSession", 't') == 0 && get_number(bus, d->path_a, "HolderPid", 'u') == 0,
+              "uid %d does not see root's session or pid", NOBODY);
+        r = acquire_one(bus, d->free_b, "unbound", &error, NULL);
+        check_error(r, &error, ERR("PermissionDenied"), "uid 65534 acquires without a policy rule");
+        CHECK(property_is(bus, d->path_b, "State", "available"), "%s still available", d->free_b);
+        sd_bus_flush_close_unref(bus);
+        _exit(failures ? 1 : 0);
 }
 
-/* AcquireDevices(devices, {key: <sig value>}) with at most one option; key NULL: none. */
-static int acquire(sd_bus *bus, char **devices, const char *key, const char *sig, const void *value,
-                   sd_bus_error *error, Acquired *ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+static int scenario_deny(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r, status = -1;
+        Acquired a;
+        Devices d;
+        pid_t pid;
+
+        if (getuid() != 0) {
+                printf("skip: needs root to switch to uid %d\n", NOBODY);
+                return 77;
+        }
+        if ((r = setup(&bus, &d)) != 0)
+                return r;
+        r = acquire_one(bus, d.free_a, "unbound", &error, &a);
+        CHECK(r >= 0, "root acquires %s: %s", d.free_a, r < 0 ? error.message : "ok");
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return -1;
+        CHECK(get_number(bus, d.path_a, "HolderSession", 't') == a.session, "root sees its own session");
+
+        fflush(stdout);
+        pid = fork();
+        if (pid == 0)
+                deny_as_nobody(&d);
+        waitpid(pid, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "checks as uid %d passed", NOBODY);
+        acquired_done(&a);
+        devices_done(&d);
+        return 0;
+}
+
+static int scenario_errors(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r, yes = 1;
+        Devices d;
+
+        if ((r = setup(&bus, &d)) != 0)
+                return r;
+        char *unknown[] = { (char *) "0000:7f:1f.7", NULL }, *garbage[] = { (char *) "not-a-device", NULL },
+             *empty[] = { NULL }, *dup[] = { d.free_a, d.free_a, NULL },
+             *dup_forms[] = { d.free_a, d.free_a + 5, NULL }, *one[] = { d.free_a, NULL };
+
+        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice", &error,
+                               NULL, "s", unknown[0]);
+        check_error(r, &error, ERR("DeviceNotFound"), "GetDevice(unknown)");
+        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice", &error,
+                               NULL, "s", garbage[0]);
+        CHECK(r < 0 && (sd_bus_error_has_name(&error, ERR("InvalidParameter")) ||
+                        sd_bus_error_has_name(&error, ERR("DeviceNotFound"))),
+              "GetDevice(garbage) -> %s: %s", strna(error.name), strna(error.message));
+        sd_bus_error_free(&error);
+
+        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "AcquireDevices",
+                               &error, NULL, "s", d.free_a);
+        check_error(r, &error, SD_BUS_ERROR_INVALID_ARGS, "AcquireDevices with signature s");
+        check_error(acquire(bus, empty, NULL, NULL, NULL, &error, NULL), &error, ERR("InvalidParameter"),
+                    "AcquireDevices([])");
+        check_error(acquire(bus, unknown, NULL, NULL, NULL, &error, NULL), &error, ERR("DeviceNotFound"),
+                    "AcquireDevices([unknown])");
+        check_error(acquire(bus, dup, NULL, NULL, NULL, &error, NULL), &error, ERR("InvalidParameter"),
+                    "AcquireDevices([a, a])");
+        check_error(acquire(bus, dup_forms, NULL, NULL, NULL, &error, NULL), &error, ERR("InvalidParameter"),
+                    "AcquireDevices([a, short form of a])");
+        check_error(acquire(bus, one, "mode", "s", "sideways", &error, NULL), &error, ERR("InvalidParameter"),
+                    "mode=sideways");
+        check_error(acquire(bus, one, "mode", "b", &yes, &error, NULL), &error, ERR("InvalidParameter"),
+                    "mode as a boolean");
+        check_error(acquire(bus, one, "managed", "s", "yes", &error, NULL), &error, ERR("InvalidParameter"),
+                    "managed as a string");
+        check_error(acquire(bus, one, "bogus", "b", &yes, &error, NULL), &error, ERR("InvalidParameter"),
+                    "unknown option");
+        check_error(release(bus, one, &error), &error, ERR("NotHeld"), "ReleaseDevices of a device never held");
+        check_error(release(bus, unknown, &error), &error, ERR("DeviceNotFound"), "ReleaseDevices([unknown])");
+
+        /* Typed errors from the core: a noiommu device, one without a group. */
+        for (size_t i = 0; d.paths[i]; i++) {
+                char *dev[] = { d.addresses[i], NULL };
+
+                if (get_number(bus, d.paths[i], "NoIommu", 'b'))
+                        check_error(acquire(bus, dev, NULL, NULL, NULL, &error, NULL), &error, ERR("NoIommuRefused"),
+                                    "AcquireDevices(noiommu device)");
+                else if ((int64_t) get_number(bus, d.paths[i], "IommuGroup", 'i') < 0)
+                        check_error(acquire(bus, dev, NULL, NULL, NULL, &error, NULL), &error,
+                                    ERR("DeviceUnavailable"), "AcquireDevices(device without IOMMU group)");
+        }
+
+        CHECK(property_is(bus, d.path_a, "State", "available"), "%s untouched by all of it", d.free_a);
+        devices_done(&d);
+        return 0;
+}
+
+/* A device leaves while leased: lease ended, object and signals gone. */
+static int scenario_hotplug(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const char *ctl = getenv("FAKE_SYSFS_CTL");
+        char line[512], cmd[512];
+        Acquired a;
+        Devices d, after;
+        Watch w;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, &m, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
-                                           "AcquireDevices");
-        if (r >= 0)
-                r = sd_bus_message_append_strv(m, devices);
-        if (r >= 0 && !key)
-                r = sd_bus_message_append(m, "a{sv}", 0);
-        else if (r >= 0 && streq(sig, "s"))
-                r = sd_bus_message_append(m, "a{sv}", 1, key, sig, (const char *) value);
-        else if (r >= 0)
-                r = sd_bus_message_append(m, "a{sv}", 1, key, sig, *(const int *) value);
-        if (r < 0)
+        if (!ctl || !getenv("UMOCKDEV_DIR")) {
+                printf("skip: FAKE_SYSFS_CTL or UMOCKDEV_DIR not set\n");
+                return 77;
+        }
+        if ((r = setup(&bus, &d)) != 0)
                 return r;
-        r = sd_bus_call(bus, m, 0, error, &reply);
+        CHECK(watch_start(&w) >= 0, "watch signals");
+        r = acquire_one(bus, d.free_a, "unbound", &error, &a);
+        CHECK(r >= 0, "acquire %s: %s", d.free_a, r < 0 ? error.message : "ok");
+        sd_bus_error_free(&error);
         if (r < 0)
-                return r;
-        return ret ? parse_acquire_reply(reply, ret) : 0;
+                return -1;
+
+        snprintf(cmd, sizeof(cmd), "%s remove %s", ctl, d.free_a);
+        CHECK(system(cmd) == 0, "%s", cmd);
+        snprintf(line, sizeof(line), "LeaseEnded %s %" PRIu64 " device-removed", d.free_a, a.session);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        snprintf(line, sizeof(line), "InterfacesRemoved %s", d.path_a);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        snprintf(line, sizeof(line), "DeviceRemoved %s %s", d.free_a, d.path_a);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK(list_devices(bus, &after) >= 0 && !strv_contains(after.addresses, d.free_a), "%s no longer listed",
+              d.free_a);
+        r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice", &error,
+                               NULL, "s", d.free_a);
+        check_error(r, &error, ERR("DeviceNotFound"), "GetDevice(removed device)");
+
+        /* The kernel says another device went and came back (its sysfs stays). */
+        snprintf(cmd, sizeof(cmd), "%s uevent remove %s && %s uevent add %s", ctl, d.free_b, ctl, d.free_b);
+        CHECK(system(cmd) == 0, "%s", cmd);
+        snprintf(line, sizeof(line), "DeviceRemoved %s %s", d.free_b, d.path_b);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        snprintf(line, sizeof(line), "InterfacesAdded %s", d.path_b);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        snprintf(line, sizeof(line), "DeviceAdded %s %s", d.free_b, d.path_b);
+        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK(property_is(bus, d.path_b, "State", "available"), "%s is back and available", d.free_b);
+
+        acquired_done(&a);
+        watch_done(&w);
+        devices_done(&after);
+        devices_done(&d);
+        return 0;
 }
-
-static int acquire_one(sd_bus *bus, const char *address, const char *mode, sd_bus_error *error, Acquired *ret) {
-        char *devices[] = { (char *) address, NULL };
-        return acquire(bus, devices, "mode", "s", mode, error, ret);
-}
-
-static int release(sd_bus *bus, char **devices, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        int r;
-
-        r = sd_bus_message_new_method_call(bus, &m, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
-                                           "ReleaseDevices");
-        if (r >= 0)
-                r = sd_bus_message_append_strv(m, devices);
-        if (r < 0)
-                return r;
-        return sd_bus_call(bus, m, 0, error, NULL);
-}
-
-static bool fd_is(int fd, const char *want) {
-        char path[64], target[256];
-        ssize_t n;
-
-        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0)
-                return false;
-        target[n] = 0;
-        if (!streq(target, want))
-                printf("  fd %d is %s, want %s\n", fd, target, want);
-        return streq(target, want);
-}
-
-/* Expect a call to have failed with a given error name. */
-static void check_error(int r, sd_bus_error *error, const char *want, const char *what) {
-        CHECK(r < 0 && sd_bus_error_has_name(error, want), "%s -> %s (%s: %s)", what, want,
-              strna(error->name), strna(error->message));
-        sd_bus_error_free(error);
-}
-
-#include "test-dbus-signals.h"
-#include "test-dbus-scenarios.h"
 
 int main(int argc, char *argv[]) {
         static const struct {
                 const char *name;
                 int (*run)(void);
         } scenarios[] = {
-                { "properties", scenario_properties },
-                { "acquire", scenario_acquire },
-                { "disconnect", scenario_disconnect },
-                { "sigkill", scenario_sigkill },
-                { "deny", scenario_deny },
-                { "errors", scenario_errors },
+                { "properties", scenario_properties }, { "acquire", scenario_acquire },
+                { "disconnect", scenario_disconnect }, { "sigkill", scenario_sigkill },
+                { "deny", scenario_deny },             { "errors", scenario_errors },
                 { "hotplug", scenario_hotplug },
         };
 
@@ -313,9 +439,7 @@ int main(int argc, char *argv[]) {
         for (size_t i = 0; argc == 2 && i < ELEMENTSOF(scenarios); i++)
                 if (streq(argv[1], scenarios[i].name)) {
                         int r = scenarios[i].run();
-                        if (r == 77)
-                                return 77;
-                        return failures || r < 0 ? 1 : 0;
+                        return r == 77 ? 77 : failures || r < 0 ? 1 : 0;
                 }
         fprintf(stderr, "Usage: %s properties|acquire|disconnect|sigkill|deny|errors|hotplug\n", argv[0]);
         return 2;

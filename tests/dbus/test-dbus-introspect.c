@@ -160,7 +160,9 @@ static int first_device_path(sd_bus *bus, char **ret) {
         sd_bus_error_free(&error);
         if (r < 0)
                 return r;
-        r = sd_bus_message_read(reply, "a(so)", 1, &address, &path);
+        r = sd_bus_message_enter_container(reply, 'a', "(so)");
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "(so)", &address, &path);
         if (r <= 0)
                 return r < 0 ? r : -ENODEV;
         *ret = strdup(path);

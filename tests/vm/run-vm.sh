@@ -12,6 +12,8 @@
 #
 # Environment: IOMMUFD_TEST_KERNEL=/path/to/bzImage uses that kernel instead
 # of building (or finding the cached) one with build-kernel.sh.
+# IOMMUFD_VM_FAIL_BOOTS=N makes the first N boots panic early (no root fs),
+# to exercise the retry logic itself.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -65,6 +67,9 @@ boot() {
         append+=" init=$here/guest-init.sh"
         # Unknown name=value parameters end up in init's environment.
         append+=" IOMMUFD_VM_BUILD=$build_dir IOMMUFD_VM_SRC=$(dirname "$(dirname "$here")")"
+        if [ "$1" -le "${IOMMUFD_VM_FAIL_BOOTS:-0}" ]; then
+                append+=" rootfstype=iommufd-vm-no-such-fs"
+        fi
 
         # Device layout (the guest suite finds devices by id and topology):
         #   00:03.0 e1000e (host driver e1000e)          managed rebinding

@@ -335,8 +335,8 @@ static int client_managed_killed(void *userdata) {
         _cleanup_lease_ iommufd_broker_lease *l = acquire_or_fail(b, e1000e, IOMMUFD_BROKER_MODE_ATTACHED,
                                                                   IOMMUFD_BROKER_ACQUIRE_MANAGED);
         sync_child_ready(s);
-        for (;;)
-                pause();        /* until SIGKILL */
+        pause();                /* until SIGKILL */
+        return -EINTR;
 }
 
 static int case_managed(void) {

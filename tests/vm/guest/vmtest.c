@@ -418,17 +418,20 @@ static void edu_dma(volatile uint8_t *bar, uint64_t src, uint64_t dst, uint32_t 
 }
 
 void edu_dma_roundtrip(int devfd, int iommufd, uint32_t ioas_id) {
-        const size_t len = 4096;
+        /* Not the whole 4 KiB buffer: QEMU 7.2's edu range check is off by
+         * one and aborts QEMU on a transfer that ends at the buffer's end. */
+        const size_t len = 2048;
         uint16_t vendor, device;
         CHECK_OK(vfio_pci_ids(devfd, &vendor, &device), "read config ids");
         CHECK(vendor == PCI_VENDOR_QEMU && device == PCI_DEVICE_EDU, "not an edu: %04x:%04x", vendor, device);
 
         /* Two pages: [0] what we send, [1] what comes back. */
-        uint8_t *buf = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        const size_t page = 4096;
+        uint8_t *buf = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         CHECK(buf != MAP_FAILED, "mmap: %m");
         CHECK(getrandom(buf, len, 0) == (ssize_t) len, "getrandom: %m");
-        memset(buf + len, 0, len);
-        CHECK_OK(ioas_map(iommufd, ioas_id, buf, 2 * len, EDU_DMA_IOVA), "IOMMU_IOAS_MAP of the DMA buffers");
+        memset(buf + page, 0, page);
+        CHECK_OK(ioas_map(iommufd, ioas_id, buf, 2 * page, EDU_DMA_IOVA), "IOMMU_IOAS_MAP of the DMA buffers");
 
         uint16_t cmd;
         CHECK_OK(pci_config_read(devfd, 4, &cmd, 2), "read PCI command");
@@ -448,13 +451,13 @@ void edu_dma_roundtrip(int devfd, int iommufd, uint32_t ioas_id) {
         CHECK(mmio_read32(bar, EDU_REG_LIVE) == ~0x12345678u, "edu liveness register does not invert");
 
         edu_dma(bar, EDU_DMA_IOVA, EDU_BUFFER, len, 0);
-        edu_dma(bar, EDU_BUFFER, EDU_DMA_IOVA + len, len, EDU_DMA_TO_RAM);
+        edu_dma(bar, EDU_BUFFER, EDU_DMA_IOVA + page, len, EDU_DMA_TO_RAM);
 
         size_t same = 0;
-        while (same < len && buf[same] == buf[len + same])
+        while (same < len && buf[same] == buf[page + same])
                 same++;
         CHECK(same == len, "DMA round trip differs at byte %zu: sent %#x, got %#x", same, buf[same],
-              buf[len + same]);
+              buf[page + same]);
         munmap((void *) bar, bar0.size);
         vm_log("edu DMA round trip of %zu bytes through IOVA %#x matches", len, EDU_DMA_IOVA);
 }
