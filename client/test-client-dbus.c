@@ -58,9 +58,26 @@ static int method_acquire(sd_bus_message *m, void *userdata, sd_bus_error *error
         const char *device;
         int r;
 
+        const char *key, *mode = NULL;
+
         r = sd_bus_message_read(m, "as", 1, &device);
         if (r < 0)
                 return r;
+        /* The options must carry the mode the caller asked for. */
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(m, "s", &key);
+                if (r >= 0 && streq(key, "mode"))
+                        r = sd_bus_message_read(m, "v", "s", &mode);
+                else if (r >= 0)
+                        r = sd_bus_message_skip(m, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+        }
+        if (r < 0)
+                return r;
+        if (!streq_ptr(mode, "unbound"))
+                return sd_bus_error_setf(error, BROKER_DBUS_ERROR_PREFIX "InvalidParameter", "mode %s", strna(mode));
         if (!streq(device, "0000:03:00.0"))
                 return sd_bus_error_setf(error, BROKER_DBUS_ERROR_PREFIX "DeviceBusy", "%s is busy", device);
         r = sd_bus_reply_method_return(m, "ha(sha{sv})a{sv}", iommufd,
@@ -157,7 +174,7 @@ static pid_t start_bus(const char *dir, char *address, size_t size) {
                    " \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n"
                    "<busconfig><type>test</type><listen>unix:path=%s/bus</listen><auth>EXTERNAL</auth>"
                    "<policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>"
-                   "<allow send_destination=\"*\"/></policy></busconfig>\n", dir);
+                   "<allow send_destination=\"*\"/><allow receive_sender=\"*\"/></policy></busconfig>\n", dir);
         fclose(f);
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return -1;
@@ -193,9 +210,9 @@ static int wait_event(iommufd_broker *b, iommufd_broker_event *e) {
         return 0;
 }
 
-/* Until the fake owns its name (at most 5 s; the checks then fail clearly). */
+/* Until the fake owns its name (at most 20 tries; the checks then fail clearly). */
 static void wait_for_broker(const char *address) {
-        for (int tries = 0; tries < 100; tries++) {
+        for (int tries = 0; tries < 20; tries++) {
                 iommufd_broker *b = NULL;
                 iommufd_broker_device d;
                 int r = iommufd_broker_connect(IOMMUFD_BROKER_TRANSPORT_DBUS, address, &b);
@@ -205,7 +222,7 @@ static void wait_for_broker(const char *address) {
                 iommufd_broker_disconnect(b);
                 if (r >= 0)
                         return;
-                usleep(50 * 1000);
+                usleep(100 * 1000);
         }
 }
 
@@ -264,6 +281,7 @@ int main(void) {
         char dir[] = "/tmp/test-client-dbus.XXXXXX", address[256], path[300];
         pid_t bus, broker;
 
+        alarm(120);     /* a lost reply would otherwise wait out the 25 s call timeouts */
         if (!mkdtemp(dir))
                 return 77;
         bus = start_bus(dir, address, sizeof(address));
