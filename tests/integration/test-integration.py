@@ -1443,6 +1443,7 @@ def cli_acquire_hold(ctx):
     lines = [proc.stdout.readline().rstrip("\n") for _ in range(3)]
     check(lines[2].startswith("0000:00:03.0 fd="), f"unbound device line: {lines}")
     check_eq(d.get_device("0000:00:03.0")["state"], "leased", "03.0 held by iommufdctl (unbound)")
+    time.sleep(0.3)     # see cli-acquire-signal-early for why
     proc.send_signal(signal.SIGINT)
     check_eq(proc.wait(10), 0, "status after SIGINT")
     d.wait_state("0000:00:03.0", "available")
@@ -1455,6 +1456,27 @@ def cli_acquire_hold(ctx):
     proc.kill()
     proc.wait()
     d.wait_state("0000:00:02.0", "available")
+    finish(d)
+
+
+@case
+def cli_acquire_signal_early(ctx):
+    """A script that signals iommufdctl acquire as soon as it printed the lease
+    must get a clean release and exit 0 (docs/client.md), not a process
+    killed by the signal: the signal handling must be in place before the
+    lease is printed."""
+    d = ctx.daemon()
+    d.take_baseline()
+    # The window is short: try often enough that a missing handler shows.
+    for sig in [signal.SIGTERM, signal.SIGINT] * 10:
+        proc = ctx.spawn([env_path("IOMMUFDCTL"), "--socket", d.socket, "acquire", "00:02.0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = [proc.stdout.readline().rstrip("\n") for _ in range(3)]
+        check(lines[2].startswith("0000:00:02.0 fd="), f"acquire output: {lines}")
+        proc.send_signal(sig)
+        rc = proc.wait(10)
+        check_eq(rc, 0, f"iommufdctl acquire's status after {sig.name} sent right after the lease was printed")
+        d.wait_state("0000:00:02.0", "available")
     finish(d)
 
 
