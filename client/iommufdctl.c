@@ -424,13 +424,15 @@ static int cmd_acquire(int argc, char **argv) {
         if (r != 0)
                 return r;
         session = l->session;
-        print_lease(l);
-        fprintf(stderr, "Holding the lease; SIGINT or SIGTERM releases it.\n");
 
-        /* Only now: a long interactive authorization must stay interruptible. */
+        /* Only after acquiring: a long interactive authorization must stay
+         * interruptible. Before printing: whoever reads the lease may signal
+         * at once, and that must release, not kill. */
         sfd = signals_block(false, &old);
         if (sfd < 0)
                 return broker_failed(NULL, sfd, "signalfd");
+        print_lease(l);
+        fprintf(stderr, "Holding the lease; SIGINT or SIGTERM releases it.\n");
         for (;;) {
                 struct signalfd_siginfo si;
 

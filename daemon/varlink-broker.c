@@ -361,6 +361,14 @@ static void on_disconnect(VarlinkConnection *c, void *userdata) {
         session_destroy(s);
 }
 
+/* A connection that holds leases stays open however quiet it is: a VMM may
+ * not say anything for days, and closing would take its devices away. */
+static bool on_keep_open(VarlinkConnection *c, void *userdata) {
+        Session *s = varlink_connection_get_userdata(c);
+
+        return s && session_n_leases(s) > 0;
+}
+
 int varlink_broker_start(Manager *m, const char *listen_path, const VarlinkLimits *limits, VarlinkServer **ret) {
         _cleanup_(varlink_server_freep) VarlinkServer *s = NULL;
         int r;
@@ -378,6 +386,7 @@ int varlink_broker_start(Manager *m, const char *listen_path, const VarlinkLimit
         if (r < 0)
                 return r;
         varlink_server_set_hooks(s, on_connect, on_disconnect, m);
+        varlink_server_set_keep_open_hook(s, on_keep_open);
 
         if (listen_path)
                 r = varlink_server_listen_path(s, listen_path);

@@ -70,6 +70,7 @@ struct VarlinkServer {
 
         VarlinkConnectHook connect_hook;
         VarlinkDisconnectHook disconnect_hook;
+        VarlinkKeepOpenHook keep_open_hook;
         void *hook_userdata;
 
         int listen_fds[MAX_LISTENERS];
@@ -594,7 +595,8 @@ static int on_connection_idle(sd_event_source *source, uint64_t usec, void *user
 
         if (c->dead)
                 return 0;
-        if (c->current || c->out_head) {
+        if (c->current || c->out_head ||
+            (c->server->keep_open_hook && c->server->keep_open_hook(c, c->server->hook_userdata))) {
                 connection_arm_idle(c);
                 return 0;
         }
@@ -976,6 +978,11 @@ void varlink_server_set_hooks(VarlinkServer *s, VarlinkConnectHook connect, Varl
         s->connect_hook = connect;
         s->disconnect_hook = disconnect;
         s->hook_userdata = userdata;
+}
+
+void varlink_server_set_keep_open_hook(VarlinkServer *s, VarlinkKeepOpenHook keep_open) {
+        if (s)
+                s->keep_open_hook = keep_open;
 }
 
 VarlinkServer *varlink_connection_get_server(const VarlinkConnection *c) {

@@ -98,6 +98,9 @@ typedef struct VarlinkInterface {
 typedef int (*VarlinkConnectHook)(VarlinkConnection *c, Principal **principal, void *userdata);
 /* Called once when the connection goes away, after its calls were destroyed. */
 typedef void (*VarlinkDisconnectHook)(VarlinkConnection *c, void *userdata);
+/* Asked when the idle timeout fires: true keeps the connection open (it holds
+ * state that must not end just because the client is quiet). */
+typedef bool (*VarlinkKeepOpenHook)(VarlinkConnection *c, void *userdata);
 
 int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServer **ret);
 VarlinkServer *varlink_server_free(VarlinkServer *s);   /* closes every connection */
@@ -110,6 +113,7 @@ int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *pr
 int varlink_server_add_interface(VarlinkServer *s, const VarlinkInterface *iface, void *userdata);
 void varlink_server_set_hooks(VarlinkServer *s, VarlinkConnectHook connect, VarlinkDisconnectHook disconnect,
                               void *userdata);
+void varlink_server_set_keep_open_hook(VarlinkServer *s, VarlinkKeepOpenHook keep_open);
 
 /* Listen on a path: a stale socket there is replaced (a live one gives
  * -EADDRINUSE), the parent directory is created if missing, the socket is
