@@ -1,85 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+/* The server, its connections (output queue, reading, idle timeout) and the
+ * dispatch of calls to method handlers. Replies: varlink-call.c; listening
+ * sockets: varlink-listen.c. */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <systemd/sd-daemon.h>
 
 #include "log.h"
+#include "varlink-internal.h"
 #include "varlink-service.h"
-#include "varlink-wire.h"
-#include "varlink.h"
 
-#define MAX_LISTENERS 16
-#define MAX_INTERFACES 8
-
-typedef struct Output {
+struct Output {
         struct Output *next;
         char *data;
         size_t len, done;
         int *fds;                       /* sent with the first byte, then closed */
         size_t n_fds;
-} Output;
-
-struct VarlinkCall {
-        VarlinkConnection *conn;
-        const char *method;             /* owned by message */
-        json_t *message;                /* the call as received; owns parameters */
-        json_t *parameters;
-        bool oneway, more, streaming;
-        bool in_handler, done;
-        void (*destroy)(VarlinkCall *call, void *userdata);
-        void *destroy_userdata;
-};
-
-struct VarlinkConnection {
-        VarlinkServer *server;
-        VarlinkConnection *prev, *next;
-        int fd;
-        uid_t uid;
-        Principal *principal;
-        void *userdata;
-        bool connected;                 /* connect hook ran: disconnect hook is due */
-
-        VarlinkReader *reader;
-        sd_event_source *io_source, *idle_source, *defer_source;
-
-        Output *out_head, *out_tail;
-        size_t out_bytes;
-
-        VarlinkCall *current;
-        bool read_eof, close_after_flush, dead;
-};
-
-typedef struct RegisteredInterface {
-        const VarlinkInterface *iface;
-        void *userdata;
-} RegisteredInterface;
-
-struct VarlinkServer {
-        sd_event *event;
-        VarlinkLimits limits;
-        char *vendor, *product, *version, *url;
-
-        RegisteredInterface interfaces[MAX_INTERFACES];
-        size_t n_interfaces;
-
-        VarlinkConnectHook connect_hook;
-        VarlinkDisconnectHook disconnect_hook;
-        VarlinkKeepOpenHook keep_open_hook;
-        void *hook_userdata;
-
-        int listen_fds[MAX_LISTENERS];
-        sd_event_source *listen_sources[MAX_LISTENERS];
-        size_t n_listeners;
-        char *bound_path;               /* unlinked on free */
-
-        VarlinkConnection *connections;
-        size_t n_connections;
 };
 
 static void connection_kill(VarlinkConnection *c);
@@ -125,7 +65,7 @@ static int connection_flush(VarlinkConnection *c) {
 }
 
 /* Queue one message (taking msg) with duplicates of fds, and try to send it. */
-static int connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds) {
+int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds) {
         Output *o;
         int r;
 
@@ -188,16 +128,21 @@ static int connection_send(VarlinkConnection *c, json_t *msg, const int *fds, si
         return 0;
 }
 
-static json_t *error_message(const char *error, json_t *parameters) {
+json_t *varlink_error_message(const char *error, json_t *parameters) {
         json_t *m = json_pack("{s:s, s:o}", "error", error, "parameters", parameters ?: json_object());
         return m;
 }
 
-static json_t *broker_error_parameters(BrokerErrorCode code, const char *device, const char *message) {
+json_t *varlink_broker_error_parameters(BrokerErrorCode code, const char *device, const char *message) {
         json_t *p = json_pack("{s:s}", "message", message ?: strna(broker_error_name(code)));
         if (p && device && device[0])
                 json_object_set_new(p, "device", json_string(device));
         return p;
+}
+
+/* An error for a message that never became a call. Takes parameters. */
+static int connection_send_error(VarlinkConnection *c, const char *error, json_t *parameters) {
+        return varlink_connection_send(c, varlink_error_message(error, parameters), NULL, 0);
 }
 
 static int connection_send_broker_error(VarlinkConnection *c, BrokerErrorCode code, const char *message) {
@@ -205,10 +150,10 @@ static int connection_send_broker_error(VarlinkConnection *c, BrokerErrorCode co
         json_t *m;
 
         snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE, broker_error_name(code));
-        m = error_message(name, broker_error_parameters(code, NULL, message));
+        m = varlink_error_message(name, varlink_broker_error_parameters(code, NULL, message));
         if (!m)
                 return -ENOMEM;
-        return connection_send(c, m, NULL, 0);
+        return varlink_connection_send(c, m, NULL, 0);
 }
 
 /* A protocol error: say why, then hang up once that is written. */
@@ -217,118 +162,6 @@ static void connection_fail(VarlinkConnection *c, BrokerErrorCode code, const ch
         (void) connection_send_broker_error(c, code, message);
         c->close_after_flush = true;
         connection_update_events(c);
-}
-
-/* --- Calls --- */
-
-static void call_free(VarlinkCall *call) {
-        if (!call)
-                return;
-        if (call->destroy)
-                call->destroy(call, call->destroy_userdata);
-        json_decref(call->message);
-        free(call);
-}
-
-/* The final reply went out (or the call is finished without one). Inside the
- * handler, dispatch frees it on return; otherwise free now and resume the
- * calls that waited behind it. */
-static void call_finish(VarlinkCall *call) {
-        VarlinkConnection *c = call->conn;
-
-        call->done = true;
-        if (call->in_handler)
-                return;
-        if (c->current == call)
-                c->current = NULL;
-        call_free(call);
-        if (!c->dead)
-                (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
-}
-
-static int call_send(VarlinkCall *call, json_t *msg, const int *fds, size_t n_fds, bool final) {
-        int r = 0;
-
-        if (!msg)
-                return -ENOMEM;
-        if (call->done) {
-                json_decref(msg);
-                return -ESTALE;
-        }
-        if (call->oneway)
-                json_decref(msg);
-        else
-                r = connection_send(call->conn, msg, fds, n_fds);
-        if (final)
-                call_finish(call);
-        return r;
-}
-
-int varlink_call_reply_with_fds(VarlinkCall *call, json_t *parameters, const int *fds, size_t n_fds) {
-        if (!call) {
-                json_decref(parameters);
-                return -EINVAL;
-        }
-        return call_send(call, json_pack("{s:o}", "parameters", parameters ?: json_object()), fds, n_fds, true);
-}
-
-int varlink_call_reply(VarlinkCall *call, json_t *parameters) {
-        return varlink_call_reply_with_fds(call, parameters, NULL, 0);
-}
-
-int varlink_call_notify(VarlinkCall *call, json_t *parameters) {
-        if (!call || !call->streaming) {
-                json_decref(parameters);
-                return -EINVAL;
-        }
-        return call_send(call, json_pack("{s:b, s:o}", "continues", 1, "parameters", parameters ?: json_object()),
-                         NULL, 0, false);
-}
-
-int varlink_call_error(VarlinkCall *call, const char *error, json_t *parameters) {
-        if (!call || !error) {
-                json_decref(parameters);
-                return -EINVAL;
-        }
-        return call_send(call, error_message(error, parameters), NULL, 0, true);
-}
-
-int varlink_call_error_invalid_parameter(VarlinkCall *call, const char *parameter) {
-        return varlink_call_error(call, VARLINK_SERVICE_INTERFACE ".InvalidParameter",
-                                  json_pack("{s:s}", "parameter", parameter ?: ""));
-}
-
-int varlink_call_error_broker(VarlinkCall *call, BrokerErrorCode code, const char *device, const char *message) {
-        char name[128];
-
-        if (!broker_error_name(code))
-                code = BROKER_ERROR_KERNEL_ERROR;
-        snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE, broker_error_name(code));
-        return varlink_call_error(call, name, broker_error_parameters(code, device, message));
-}
-
-VarlinkConnection *varlink_call_get_connection(const VarlinkCall *call) {
-        return call ? call->conn : NULL;
-}
-
-const char *varlink_call_get_method(const VarlinkCall *call) {
-        return call ? call->method : NULL;
-}
-
-bool varlink_call_wants_more(const VarlinkCall *call) {
-        return call && call->more;
-}
-
-bool varlink_call_is_oneway(const VarlinkCall *call) {
-        return call && call->oneway;
-}
-
-void varlink_call_set_destroy(VarlinkCall *call, void (*destroy)(VarlinkCall *call, void *userdata),
-                              void *userdata) {
-        if (!call)
-                return;
-        call->destroy = destroy;
-        call->destroy_userdata = userdata;
 }
 
 /* --- Dispatch --- */
@@ -366,9 +199,8 @@ static const VarlinkMethod *connection_find_method(VarlinkConnection *c, const c
                 iface = varlink_server_find_interface(c->server, ifname);
                 if (!iface) {
                         if (!oneway)
-                                (void) connection_send(c, error_message(VARLINK_SERVICE_INTERFACE ".InterfaceNotFound",
-                                                                        json_pack("{s:s}", "interface", ifname)),
-                                                       NULL, 0);
+                                (void) connection_send_error(c, VARLINK_SERVICE_INTERFACE ".InterfaceNotFound",
+                                                             json_pack("{s:s}", "interface", ifname));
                         return NULL;
                 }
                 for (const VarlinkMethod *m = iface->methods; m && m->name; m++)
@@ -378,9 +210,8 @@ static const VarlinkMethod *connection_find_method(VarlinkConnection *c, const c
                         }
         }
         if (!oneway)
-                (void) connection_send(c, error_message(VARLINK_SERVICE_INTERFACE ".MethodNotFound",
-                                                        json_pack("{s:s}", "method", method)),
-                                       NULL, 0);
+                (void) connection_send_error(c, VARLINK_SERVICE_INTERFACE ".MethodNotFound",
+                                             json_pack("{s:s}", "method", method));
         return NULL;
 }
 
@@ -439,8 +270,7 @@ static void connection_dispatch_message(VarlinkConnection *c, json_t *msg) {
         }
         if ((m->flags & VARLINK_METHOD_MORE) && !more) {
                 if (!oneway)
-                        (void) connection_send(c, error_message(VARLINK_SERVICE_INTERFACE ".ExpectedMore", NULL),
-                                               NULL, 0);
+                        (void) connection_send_error(c, VARLINK_SERVICE_INTERFACE ".ExpectedMore", NULL);
                 json_decref(msg);
                 return;
         }
@@ -479,7 +309,7 @@ static void connection_dispatch_message(VarlinkConnection *c, json_t *msg) {
         /* A oneway call has nobody to answer later. */
         if (call->done || oneway) {
                 c->current = NULL;
-                call_free(call);
+                varlink_call_free(call);
         }
 }
 
@@ -610,7 +440,7 @@ static void connection_free(VarlinkConnection *c) {
 
         if (c->current) {
                 VarlinkCall *call = TAKE_PTR(c->current);
-                call_free(call);
+                varlink_call_free(call);
         }
         if (c->connected && s->disconnect_hook)
                 s->disconnect_hook(c, s->hook_userdata);
@@ -637,8 +467,7 @@ static void connection_free(VarlinkConnection *c) {
         free(c);
 
         /* A slot is free again if accept() had to stop at the fd limit. */
-        for (size_t i = 0; i < s->n_listeners; i++)
-                (void) sd_event_source_set_enabled(s->listen_sources[i], SD_EVENT_ON);
+        varlink_server_resume_accept(s);
 }
 
 /* Resume after an asynchronous reply, or free a dead connection: both from
@@ -688,7 +517,7 @@ uid_t varlink_connection_get_uid(const VarlinkConnection *c) {
         return c ? c->uid : (uid_t) -1;
 }
 
-/* --- Connections and listeners --- */
+/* --- Connections --- */
 
 static unsigned server_connections_of_uid(VarlinkServer *s, uid_t uid) {
         unsigned n = 0;
@@ -706,7 +535,7 @@ static void refuse_connection(int fd, uid_t uid) {
         snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE,
                  broker_error_name(BROKER_ERROR_LIMIT_EXCEEDED));
         snprintf(msg, sizeof(msg), "too many connections of uid %u", (unsigned) uid);
-        m = error_message(name, json_pack("{s:s}", "message", msg));
+        m = varlink_error_message(name, json_pack("{s:s}", "message", msg));
         if (m) {
                 size_t len;
                 _cleanup_free_ char *data = varlink_wire_encode(m, &len);
@@ -780,121 +609,6 @@ int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **
         return 0;
 }
 
-static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
-        VarlinkServer *s = userdata;
-
-        for (;;) {
-                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (cfd < 0) {
-                        if (errno == EMFILE || errno == ENFILE) {
-                                /* Wait for a connection to close rather than spin. */
-                                log_warning("varlink: out of file descriptors, pausing accept().");
-                                (void) sd_event_source_set_enabled(source, SD_EVENT_OFF);
-                        } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                                log_warning("varlink: accept() failed: %s", strerror(errno));
-                        if (errno == EINTR || errno == ECONNABORTED)
-                                continue;
-                        return 0;
-                }
-                (void) varlink_server_add_connection(s, cfd, NULL);
-        }
-}
-
-int varlink_server_listen_fd(VarlinkServer *s, int fd) {
-        int r;
-
-        if (!s || fd < 0)
-                return -EINVAL;
-        if (s->n_listeners >= MAX_LISTENERS)
-                return -E2BIG;
-        if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-                return -errno;
-        r = sd_event_add_io(s->event, &s->listen_sources[s->n_listeners], fd, EPOLLIN, on_listen_io, s);
-        if (r < 0)
-                return r;
-        s->listen_fds[s->n_listeners++] = fd;
-        return 0;
-}
-
-int varlink_server_listen_fds(VarlinkServer *s) {
-        int n, taken = 0;
-
-        n = sd_listen_fds(false);
-        if (n < 0)
-                return n;
-        for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
-                int r;
-
-                if (sd_is_socket(fd, AF_UNIX, SOCK_STREAM, 1) <= 0)
-                        continue;
-                r = varlink_server_listen_fd(s, fd);
-                if (r < 0)
-                        return r;
-                taken++;
-        }
-        return taken > 0 ? taken : -ENOENT;
-}
-
-/* Whether something still answers on path: then it is not ours to replace. */
-static bool socket_is_live(const struct sockaddr_un *sa, socklen_t len) {
-        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        return fd >= 0 && connect(fd, (const struct sockaddr *) sa, len) == 0;
-}
-
-int varlink_server_listen_path(VarlinkServer *s, const char *path) {
-        _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_free_ char *dir = NULL;
-        struct stat st;
-        socklen_t len;
-        char *slash;
-        int r;
-
-        if (!s || !path || !path[0] || s->bound_path)
-                return -EINVAL;
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
-        len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
-
-        dir = strdup(path);
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-                *slash = 0;
-                if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                        return log_error_errno(errno, "varlink: cannot create %s: %m", dir);
-        }
-
-        if (lstat(path, &st) == 0) {
-                if (!S_ISSOCK(st.st_mode))
-                        return log_error_errno(EEXIST, "varlink: %s exists and is not a socket", path);
-                if (socket_is_live(&sa, len))
-                        return log_error_errno(EADDRINUSE, "varlink: %s is in use by a running service", path);
-                (void) unlink(path);
-        }
-
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        if (bind(fd, (const struct sockaddr *) &sa, len) < 0)
-                return log_error_errno(errno, "varlink: cannot bind %s: %m", path);
-        if (chmod(path, 0666) < 0 || listen(fd, SOMAXCONN) < 0) {
-                r = -errno;
-                (void) unlink(path);
-                return log_error_errno(r, "varlink: cannot listen on %s: %m", path);
-        }
-        r = varlink_server_listen_fd(s, fd);
-        if (r < 0) {
-                (void) unlink(path);
-                return r;
-        }
-        TAKE_FD(fd);
-        s->bound_path = strdup(path);
-        return 0;
-}
-
 /* --- Server --- */
 
 VarlinkLimits varlink_limits_default(void) {
@@ -934,13 +648,7 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
                 return NULL;
         while (s->connections)
                 connection_free(s->connections);
-        for (size_t i = 0; i < s->n_listeners; i++) {
-                sd_event_source_disable_unref(s->listen_sources[i]);
-                safe_close(s->listen_fds[i]);
-        }
-        if (s->bound_path)
-                (void) unlink(s->bound_path);
-        free(s->bound_path);
+        varlink_server_close_listeners(s);
         free(s->vendor);
         free(s->product);
         free(s->version);

@@ -6,6 +6,10 @@
 # Prints the path of the bzImage as the last line of stdout.
 set -euo pipefail
 
+# The whole script is one compound command, so bash parses it completely
+# before running: editing the file during a 20-minute build cannot break
+# the running build (it once died with "unexpected EOF" that way).
+{
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${IOMMUFD_TEST_CACHE:-/var/cache/iommufd-broker-test}
 fragment=$here/kernel.config
@@ -94,3 +98,5 @@ mv "$out/bzImage.tmp" "$out/bzImage"
 rm -rf "$obj"
 log "built in $((SECONDS - start)) s: $out/bzImage"
 echo "$out/bzImage"
+exit 0
+}

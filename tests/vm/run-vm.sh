@@ -3,7 +3,10 @@
 # emulated PCI devices, run the guest suite inside it against the real
 # kernel, and report its results.
 #
-#   tests/vm/run-vm.sh --build-dir DIR [--timeout SECONDS] [--verbose]
+#   tests/vm/run-vm.sh --build-dir DIR [--timeout SECONDS] [--verbose] [--keep]
+#
+# --verbose streams the guest console; --keep leaves the console logs and
+# result files in /tmp/iommufd-vm.* for a look afterwards.
 #
 # The guest's root is the host's / over virtio-9p, read-only, so it runs the
 # binaries in DIR in place. Results come back through a second, writable 9p
@@ -21,14 +24,16 @@ build_dir=
 timeout=${IOMMUFD_VM_TIMEOUT:-240}     # whole guest run, per boot
 boot_timeout=60                         # until the suite has started
 verbose=0
+keep=0
 max_boots=3
 
-usage() { echo "usage: $0 --build-dir DIR [--timeout SECONDS] [--verbose]" >&2; exit 2; }
+usage() { echo "usage: $0 --build-dir DIR [--timeout SECONDS] [--verbose] [--keep]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
         case $1 in
         --build-dir) build_dir=${2:?}; shift 2 ;;
         --timeout) timeout=${2:?}; shift 2 ;;
         --verbose) verbose=1; shift ;;
+        --keep) keep=1; shift ;;
         *) usage ;;
         esac
 done
@@ -49,7 +54,11 @@ work=$(mktemp -d /tmp/iommufd-vm.XXXXXX)
 qemu_pid=
 cleanup() {
         [ -n "$qemu_pid" ] && kill -9 "$qemu_pid" 2>/dev/null || true
-        rm -rf "$work"
+        if [ "$keep" = 1 ]; then
+                echo "vm: logs kept in $work" >&2
+        else
+                rm -rf "$work"
+        fi
 }
 trap cleanup EXIT
 

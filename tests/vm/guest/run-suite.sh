@@ -74,13 +74,20 @@ socket=/run/iommufd-broker/io.iommufd.Broker
 LOG_LEVEL=debug "$build/daemon/iommufd-broker" --varlink-listen "$socket" \
         --policy /run/vm-policy.json --policy-dir /run/vm-policy.d > "$results/daemon.log" 2>&1 &
 broker_pid=$!
-for _ in $(seq 100); do
-        [ -S "$socket" ] && busctl --system status io.iommufd.Broker1 >/dev/null 2>&1 && break
-        kill -0 "$broker_pid" 2>/dev/null || break
-        sleep 0.1
+on_bus() {
+        dbus-send --system --print-reply=literal --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+                org.freedesktop.DBus.NameHasOwner string:io.iommufd.Broker1 2>/dev/null | grep -q true
+}
+SECONDS=0
+until [ -S "$socket" ] && on_bus; do
+        if ! kill -0 "$broker_pid" 2>/dev/null || [ "$SECONDS" -ge 15 ]; then
+                break
+        fi
+        sleep 0.2
 done
 [ -S "$socket" ] || say "the daemon did not create $socket"
-busctl --system status io.iommufd.Broker1 >/dev/null 2>&1 || say "io.iommufd.Broker1 is not on the bus"
+on_bus || say "io.iommufd.Broker1 is not on the bus"
+say "daemon (pid $broker_pid) ready"
 
 export BROKER_SOCKET=$socket BROKER_PID=$broker_pid
 for c in "${cases[@]}"; do

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared by varlink.c, varlink-call.c and varlink-listen.c only; everyone
+ * else uses varlink.h, which keeps these types opaque. */
+
+#include "varlink-wire.h"
+#include "varlink.h"
+
+#define MAX_LISTENERS 16
+#define MAX_INTERFACES 8
+
+/* A queued message; only varlink.c looks inside. */
+typedef struct Output Output;
+
+struct VarlinkCall {
+        VarlinkConnection *conn;
+        const char *method;             /* owned by message */
+        json_t *message;                /* the call as received; owns parameters */
+        json_t *parameters;
+        bool oneway, more, streaming;
+        bool in_handler, done;
+        void (*destroy)(VarlinkCall *call, void *userdata);
+        void *destroy_userdata;
+};
+
+struct VarlinkConnection {
+        VarlinkServer *server;
+        VarlinkConnection *prev, *next;
+        int fd;
+        uid_t uid;
+        Principal *principal;
+        void *userdata;
+        bool connected;                 /* connect hook ran: disconnect hook is due */
+
+        VarlinkReader *reader;
+        sd_event_source *io_source, *idle_source, *defer_source;
+
+        Output *out_head, *out_tail;
+        size_t out_bytes;
+
+        VarlinkCall *current;
+        bool read_eof, close_after_flush, dead;
+};
+
+typedef struct RegisteredInterface {
+        const VarlinkInterface *iface;
+        void *userdata;
+} RegisteredInterface;
+
+struct VarlinkServer {
+        sd_event *event;
+        VarlinkLimits limits;
+        char *vendor, *product, *version, *url;
+
+        RegisteredInterface interfaces[MAX_INTERFACES];
+        size_t n_interfaces;
+
+        VarlinkConnectHook connect_hook;
+        VarlinkDisconnectHook disconnect_hook;
+        VarlinkKeepOpenHook keep_open_hook;
+        void *hook_userdata;
+
+        int listen_fds[MAX_LISTENERS];
+        sd_event_source *listen_sources[MAX_LISTENERS];
+        size_t n_listeners;
+        char *bound_path;               /* unlinked on free */
+
+        VarlinkConnection *connections;
+        size_t n_connections;
+};
+
+/* varlink.c */
+
+/* Queue one message (taking msg) with duplicates of fds, and try to send it. */
+int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds);
+/* {error, parameters}; takes parameters (NULL: {}). NULL on ENOMEM. */
+json_t *varlink_error_message(const char *error, json_t *parameters);
+/* {message, device?} of an io.iommufd.Broker error. NULL on ENOMEM. */
+json_t *varlink_broker_error_parameters(BrokerErrorCode code, const char *device, const char *message);
+
+/* varlink-call.c */
+
+/* Run the destroy callback and free; for a call that is over or orphaned. */
+void varlink_call_free(VarlinkCall *call);
+
+/* varlink-listen.c */
+
+/* Re-enable accept() paused at the fd limit: a connection just went away. */
+void varlink_server_resume_accept(VarlinkServer *s);
+/* Close every listening socket and unlink the path we bound. */
+void varlink_server_close_listeners(VarlinkServer *s);
