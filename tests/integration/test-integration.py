@@ -11,6 +11,7 @@ Every case starts its own daemon. See docs/testing.md, "Fast tier".
 """
 
 import json
+import shutil
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from broker import (Closed, Daemon, TestFailure, check, check_eq, env_path,  # noqa: E402
+from broker import (Closed, Conn, Daemon, Skip, TestFailure, check, check_eq, env_path,  # noqa: E402
                     expect_error, expect_ok, fd_link, run_case, wait_for)
 
 B = "io.iommufd.Broker."
@@ -737,6 +738,49 @@ def policy_allow_rule(ctx):
         check_acquire_reply(r, ["0000:00:08.0"], "unbound")
         r.close_fds()
     finish(d)
+
+
+@case
+def policy_polkit_rule(ctx):
+    # polkit is not consulted yet: a rule that requires it denies, and says so.
+    policy = {"rules": [{"devices": {"address": "0000:00:02.0"}, "principals": {"users": [NOBODY]},
+                         "polkit": True}]}
+    d = ctx.daemon(policy=policy)
+    d.take_baseline()
+    out = nobody_acquire(d, ["0000:00:02.0"], "attached")
+    check_denied(out, "0000:00:02.0", "a rule that requires polkit")
+    check("polkit" in out["parameters"]["message"], f"message does not mention polkit: {out}")
+    finish(d)
+
+
+@case
+def socket_activation(ctx):
+    # systemd-socket-activate binds the socket and starts the daemon on the
+    # first connection with LISTEN_FDS: no --varlink-listen, so an answer on
+    # this path proves the daemon took the passed socket.
+    activate = shutil.which("systemd-socket-activate")
+    if not activate:
+        raise Skip("systemd-socket-activate not installed")
+    d = Daemon()
+    # It clears the environment: pass umockdev's on so the fake devices stay.
+    cmd = [d.wrapper, "--", activate, "-l", d.socket, "-E", "LD_PRELOAD", "-E", "UMOCKDEV_DIR",
+           os.path.realpath(env_path("BROKER_FAKE")), "--no-dbus",
+           "--policy", d.policy_path, "--policy-dir", d.policy_dir]
+    log = open(d.log_path, "w")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: os.path.exists(d.socket), what="the activation socket")
+        with Conn(d.socket, timeout=15.0) as c:
+            info = c.call("org.varlink.service.GetInfo")
+            check(info.error is None, f"GetInfo over the activated socket: {info}")
+            check("io.iommufd.Broker" in info.parameters["interfaces"], f"interfaces: {info.parameters}")
+            devices = c.call("io.iommufd.Broker.ListDevices")
+            check(len(devices.parameters.get("devices", [])) == len(load_fixture()), f"ListDevices: {devices}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+        shutil.rmtree(d.dir, ignore_errors=True)
 
 
 @case
