@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "dbus-device.h"
 #include "log.h"
@@ -29,7 +30,8 @@ int dbus_device_address_from_path(const char *path, char **ret) {
         r = sd_bus_path_decode(path, BROKER_DBUS_DEVICE_PREFIX, &address);
         if (r < 0)
                 return r;
-        if (r == 0 || !address || !*address) {
+        /* Only direct children name devices; "a/b" is not an address. */
+        if (r == 0 || !address || !*address || strchr(address, '/')) {
                 free(address);
                 return -ENXIO;
         }

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Device object paths: the mapping between PCI addresses and D-Bus paths. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "dbus-device.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                        \
+        do {                                                    \
+                bool _ok = (cond);                              \
+                printf("%s: ", _ok ? "ok" : "FAIL");            \
+                printf(__VA_ARGS__);                            \
+                printf("\n");                                   \
+                if (!_ok)                                       \
+                        failures++;                             \
+        } while (0)
+
+static void test_round_trip(const char *address, const char *want_path) {
+        _cleanup_free_ char *path = NULL, *back = NULL;
+
+        CHECK(dbus_device_path(address, &path) >= 0 && streq(path, want_path), "%s -> %s", address,
+              strna(path));
+        CHECK(path && dbus_device_address_from_path(path, &back) >= 0 && streq(back, address), "%s -> %s",
+              strna(path), strna(back));
+}
+
+static void test_not_a_device(const char *path) {
+        _cleanup_free_ char *address = NULL;
+        int r = dbus_device_address_from_path(path, &address);
+
+        CHECK(r == -ENXIO && !address, "%s is not a device path (%d)", path, r);
+}
+
+int main(void) {
+        test_round_trip("0000:03:00.0", "/io/iommufd/Broker1/device/_30000_3a03_3a00_2e0");
+        test_round_trip("0000:00:1f.7", "/io/iommufd/Broker1/device/_30000_3a00_3a1f_2e7");
+        test_not_a_device("/io/iommufd/Broker1");
+        test_not_a_device("/io/iommufd/Broker1/device");
+        test_not_a_device("/io/iommufd/Broker1/device/a/b");
+        test_not_a_device("/org/freedesktop/DBus");
+        return failures ? 1 : 0;
+}
