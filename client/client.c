@@ -52,25 +52,6 @@ const char *client_error_short_name(const char *full_name) {
         return full_name;
 }
 
-static int broker_code_errno(BrokerErrorCode code) {
-        /* Same mapping as the daemon's broker_error_errno(). */
-        switch (code) {
-        case BROKER_ERROR_DEVICE_NOT_FOUND:     return -ENODEV;
-        case BROKER_ERROR_DEVICE_BUSY:          return -EBUSY;
-        case BROKER_ERROR_DEVICE_UNAVAILABLE:   return -ENXIO;
-        case BROKER_ERROR_GROUP_NOT_VIABLE:     return -EBUSY;
-        case BROKER_ERROR_PERMISSION_DENIED:    return -EPERM;
-        case BROKER_ERROR_NOIOMMU_REFUSED:      return -EPERM;
-        case BROKER_ERROR_INVALID_PARAMETER:    return -EINVAL;
-        case BROKER_ERROR_KERNEL_UNSUPPORTED:   return -EOPNOTSUPP;
-        case BROKER_ERROR_DRIVER_BIND_FAILED:   return -EIO;
-        case BROKER_ERROR_NOT_HELD:             return -ENOENT;
-        case BROKER_ERROR_LIMIT_EXCEEDED:       return -EUSERS;
-        case BROKER_ERROR_KERNEL_ERROR:         return -EIO;
-        default:                                return -EIO;
-        }
-}
-
 int client_error_errno(const char *short_name) {
         static const struct {
                 const char *name;
@@ -93,7 +74,7 @@ int client_error_errno(const char *short_name) {
                 return -EIO;
         code = broker_error_from_name(short_name);
         if (code != BROKER_OK)
-                return broker_code_errno(code);
+                return broker_error_errno(code);
         for (size_t i = 0; i < ELEMENTSOF(foreign); i++)
                 if (streq(foreign[i].name, short_name))
                         return foreign[i].error;

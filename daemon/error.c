@@ -4,25 +4,6 @@
 
 #include "error.h"
 
-int broker_error_errno(BrokerErrorCode code) {
-        switch (code) {
-        case BROKER_OK:                         return 0;
-        case BROKER_ERROR_DEVICE_NOT_FOUND:     return -ENODEV;
-        case BROKER_ERROR_DEVICE_BUSY:          return -EBUSY;
-        case BROKER_ERROR_DEVICE_UNAVAILABLE:   return -ENXIO;
-        case BROKER_ERROR_GROUP_NOT_VIABLE:     return -EBUSY;
-        case BROKER_ERROR_PERMISSION_DENIED:    return -EPERM;
-        case BROKER_ERROR_NOIOMMU_REFUSED:      return -EPERM;
-        case BROKER_ERROR_INVALID_PARAMETER:    return -EINVAL;
-        case BROKER_ERROR_KERNEL_UNSUPPORTED:   return -EOPNOTSUPP;
-        case BROKER_ERROR_DRIVER_BIND_FAILED:   return -EIO;
-        case BROKER_ERROR_NOT_HELD:             return -ENOENT;
-        case BROKER_ERROR_LIMIT_EXCEEDED:       return -EUSERS;
-        case BROKER_ERROR_KERNEL_ERROR:         return -EIO;
-        default:                                return -EINVAL;
-        }
-}
-
 int broker_error_set(BrokerError *e, BrokerErrorCode code, const char *device, const char *fmt, ...) {
         if (e) {
                 va_list ap;

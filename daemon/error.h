@@ -20,9 +20,6 @@ typedef struct BrokerError {
 int broker_error_set(BrokerError *e, BrokerErrorCode code, const char *device, const char *fmt, ...)
         _printf_(4, 5);
 
-/* Errno that goes with a code, negative. */
-int broker_error_errno(BrokerErrorCode code);
-
 /* Make sure *e carries a code after a failure r < 0: keeps an existing one,
  * else KernelError with strerror(-r). */
 void broker_error_ensure(BrokerError *e, int r, const char *device);

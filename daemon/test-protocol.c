@@ -158,7 +158,7 @@ static void test_methods(const char *idl) {
 static void test_errors(const char *idl) {
         _cleanup_strv_free_ char **in_idl = idl_names(idl, "error"), **in_code = NULL;
 
-#define ADD_NAME(id, name) if (strv_extend(&in_code, name) < 0) abort();
+#define ADD_NAME(id, name, errno_value) if (strv_extend(&in_code, name) < 0) abort();
         BROKER_ERRORS(ADD_NAME)
 #undef ADD_NAME
         check_same_set(in_idl, in_code, "error");
