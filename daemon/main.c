@@ -9,6 +9,7 @@
 #include "dbus-broker.h"
 #include "log.h"
 #include "manager.h"
+#include "sandbox.h"
 #include "varlink-broker.h"
 
 /* KERNEL_OPS is kernel_ops_real in iommufd-broker and kernel_ops_fake in the
@@ -27,11 +28,13 @@ static struct {
         FrontEndMode varlink;
         FrontEndMode dbus;
         bool check_config;
+        bool seccomp;
         unsigned idle_timeout_sec;
         unsigned max_connections_per_uid;
 } arg = {
         .varlink = FRONT_END_ON,
         .dbus = FRONT_END_AUTO,
+        .seccomp = true,
 };
 
 static void help(void) {
@@ -47,6 +50,7 @@ static void help(void) {
                "                           bus if there is one)\n"
                "  --idle-timeout SEC       close idle varlink connections after SEC seconds\n"
                "  --max-connections-per-uid N\n"
+               "  --no-seccomp             do not install the in-process seccomp filter (debugging)\n"
                "  --version, --help\n",
                POLICY_PATH, POLICY_DROPIN_DIR, BROKER_DEFAULT_SOCKET);
 }
@@ -65,7 +69,7 @@ static int parse_uint(const char *s, unsigned *ret) {
 
 static int parse_argv(int argc, char *argv[]) {
         enum { ARG_POLICY = 0x100, ARG_POLICY_DIR, ARG_CHECK_CONFIG, ARG_VARLINK_LISTEN, ARG_NO_VARLINK,
-               ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_VERSION };
+               ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_NO_SECCOMP, ARG_VERSION };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -79,6 +83,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "no-dbus", no_argument, NULL, ARG_NO_DBUS },
                 { "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
                 { "max-connections-per-uid", required_argument, NULL, ARG_MAX_CONN },
+                { "no-seccomp", no_argument, NULL, ARG_NO_SECCOMP },
                 {}
         };
         int c;
@@ -128,6 +133,9 @@ static int parse_argv(int argc, char *argv[]) {
                                 log_error("--max-connections-per-uid: not a positive number: %s", optarg);
                                 return -EINVAL;
                         }
+                        break;
+                case ARG_NO_SECCOMP:
+                        arg.seccomp = false;
                         break;
                 case '?':
                         return -EINVAL;
@@ -250,6 +258,13 @@ static int run(void) {
         if (r < 0) {
                 log_error_errno(r, "Cannot start the front ends: %m");
                 goto finish;
+        }
+
+        /* Last: everything that opens sockets or loads libraries is done. */
+        if (arg.seccomp) {
+                r = sandbox_install_seccomp_filter();
+                if (r < 0)
+                        goto finish;
         }
 
         log_inventory_summary(m);
