@@ -13,25 +13,7 @@
 
 #include "broker-errors.h"
 #include "client-internal.h"
-
-static int failures;
-
-#define CHECK_INT(a, b)                                                                 \
-        do {                                                                            \
-                long long _a_ = (long long) (a), _b_ = (long long) (b);                 \
-                printf("%s: %s == %s (%lld, %lld)\n", _a_ == _b_ ? "ok" : "FAIL", #a, #b, _a_, _b_); \
-                if (_a_ != _b_)                                                         \
-                        failures++;                                                     \
-        } while (0)
-
-#define CHECK_STR(a, b)                                                                 \
-        do {                                                                            \
-                const char *_a_ = (a), *_b_ = (b);                                      \
-                bool _ok_ = _a_ && _b_ && streq(_a_, _b_);                              \
-                printf("%s: %s == \"%s\" (got \"%s\")\n", _ok_ ? "ok" : "FAIL", #a, _b_, strna(_a_)); \
-                if (!_ok_)                                                              \
-                        failures++;                                                     \
-        } while (0)
+#include "test.h"
 
 #define DEVICE_PATH BROKER_DBUS_DEVICE_PREFIX "/_30000_3a03_3a00_2e0"
 
@@ -305,6 +287,5 @@ int main(void) {
         snprintf(path, sizeof(path), "%s/bus", dir);
         unlink(path);
         rmdir(dir);
-        printf("%s\n", failures ? "FAILED" : "all passed");
-        return failures ? 1 : 0;
+        return test_result();
 }

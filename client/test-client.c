@@ -18,33 +18,7 @@
 #include "client-internal.h"
 #include "run-args.h"
 #include "varlink-wire.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                     \
-        do {                                                                            \
-                bool _ok_ = (cond);                                                     \
-                printf("%s: %s (%s:%d)\n", _ok_ ? "ok" : "FAIL", #cond, __FILE__, __LINE__); \
-                if (!_ok_)                                                              \
-                        failures++;                                                     \
-        } while (0)
-
-#define CHECK_INT(a, b)                                                                 \
-        do {                                                                            \
-                long long _a_ = (long long) (a), _b_ = (long long) (b);                 \
-                printf("%s: %s == %s (%lld, %lld)\n", _a_ == _b_ ? "ok" : "FAIL", #a, #b, _a_, _b_); \
-                if (_a_ != _b_)                                                         \
-                        failures++;                                                     \
-        } while (0)
-
-#define CHECK_STR(a, b)                                                                 \
-        do {                                                                            \
-                const char *_a_ = (a), *_b_ = (b);                                      \
-                bool _ok_ = _a_ && _b_ && streq(_a_, _b_);                              \
-                printf("%s: %s == \"%s\" (got \"%s\")\n", _ok_ ? "ok" : "FAIL", #a, strna(_b_), strna(_a_)); \
-                if (!_ok_)                                                              \
-                        failures++;                                                     \
-        } while (0)
+#include "test.h"
 
 static int count_fds(void) {
         DIR *d = opendir("/proc/self/fd");
@@ -557,6 +531,5 @@ int main(void) {
         test_connect_failure();
         test_fake_server();
 
-        printf("%s\n", failures ? "FAILED" : "all passed");
-        return failures ? 1 : 0;
+        return test_result();
 }

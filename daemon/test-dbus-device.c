@@ -4,33 +4,22 @@
 #include <stdlib.h>
 
 #include "dbus-device.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                        \
-        do {                                                    \
-                bool _ok = (cond);                              \
-                printf("%s: ", _ok ? "ok" : "FAIL");            \
-                printf(__VA_ARGS__);                            \
-                printf("\n");                                   \
-                if (!_ok)                                       \
-                        failures++;                             \
-        } while (0)
+#include "test.h"
 
 static void test_round_trip(const char *address, const char *want_path) {
         _cleanup_free_ char *path = NULL, *back = NULL;
 
-        CHECK(dbus_device_path(address, &path) >= 0 && streq(path, want_path), "%s -> %s", address,
-              strna(path));
-        CHECK(path && dbus_device_address_from_path(path, &back) >= 0 && streq(back, address), "%s -> %s",
-              strna(path), strna(back));
+        CHECK_MSG(dbus_device_path(address, &path) >= 0 && streq(path, want_path), "%s -> %s", address,
+                  strna(path));
+        CHECK_MSG(path && dbus_device_address_from_path(path, &back) >= 0 && streq(back, address), "%s -> %s",
+                  strna(path), strna(back));
 }
 
 static void test_not_a_device(const char *path) {
         _cleanup_free_ char *address = NULL;
         int r = dbus_device_address_from_path(path, &address);
 
-        CHECK(r == -ENXIO && !address, "%s is not a device path (%d)", path, r);
+        CHECK_MSG(r == -ENXIO && !address, "%s is not a device path (%d)", path, r);
 }
 
 int main(void) {
@@ -40,5 +29,5 @@ int main(void) {
         test_not_a_device("/io/iommufd/Broker1/device");
         test_not_a_device("/io/iommufd/Broker1/device/a/b");
         test_not_a_device("/org/freedesktop/DBus");
-        return failures ? 1 : 0;
+        return test_result();
 }

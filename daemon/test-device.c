@@ -9,26 +9,7 @@
 
 #include "device.h"
 #include "inventory.h"
-
-static int failures;
-
-#define CHECK(cond)                                                             \
-        do {                                                                    \
-                bool _ok = (cond);                                              \
-                printf("%s: %s (line %d)\n", _ok ? "ok" : "FAIL", #cond, __LINE__); \
-                if (!_ok)                                                       \
-                        failures++;                                             \
-        } while (0)
-
-#define CHECK_STR(a, b)                                                         \
-        do {                                                                    \
-                const char *_a = (a), *_b = (b);                                \
-                bool _ok = streq_ptr(_a, _b);                                   \
-                printf("%s: %s == \"%s\" (got \"%s\", line %d)\n", _ok ? "ok" : "FAIL", \
-                       #a, strna(_b), strna(_a), __LINE__);                    \
-                if (!_ok)                                                       \
-                        failures++;                                             \
-        } while (0)
+#include "test.h"
 
 static char root[] = "/tmp/test-device-XXXXXX";
 
@@ -190,7 +171,7 @@ static Device *read_or_die(const char *bdf) {
 
         printf("%s: device_read(%s) = %d\n", r >= 0 ? "ok" : "FAIL", bdf, r);
         if (r < 0) {
-                failures++;
+                test_failures++;
                 exit(1);
         }
         return d;
@@ -324,7 +305,7 @@ static void check_normalize(const char *in, const char *expect) {
         printf("%s: pci_address_normalize(\"%s\") = %d \"%s\", want %s\n",
                ok ? "ok" : "FAIL", in, r, r == 0 ? out : "", expect ?: "-EINVAL");
         if (!ok)
-                failures++;
+                test_failures++;
 }
 
 static void test_normalize(void) {
@@ -454,6 +435,5 @@ int main(void) {
         test_static_inventory();
 
         (void) nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-        printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);
-        return failures ? 1 : 0;
+        return test_result();
 }

@@ -23,24 +23,13 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "test.h"
 
 #define ADDRESS "0000:03:00.0"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                \
-        do {                                                            \
-                bool _ok = (cond);                                      \
-                printf("%s: ", _ok ? "ok" : "FAIL");                    \
-                printf(__VA_ARGS__);                                    \
-                printf("\n");                                           \
-                if (!_ok)                                               \
-                        failures++;                                     \
-        } while (0)
-
-#define CHECK_INT(a, b, what) do { long _a = (a), _b = (b); CHECK(_a == _b, "%s: %ld == %ld", what, _a, _b); } while (0)
-#define CHECK_STR(a, b, what) do { const char *_a = (a), *_b = (b); \
-                CHECK(streq(_a, _b), "%s: \"%s\" == \"%s\"", what, _a, _b); } while (0)
+#define CHECK_INT_WHAT(a, b, what) do { long _a = (a), _b = (b); CHECK_MSG(_a == _b, "%s: %ld == %ld", what, _a, _b); } while (0)
+#define CHECK_STR_WHAT(a, b, what) do { const char *_a = (a), *_b = (b); \
+                CHECK_MSG(streq(_a, _b), "%s: \"%s\" == \"%s\"", what, _a, _b); } while (0)
 
 /* In priority order: what the reactor handles first within one wakeup. */
 typedef enum FifoId {
@@ -293,46 +282,46 @@ static const char *override_now(void) {
 static void test_bind_vfio(Device *d) {
         printf("# bind to vfio-pci from e1000e\n");
         reset("e1000e", "", "e1000e", true);
-        CHECK_INT(driver_bind_vfio(d), 0, "driver_bind_vfio");
-        CHECK_STR(override_now(), "vfio-pci", "driver_override");
-        CHECK_INT(count_of(FIFO_UNBIND_E1000E), 1, "e1000e/unbind writes");
-        CHECK_STR(last_of(FIFO_UNBIND_E1000E), ADDRESS, "e1000e/unbind got");
-        CHECK_INT(count_of(FIFO_PROBE), 1, "drivers_probe writes");
-        CHECK_STR(last_of(FIFO_PROBE), ADDRESS, "drivers_probe got");
-        CHECK_STR(driver_now(), "vfio-pci", "driver afterwards");
+        CHECK_INT_WHAT(driver_bind_vfio(d), 0, "driver_bind_vfio");
+        CHECK_STR_WHAT(override_now(), "vfio-pci", "driver_override");
+        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E), 1, "e1000e/unbind writes");
+        CHECK_STR_WHAT(last_of(FIFO_UNBIND_E1000E), ADDRESS, "e1000e/unbind got");
+        CHECK_INT_WHAT(count_of(FIFO_PROBE), 1, "drivers_probe writes");
+        CHECK_STR_WHAT(last_of(FIFO_PROBE), ADDRESS, "drivers_probe got");
+        CHECK_STR_WHAT(driver_now(), "vfio-pci", "driver afterwards");
 
         printf("# bind when already on vfio-pci touches nothing\n");
         reset("vfio-pci", "vfio-pci", "e1000e", true);
-        CHECK_INT(driver_bind_vfio(d), 0, "driver_bind_vfio");
-        CHECK_INT(count_of(FIFO_UNBIND_E1000E) + count_of(FIFO_UNBIND_VFIO) + count_of(FIFO_PROBE), 0,
-                  "sysfs writes");
+        CHECK_INT_WHAT(driver_bind_vfio(d), 0, "driver_bind_vfio");
+        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E) + count_of(FIFO_UNBIND_VFIO) + count_of(FIFO_PROBE), 0,
+                       "sysfs writes");
 
         printf("# bind with no driver bound skips the unbind\n");
         reset(NULL, "", "", true);
-        CHECK_INT(driver_bind_vfio(d), 0, "driver_bind_vfio");
-        CHECK_INT(count_of(FIFO_UNBIND_E1000E), 0, "e1000e/unbind writes");
-        CHECK_STR(driver_now(), "vfio-pci", "driver afterwards");
+        CHECK_INT_WHAT(driver_bind_vfio(d), 0, "driver_bind_vfio");
+        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E), 0, "e1000e/unbind writes");
+        CHECK_STR_WHAT(driver_now(), "vfio-pci", "driver afterwards");
 }
 
 static void test_bind_vfio_fails(Device *d) {
         printf("# vfio-pci does not bind: -EIO, override cleared, e1000e back by reprobe\n");
         reset("e1000e", "", "e1000e", false);
-        CHECK_INT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
-        CHECK_STR(override_now(), "\n", "driver_override cleared");
-        CHECK_INT(count_of(FIFO_PROBE), 2, "drivers_probe writes (bind, undo)");
-        CHECK_INT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
-        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+        CHECK_INT_WHAT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
+        CHECK_STR_WHAT(override_now(), "\n", "driver_override cleared");
+        CHECK_INT_WHAT(count_of(FIFO_PROBE), 2, "drivers_probe writes (bind, undo)");
+        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
+        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
 
         printf("# same, reprobe picks nothing: e1000e bound by name\n");
         reset("e1000e", "", "", false);
-        CHECK_INT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
-        CHECK_INT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
-        CHECK_STR(last_of(FIFO_BIND_E1000E), ADDRESS, "e1000e/bind got");
-        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+        CHECK_INT_WHAT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
+        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
+        CHECK_STR_WHAT(last_of(FIFO_BIND_E1000E), ADDRESS, "e1000e/bind got");
+        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
 
         printf("# invalid devices\n");
-        CHECK_INT(driver_bind_vfio(&(Device) { .address = ADDRESS }), -EINVAL, "no syspath");
-        CHECK_INT(driver_bind_vfio(NULL), -EINVAL, "NULL device");
+        CHECK_INT_WHAT(driver_bind_vfio(&(Device) { .address = ADDRESS }), -EINVAL, "no syspath");
+        CHECK_INT_WHAT(driver_bind_vfio(NULL), -EINVAL, "NULL device");
 }
 
 typedef struct RestoreResult {
@@ -362,68 +351,68 @@ static void test_restore(Device *d) {
         RestoreResult res = {};
 
         if (sd_event_new(&e) < 0) {
-                CHECK(false, "sd_event_new");
+                CHECK_MSG(false, "sd_event_new");
                 return;
         }
 
         printf("# restore to e1000e by reprobe\n");
         reset("vfio-pci", "vfio-pci", "e1000e", true);
-        CHECK_INT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
-        CHECK_INT(res.calls, 1, "done() calls");
-        CHECK_INT(res.result, 0, "result");
-        CHECK_STR(res.address, ADDRESS, "address");
-        CHECK_STR(override_now(), "\n", "driver_override cleared");
-        CHECK_INT(count_of(FIFO_UNBIND_VFIO), 1, "vfio-pci/unbind writes");
-        CHECK_STR(last_of(FIFO_UNBIND_VFIO), ADDRESS, "vfio-pci/unbind got");
-        CHECK_INT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
-        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+        CHECK_INT_WHAT(res.calls, 1, "done() calls");
+        CHECK_INT_WHAT(res.result, 0, "result");
+        CHECK_STR_WHAT(res.address, ADDRESS, "address");
+        CHECK_STR_WHAT(override_now(), "\n", "driver_override cleared");
+        CHECK_INT_WHAT(count_of(FIFO_UNBIND_VFIO), 1, "vfio-pci/unbind writes");
+        CHECK_STR_WHAT(last_of(FIFO_UNBIND_VFIO), ADDRESS, "vfio-pci/unbind got");
+        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
+        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
 
         printf("# restore to e1000e when reprobe picks nothing\n");
         res = (RestoreResult) {};
         reset("vfio-pci", "vfio-pci", "", true);
-        CHECK_INT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
-        CHECK_INT(res.calls, 1, "done() calls");
-        CHECK_INT(res.result, 0, "result");
-        CHECK_INT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
-        CHECK_STR(driver_now(), "e1000e", "driver afterwards");
+        CHECK_INT_WHAT(res.calls, 1, "done() calls");
+        CHECK_INT_WHAT(res.result, 0, "result");
+        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
+        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
 
         printf("# restore to the kernel's choice (no original driver)\n");
         res = (RestoreResult) {};
         reset("vfio-pci", "vfio-pci", "", true);
-        CHECK_INT(driver_restore_async(e, d, NULL, on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, NULL, on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
-        CHECK_INT(res.calls, 1, "done() calls");
-        CHECK_INT(res.result, 0, "result");
-        CHECK_STR(driver_now(), "", "driver afterwards");
+        CHECK_INT_WHAT(res.calls, 1, "done() calls");
+        CHECK_INT_WHAT(res.result, 0, "result");
+        CHECK_STR_WHAT(driver_now(), "", "driver afterwards");
 
         printf("# restore to a driver that does not exist\n");
         res = (RestoreResult) {};
         reset("vfio-pci", "vfio-pci", "", true);
-        CHECK_INT(driver_restore_async(e, d, "nosuchdrv", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "nosuchdrv", on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
-        CHECK_INT(res.calls, 1, "done() calls");
-        CHECK_INT(res.result, -ENOENT, "result");
+        CHECK_INT_WHAT(res.calls, 1, "done() calls");
+        CHECK_INT_WHAT(res.result, -ENOENT, "result");
 
         printf("# bad arguments fail at once, without calling done()\n");
         res = (RestoreResult) {};
-        CHECK_INT(driver_restore_async(e, d, "../x", on_restored, &res), -EINVAL, "driver name with a slash");
-        CHECK_INT(driver_restore_async(NULL, d, NULL, on_restored, &res), -EINVAL, "no event loop");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "../x", on_restored, &res), -EINVAL, "driver name with a slash");
+        CHECK_INT_WHAT(driver_restore_async(NULL, d, NULL, on_restored, &res), -EINVAL, "no event loop");
         for (int i = 0; i < 4; i++)
                 (void) sd_event_run(e, 50 * 1000);
-        CHECK_INT(res.calls, 0, "done() calls");
+        CHECK_INT_WHAT(res.calls, 0, "done() calls");
 
         printf("# a loop freed while the worker runs frees the watch\n");
         reset("vfio-pci", "vfio-pci", "e1000e", true);
-        CHECK_INT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
         e = sd_event_unref(e);
         /* The worker carries on without the loop; let it finish before the
          * fake tree goes away. */
         for (int i = 0; i < 200 && !streq(driver_now(), "e1000e"); i++)
                 usleep(10 * 1000);
-        CHECK_STR(driver_now(), "e1000e", "driver restored without the loop");
-        CHECK_INT(res.calls, 0, "done() calls after the loop was freed");
+        CHECK_STR_WHAT(driver_now(), "e1000e", "driver restored without the loop");
+        CHECK_INT_WHAT(res.calls, 0, "done() calls after the loop was freed");
 }
 
 int main(void) {
@@ -456,6 +445,5 @@ int main(void) {
         pthread_join(thread, NULL);
         (void) nftw(fake.root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 
-        printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);
-        return failures ? 1 : 0;
+        return test_result();
 }

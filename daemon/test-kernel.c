@@ -15,19 +15,9 @@
 
 #include "kernel.h"
 #include "uapi.h"
+#include "test.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                \
-        do {                                                            \
-                bool _ok = (cond);                                      \
-                printf("%s: ", _ok ? "ok" : "FAIL");                    \
-                printf(__VA_ARGS__);                                    \
-                printf("\n");                                           \
-                if (!_ok)                                               \
-                        failures++;                                     \
-        } while (0)
-#define CHECK_INT(a, b, what) do { long _a = (a), _b = (b); CHECK(_a == _b, "%s: %ld == %ld", what, _a, _b); } while (0)
+#define CHECK_INT_WHAT(a, b, what) do { long _a = (a), _b = (b); CHECK_MSG(_a == _b, "%s: %ld == %ld", what, _a, _b); } while (0)
 
 static Device make_device(const char *address) {
         Device d = { .vfio_cdev = (char *) "vfio7", .vfio_devnum = makedev(511, 7), .iommu_group = 7 };
@@ -53,23 +43,23 @@ static void test_fake_open(void) {
         int fd;
 
         printf("# fake: configuration from the environment\n");
-        CHECK(k->unsupported_reason() && streq(k->unsupported_reason(), "no iommu here"),
-              "unsupported_reason from IOMMUFD_BROKER_FAKE_UNSUPPORTED: %s", strna(k->unsupported_reason()));
+        CHECK_MSG(k->unsupported_reason() && streq(k->unsupported_reason(), "no iommu here"),
+                  "unsupported_reason from IOMMUFD_BROKER_FAKE_UNSUPPORTED: %s", strna(k->unsupported_reason()));
 
         printf("# fake: open_device\n");
         fd = k->open_device(&d);
-        CHECK(fd >= 0, "open_device: %d", fd);
+        CHECK_MSG(fd >= 0, "open_device: %d", fd);
         fd_target(fd, target, sizeof(target));
-        CHECK(strstr(target, "memfd:fake-vfio-0000:03:00.0") != NULL, "device fd is %s", target);
-        CHECK((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0, "device fd is O_CLOEXEC");
+        CHECK_MSG(strstr(target, "memfd:fake-vfio-0000:03:00.0") != NULL, "device fd is %s", target);
+        CHECK_MSG((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0, "device fd is O_CLOEXEC");
         safe_close(fd);
-        CHECK_INT(k->open_device(&busy), -EBUSY, "open_device of a device whose group is open");
+        CHECK_INT_WHAT(k->open_device(&busy), -EBUSY, "open_device of a device whose group is open");
         nocdev.vfio_cdev = NULL;
-        CHECK_INT(k->open_device(&nocdev), -ENODEV, "open_device without vfio cdev");
+        CHECK_INT_WHAT(k->open_device(&nocdev), -ENODEV, "open_device without vfio cdev");
 
         fd = k->open_iommufd();
         fd_target(fd, target, sizeof(target));
-        CHECK(fd >= 0 && strstr(target, "memfd:fake-iommufd"), "open_iommufd is %s", target);
+        CHECK_MSG(fd >= 0 && strstr(target, "memfd:fake-iommufd"), "open_iommufd is %s", target);
         safe_close(fd);
 }
 
@@ -85,14 +75,14 @@ static void test_fake_bind(void) {
         pid_t pid;
 
         printf("# fake: one bind per device while the bound file is open\n");
-        CHECK_INT(k->bind(fd1, iommufd, &id), 0, "bind");
-        CHECK(id >= 1, "dev_id %u", id);
-        CHECK_INT(k->bind(fd1, iommufd, &id2), -EINVAL, "second bind of the same file");
+        CHECK_INT_WHAT(k->bind(fd1, iommufd, &id), 0, "bind");
+        CHECK_MSG(id >= 1, "dev_id %u", id);
+        CHECK_INT_WHAT(k->bind(fd1, iommufd, &id2), -EINVAL, "second bind of the same file");
         fd2 = k->open_device(&d);
-        CHECK_INT(k->bind(fd2, iommufd, &id2), -EINVAL, "bind of another open file of the bound device");
+        CHECK_INT_WHAT(k->bind(fd2, iommufd, &id2), -EINVAL, "bind of another open file of the bound device");
         ofd = k->open_device(&other);
-        CHECK_INT(k->bind(ofd, iommufd, &id2), 0, "bind of another device");
-        CHECK(id2 > id, "ids count up: %u > %u", id2, id);
+        CHECK_INT_WHAT(k->bind(ofd, iommufd, &id2), 0, "bind of another device");
+        CHECK_MSG(id2 > id, "ids count up: %u > %u", id2, id);
 
         printf("# fake: the binding follows the open file, not the process\n");
         pid = fork();
@@ -102,33 +92,33 @@ static void test_fake_bind(void) {
                 _exit(0);
         }
         safe_close(fd1);
-        CHECK_INT(k->bind(fd2, iommufd, &id2), -EINVAL, "bind while a child still holds the bound file");
+        CHECK_INT_WHAT(k->bind(fd2, iommufd, &id2), -EINVAL, "bind while a child still holds the bound file");
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        CHECK_INT(k->bind(fd2, iommufd, &id2), 0, "bind once the last copy of the bound file is closed");
+        CHECK_INT_WHAT(k->bind(fd2, iommufd, &id2), 0, "bind once the last copy of the bound file is closed");
 
         printf("# fake: attach, detach, hw_info\n");
         fd3 = k->open_device(&d);
-        CHECK_INT(k->attach(fd3, 1, &hwpt), -EINVAL, "attach of an unbound file");
-        CHECK_INT(k->ioas_alloc(iommufd, &ioas), 0, "ioas_alloc");
-        CHECK(ioas > id2, "ioas id %u counts on", ioas);
-        CHECK_INT(k->attach(fd2, ioas, &hwpt), 0, "attach");
-        CHECK(hwpt > ioas, "hwpt id %u counts on", hwpt);
-        CHECK_INT(k->detach(fd2), 0, "detach");
-        CHECK_INT(k->hw_info(iommufd, id2, &info), 0, "hw_info");
-        CHECK(info.valid && info.type == UAPI_IOMMU_HW_INFO_TYPE_INTEL_VTD &&
-              (info.capabilities & UAPI_IOMMU_HW_CAP_DIRTY_TRACKING), "hw_info: intel-vtd, dirty tracking");
-        CHECK_INT(k->set_request_eventfd(fd2, -1), 0, "set_request_eventfd");
+        CHECK_INT_WHAT(k->attach(fd3, 1, &hwpt), -EINVAL, "attach of an unbound file");
+        CHECK_INT_WHAT(k->ioas_alloc(iommufd, &ioas), 0, "ioas_alloc");
+        CHECK_MSG(ioas > id2, "ioas id %u counts on", ioas);
+        CHECK_INT_WHAT(k->attach(fd2, ioas, &hwpt), 0, "attach");
+        CHECK_MSG(hwpt > ioas, "hwpt id %u counts on", hwpt);
+        CHECK_INT_WHAT(k->detach(fd2), 0, "detach");
+        CHECK_INT_WHAT(k->hw_info(iommufd, id2, &info), 0, "hw_info");
+        CHECK_MSG(info.valid && info.type == UAPI_IOMMU_HW_INFO_TYPE_INTEL_VTD &&
+                  (info.capabilities & UAPI_IOMMU_HW_CAP_DIRTY_TRACKING), "hw_info: intel-vtd, dirty tracking");
+        CHECK_INT_WHAT(k->set_request_eventfd(fd2, -1), 0, "set_request_eventfd");
 
         printf("# fake: foreign fds get the kernel's answers\n");
-        CHECK_INT(k->bind(iommufd, iommufd, &id), -ENOTTY, "bind on an iommufd");
-        CHECK_INT(k->bind(fd3, fd2, &id), -EBADF, "bind to a device fd as iommufd");
-        CHECK_INT(k->ioas_alloc(STDIN_FILENO, &ioas), -EBADF, "ioas_alloc on stdin");
-        CHECK_INT(k->bind(-1, iommufd, &id), -EBADF, "bind on fd -1");
+        CHECK_INT_WHAT(k->bind(iommufd, iommufd, &id), -ENOTTY, "bind on an iommufd");
+        CHECK_INT_WHAT(k->bind(fd3, fd2, &id), -EBADF, "bind to a device fd as iommufd");
+        CHECK_INT_WHAT(k->ioas_alloc(STDIN_FILENO, &ioas), -EBADF, "ioas_alloc on stdin");
+        CHECK_INT_WHAT(k->bind(-1, iommufd, &id), -EBADF, "bind on fd -1");
 
         printf("# fake: IOMMUFD_BROKER_FAKE_BIND_FAIL\n");
         fd1 = k->open_device(&failing);
-        CHECK_INT(k->bind(fd1, iommufd, &id), -EINVAL, "bind of a listed device");
+        CHECK_INT_WHAT(k->bind(fd1, iommufd, &id), -EINVAL, "bind of a listed device");
         safe_close(fd1);
 }
 
@@ -139,26 +129,26 @@ static void test_real_validation(void) {
         int fd;
 
         printf("# real: input checks before any kernel call\n");
-        CHECK(reason == NULL || strlen(reason) > 10, "unsupported_reason: %s", strna(reason));
+        CHECK_MSG(reason == NULL || strlen(reason) > 10, "unsupported_reason: %s", strna(reason));
         if (access("/dev/iommu", F_OK) < 0)
-                CHECK(reason && strstr(reason, "/dev/iommu does not exist"), "no /dev/iommu is reported");
+                CHECK_MSG(reason && strstr(reason, "/dev/iommu does not exist"), "no /dev/iommu is reported");
 
         d.vfio_cdev = (char *) "../../etc/passwd";
-        CHECK_INT(k->open_device(&d), -ENODEV, "open_device refuses a cdev name with /");
+        CHECK_INT_WHAT(k->open_device(&d), -ENODEV, "open_device refuses a cdev name with /");
         d.vfio_cdev = (char *) "..";
-        CHECK_INT(k->open_device(&d), -ENODEV, "open_device refuses ..");
+        CHECK_INT_WHAT(k->open_device(&d), -ENODEV, "open_device refuses ..");
         d.vfio_cdev = NULL;
-        CHECK_INT(k->open_device(&d), -ENODEV, "open_device without cdev");
+        CHECK_INT_WHAT(k->open_device(&d), -ENODEV, "open_device without cdev");
         d.vfio_cdev = (char *) "vfio7";
         d.vfio_devnum = 0;
-        CHECK_INT(k->open_device(&d), -ENODEV, "open_device without devnum");
+        CHECK_INT_WHAT(k->open_device(&d), -ENODEV, "open_device without devnum");
 
         /* The ioctl wrappers pass the kernel's errno through unchanged. */
         fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-        CHECK_INT(k->bind(fd, fd, NULL), -ENOTTY, "bind ioctl on /dev/null");
-        CHECK_INT(k->set_request_eventfd(fd, -1), -ENOTTY, "SET_IRQS on /dev/null");
+        CHECK_INT_WHAT(k->bind(fd, fd, NULL), -ENOTTY, "bind ioctl on /dev/null");
+        CHECK_INT_WHAT(k->set_request_eventfd(fd, -1), -ENOTTY, "SET_IRQS on /dev/null");
         safe_close(fd);
-        CHECK_INT(k->detach(-1), -EBADF, "detach on fd -1");
+        CHECK_INT_WHAT(k->detach(-1), -EBADF, "detach on fd -1");
 }
 
 int main(void) {
@@ -171,6 +161,5 @@ int main(void) {
         test_fake_bind();
         test_real_validation();
 
-        printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);
-        return failures ? 1 : 0;
+        return test_result();
 }

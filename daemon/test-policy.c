@@ -6,18 +6,7 @@
 #include <sys/stat.h>
 
 #include "policy.h"
-
-static int failed;
-
-#define CHECK(cond, ...)                                                \
-        do {                                                            \
-                bool _ok = (cond);                                      \
-                printf("%s: ", _ok ? "ok" : "FAIL");                    \
-                printf(__VA_ARGS__);                                    \
-                printf("\n");                                           \
-                if (!_ok)                                               \
-                        failed = 1;                                     \
-        } while (0)
+#include "test.h"
 
 static Device make_device(const char *address, uint16_t vendor, uint16_t device, uint32_t class, int group) {
         Device d = { .vendor_id = vendor, .device_id = device, .class = class, .iommu_group = group };
@@ -62,8 +51,8 @@ static void expect_error(const char *json, const char *expected) {
         _cleanup_free_ char *errors = NULL;
         int r = load(json, &p, &errors);
 
-        CHECK(r == -EINVAL && p == NULL && strstr(errors, expected),
-              "refused (%d) with \"%s\"; got: %.*s", r, expected, (int) strcspn(errors, "\n"), errors);
+        CHECK_MSG(r == -EINVAL && p == NULL && strstr(errors, expected),
+                  "refused (%d) with \"%s\"; got: %.*s", r, expected, (int) strcspn(errors, "\n"), errors);
 }
 
 static Policy *load_ok(const char *json) {
@@ -71,18 +60,18 @@ static Policy *load_ok(const char *json) {
         Policy *p = NULL;
         int r = load(json, &p, &errors);
 
-        CHECK(r == 0 && p, "loads (%d) %s", r, errors);
+        CHECK_MSG(r == 0 && p, "loads (%d) %s", r, errors);
         if (!p)
                 exit(1);
         return p;
 }
 
 static void test_modes(void) {
-        CHECK(streq_ptr(acquire_mode_to_string(ACQUIRE_MODE_BOUND), "bound"), "mode to string");
-        CHECK(acquire_mode_to_string(_ACQUIRE_MODE_MAX) == NULL, "out-of-range mode has no name");
-        CHECK(acquire_mode_from_string("attached") == ACQUIRE_MODE_ATTACHED, "mode from string");
-        CHECK(acquire_mode_from_string("Attached") == _ACQUIRE_MODE_INVALID, "mode names are exact");
-        CHECK(acquire_mode_from_string(NULL) == _ACQUIRE_MODE_INVALID, "NULL mode is invalid");
+        CHECK_MSG(streq_ptr(acquire_mode_to_string(ACQUIRE_MODE_BOUND), "bound"), "mode to string");
+        CHECK_MSG(acquire_mode_to_string(_ACQUIRE_MODE_MAX) == NULL, "out-of-range mode has no name");
+        CHECK_MSG(acquire_mode_from_string("attached") == ACQUIRE_MODE_ATTACHED, "mode from string");
+        CHECK_MSG(acquire_mode_from_string("Attached") == _ACQUIRE_MODE_INVALID, "mode names are exact");
+        CHECK_MSG(acquire_mode_from_string(NULL) == _ACQUIRE_MODE_INVALID, "NULL mode is invalid");
 }
 
 static void test_good_document(void) {
@@ -99,9 +88,9 @@ static void test_good_document(void) {
                 "  { \"principals\": { \"groups\": \"users\" }, \"allow\": false, \"polkit\": false }"
                 "] }");
 
-        CHECK(policy_n_rules(p) == 3, "three rules (%zu)", policy_n_rules(p));
+        CHECK_MSG(policy_n_rules(p) == 3, "three rules (%zu)", policy_n_rules(p));
         _cleanup_(policy_freep) Policy *empty = load_ok("{ \"rules\": [] }");
-        CHECK(policy_n_rules(empty) == 0, "empty rules list is fine");
+        CHECK_MSG(policy_n_rules(empty) == 0, "empty rules list is fine");
 }
 
 static void test_bad_documents(void) {
@@ -155,10 +144,10 @@ static void test_bad_documents(void) {
                  "  { \"principals\": { \"users\": [1000] } },"
                  "  { \"devices\": { \"id\": \"zz:1\" } }"
                  "] }", &p, &errors);
-        CHECK(r == -EINVAL && count_lines(errors) == 4, "four errors reported (%zu):\n%s", count_lines(errors), errors);
-        CHECK(strstr(errors, "t: rule 1: \"allow\"") && strstr(errors, "t: rule 1: \"modes\"") &&
-              strstr(errors, "t: rule 3: \"id\"") && strstr(errors, "t: rule 3: no \"principals\"") &&
-              !strstr(errors, "rule 2"), "errors name rules 1 and 3, not 2");
+        CHECK_MSG(r == -EINVAL && count_lines(errors) == 4, "four errors reported (%zu):\n%s", count_lines(errors), errors);
+        CHECK_MSG(strstr(errors, "t: rule 1: \"allow\"") && strstr(errors, "t: rule 1: \"modes\"") &&
+                  strstr(errors, "t: rule 3: \"id\"") && strstr(errors, "t: rule 3: no \"principals\"") &&
+                  !strstr(errors, "rule 2"), "errors name rules 1 and 3, not 2");
 #undef RULE
 }
 
@@ -183,34 +172,34 @@ static void test_device_matching(void) {
         Device d;
 
         d = make_device("0000:03:00.1", 0x15b3, 0x1017, 0x020000, 7);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 1"),
-              "address glob matches 0000:03:00.1 (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 1"),
+                  "address glob matches 0000:03:00.1 (%s)", dec.rule);
         d = make_device("0000:05:00.0", 0x15b3, 0x1017, 0x020000, 7);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 2"),
-              "short literal address 5:00.0 matches 0000:05:00.0 (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 2"),
+                  "short literal address 5:00.0 matches 0000:05:00.0 (%s)", dec.rule);
         d = make_device("0000:06:00.0", 0x1af4, 0x1041, 0x020000, 7);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 3"),
-              "id glob 1af4:* matches (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 3"),
+                  "id glob 1af4:* matches (%s)", dec.rule);
         d = make_device("0000:06:00.0", 0x8086, 0x10d3, 0x020000, 7);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 3"),
-              "exact id 8086:10d3 matches (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 3"),
+                  "exact id 8086:10d3 matches (%s)", dec.rule);
         d = make_device("0000:06:00.0", 0x8086, 0x10d4, 0x030000, 7);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 4"),
-              "class glob 0x0300* matches 0x030000 (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 4"),
+                  "class glob 0x0300* matches 0x030000 (%s)", dec.rule);
         d = make_device("0000:06:00.0", 0x8086, 0x10d4, 0x020000, 41);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 5"),
-              "iommu_group 41 matches (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 5"),
+                  "iommu_group 41 matches (%s)", dec.rule);
         d = make_device("0000:06:00.0", 0x8086, 0x10d4, 0x020000, -1);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
-              streq(dec.reason, "no policy rule grants uid 1000 access to 0000:06:00.0"),
-              "nothing matches: %s", dec.reason);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
+                  streq(dec.reason, "no policy rule grants uid 1000 access to 0000:06:00.0"),
+                  "nothing matches: %s", dec.reason);
         /* Device matchers are ANDed: the right address alone is not enough. */
         d = make_device("0000:09:00.0", 0x8086, 0x10d4, 0x020000, 9);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY,
-              "address matches but id does not: denied (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY,
+                  "address matches but id does not: denied (%s)", dec.rule);
         d = make_device("0000:09:00.0", 0x10de, 0x2204, 0x020000, 9);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 6"),
-              "address and id both match (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 6"),
+                  "address and id both match (%s)", dec.rule);
 }
 
 static void test_principal_matching(void) {
@@ -228,7 +217,7 @@ static void test_principal_matching(void) {
 
         if (!pw || !gr) {
                 printf("FAIL: test needs user \"daemon\" and group \"users\"\n");
-                failed = 1;
+                test_failures++;
                 return;
         }
         gid_t supp[] = { 7, gr->gr_gid };
@@ -241,23 +230,23 @@ static void test_principal_matching(void) {
         _cleanup_(principal_freep) Principal *other_unit = make_principal(3000, 4000, NULL, 0, "vm-7.scope");
         _cleanup_(principal_freep) Principal *nobody = make_principal(3000, 4000, NULL, 0, NULL);
 
-        CHECK(check(p, by_name, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 1"),
-              "user name \"daemon\" matches uid %u (%s)", pw->pw_uid, dec.rule);
-        CHECK(check(p, by_uid, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 2"),
-              "uid 2000 matches (%s)", dec.rule);
-        CHECK(check(p, supp_member, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW &&
-              streq(dec.rule, "t rule 3"), "supplementary group \"users\" matches (%s)", dec.rule);
-        CHECK(check(p, primary_member, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW &&
-              streq(dec.rule, "t rule 3"), "primary group \"users\" matches (%s)", dec.rule);
-        CHECK(check(p, in_unit, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 4"),
-              "unit vm-7.service matches vm-*.service (%s)", dec.rule);
-        CHECK(check(p, in_scope, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 4"),
-              "unit qemu@a.scope matches second glob (%s)", dec.rule);
-        CHECK(check(p, other_unit, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY,
-              "unit vm-7.scope does not match: %s", dec.reason);
-        CHECK(check(p, nobody, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
-              streq(dec.reason, "no policy rule grants uid 3000 access to 0000:03:00.0"), "no unit, no match: %s",
-              dec.reason);
+        CHECK_MSG(check(p, by_name, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 1"),
+                  "user name \"daemon\" matches uid %u (%s)", pw->pw_uid, dec.rule);
+        CHECK_MSG(check(p, by_uid, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 2"),
+                  "uid 2000 matches (%s)", dec.rule);
+        CHECK_MSG(check(p, supp_member, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW &&
+                  streq(dec.rule, "t rule 3"), "supplementary group \"users\" matches (%s)", dec.rule);
+        CHECK_MSG(check(p, primary_member, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW &&
+                  streq(dec.rule, "t rule 3"), "primary group \"users\" matches (%s)", dec.rule);
+        CHECK_MSG(check(p, in_unit, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 4"),
+                  "unit vm-7.service matches vm-*.service (%s)", dec.rule);
+        CHECK_MSG(check(p, in_scope, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && streq(dec.rule, "t rule 4"),
+                  "unit qemu@a.scope matches second glob (%s)", dec.rule);
+        CHECK_MSG(check(p, other_unit, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY,
+                  "unit vm-7.scope does not match: %s", dec.reason);
+        CHECK_MSG(check(p, nobody, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
+                  streq(dec.reason, "no policy rule grants uid 3000 access to 0000:03:00.0"), "no unit, no match: %s",
+                  dec.reason);
 }
 
 static void test_verdicts(void) {
@@ -278,48 +267,48 @@ static void test_verdicts(void) {
         Device d;
 
         d = make_device("0000:01:00.0", 0x8086, 0x10d3, 0x020000, 1);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
-              streq(dec.rule, "t rule 1") && streq(dec.reason, "t rule 1 denies uid 1000 access to 0000:01:00.0"),
-              "deny rule wins over a later allow: %s", dec.reason);
-        CHECK(check(p, root, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY, "a deny rule applies to root too");
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
+                  streq(dec.rule, "t rule 1") && streq(dec.reason, "t rule 1 denies uid 1000 access to 0000:01:00.0"),
+                  "deny rule wins over a later allow: %s", dec.reason);
+        CHECK_MSG(check(p, root, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY, "a deny rule applies to root too");
         d = make_device("0000:01:00.1", 0x8086, 0x10d3, 0x020000, 1);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && !dec.managed_allowed &&
-              !dec.polkit_action && streq(dec.rule, "t rule 2"), "next function is allowed, unmanaged (%s)", dec.rule);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, true, &dec) == POLICY_DENY &&
-              streq(dec.reason, "t rule 2 does not allow managed acquire (driver rebinding) of 0000:01:00.1"),
-              "managed not allowed: %s", dec.reason);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && !dec.managed_allowed &&
+                  !dec.polkit_action && streq(dec.rule, "t rule 2"), "next function is allowed, unmanaged (%s)", dec.rule);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, true, &dec) == POLICY_DENY &&
+                  streq(dec.reason, "t rule 2 does not allow managed acquire (driver rebinding) of 0000:01:00.1"),
+                  "managed not allowed: %s", dec.reason);
 
         d = make_device("0000:02:00.0", 0x8086, 0x10d3, 0x020000, 2);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_BOUND, false, &dec) == POLICY_ALLOW, "mode bound allowed");
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
-              streq(dec.reason, "t rule 3 allows modes unbound,bound; attached was asked"), "mode attached: %s",
-              dec.reason);
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_BOUND, false, &dec) == POLICY_ALLOW, "mode bound allowed");
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_DENY &&
+                  streq(dec.reason, "t rule 3 allows modes unbound,bound; attached was asked"), "mode attached: %s",
+                  dec.reason);
 
         d = make_device("0000:03:00.0", 0x8086, 0x10d3, 0x020000, 3);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, true, &dec) == POLICY_ALLOW && dec.managed_allowed,
-              "managed allowed when asked");
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && dec.managed_allowed,
-              "managed_allowed reported even when not asked");
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, true, &dec) == POLICY_ALLOW && dec.managed_allowed,
+                  "managed allowed when asked");
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW && dec.managed_allowed,
+                  "managed_allowed reported even when not asked");
 
         d = make_device("0000:04:00.0", 0x8086, 0x10d3, 0x020000, 4);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW_WITH_POLKIT &&
-              streq_ptr(dec.polkit_action, "io.iommufd.broker.acquire"), "polkit: true -> default action %s",
-              strna(dec.polkit_action));
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, true, &dec) == POLICY_DENY,
-              "polkit rule still refuses managed when not allowed");
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec) == POLICY_ALLOW_WITH_POLKIT &&
+                  streq_ptr(dec.polkit_action, "io.iommufd.broker.acquire"), "polkit: true -> default action %s",
+                  strna(dec.polkit_action));
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_ATTACHED, true, &dec) == POLICY_DENY,
+                  "polkit rule still refuses managed when not allowed");
         d = make_device("0000:05:00.0", 0x8086, 0x10d3, 0x020000, 5);
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, true, &dec) == POLICY_ALLOW_WITH_POLKIT &&
-              streq_ptr(dec.polkit_action, "org.example.gpu") && dec.managed_allowed, "custom polkit action %s",
-              strna(dec.polkit_action));
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, true, &dec) == POLICY_ALLOW_WITH_POLKIT &&
+                  streq_ptr(dec.polkit_action, "org.example.gpu") && dec.managed_allowed, "custom polkit action %s",
+                  strna(dec.polkit_action));
 
         /* Built-in default: root may do everything, others nothing. */
         d = make_device("0000:06:00.0", 0x8086, 0x10d3, 0x020000, 6);
-        CHECK(check(p, root, &d, ACQUIRE_MODE_ATTACHED, true, &dec) == POLICY_ALLOW && dec.managed_allowed &&
-              dec.rule, "root default: allowed, managed (%s)", strna(dec.rule));
-        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, false, &dec) == POLICY_DENY &&
-              streq(dec.reason, "no policy rule grants uid 1000 access to 0000:06:00.0"), "others denied: %s",
-              dec.reason);
-        CHECK(check(p, alice, &d, (AcquireMode) 7, false, &dec) == POLICY_DENY, "invalid mode denied");
+        CHECK_MSG(check(p, root, &d, ACQUIRE_MODE_ATTACHED, true, &dec) == POLICY_ALLOW && dec.managed_allowed &&
+                  dec.rule, "root default: allowed, managed (%s)", strna(dec.rule));
+        CHECK_MSG(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, false, &dec) == POLICY_DENY &&
+                  streq(dec.reason, "no policy rule grants uid 1000 access to 0000:06:00.0"), "others denied: %s",
+                  dec.reason);
+        CHECK_MSG(check(p, alice, &d, (AcquireMode) 7, false, &dec) == POLICY_DENY, "invalid mode denied");
 }
 
 static void write_file(const char *dir, const char *name, const char *text) {
@@ -350,14 +339,14 @@ static void test_files(void) {
 
         if (!mkdtemp(tmp)) {
                 printf("FAIL: mkdtemp\n");
-                failed = 1;
+                test_failures++;
                 return;
         }
         snprintf(main_path, sizeof(main_path), "%s/policy.json", tmp);
         snprintf(dropins, sizeof(dropins), "%s/policy.d", tmp);
 
         r = policy_load(main_path, dropins, stderr, &p);
-        CHECK(r == 0 && policy_n_rules(p) == 0, "missing file and dir: built-in default (%d)", r);
+        CHECK_MSG(r == 0 && policy_n_rules(p) == 0, "missing file and dir: built-in default (%d)", r);
         p = policy_free(p);
 
         mkdir(dropins, 0755);
@@ -367,16 +356,16 @@ static void test_files(void) {
         write_file(dropins, "README", "not json");
         write_file(dropins, ".hidden.json", "not json");
         snprintf(bad, sizeof(bad), "%s/30-masked.json", dropins);
-        CHECK(symlink("/dev/null", bad) == 0, "masked drop-in created");
+        CHECK_MSG(symlink("/dev/null", bad) == 0, "masked drop-in created");
 
         r = policy_load(main_path, dropins, stderr, &p);
-        CHECK(r == 0 && policy_n_rules(p) == 3, "main + 2 drop-ins: %zu rules (%d)", policy_n_rules(p), r);
+        CHECK_MSG(r == 0 && policy_n_rules(p) == 3, "main + 2 drop-ins: %zu rules (%d)", policy_n_rules(p), r);
         d = make_device("0000:01:00.0", 0x8086, 0x10d3, 0x020000, 1);
         policy_check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec);
-        CHECK(streq(dec.rule, "policy.json rule 1"), "main file first: %s", dec.rule);
+        CHECK_MSG(streq(dec.rule, "policy.json rule 1"), "main file first: %s", dec.rule);
         d = make_device("0000:02:00.0", 0x8086, 0x10d3, 0x020000, 1);
         policy_check(p, alice, &d, ACQUIRE_MODE_ATTACHED, false, &dec);
-        CHECK(streq(dec.rule, "policy.d/10-a.json rule 1"), "then drop-ins by name: %s", dec.rule);
+        CHECK_MSG(streq(dec.rule, "policy.d/10-a.json rule 1"), "then drop-ins by name: %s", dec.rule);
         p = policy_free(p);
 
         /* Errors in two files: both reported, with their paths. */
@@ -385,12 +374,12 @@ static void test_files(void) {
         f = open_memstream(&errors, &size);
         r = policy_load(main_path, dropins, f, &p);
         fclose(f);
-        CHECK(r == -EINVAL && !p, "broken files refused (%d)", r);
+        CHECK_MSG(r == -EINVAL && !p, "broken files refused (%d)", r);
         snprintf(bad, sizeof(bad), "%s: rule 1: unknown key \"x\"", main_path);
-        CHECK(strstr(errors, bad) != NULL, "error names main file: %s", bad);
+        CHECK_MSG(strstr(errors, bad) != NULL, "error names main file: %s", bad);
         snprintf(bad, sizeof(bad), "%s/20-b.json: rule 2: \"units\" must not be an empty list", dropins);
-        CHECK(strstr(errors, bad) != NULL, "error names drop-in: %s", bad);
-        CHECK(count_lines(errors) == 3, "three error lines:\n%s", errors);
+        CHECK_MSG(strstr(errors, bad) != NULL, "error names drop-in: %s", bad);
+        CHECK_MSG(count_lines(errors) == 3, "three error lines:\n%s", errors);
 
         snprintf(bad, sizeof(bad), "rm -rf '%s'", tmp);
         if (system(bad) != 0)
@@ -405,5 +394,5 @@ int main(void) {
         test_principal_matching();
         test_verdicts();
         test_files();
-        return failed;
+        return test_result();
 }

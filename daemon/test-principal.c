@@ -11,18 +11,7 @@
 #include <systemd/sd-login.h>
 
 #include "principal.h"
-
-static int failed;
-
-#define CHECK(cond, ...)                                                \
-        do {                                                            \
-                bool _ok = (cond);                                      \
-                printf("%s: ", _ok ? "ok" : "FAIL");                    \
-                printf(__VA_ARGS__);                                    \
-                printf("\n");                                           \
-                if (!_ok)                                               \
-                        failed = 1;                                     \
-        } while (0)
+#include "test.h"
 
 /* What the fdinfo of a pidfd says, read independently of principal.c. */
 static long fdinfo_pid(int fd) {
@@ -68,7 +57,7 @@ static void setup_many_groups(void) {
         }
         for (size_t i = 0; i < ELEMENTSOF(g); i++)
                 g[i] = 20000 + i;
-        CHECK(setgroups(ELEMENTSOF(g), g) == 0, "setgroups(40 groups)");
+        CHECK_MSG(setgroups(ELEMENTSOF(g), g) == 0, "setgroups(40 groups)");
 }
 
 static void test_socketpair(void) {
@@ -76,38 +65,38 @@ static void test_socketpair(void) {
         _cleanup_free_ char *unit = NULL;
         int sv[2], r, pidfd;
 
-        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        CHECK_MSG(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
         r = principal_from_socket(sv[0], &p);
-        CHECK(r == 0, "principal_from_socket() = %d", r);
+        CHECK_MSG(r == 0, "principal_from_socket() = %d", r);
         if (r < 0)
                 return;
 
-        CHECK(p->uid == getuid(), "uid %u == getuid() %u", p->uid, getuid());
-        CHECK(p->gid == getgid(), "gid %u == getgid() %u", p->gid, getgid());
-        CHECK(p->pid == getpid(), "pid %d == getpid() %d", p->pid, getpid());
+        CHECK_MSG(p->uid == getuid(), "uid %u == getuid() %u", p->uid, getuid());
+        CHECK_MSG(p->gid == getgid(), "gid %u == getgid() %u", p->gid, getgid());
+        CHECK_MSG(p->pid == getpid(), "pid %d == getpid() %d", p->pid, getpid());
         if (p->pidfd == -EBADF)
                 printf("note: kernel gave no SO_PEERPIDFD, pidfd = -EBADF\n");
         else
-                CHECK(p->pidfd >= 0 && fdinfo_pid(p->pidfd) == getpid(),
-                      "pidfd %d refers to our pid (fdinfo Pid %ld)", p->pidfd, fdinfo_pid(p->pidfd));
-        CHECK(same_groups(p), "%zu supplementary groups match getgroups()", p->n_groups);
+                CHECK_MSG(p->pidfd >= 0 && fdinfo_pid(p->pidfd) == getpid(),
+                          "pidfd %d refers to our pid (fdinfo Pid %ld)", p->pidfd, fdinfo_pid(p->pidfd));
+        CHECK_MSG(same_groups(p), "%zu supplementary groups match getgroups()", p->n_groups);
 
         if (sd_pid_get_unit(getpid(), &unit) < 0)
                 unit = NULL;
-        CHECK(streq_ptr(p->unit, unit), "unit %s == sd_pid_get_unit() %s", strna(p->unit), strna(unit));
+        CHECK_MSG(streq_ptr(p->unit, unit), "unit %s == sd_pid_get_unit() %s", strna(p->unit), strna(unit));
 
-        CHECK(principal_in_group(p, getgid()), "in primary group %u", getgid());
+        CHECK_MSG(principal_in_group(p, getgid()), "in primary group %u", getgid());
         if (p->n_groups > 0)
-                CHECK(principal_in_group(p, p->groups[p->n_groups - 1]), "in last supplementary group %u",
-                      p->groups[p->n_groups - 1]);
-        CHECK(!principal_in_group(p, 4242), "not in group 4242");
-        CHECK(!principal_in_group(NULL, 0), "NULL principal is in no group");
+                CHECK_MSG(principal_in_group(p, p->groups[p->n_groups - 1]), "in last supplementary group %u",
+                          p->groups[p->n_groups - 1]);
+        CHECK_MSG(!principal_in_group(p, 4242), "not in group 4242");
+        CHECK_MSG(!principal_in_group(NULL, 0), "NULL principal is in no group");
 
         /* principal_free() must close the pidfd. */
         pidfd = p->pidfd;
         p = principal_free(p);
         if (pidfd >= 0)
-                CHECK(fcntl(pidfd, F_GETFD) < 0 && errno == EBADF, "principal_free() closed pidfd %d", pidfd);
+                CHECK_MSG(fcntl(pidfd, F_GETFD) < 0 && errno == EBADF, "principal_free() closed pidfd %d", pidfd);
         close(sv[0]);
         close(sv[1]);
 }
@@ -125,22 +114,22 @@ static void test_dead_peer(void) {
         snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "test-principal-%d", getpid());
         salen = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa.sun_path + 1);
         l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        CHECK(l >= 0 && bind(l, (struct sockaddr *) &sa, salen) == 0 && listen(l, 1) == 0, "listen");
+        CHECK_MSG(l >= 0 && bind(l, (struct sockaddr *) &sa, salen) == 0 && listen(l, 1) == 0, "listen");
 
         child = fork();
         if (child == 0) {
                 int s = socket(AF_UNIX, SOCK_STREAM, 0);
                 _exit(connect(s, (struct sockaddr *) &sa, salen) < 0);
         }
-        CHECK(child > 0 && waitpid(child, NULL, 0) == child, "child connected and was reaped");
+        CHECK_MSG(child > 0 && waitpid(child, NULL, 0) == child, "child connected and was reaped");
         c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
-        CHECK(c >= 0, "accept");
+        CHECK_MSG(c >= 0, "accept");
 
         r = principal_from_socket(c, &p);
         if (r == 0 && p->pidfd < 0)
                 printf("note: no pidfd for a dead peer; cannot tell it from a live one (old kernel)\n");
         else
-                CHECK(r == -ESRCH, "dead peer refused with -ESRCH (got %d)", r);
+                CHECK_MSG(r == -ESRCH, "dead peer refused with -ESRCH (got %d)", r);
         close(c);
         close(l);
 }
@@ -152,19 +141,19 @@ static void test_new(void) {
         int pidfd, r;
 
         r = principal_new(1000, 1000, 4242, -EBADF, groups, ELEMENTSOF(groups), "vm-1.service", &p);
-        CHECK(r == 0, "principal_new() = %d", r);
+        CHECK_MSG(r == 0, "principal_new() = %d", r);
         if (r < 0)
                 return;
         groups[1] = 999;        /* principal_new() must have copied them */
-        CHECK(p->uid == 1000 && p->gid == 1000 && p->pid == 4242 && p->pidfd == -EBADF, "fields kept");
-        CHECK(p->n_groups == 3 && p->groups[1] == 200, "groups copied (%zu)", p->n_groups);
-        CHECK(streq_ptr(p->unit, "vm-1.service"), "given unit kept: %s", strna(p->unit));
-        CHECK(principal_in_group(p, 300) && principal_in_group(p, 1000) && !principal_in_group(p, 999),
-              "principal_in_group on copied groups");
+        CHECK_MSG(p->uid == 1000 && p->gid == 1000 && p->pid == 4242 && p->pidfd == -EBADF, "fields kept");
+        CHECK_MSG(p->n_groups == 3 && p->groups[1] == 200, "groups copied (%zu)", p->n_groups);
+        CHECK_MSG(streq_ptr(p->unit, "vm-1.service"), "given unit kept: %s", strna(p->unit));
+        CHECK_MSG(principal_in_group(p, 300) && principal_in_group(p, 1000) && !principal_in_group(p, 999),
+                  "principal_in_group on copied groups");
 
         /* pid 0 (peer in another pid namespace) must not borrow our own unit. */
         r = principal_new(1000, 1000, 0, -EBADF, NULL, 0, NULL, &z);
-        CHECK(r == 0 && z->unit == NULL && z->n_groups == 0, "pid 0: no unit, no groups (r=%d)", r);
+        CHECK_MSG(r == 0 && z->unit == NULL && z->n_groups == 0, "pid 0: no unit, no groups (r=%d)", r);
 
         /* A pidfd whose process is gone: refused, and the pidfd closed. */
         child = fork();
@@ -177,8 +166,8 @@ static void test_new(void) {
                 return;
         }
         r = principal_new(0, 0, child, pidfd, NULL, 0, NULL, &q);
-        CHECK(r == -ESRCH, "principal_new() with the pidfd of an exited process = %d", r);
-        CHECK(fcntl(pidfd, F_GETFD) < 0 && errno == EBADF, "its pidfd was closed anyway");
+        CHECK_MSG(r == -ESRCH, "principal_new() with the pidfd of an exited process = %d", r);
+        CHECK_MSG(fcntl(pidfd, F_GETFD) < 0 && errno == EBADF, "its pidfd was closed anyway");
 }
 
 int main(void) {
@@ -186,5 +175,5 @@ int main(void) {
         test_socketpair();
         test_dead_peer();
         test_new();
-        return failed;
+        return test_result();
 }

@@ -24,18 +24,7 @@
 #include "protocol-data.h"
 #include "varlink-broker.h"
 #include "varlink-wire.h"
-
-static int failed;
-
-#define CHECK(cond, ...)                                                \
-        do {                                                            \
-                bool _ok = (cond);                                      \
-                printf("%s: ", _ok ? "ok" : "FAIL");                    \
-                printf(__VA_ARGS__);                                    \
-                printf("\n");                                           \
-                if (!_ok)                                               \
-                        failed = 1;                                     \
-        } while (0)
+#include "test.h"
 
 static char *read_file(const char *path) {
         FILE *f = fopen(path, "re");
@@ -60,9 +49,9 @@ static char *load_idl(void) {
         if (root) {
                 snprintf(path, sizeof(path), "%s/protocol/io.iommufd.Broker.varlink", root);
                 text = read_file(path);
-                CHECK(text != NULL, "IDL read from %s", path);
+                CHECK_MSG(text != NULL, "IDL read from %s", path);
                 if (text) {
-                        CHECK(streq(text, broker_varlink_idl), "embedded IDL is the source file");
+                        CHECK_MSG(streq(text, broker_varlink_idl), "embedded IDL is the source file");
                         return text;
                 }
         }
@@ -129,28 +118,28 @@ static char **idl_type_fields(const char *idl, const char *type) {
 
 static void check_same_set(char **idl, char **code, const char *what) {
         for (char **i = idl; i && *i; i++)
-                CHECK(strv_contains(code, *i), "%s %s of the IDL is implemented", what, *i);
+                CHECK_MSG(strv_contains(code, *i), "%s %s of the IDL is implemented", what, *i);
         for (char **i = code; i && *i; i++)
-                CHECK(strv_contains(idl, *i), "%s %s of the code is in the IDL", what, *i);
-        CHECK(strv_length(idl) > 0 && strv_length(idl) == strv_length(code), "%s count: IDL %zu, code %zu", what,
-              strv_length(idl), strv_length(code));
+                CHECK_MSG(strv_contains(idl, *i), "%s %s of the code is in the IDL", what, *i);
+        CHECK_MSG(strv_length(idl) > 0 && strv_length(idl) == strv_length(code), "%s count: IDL %zu, code %zu", what,
+                  strv_length(idl), strv_length(code));
 }
 
 static void test_methods(const char *idl) {
         const VarlinkInterface *iface = varlink_broker_interface();
         _cleanup_strv_free_ char **in_idl = idl_names(idl, "method"), **in_code = NULL;
 
-        CHECK(streq(iface->name, BROKER_VARLINK_INTERFACE), "table is for %s", BROKER_VARLINK_INTERFACE);
-        CHECK(strstr(idl, "\ninterface " BROKER_VARLINK_INTERFACE "\n") != NULL, "IDL declares the interface");
-        CHECK(iface->description == broker_varlink_idl, "GetInterfaceDescription serves the embedded IDL");
+        CHECK_MSG(streq(iface->name, BROKER_VARLINK_INTERFACE), "table is for %s", BROKER_VARLINK_INTERFACE);
+        CHECK_MSG(strstr(idl, "\ninterface " BROKER_VARLINK_INTERFACE "\n") != NULL, "IDL declares the interface");
+        CHECK_MSG(iface->description == broker_varlink_idl, "GetInterfaceDescription serves the embedded IDL");
 
         for (const VarlinkMethod *m = iface->methods; m->name; m++) {
                 if (strv_extend(&in_code, m->name) < 0)
                         abort();
-                CHECK(m->handler != NULL, "method %s has a handler", m->name);
+                CHECK_MSG(m->handler != NULL, "method %s has a handler", m->name);
                 /* Monitor is the one stream: the IDL says "call with more". */
-                CHECK(!!(m->flags & VARLINK_METHOD_MORE) == streq(m->name, "Monitor"),
-                      "method %s %s", m->name, streq(m->name, "Monitor") ? "streams" : "does not stream");
+                CHECK_MSG(!!(m->flags & VARLINK_METHOD_MORE) == streq(m->name, "Monitor"),
+                          "method %s %s", m->name, streq(m->name, "Monitor") ? "streams" : "does not stream");
         }
         check_same_set(in_idl, in_code, "method");
 }
@@ -165,9 +154,9 @@ static void test_errors(const char *idl) {
 
         for (int c = BROKER_OK + 1; c < _BROKER_ERROR_MAX; c++) {
                 char buf[96];
-                CHECK(broker_error_from_name(broker_error_name(c)) == (BrokerErrorCode) c &&
-                      strncmp(varlink_broker_error_name(c, buf), BROKER_VARLINK_INTERFACE ".", 18) == 0,
-                      "error %s round-trips as %s", broker_error_name(c), buf);
+                CHECK_MSG(broker_error_from_name(broker_error_name(c)) == (BrokerErrorCode) c &&
+                          strncmp(varlink_broker_error_name(c, buf), BROKER_VARLINK_INTERFACE ".", 18) == 0,
+                          "error %s round-trips as %s", broker_error_name(c), buf);
         }
 }
 
@@ -176,7 +165,7 @@ static void check_keys(json_t *o, char **fields, const char *type) {
         const char *key;
         json_t *v;
 
-        CHECK(json_is_object(o), "%s JSON built", type);
+        CHECK_MSG(json_is_object(o), "%s JSON built", type);
         json_object_foreach(o, key, v)
                 if (strv_extend(&keys, key) < 0)
                         abort();
@@ -207,20 +196,20 @@ static void test_device_json(const char *idl) {
         check_keys(o, device_fields, "Device");
         check_keys(json_object_get(o, "holder"), holder_fields, "Holder");
         check_keys(json_object_get(o, "iommu"), iommu_fields, "IommuInfo");
-        CHECK(json_integer_value(json_object_get(o, "class")) == 0x020000 &&
-              json_integer_value(json_object_get(o, "iommuGroup")) == 12 &&
-              streq_ptr(json_string_value(json_object_get(o, "state")), "leased") &&
-              json_array_size(json_object_get(o, "groupMembers")) == 2, "Device values carried over");
+        CHECK_MSG(json_integer_value(json_object_get(o, "class")) == 0x020000 &&
+                  json_integer_value(json_object_get(o, "iommuGroup")) == 12 &&
+                  streq_ptr(json_string_value(json_object_get(o, "state")), "leased") &&
+                  json_array_size(json_object_get(o, "groupMembers")) == 2, "Device values carried over");
         json_decref(o);
 
         /* Nothing optional: those keys are left out, groupMembers stays. */
         d = (Device) { .address = "0000:00:1f.0", .iommu_group = -1 };
         o = device_json_build(&d, DEVICE_STATE_UNAVAILABLE, NULL, NULL);
-        CHECK(o && !json_object_get(o, "iommuGroup") && !json_object_get(o, "driver") &&
-              !json_object_get(o, "holder") && !json_object_get(o, "iommu") &&
-              json_is_array(json_object_get(o, "groupMembers")) &&
-              json_array_size(json_object_get(o, "groupMembers")) == 0,
-              "absent optional fields omitted, groupMembers an empty array");
+        CHECK_MSG(o && !json_object_get(o, "iommuGroup") && !json_object_get(o, "driver") &&
+                  !json_object_get(o, "holder") && !json_object_get(o, "iommu") &&
+                  json_is_array(json_object_get(o, "groupMembers")) &&
+                  json_array_size(json_object_get(o, "groupMembers")) == 0,
+                  "absent optional fields omitted, groupMembers an empty array");
         json_decref(o);
 }
 
@@ -350,7 +339,7 @@ static void expect_error(Client *cl, const char *call, const char *error, const 
         bool ok = r && streq_ptr(error_of(r), error) &&
                   (!key || streq_ptr(json_string_value(param(r, key)), value));
 
-        CHECK(ok, "wire: %s -> %s%s%s", call, error, key ? " " : "", key ? value : "");
+        CHECK_MSG(ok, "wire: %s -> %s%s%s", call, error, key ? " " : "", key ? value : "");
         if (!ok && r) {
                 char *t = json_dumps(r, 0);
                 printf("   got %s\n", t);
@@ -378,10 +367,10 @@ static void test_wire(void) {
         snprintf(path, sizeof(path), "%s/io.iommufd.Broker", dir);
         inventory_add(inv, fake_device("0000:00:02.0", 1, "vfio0", 0));
         inventory_add(inv, fake_device("0000:00:03.0", 2, "vfio1", 1));
-        CHECK(manager_new(e, &(ManagerConfig) { .kernel = &kernel_ops_fake, .inventory = inv,
-                                                .policy_path = "/nonexistent/policy.json",
-                                                .policy_dropin_dir = "/nonexistent/policy.d" }, &m) == 0,
-              "wire: manager with a static inventory");
+        CHECK_MSG(manager_new(e, &(ManagerConfig) { .kernel = &kernel_ops_fake, .inventory = inv,
+                                                    .policy_path = "/nonexistent/policy.json",
+                                                    .policy_dropin_dir = "/nonexistent/policy.d" }, &m) == 0,
+                  "wire: manager with a static inventory");
         if (!m)
                 return;
         /* sd-event opens its timerfd with the first timer and keeps it. */
@@ -391,23 +380,23 @@ static void test_wire(void) {
                 sd_event_source_unref(t);
         }
         base = count_fds();
-        CHECK(varlink_broker_start(m, path, NULL, &server) == 0, "wire: varlink_broker_start on %s", path);
+        CHECK_MSG(varlink_broker_start(m, path, NULL, &server) == 0, "wire: varlink_broker_start on %s", path);
 
         client_connect(&a, e, path);
         r = client_call(&a, "{\"method\":\"org.varlink.service.GetInfo\"}");
-        CHECK(streq_ptr(json_string_value(param(r, "vendor")), "iommufd-broker") &&
-              json_array_size(param(r, "interfaces")) == 2, "wire: GetInfo");
+        CHECK_MSG(streq_ptr(json_string_value(param(r, "vendor")), "iommufd-broker") &&
+                  json_array_size(param(r, "interfaces")) == 2, "wire: GetInfo");
         json_decref(r);
 
         r = client_call(&a, "{\"method\":\"io.iommufd.Broker.ListDevices\"}");
-        CHECK(json_array_size(param(r, "devices")) == 2 &&
-              streq_ptr(json_string_value(json_object_get(json_array_get(param(r, "devices"), 0), "state")),
-                        "available"), "wire: ListDevices lists both, available");
+        CHECK_MSG(json_array_size(param(r, "devices")) == 2 &&
+                  streq_ptr(json_string_value(json_object_get(json_array_get(param(r, "devices"), 0), "state")),
+                            "available"), "wire: ListDevices lists both, available");
         json_decref(r);
 
         r = client_call(&a, "{\"method\":\"io.iommufd.Broker.GetDevice\",\"parameters\":{\"address\":\"00:03.0\"}}");
-        CHECK(streq_ptr(json_string_value(json_object_get(param(r, "device"), "address")), "0000:00:03.0"),
-              "wire: GetDevice by short address");
+        CHECK_MSG(streq_ptr(json_string_value(json_object_get(param(r, "device"), "address")), "0000:00:03.0"),
+                  "wire: GetDevice by short address");
         json_decref(r);
         expect_error(&a, "{\"method\":\"io.iommufd.Broker.GetDevice\",\"parameters\":{\"address\":\"0000:09:00.0\"}}",
                      "io.iommufd.Broker.DeviceNotFound", "device", "0000:09:00.0");
@@ -428,63 +417,63 @@ static void test_wire(void) {
 
         client_connect(&mon, e, path);
         r = client_call(&mon, "{\"method\":\"io.iommufd.Broker.Monitor\",\"more\":true}");
-        CHECK(streq_ptr(json_string_value(param(r, "event")), "ready") && json_is_true(json_object_get(r, "continues")),
-              "wire: Monitor starts with ready");
+        CHECK_MSG(streq_ptr(json_string_value(param(r, "event")), "ready") && json_is_true(json_object_get(r, "continues")),
+                  "wire: Monitor starts with ready");
         json_decref(r);
 
         r = client_call(&a, "{\"method\":\"io.iommufd.Broker.Acquire\",\"parameters\":"
                             "{\"devices\":[\"0000:00:02.0\",\"0000:00:03.0\"],\"mode\":\"unbound\"}}");
-        CHECK(r && !error_of(r) && a.n_fds == 3 && json_integer_value(param(r, "iommuFileDescriptor")) == 0,
-              "wire: Acquire of two devices carries 3 fds, iommufd at 0 (%zu)", a.n_fds);
+        CHECK_MSG(r && !error_of(r) && a.n_fds == 3 && json_integer_value(param(r, "iommuFileDescriptor")) == 0,
+                  "wire: Acquire of two devices carries 3 fds, iommufd at 0 (%zu)", a.n_fds);
         for (size_t i = 0; r && i < 2 && a.n_fds == 3; i++) {
                 json_t *dev = json_array_get(param(r, "devices"), i);
                 json_int_t idx = json_integer_value(json_object_get(dev, "fileDescriptor"));
                 const char *addr = json_string_value(json_object_get(dev, "address"));
-                CHECK(idx == (json_int_t) i + 1 && addr && fd_is_fake_device(a.fds[idx], addr) &&
-                      !json_object_get(dev, "devId"), "wire: devices[%zu] is %s at fd index %lld", i,
-                      strna(addr), (long long) idx);
+                CHECK_MSG(idx == (json_int_t) i + 1 && addr && fd_is_fake_device(a.fds[idx], addr) &&
+                          !json_object_get(dev, "devId"), "wire: devices[%zu] is %s at fd index %lld", i,
+                          strna(addr), (long long) idx);
         }
         json_decref(r);
 
         r = client_call(&mon, NULL);
-        CHECK(streq_ptr(json_string_value(param(r, "event")), "lease-acquired") && param(r, "session"),
-              "wire: Monitor reports lease-acquired with the session (root viewer)");
+        CHECK_MSG(streq_ptr(json_string_value(param(r, "event")), "lease-acquired") && param(r, "session"),
+                  "wire: Monitor reports lease-acquired with the session (root viewer)");
         json_decref(r);
         r = client_call(&a, "{\"method\":\"io.iommufd.Broker.GetDevice\",\"parameters\":{\"address\":\"0000:00:02.0\"}}");
-        CHECK(streq_ptr(json_string_value(json_object_get(param(r, "device"), "state")), "leased") &&
-              json_object_get(json_object_get(param(r, "device"), "holder"), "session"),
-              "wire: leased device shows its holder to root");
+        CHECK_MSG(streq_ptr(json_string_value(json_object_get(param(r, "device"), "state")), "leased") &&
+                  json_object_get(json_object_get(param(r, "device"), "holder"), "session"),
+                  "wire: leased device shows its holder to root");
         json_decref(r);
 
         r = client_call(&a, "{\"method\":\"io.iommufd.Broker.Release\",\"parameters\":{\"devices\":[\"0000:00:02.0\"]}}");
-        CHECK(r && !error_of(r), "wire: Release one device");
+        CHECK_MSG(r && !error_of(r), "wire: Release one device");
         json_decref(r);
         expect_error(&a, "{\"method\":\"io.iommufd.Broker.Release\",\"parameters\":{\"devices\":[\"0000:00:02.0\"]}}",
                      "io.iommufd.Broker.NotHeld", "device", "0000:00:02.0");
         do
                 r = client_call(&mon, NULL);
         while (r && !streq_ptr(json_string_value(param(r, "event")), "lease-ended") && (json_decref(r), true));
-        CHECK(r && streq_ptr(json_string_value(param(r, "reason")), "released") &&
-              streq_ptr(json_string_value(param(r, "address")), "0000:00:02.0"),
-              "wire: Monitor reports lease-ended, reason released");
+        CHECK_MSG(r && streq_ptr(json_string_value(param(r, "reason")), "released") &&
+                  streq_ptr(json_string_value(param(r, "address")), "0000:00:02.0"),
+                  "wire: Monitor reports lease-ended, reason released");
         json_decref(r);
 
         /* Events may still be queued before the answer to a call made while streaming. */
         r = client_call(&mon, "{\"method\":\"io.iommufd.Broker.ListDevices\"}");
         while (r && json_is_true(json_object_get(r, "continues")) && (json_decref(r), true))
                 r = client_call(&mon, NULL);
-        CHECK(streq_ptr(error_of(r), "io.iommufd.Broker.LimitExceeded"),
-              "wire: call on a streaming connection is LimitExceeded");
+        CHECK_MSG(streq_ptr(error_of(r), "io.iommufd.Broker.LimitExceeded"),
+                  "wire: call on a streaming connection is LimitExceeded");
         json_decref(r);
 
         client_close(&a);
         client_close(&mon);
         for (int i = 0; i < 20; i++)
                 sd_event_run(e, 10 * 1000);
-        CHECK(varlink_server_n_connections(server) == 0, "wire: both connections gone");
+        CHECK_MSG(varlink_server_n_connections(server) == 0, "wire: both connections gone");
         varlink_broker_free(server);
-        CHECK(count_fds() == base, "wire: no fd left behind (%d, before %d)", count_fds(), base);
-        CHECK(access(path, F_OK) < 0, "wire: socket removed on free");
+        CHECK_MSG(count_fds() == base, "wire: no fd left behind (%d, before %d)", count_fds(), base);
+        CHECK_MSG(access(path, F_OK) < 0, "wire: socket removed on free");
         manager_free(m);
         sd_event_unref(e);
         rmdir(dir);
@@ -500,8 +489,7 @@ int main(void) {
         test_device_json(idl);
         test_wire();
         if (test_dbus_vtable_matches_xml() != 0)
-                failed = 1;
+                test_failures++;
 
-        printf("%s\n", failed ? "FAILED" : "all passed");
-        return failed;
+        return test_result();
 }

@@ -8,18 +8,7 @@
 
 #include "manager.h"
 #include "session.h"
-
-static int failures;
-
-#define CHECK(expr)                                                                     \
-        do {                                                                            \
-                if (expr)                                                               \
-                        printf("ok - %s\n", #expr);                                     \
-                else {                                                                  \
-                        printf("FAIL - %s (%s:%d)\n", #expr, __FILE__, __LINE__);       \
-                        failures++;                                                     \
-                }                                                                       \
-        } while (0)
+#include "test.h"
 
 typedef struct Recorded {
         int lease_acquired, lease_ended;
@@ -284,6 +273,5 @@ int main(void) {
         test_limits(e);
         sd_event_unref(e);
 
-        printf("%s\n", failures ? "FAILED" : "all passed");
-        return failures ? 1 : 0;
+        return test_result();
 }

@@ -30,19 +30,15 @@
 #endif
 
 #include "uapi.h"
+#include "test.h"
 
 extern char **environ;
 
-static int failures;
-
+/* Compares as unsigned long long and shows the values in hex. */
 #define CHECK_EQ(a, b)                                                                          \
         do {                                                                                    \
                 unsigned long long _a = (unsigned long long) (a), _b = (unsigned long long) (b); \
-                printf("%s: %s == %s (%#llx)\n", _a == _b ? "ok" : "FAIL", #a, #b, _a);         \
-                if (_a != _b) {                                                                 \
-                        printf("      expected %#llx\n", _b);                                   \
-                        failures++;                                                             \
-                }                                                                               \
+                CHECK_MSG(_a == _b, "%s == %s (%#llx, expected %#llx)", #a, #b, _a, _b);         \
         } while (0)
 
 /* Our struct uapi_<name> against the kernel's struct <name>. */
@@ -338,12 +334,12 @@ static void check_kernel_tree(void) {
         snprintf(include_daemon, sizeof(include_daemon), "-I%s/daemon", source_root);
         if (access(target_iommufd, R_OK) < 0 || access(target_vfio, R_OK) < 0) {
                 printf("FAIL: IOMMUFD_UAPI_DIR=%s has no iommufd.h and vfio.h\n", uapi_dir);
-                failures++;
+                test_failures++;
                 return;
         }
         if (!mkdtemp(tmp)) {
                 printf("FAIL: mkdtemp: %s\n", strerror(errno));
-                failures++;
+                test_failures++;
                 return;
         }
         /* Only these two come from the tree; linux/types.h etc. stay the system's. */
@@ -356,7 +352,7 @@ static void check_kernel_tree(void) {
         if (mkdir(linux_dir, 0755) < 0 || symlink(target_iommufd, link_iommufd) < 0 ||
             symlink(target_vfio, link_vfio) < 0) {
                 printf("FAIL: setting up %s: %s\n", tmp, strerror(errno));
-                failures++;
+                test_failures++;
         } else {
                 /* A raw (not headers_install'ed) tree still has __user and __counted_by. */
                 char *compile[] = { (char *) cc, "-std=gnu11", "-w", inc, include_daemon,
@@ -373,10 +369,10 @@ static void check_kernel_tree(void) {
                         printf("skip: no C compiler (%s) to build the probe\n", cc);
                 else if (r != 0) {
                         printf("FAIL: compiling the probe against %s\n", uapi_dir);
-                        failures++;
+                        test_failures++;
                 } else if (run(exec_probe) != 0) {
                         printf("FAIL: probe against %s found differences (see above)\n", uapi_dir);
-                        failures++;
+                        test_failures++;
                 } else
                         printf("ok: uapi.h agrees with %s\n", uapi_dir);
         }
@@ -396,6 +392,5 @@ int main(void) {
         check_system_headers();
         check_kernel_tree();
 #endif
-        printf("%s: %d failure(s)\n", failures ? "FAIL" : "ok", failures);
-        return failures ? 1 : 0;
+        return test_result();
 }

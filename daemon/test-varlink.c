@@ -12,18 +12,7 @@
 
 #include "varlink-wire.h"
 #include "varlink.h"
-
-static int failed;
-
-#define CHECK(cond, ...)                                                \
-        do {                                                            \
-                bool _ok = (cond);                                      \
-                printf("%s: ", _ok ? "ok" : "FAIL");                    \
-                printf(__VA_ARGS__);                                    \
-                printf("\n");                                           \
-                if (!_ok)                                               \
-                        failed = 1;                                     \
-        } while (0)
+#include "test.h"
 
 static int count_fds(void) {
         DIR *d = opendir("/proc/self/fd");
@@ -77,27 +66,27 @@ static void test_reader_split_and_batched(void) {
         varlink_reader_new(1024, &r);
 
         write_all(sv[0], "{\"a\":", 5);
-        CHECK(varlink_reader_fill(r, sv[1]) == 5, "reader: first half read");
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == 0, "reader: half a message is not a message");
+        CHECK_MSG(varlink_reader_fill(r, sv[1]) == 5, "reader: first half read");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == 0, "reader: half a message is not a message");
         write_all(sv[0], "1}", 3);      /* with the NUL */
         varlink_reader_fill(r, sv[1]);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_integer_value(json_object_get(m, "a")) == 1,
-              "reader: split message reassembled");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_integer_value(json_object_get(m, "a")) == 1,
+                  "reader: split message reassembled");
         json_decref(m);
 
         write_all(sv[0], "{\"a\":2}\0{\"a\":3}\0{\"a\"", 20);
         varlink_reader_fill(r, sv[1]);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_integer_value(json_object_get(m, "a")) == 2,
-              "reader: first of several in one read");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_integer_value(json_object_get(m, "a")) == 2,
+                  "reader: first of several in one read");
         json_decref(m);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_integer_value(json_object_get(m, "a")) == 3,
-              "reader: second of several in one read");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_integer_value(json_object_get(m, "a")) == 3,
+                  "reader: second of several in one read");
         json_decref(m);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == 0 && varlink_reader_buffered(r) == 4,
-              "reader: trailing partial message kept (%zu bytes)", varlink_reader_buffered(r));
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == 0 && varlink_reader_buffered(r) == 4,
+                  "reader: trailing partial message kept (%zu bytes)", varlink_reader_buffered(r));
 
         close(sv[0]);
-        CHECK(varlink_reader_fill(r, sv[1]) == 0, "reader: EOF reported as 0");
+        CHECK_MSG(varlink_reader_fill(r, sv[1]) == 0, "reader: EOF reported as 0");
         varlink_reader_free(r);
         close(sv[1]);
 }
@@ -113,9 +102,9 @@ static void test_reader_oversized(void) {
         memset(big, 'x', sizeof(big));
         write_all(sv[0], big, sizeof(big));
         k = varlink_reader_fill(r, sv[1]);
-        CHECK(k > 0 && k <= 17, "reader: buffer never grows past max+1 (read %d)", k);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == -E2BIG, "reader: oversized message without NUL is -E2BIG");
-        CHECK(varlink_reader_fill(r, sv[1]) == -E2BIG, "reader: -E2BIG is sticky");
+        CHECK_MSG(k > 0 && k <= 17, "reader: buffer never grows past max+1 (read %d)", k);
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == -E2BIG, "reader: oversized message without NUL is -E2BIG");
+        CHECK_MSG(varlink_reader_fill(r, sv[1]) == -E2BIG, "reader: -E2BIG is sticky");
         varlink_reader_free(r);
         close(sv[0]);
         close(sv[1]);
@@ -125,7 +114,7 @@ static void test_reader_oversized(void) {
         varlink_reader_new(16, &r);
         write_all(sv[0], "{\"a\":\"123456789\"}", 18);        /* 17 + NUL */
         varlink_reader_fill(r, sv[1]);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == -E2BIG, "reader: 17-byte message over a 16-byte cap");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == -E2BIG, "reader: 17-byte message over a 16-byte cap");
         varlink_reader_free(r);
         close(sv[0]);
         close(sv[1]);
@@ -134,7 +123,7 @@ static void test_reader_oversized(void) {
         varlink_reader_new(16, &r);
         write_all(sv[0], "{\"a\":\"12345678\"}", 17);         /* exactly 16 + NUL */
         varlink_reader_fill(r, sv[1]);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == 1, "reader: message of exactly the cap accepted");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == 1, "reader: message of exactly the cap accepted");
         json_decref(m);
         varlink_reader_free(r);
         close(sv[0]);
@@ -150,11 +139,11 @@ static void test_reader_not_json(void) {
         varlink_reader_new(1024, &r);
         write_all(sv[0], "hello\0[1,2]\0\"s\"\0{\"ok\":true}\0", 28);
         varlink_reader_fill(r, sv[1]);
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == -EBADMSG, "reader: garbage is -EBADMSG");
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == -EBADMSG, "reader: array is -EBADMSG");
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == -EBADMSG, "reader: bare string is -EBADMSG");
-        CHECK(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_is_true(json_object_get(m, "ok")),
-              "reader: next message after bad ones still parsed");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == -EBADMSG, "reader: garbage is -EBADMSG");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == -EBADMSG, "reader: array is -EBADMSG");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == -EBADMSG, "reader: bare string is -EBADMSG");
+        CHECK_MSG(varlink_reader_next(r, &m, NULL, NULL) == 1 && json_is_true(json_object_get(m, "ok")),
+                  "reader: next message after bad ones still parsed");
         json_decref(m);
         varlink_reader_free(r);
         close(sv[0]);
@@ -179,27 +168,27 @@ static void test_reader_fds(void) {
         write_all(sv[0], "{\"m\":\"C\"}", 10);
         while (varlink_reader_fill(r, sv[1]) > 0 && varlink_reader_buffered(r) < 30)
                 ;
-        CHECK(varlink_reader_next(r, &m, &fds, &n_fds) == 1 && n_fds == 0 && !fds,
-              "reader: message before the fd-carrying one gets no fds (%zu)", n_fds);
+        CHECK_MSG(varlink_reader_next(r, &m, &fds, &n_fds) == 1 && n_fds == 0 && !fds,
+                  "reader: message before the fd-carrying one gets no fds (%zu)", n_fds);
         json_decref(m);
-        CHECK(varlink_reader_next(r, &m, &fds, &n_fds) == 1 && n_fds == 2 &&
-              streq(json_string_value(json_object_get(m, "m")), "B"),
-              "reader: fds attached to the message sent with them (%zu)", n_fds);
-        CHECK(n_fds == 2 && same_file(fds[0], p[0]) && same_file(fds[1], p[1]), "reader: the right fds, in order");
-        CHECK(n_fds == 2 && (fcntl(fds[0], F_GETFD) & FD_CLOEXEC), "reader: received fds are O_CLOEXEC");
+        CHECK_MSG(varlink_reader_next(r, &m, &fds, &n_fds) == 1 && n_fds == 2 &&
+                  streq(json_string_value(json_object_get(m, "m")), "B"),
+                  "reader: fds attached to the message sent with them (%zu)", n_fds);
+        CHECK_MSG(n_fds == 2 && same_file(fds[0], p[0]) && same_file(fds[1], p[1]), "reader: the right fds, in order");
+        CHECK_MSG(n_fds == 2 && (fcntl(fds[0], F_GETFD) & FD_CLOEXEC), "reader: received fds are O_CLOEXEC");
         for (size_t i = 0; i < n_fds; i++)
                 close(fds[i]);
         free(fds);
         json_decref(m);
-        CHECK(varlink_reader_next(r, &m, &fds, &n_fds) == 1 && n_fds == 0, "reader: message after it gets none");
+        CHECK_MSG(varlink_reader_next(r, &m, &fds, &n_fds) == 1 && n_fds == 0, "reader: message after it gets none");
         json_decref(m);
 
         /* Fds of a message never taken are closed with the reader. */
         send_with_fds(sv[0], "{\"m\":\"D\"}", 10, p, 2);
         varlink_reader_fill(r, sv[1]);
-        CHECK(count_fds() == base + 2, "reader: two fds held while pending");
+        CHECK_MSG(count_fds() == base + 2, "reader: two fds held while pending");
         varlink_reader_free(r);
-        CHECK(count_fds() == base, "reader: pending fds closed on free");
+        CHECK_MSG(count_fds() == base, "reader: pending fds closed on free");
 
         /* More than VARLINK_WIRE_MAX_FDS: all closed, protocol error. */
         {
@@ -207,9 +196,9 @@ static void test_reader_fds(void) {
                 for (size_t i = 0; i < ELEMENTSOF(many); i++)
                         many[i] = p[i % 2];
                 varlink_reader_new(1024, &r);
-                CHECK(send_with_fds(sv[0], "{}", 3, many, ELEMENTSOF(many)) == 3, "reader: sent 70 fds");
-                CHECK(varlink_reader_fill(r, sv[1]) == -EPROTO, "reader: 70 fds are -EPROTO");
-                CHECK(count_fds() == base, "reader: excess fds all closed (%d vs %d)", count_fds(), base);
+                CHECK_MSG(send_with_fds(sv[0], "{}", 3, many, ELEMENTSOF(many)) == 3, "reader: sent 70 fds");
+                CHECK_MSG(varlink_reader_fill(r, sv[1]) == -EPROTO, "reader: 70 fds are -EPROTO");
+                CHECK_MSG(count_fds() == base, "reader: excess fds all closed (%d vs %d)", count_fds(), base);
                 varlink_reader_free(r);
         }
         close(sv[0]);
@@ -228,14 +217,14 @@ static void test_wire_send(void) {
                 abort();
         pair(sv);
         varlink_reader_new(1024, &r);
-        CHECK(varlink_wire_send(sv[0], m, p, 1) == 0, "wire: send with one fd");
+        CHECK_MSG(varlink_wire_send(sv[0], m, p, 1) == 0, "wire: send with one fd");
         varlink_reader_fill(r, sv[1]);
-        CHECK(varlink_reader_next(r, &got, &fds, &n_fds) == 1 && json_equal(m, got) && n_fds == 1 &&
-              same_file(fds[0], p[0]), "wire: round trip with its fd");
+        CHECK_MSG(varlink_reader_next(r, &got, &fds, &n_fds) == 1 && json_equal(m, got) && n_fds == 1 &&
+                  same_file(fds[0], p[0]), "wire: round trip with its fd");
         if (n_fds == 1)
                 close(fds[0]);
         free(fds);
-        CHECK(varlink_wire_send(sv[0], m, p, VARLINK_WIRE_MAX_FDS + 1) == -EINVAL, "wire: too many fds refused");
+        CHECK_MSG(varlink_wire_send(sv[0], m, p, VARLINK_WIRE_MAX_FDS + 1) == -EINVAL, "wire: too many fds refused");
         json_decref(got);
         json_decref(m);
         varlink_reader_free(r);
@@ -401,99 +390,99 @@ static void test_server_calls(sd_event *e) {
         Client cl;
         int k;
 
-        CHECK(client_connect(s, &cl) == 0 && n_connects == 1, "server: connection accepted, hook ran");
+        CHECK_MSG(client_connect(s, &cl) == 0 && n_connects == 1, "server: connection accepted, hook ran");
 
         client_send(&cl, "{\"method\":\"org.example.test.Echo\",\"parameters\":{\"x\":[1,\"two\"]}}");
         expect = json_pack("{s:{s:[i,s]}}", "parameters", "x", 1, "two");
-        CHECK(client_recv(e, &cl, &m, 500) == 1 && json_equal(m, expect), "server: call gets its reply");
+        CHECK_MSG(client_recv(e, &cl, &m, 500) == 1 && json_equal(m, expect), "server: call gets its reply");
         json_decref(expect);
         json_decref(m);
 
         client_send(&cl, "{\"method\":\"org.example.test.Ping\",\"oneway\":true}");
         client_send(&cl, "{\"method\":\"org.example.test.Echo\",\"parameters\":{\"after\":true}}");
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && json_is_true(json_object_get(params(m), "after")) && n_pings == 1,
-              "server: oneway ran without a reply (pings %d)", n_pings);
+        CHECK_MSG(k == 1 && json_is_true(json_object_get(params(m), "after")) && n_pings == 1,
+                  "server: oneway ran without a reply (pings %d)", n_pings);
         json_decref(m);
 
         client_send(&cl, "{\"method\":\"org.example.test.Stream\",\"more\":true}");
         for (int i = 1; i <= 3; i++) {
                 k = client_recv(e, &cl, &m, 500);
-                CHECK(k == 1 && json_integer_value(json_object_get(params(m), "n")) == i &&
-                      json_is_true(json_object_get(m, "continues")) == (i < 3),
-                      "server: streamed reply %d, continues=%s", i, i < 3 ? "true" : "absent");
+                CHECK_MSG(k == 1 && json_integer_value(json_object_get(params(m), "n")) == i &&
+                          json_is_true(json_object_get(m, "continues")) == (i < 3),
+                          "server: streamed reply %d, continues=%s", i, i < 3 ? "true" : "absent");
                 json_decref(m);
         }
 
         client_send(&cl, "{\"method\":\"org.example.test.Echo\",\"more\":true,\"parameters\":{}}");
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && !json_object_get(m, "continues") && !err_name(m),
-              "server: more on a non-streaming method gets one plain reply");
+        CHECK_MSG(k == 1 && !json_object_get(m, "continues") && !err_name(m),
+                  "server: more on a non-streaming method gets one plain reply");
         json_decref(m);
 
         client_send(&cl, "{\"method\":\"org.example.test.Stream\"}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.ExpectedMore", NULL, NULL),
-              "server: streaming method without more is ExpectedMore");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.ExpectedMore", NULL, NULL),
+                  "server: streaming method without more is ExpectedMore");
 
         client_send(&cl, "{\"method\":\"org.example.test.Nope\"}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.MethodNotFound", "method", "org.example.test.Nope"),
-              "server: MethodNotFound {method}");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.MethodNotFound", "method", "org.example.test.Nope"),
+                  "server: MethodNotFound {method}");
         client_send(&cl, "{\"method\":\"org.example.nothing.Nope\"}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.InterfaceNotFound", "interface", "org.example.nothing"),
-              "server: InterfaceNotFound {interface}");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.InterfaceNotFound", "interface", "org.example.nothing"),
+                  "server: InterfaceNotFound {interface}");
         client_send(&cl, "{\"method\":\"Nope\"}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.MethodNotFound", "method", "Nope"),
-              "server: method without interface is MethodNotFound");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.MethodNotFound", "method", "Nope"),
+                  "server: method without interface is MethodNotFound");
 
         client_send(&cl, "{\"method\":\"org.example.test.Typed\",\"parameters\":{\"name\":5}}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.InvalidParameter", "parameter", "name"),
-              "server: wrong type is InvalidParameter {name}");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.InvalidParameter", "parameter", "name"),
+                  "server: wrong type is InvalidParameter {name}");
         client_send(&cl, "{\"method\":\"org.example.test.Typed\"}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.InvalidParameter", "parameter", "name"),
-              "server: missing field is InvalidParameter {name}");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.InvalidParameter", "parameter", "name"),
+                  "server: missing field is InvalidParameter {name}");
         client_send(&cl, "{\"method\":\"org.example.test.Typed\",\"parameters\":{\"name\":\"a\",\"bogus\":1}}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.InvalidParameter", "parameter", "bogus"),
-              "server: unknown field is InvalidParameter {bogus}");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.InvalidParameter", "parameter", "bogus"),
+                  "server: unknown field is InvalidParameter {bogus}");
         client_send(&cl, "{\"method\":\"org.example.test.Typed\",\"parameters\":{\"name\":\"a\",\"count\":null}}");
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && !err_name(m), "server: null optional field accepted");
+        CHECK_MSG(k == 1 && !err_name(m), "server: null optional field accepted");
         json_decref(m);
 
         client_send(&cl, "{\"method\":\"org.example.test.Fail\"}");
-        CHECK(recv_error(e, &cl, "io.iommufd.Broker.KernelError", "message", strerror(EIO)),
-              "server: handler errno becomes KernelError with strerror");
+        CHECK_MSG(recv_error(e, &cl, "io.iommufd.Broker.KernelError", "message", strerror(EIO)),
+                  "server: handler errno becomes KernelError with strerror");
 
         client_send(&cl, "{\"method\":\"org.varlink.service.GetInfo\"}");
         k = client_recv(e, &cl, &m, 500);
         expect = json_pack("[s,s]", "org.varlink.service", "org.example.test");
-        CHECK(k == 1 && streq_ptr(json_string_value(json_object_get(params(m), "vendor")), "iommufd-broker") &&
-              json_equal(json_object_get(params(m), "interfaces"), expect), "server: GetInfo lists interfaces");
+        CHECK_MSG(k == 1 && streq_ptr(json_string_value(json_object_get(params(m), "vendor")), "iommufd-broker") &&
+                  json_equal(json_object_get(params(m), "interfaces"), expect), "server: GetInfo lists interfaces");
         json_decref(expect);
         json_decref(m);
 
         client_send(&cl, "{\"method\":\"org.varlink.service.GetInterfaceDescription\","
                          "\"parameters\":{\"interface\":\"org.example.test\"}}");
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && streq_ptr(json_string_value(json_object_get(params(m), "description")),
-                                  test_interface.description), "server: GetInterfaceDescription returns the IDL");
+        CHECK_MSG(k == 1 && streq_ptr(json_string_value(json_object_get(params(m), "description")),
+                                      test_interface.description), "server: GetInterfaceDescription returns the IDL");
         json_decref(m);
         client_send(&cl, "{\"method\":\"org.varlink.service.GetInterfaceDescription\","
                          "\"parameters\":{\"interface\":\"org.varlink.service\"}}");
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && strstr(strna(json_string_value(json_object_get(params(m), "description"))),
-                               "error ExpectedMore ()"), "server: org.varlink.service describes itself");
+        CHECK_MSG(k == 1 && strstr(strna(json_string_value(json_object_get(params(m), "description"))),
+                                   "error ExpectedMore ()"), "server: org.varlink.service describes itself");
         json_decref(m);
         client_send(&cl, "{\"method\":\"org.varlink.service.GetInterfaceDescription\","
                          "\"parameters\":{\"interface\":\"org.nope\"}}");
-        CHECK(recv_error(e, &cl, "org.varlink.service.InterfaceNotFound", "interface", "org.nope"),
-              "server: description of an unknown interface is InterfaceNotFound");
+        CHECK_MSG(recv_error(e, &cl, "org.varlink.service.InterfaceNotFound", "interface", "org.nope"),
+                  "server: description of an unknown interface is InterfaceNotFound");
 
         client_close(&cl);
         for (int i = 0; i < 50 && varlink_server_n_connections(s) > 0; i++)
                 sd_event_run(e, 1000);
         for (int i = 0; i < 5; i++)
                 sd_event_run(e, 0);
-        CHECK(varlink_server_n_connections(s) == 0 && n_disconnects == 1, "server: close ran the disconnect hook");
+        CHECK_MSG(varlink_server_n_connections(s) == 0 && n_disconnects == 1, "server: close ran the disconnect hook");
         varlink_server_free(s);
 }
 
@@ -510,10 +499,10 @@ static void test_server_unsolicited_fds(sd_event *e) {
         base = count_fds();
         send_with_fds(cl.fd, call, strlen(call) + 1, p, 2);
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && json_integer_value(json_object_get(params(m), "n")) == 7,
-              "server: call with unsolicited fds still answered");
+        CHECK_MSG(k == 1 && json_integer_value(json_object_get(params(m), "n")) == 7,
+                  "server: call with unsolicited fds still answered");
         json_decref(m);
-        CHECK(count_fds() == base, "server: unsolicited fds closed (%d open, %d before)", count_fds(), base);
+        CHECK_MSG(count_fds() == base, "server: unsolicited fds closed (%d open, %d before)", count_fds(), base);
         client_close(&cl);
         close(p[0]);
         close(p[1]);
@@ -531,28 +520,28 @@ static void test_server_order(sd_event *e) {
         client_send(&cl, "{\"method\":\"org.example.test.Later\"}");
         client_send(&cl, "{\"method\":\"org.example.test.Echo\",\"parameters\":{\"second\":true}}");
         k = client_recv(e, &cl, &m, 100);
-        CHECK(k == -ETIME && later_call, "server: call after a pending one waits");
+        CHECK_MSG(k == -ETIME && later_call, "server: call after a pending one waits");
         if (later_call)
                 varlink_call_reply(later_call, json_pack("{s:b}", "first", 1));
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && json_is_true(json_object_get(params(m), "first")), "server: pending call answered first");
+        CHECK_MSG(k == 1 && json_is_true(json_object_get(params(m), "first")), "server: pending call answered first");
         json_decref(m);
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && json_is_true(json_object_get(params(m), "second")), "server: then the call behind it");
+        CHECK_MSG(k == 1 && json_is_true(json_object_get(params(m), "second")), "server: then the call behind it");
         json_decref(m);
 
         n_destroyed = 0;
         client_send(&cl, "{\"method\":\"org.example.test.Watch\",\"more\":true}");
         k = client_recv(e, &cl, &m, 500);
-        CHECK(k == 1 && json_is_true(json_object_get(m, "continues")), "server: stream started");
+        CHECK_MSG(k == 1 && json_is_true(json_object_get(m, "continues")), "server: stream started");
         json_decref(m);
         client_send(&cl, "{\"method\":\"org.example.test.Echo\"}");
-        CHECK(recv_error(e, &cl, "io.iommufd.Broker.LimitExceeded", NULL, NULL),
-              "server: call during a stream is LimitExceeded");
+        CHECK_MSG(recv_error(e, &cl, "io.iommufd.Broker.LimitExceeded", NULL, NULL),
+                  "server: call during a stream is LimitExceeded");
         client_close(&cl);
         for (int i = 0; i < 50 && n_destroyed == 0; i++)
                 sd_event_run(e, 1000);
-        CHECK(n_destroyed == 1, "server: stream's destroy callback ran on disconnect");
+        CHECK_MSG(n_destroyed == 1, "server: stream's destroy callback ran on disconnect");
         varlink_server_free(s);
 }
 
@@ -565,33 +554,33 @@ static void test_server_protocol_errors(sd_event *e) {
 
         client_connect(s, &cl);
         write_all(cl.fd, "not json", 9);
-        CHECK(recv_error(e, &cl, "io.iommufd.Broker.InvalidParameter", NULL, NULL),
-              "server: garbage gets InvalidParameter");
-        CHECK(client_recv(e, &cl, &m, 500) == 0, "server: then disconnects");
+        CHECK_MSG(recv_error(e, &cl, "io.iommufd.Broker.InvalidParameter", NULL, NULL),
+                  "server: garbage gets InvalidParameter");
+        CHECK_MSG(client_recv(e, &cl, &m, 500) == 0, "server: then disconnects");
         client_close(&cl);
 
         client_connect(s, &cl);
         client_send(&cl, "{\"parameters\":{}}");
-        CHECK(recv_error(e, &cl, "io.iommufd.Broker.InvalidParameter", NULL, NULL) &&
-              client_recv(e, &cl, &m, 500) == 0, "server: call without method: error, disconnect");
+        CHECK_MSG(recv_error(e, &cl, "io.iommufd.Broker.InvalidParameter", NULL, NULL) &&
+                  client_recv(e, &cl, &m, 500) == 0, "server: call without method: error, disconnect");
         client_close(&cl);
 
         client_connect(s, &cl);
         client_send(&cl, "{\"method\":\"org.example.test.Echo\",\"more\":\"yes\"}");
-        CHECK(recv_error(e, &cl, "io.iommufd.Broker.InvalidParameter", NULL, NULL) &&
-              client_recv(e, &cl, &m, 500) == 0, "server: non-bool more: error, disconnect");
+        CHECK_MSG(recv_error(e, &cl, "io.iommufd.Broker.InvalidParameter", NULL, NULL) &&
+                  client_recv(e, &cl, &m, 500) == 0, "server: non-bool more: error, disconnect");
         client_close(&cl);
 
         client_connect(s, &cl);
         memset(big, ' ', sizeof(big));
         write_all(cl.fd, big, sizeof(big));
-        CHECK(recv_error(e, &cl, "io.iommufd.Broker.LimitExceeded", NULL, NULL) &&
-              client_recv(e, &cl, &m, 500) == 0, "server: oversized message: LimitExceeded, disconnect");
+        CHECK_MSG(recv_error(e, &cl, "io.iommufd.Broker.LimitExceeded", NULL, NULL) &&
+                  client_recv(e, &cl, &m, 500) == 0, "server: oversized message: LimitExceeded, disconnect");
         client_close(&cl);
 
         for (int i = 0; i < 10; i++)
                 sd_event_run(e, 0);
-        CHECK(varlink_server_n_connections(s) == 0, "server: no connection left behind");
+        CHECK_MSG(varlink_server_n_connections(s) == 0, "server: no connection left behind");
         varlink_server_free(s);
 }
 
@@ -604,12 +593,12 @@ static void test_server_idle(sd_event *e) {
         client_connect(s, &idle);
         client_connect(s, &watching);
         client_send(&watching, "{\"method\":\"org.example.test.Watch\",\"more\":true}");
-        CHECK(client_recv(e, &watching, &m, 500) == 1, "idle: stream started");
+        CHECK_MSG(client_recv(e, &watching, &m, 500) == 1, "idle: stream started");
         json_decref(m);
-        CHECK(client_recv(e, &idle, &m, 1000) == 0, "idle: idle connection closed by the server");
+        CHECK_MSG(client_recv(e, &idle, &m, 1000) == 0, "idle: idle connection closed by the server");
         for (int i = 0; i < 20; i++)
                 sd_event_run(e, 10 * 1000);
-        CHECK(varlink_server_n_connections(s) == 1, "idle: streaming connection outlives the idle timeout");
+        CHECK_MSG(varlink_server_n_connections(s) == 1, "idle: streaming connection outlives the idle timeout");
         client_close(&idle);
         client_close(&watching);
         varlink_server_free(s);
@@ -621,16 +610,16 @@ static void test_server_uid_cap(sd_event *e) {
         Client a, b, c;
         json_t *m = NULL;
 
-        CHECK(client_connect(s, &a) == 0 && client_connect(s, &b) == 0, "cap: two connections accepted");
-        CHECK(client_connect(s, &c) == -EUSERS, "cap: third connection of the uid refused");
-        CHECK(varlink_server_n_connections(s) == 2, "cap: two connections remain");
-        CHECK(recv_error(e, &c, "io.iommufd.Broker.LimitExceeded", NULL, NULL) && client_recv(e, &c, &m, 100) == 0,
-              "cap: refused peer told LimitExceeded, then EOF");
+        CHECK_MSG(client_connect(s, &a) == 0 && client_connect(s, &b) == 0, "cap: two connections accepted");
+        CHECK_MSG(client_connect(s, &c) == -EUSERS, "cap: third connection of the uid refused");
+        CHECK_MSG(varlink_server_n_connections(s) == 2, "cap: two connections remain");
+        CHECK_MSG(recv_error(e, &c, "io.iommufd.Broker.LimitExceeded", NULL, NULL) && client_recv(e, &c, &m, 100) == 0,
+                  "cap: refused peer told LimitExceeded, then EOF");
         client_close(&a);
         for (int i = 0; i < 20 && varlink_server_n_connections(s) > 1; i++)
                 sd_event_run(e, 10 * 1000);
         client_close(&c);
-        CHECK(client_connect(s, &c) == 0, "cap: a slot frees up when one closes");
+        CHECK_MSG(client_connect(s, &c) == 0, "cap: a slot frees up when one closes");
         client_close(&b);
         client_close(&c);
         varlink_server_free(s);
@@ -659,25 +648,25 @@ static void test_server_listen_path(sd_event *e) {
         close(stale);
 
         s = server_new(e, NULL);
-        CHECK(varlink_server_listen_path(s, path) == 0, "listen: stale socket replaced");
-        CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0666, "listen: socket is 0666");
+        CHECK_MSG(varlink_server_listen_path(s, path) == 0, "listen: stale socket replaced");
+        CHECK_MSG(stat(path, &st) == 0 && (st.st_mode & 0777) == 0666, "listen: socket is 0666");
         {
                 VarlinkServer *s2 = server_new(e, NULL);
-                CHECK(varlink_server_listen_path(s2, path) == -EADDRINUSE, "listen: live socket not stolen");
+                CHECK_MSG(varlink_server_listen_path(s2, path) == -EADDRINUSE, "listen: live socket not stolen");
                 varlink_server_free(s2);
         }
 
         cl.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        CHECK(connect(cl.fd, (struct sockaddr *) &sa, sizeof(sa)) == 0, "listen: client connects");
+        CHECK_MSG(connect(cl.fd, (struct sockaddr *) &sa, sizeof(sa)) == 0, "listen: client connects");
         fcntl(cl.fd, F_SETFL, O_NONBLOCK);
         varlink_reader_new(4096, &cl.reader);
         client_send(&cl, "{\"method\":\"org.example.test.Echo\",\"parameters\":{\"via\":\"path\"}}");
-        CHECK(client_recv(e, &cl, &m, 500) == 1 &&
-              streq_ptr(json_string_value(json_object_get(params(m), "via")), "path"), "listen: call over the path");
+        CHECK_MSG(client_recv(e, &cl, &m, 500) == 1 &&
+                  streq_ptr(json_string_value(json_object_get(params(m), "via")), "path"), "listen: call over the path");
         json_decref(m);
         client_close(&cl);
         varlink_server_free(s);
-        CHECK(access(path, F_OK) < 0, "listen: socket unlinked on free");
+        CHECK_MSG(access(path, F_OK) < 0, "listen: socket unlinked on free");
         snprintf(path, sizeof(path), "%s/sub", dir);
         rmdir(path);
         rmdir(dir);
@@ -703,6 +692,5 @@ int main(void) {
         test_server_listen_path(e);
         sd_event_unref(e);
 
-        printf("%s\n", failed ? "FAILED" : "all passed");
-        return failed;
+        return test_result();
 }

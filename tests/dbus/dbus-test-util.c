@@ -11,8 +11,6 @@
 
 #include "dbus-test-util.h"
 
-int failures;
-
 sd_bus *connect_bus(void) {
         sd_bus *bus = NULL;
         int r;
@@ -248,8 +246,8 @@ bool fd_is(int fd, const char *want) {
 
 /* Expect a call to have failed with a given error name. */
 void check_error(int r, sd_bus_error *error, const char *want, const char *what) {
-        CHECK(r < 0 && sd_bus_error_has_name(error, want), "%s -> %s (%s: %s)", what, want,
-              strna(error->name), strna(error->message));
+        CHECK_MSG(r < 0 && sd_bus_error_has_name(error, want), "%s -> %s (%s: %s)", what, want,
+                  strna(error->name), strna(error->message));
         sd_bus_error_free(error);
 }
 

@@ -9,22 +9,10 @@
 
 #include "broker-errors.h"
 #include "util.h"
+#include "test.h"
 
 /* Helpers for the D-Bus integration tests (tests/dbus/), which run under
  * run-with-broker.sh: DBUS_TEST_ADDRESS names the private bus. */
-
-extern int failures;
-
-#define CHECK(cond, ...)                                        \
-        do {                                                    \
-                bool _ok = (cond);                              \
-                printf("%s: ", _ok ? "ok" : "FAIL");            \
-                printf(__VA_ARGS__);                            \
-                printf("\n");                                   \
-                fflush(stdout);                                 \
-                if (!_ok)                                       \
-                        failures++;                             \
-        } while (0)
 
 #define DEVICE_IFACE BROKER_DBUS_DEVICE_INTERFACE
 #define ERR(name) BROKER_DBUS_ERROR_PREFIX name

@@ -21,7 +21,7 @@ static int setup(sd_bus **bus, Devices *d) {
         *bus = connect_bus();
         if (!*bus)
                 return -ENOTCONN;
-        CHECK(list_devices(*bus, d) >= 0, "ListDevices");
+        CHECK_MSG(list_devices(*bus, d) >= 0, "ListDevices");
         if (!d->free_b) {
                 printf("skip: the fixture has no two free vfio devices in separate groups\n");
                 return 77;
@@ -30,10 +30,10 @@ static int setup(sd_bus **bus, Devices *d) {
 }
 
 static void check_visible_holder(sd_bus *bus, const char *path, uint64_t session) {
-        CHECK(property_is(bus, path, "State", "leased"), "%s State is leased", path);
-        CHECK(get_number(bus, path, "HolderSession", 't') == session, "HolderSession is %" PRIu64, session);
-        CHECK(get_number(bus, path, "HolderUid", 'u') == getuid(), "HolderUid is %u", getuid());
-        CHECK(get_number(bus, path, "HolderPid", 'u') == (uint64_t) getpid(), "HolderPid is %d", getpid());
+        CHECK_MSG(property_is(bus, path, "State", "leased"), "%s State is leased", path);
+        CHECK_MSG(get_number(bus, path, "HolderSession", 't') == session, "HolderSession is %" PRIu64, session);
+        CHECK_MSG(get_number(bus, path, "HolderUid", 'u') == getuid(), "HolderUid is %u", getuid());
+        CHECK_MSG(get_number(bus, path, "HolderPid", 'u') == (uint64_t) getpid(), "HolderPid is %d", getpid());
 }
 
 static int scenario_properties(void) {
@@ -44,8 +44,8 @@ static int scenario_properties(void) {
         Devices d;
         int r, n_objects = 0;
 
-        CHECK(bus && list_devices(bus, &d) >= 0 && strv_length(d.paths) > 0, "ListDevices lists devices");
-        if (failures)
+        CHECK_MSG(bus && list_devices(bus, &d) >= 0 && strv_length(d.paths) > 0, "ListDevices lists devices");
+        if (test_failures)
                 return -1;
         for (size_t i = 0; d.addresses[i]; i++) {
                 const char *path, *p = d.paths[i];
@@ -54,36 +54,36 @@ static int scenario_properties(void) {
 
                 r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice",
                                        &error, &m, "s", d.addresses[i]);
-                CHECK(r >= 0 && sd_bus_message_read(m, "o", &path) > 0 && streq(path, p),
-                      "GetDevice(%s) = %s", d.addresses[i], p);
+                CHECK_MSG(r >= 0 && sd_bus_message_read(m, "o", &path) > 0 && streq(path, p),
+                          "GetDevice(%s) = %s", d.addresses[i], p);
                 sd_bus_error_free(&error);
-                CHECK(property_is(bus, p, "Address", d.addresses[i]), "%s Address", p);
-                CHECK(state && (streq(state, "available") || streq(state, "unavailable")),
-                      "%s State %s", d.addresses[i], strna(state));
+                CHECK_MSG(property_is(bus, p, "Address", d.addresses[i]), "%s Address", p);
+                CHECK_MSG(state && (streq(state, "available") || streq(state, "unavailable")),
+                          "%s State %s", d.addresses[i], strna(state));
                 if (get_number(bus, p, "NoIommu", 'b') || (int64_t) get_number(bus, p, "IommuGroup", 'i') < 0)
-                        CHECK(streq_ptr(state, "unavailable") && reason && *reason,
-                              "%s without a usable IOMMU is unavailable: %s", d.addresses[i], strna(reason));
-                CHECK(get_number(bus, p, "HolderSession", 't') == 0, "%s has no holder", d.addresses[i]);
+                        CHECK_MSG(streq_ptr(state, "unavailable") && reason && *reason,
+                                  "%s without a usable IOMMU is unavailable: %s", d.addresses[i], strna(reason));
+                CHECK_MSG(get_number(bus, p, "HolderSession", 't') == 0, "%s has no holder", d.addresses[i]);
         }
 
         /* The short form resolves to the same object. */
         r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice", &error,
                                &reply, "s", d.addresses[0] + 5);
         const char *path = NULL;
-        CHECK(r >= 0 && sd_bus_message_read(reply, "o", &path) > 0 && streq(path, d.paths[0]),
-              "GetDevice(%s) = %s", d.addresses[0] + 5, strna(path));
+        CHECK_MSG(r >= 0 && sd_bus_message_read(reply, "o", &path) > 0 && streq(path, d.paths[0]),
+                  "GetDevice(%s) = %s", d.addresses[0] + 5, strna(path));
         sd_bus_error_free(&error);
         reply = sd_bus_message_unref(reply);
 
         r = sd_bus_get_property_string(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "Version",
                                        &error, &version);
-        CHECK(r >= 0 && version && *version, "Version is %s", strna(version));
+        CHECK_MSG(r >= 0 && version && *version, "Version is %s", strna(version));
         sd_bus_error_free(&error);
 
         /* GetManagedObjects: one object per device, each with the device interface. */
         r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, "org.freedesktop.DBus.ObjectManager",
                                "GetManagedObjects", &error, &reply, NULL);
-        CHECK(r >= 0, "GetManagedObjects");
+        CHECK_MSG(r >= 0, "GetManagedObjects");
         sd_bus_error_free(&error);
         if (r >= 0 && sd_bus_message_enter_container(reply, 'a', "{oa{sa{sv}}}") > 0) {
                 while (sd_bus_message_enter_container(reply, 'e', "oa{sa{sv}}") > 0) {
@@ -102,8 +102,8 @@ static int scenario_properties(void) {
                         sd_bus_message_exit_container(reply);
                 }
         }
-        CHECK(n_objects == (int) strv_length(d.paths), "GetManagedObjects has %d of %zu devices", n_objects,
-              strv_length(d.paths));
+        CHECK_MSG(n_objects == (int) strv_length(d.paths), "GetManagedObjects has %d of %zu devices", n_objects,
+                  strv_length(d.paths));
         devices_done(&d);
         return 0;
 }
@@ -119,25 +119,25 @@ static int scenario_acquire(void) {
 
         if ((r = setup(&bus, &d)) != 0)
                 return r;
-        CHECK(watch_start(&w) >= 0, "watch signals");
+        CHECK_MSG(watch_start(&w) >= 0, "watch signals");
 
         /* Unbound: fds, no ids. */
         r = acquire_one(bus, d.free_a, "unbound", &error, &a);
-        CHECK(r >= 0, "AcquireDevices([%s], mode=unbound): %s", d.free_a, r < 0 ? error.message : "ok");
+        CHECK_MSG(r >= 0, "AcquireDevices([%s], mode=unbound): %s", d.free_a, r < 0 ? error.message : "ok");
         sd_bus_error_free(&error);
         if (r < 0)
                 return -1;
         snprintf(want, sizeof(want), "/memfd:fake-vfio-%s (deleted)", d.free_a);
-        CHECK(a.n == 1 && streq(a.address[0], d.free_a), "reply names %s", d.free_a);
-        CHECK(fd_is(a.fd[0], want), "device fd is %s", want);
-        CHECK(a.iommufd >= 0 && fd_is(a.iommufd, "/memfd:fake-iommufd (deleted)"), "iommufd received");
-        CHECK(a.session > 0 && a.dev_id[0] == 0 && a.hwpt_id[0] == 0 && a.ioas_id == 0,
-              "unbound: session %" PRIu64 ", no dev_id/hwpt_id/ioas_id", a.session);
+        CHECK_MSG(a.n == 1 && streq(a.address[0], d.free_a), "reply names %s", d.free_a);
+        CHECK_MSG(fd_is(a.fd[0], want), "device fd is %s", want);
+        CHECK_MSG(a.iommufd >= 0 && fd_is(a.iommufd, "/memfd:fake-iommufd (deleted)"), "iommufd received");
+        CHECK_MSG(a.session > 0 && a.dev_id[0] == 0 && a.hwpt_id[0] == 0 && a.ioas_id == 0,
+                  "unbound: session %" PRIu64 ", no dev_id/hwpt_id/ioas_id", a.session);
         check_visible_holder(bus, d.path_a, a.session);
         snprintf(line, sizeof(line), "LeaseAcquired %s %" PRIu64, d.free_a, a.session);
-        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
         snprintf(line, sizeof(line), "PropertiesChanged %s State=leased", d.path_a);
-        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
 
         /* Another connection is another session: busy. */
         other = connect_bus();
@@ -146,29 +146,29 @@ static int scenario_acquire(void) {
 
         /* Attached, same session: same iommufd context, ids filled. */
         r = acquire_one(bus, d.free_b, "attached", &error, &b);
-        CHECK(r >= 0, "AcquireDevices([%s], mode=attached): %s", d.free_b, r < 0 ? error.message : "ok");
+        CHECK_MSG(r >= 0, "AcquireDevices([%s], mode=attached): %s", d.free_b, r < 0 ? error.message : "ok");
         sd_bus_error_free(&error);
         if (r >= 0) {
-                CHECK(b.session == a.session, "same session %" PRIu64, b.session);
-                CHECK(b.dev_id[0] > 0 && b.hwpt_id[0] > 0 && b.ioas_id > 0, "attached: dev_id %u hwpt_id %u ioas_id %u",
-                      b.dev_id[0], b.hwpt_id[0], b.ioas_id);
+                CHECK_MSG(b.session == a.session, "same session %" PRIu64, b.session);
+                CHECK_MSG(b.dev_id[0] > 0 && b.hwpt_id[0] > 0 && b.ioas_id > 0, "attached: dev_id %u hwpt_id %u ioas_id %u",
+                          b.dev_id[0], b.hwpt_id[0], b.ioas_id);
                 acquired_done(&b);
         }
 
         /* Release one, then the rest with an empty list. */
         char *one[] = { d.free_a, NULL }, *none[] = { NULL };
-        CHECK(release(bus, one, &error) >= 0, "ReleaseDevices([%s])", d.free_a);
+        CHECK_MSG(release(bus, one, &error) >= 0, "ReleaseDevices([%s])", d.free_a);
         sd_bus_error_free(&error);
-        CHECK(property_is(bus, d.path_a, "State", "available"), "%s available again", d.free_a);
+        CHECK_MSG(property_is(bus, d.path_a, "State", "available"), "%s available again", d.free_a);
         snprintf(line, sizeof(line), "LeaseEnded %s %" PRIu64 " released", d.free_a, a.session);
-        CHECK(watch_wait(&w, line), "signal %s", line);
-        CHECK(property_is(bus, d.path_b, "State", "leased"), "%s still leased", d.free_b);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(property_is(bus, d.path_b, "State", "leased"), "%s still leased", d.free_b);
         r = release(bus, one, &error);
         check_error(r, &error, ERR("NotHeld"), "releasing it twice");
-        CHECK(release(bus, none, &error) >= 0, "ReleaseDevices([]) releases the rest");
+        CHECK_MSG(release(bus, none, &error) >= 0, "ReleaseDevices([]) releases the rest");
         sd_bus_error_free(&error);
-        CHECK(property_is(bus, d.path_b, "State", "available"), "%s available again", d.free_b);
-        CHECK(get_number(bus, d.path_b, "HolderSession", 't') == 0, "no holder shown");
+        CHECK_MSG(property_is(bus, d.path_b, "State", "available"), "%s available again", d.free_b);
+        CHECK_MSG(get_number(bus, d.path_b, "HolderSession", 't') == 0, "no holder shown");
 
         acquired_done(&a);
         watch_done(&w);
@@ -188,19 +188,19 @@ static int scenario_disconnect(void) {
 
         if ((r = setup(&bus, &d)) != 0)
                 return r;
-        CHECK(watch_start(&w) >= 0, "watch signals");
+        CHECK_MSG(watch_start(&w) >= 0, "watch signals");
         r = acquire_one(client, d.free_a, "bound", &error, &a);
-        CHECK(r >= 0, "client acquires %s: %s", d.free_a, r < 0 ? error.message : "ok");
+        CHECK_MSG(r >= 0, "client acquires %s: %s", d.free_a, r < 0 ? error.message : "ok");
         sd_bus_error_free(&error);
         if (r < 0)
                 return -1;
-        CHECK(property_is(bus, d.path_a, "State", "leased"), "%s leased", d.free_a);
+        CHECK_MSG(property_is(bus, d.path_a, "State", "leased"), "%s leased", d.free_a);
 
         /* Leave the bus but keep the fds: the lease ends anyway. */
         sd_bus_flush_close_unref(client);
-        CHECK(wait_property(bus, d.path_a, "State", "available"), "%s available after the client left", d.free_a);
+        CHECK_MSG(wait_property(bus, d.path_a, "State", "available"), "%s available after the client left", d.free_a);
         snprintf(line, sizeof(line), "LeaseEnded %s %" PRIu64 " disconnected", d.free_a, a.session);
-        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
         acquired_done(&a);
         watch_done(&w);
         devices_done(&d);
@@ -236,14 +236,14 @@ static int scenario_sigkill(void) {
         if (pid == 0)
                 acquire_and_wait(d.free_a, p[1]);
         close(p[1]);
-        CHECK(read(p[0], &ok, 1) == 1 && ok == 'y', "child %d acquired %s", pid, d.free_a);
+        CHECK_MSG(read(p[0], &ok, 1) == 1 && ok == 'y', "child %d acquired %s", pid, d.free_a);
         close(p[0]);
-        CHECK(property_is(bus, d.path_a, "State", "leased"), "%s leased", d.free_a);
-        CHECK(get_number(bus, d.path_a, "HolderPid", 'u') == (uint64_t) pid, "HolderPid is the child");
+        CHECK_MSG(property_is(bus, d.path_a, "State", "leased"), "%s leased", d.free_a);
+        CHECK_MSG(get_number(bus, d.path_a, "HolderPid", 'u') == (uint64_t) pid, "HolderPid is the child");
 
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
-        CHECK(wait_property(bus, d.path_a, "State", "available"), "%s available after SIGKILL", d.free_a);
+        CHECK_MSG(wait_property(bus, d.path_a, "State", "available"), "%s available after SIGKILL", d.free_a);
         devices_done(&d);
         return 0;
 }
@@ -259,17 +259,17 @@ static _Noreturn void deny_as_nobody(const Devices *d) {
                 _exit(1);
         }
         bus = connect_bus();
-        CHECK(bus != NULL, "uid %d connects", NOBODY);
+        CHECK_MSG(bus != NULL, "uid %d connects", NOBODY);
         if (!bus)
                 _exit(1);
-        CHECK(property_is(bus, d->path_a, "State", "leased"), "uid %d sees %s leased", NOBODY, d->free_a);
-        CHECK(get_number(bus, d->path_a, "HolderSession", 't') == 0 && get_number(bus, d->path_a, "HolderPid", 'u') == 0,
-              "uid %d does not see root's session or pid", NOBODY);
+        CHECK_MSG(property_is(bus, d->path_a, "State", "leased"), "uid %d sees %s leased", NOBODY, d->free_a);
+        CHECK_MSG(get_number(bus, d->path_a, "HolderSession", 't') == 0 && get_number(bus, d->path_a, "HolderPid", 'u') == 0,
+                  "uid %d does not see root's session or pid", NOBODY);
         r = acquire_one(bus, d->free_b, "unbound", &error, NULL);
         check_error(r, &error, ERR("PermissionDenied"), "uid 65534 acquires without a policy rule");
-        CHECK(property_is(bus, d->path_b, "State", "available"), "%s still available", d->free_b);
+        CHECK_MSG(property_is(bus, d->path_b, "State", "available"), "%s still available", d->free_b);
         sd_bus_flush_close_unref(bus);
-        _exit(failures ? 1 : 0);
+        _exit(test_failures ? 1 : 0);
 }
 
 static int scenario_deny(void) {
@@ -287,18 +287,18 @@ static int scenario_deny(void) {
         if ((r = setup(&bus, &d)) != 0)
                 return r;
         r = acquire_one(bus, d.free_a, "unbound", &error, &a);
-        CHECK(r >= 0, "root acquires %s: %s", d.free_a, r < 0 ? error.message : "ok");
+        CHECK_MSG(r >= 0, "root acquires %s: %s", d.free_a, r < 0 ? error.message : "ok");
         sd_bus_error_free(&error);
         if (r < 0)
                 return -1;
-        CHECK(get_number(bus, d.path_a, "HolderSession", 't') == a.session, "root sees its own session");
+        CHECK_MSG(get_number(bus, d.path_a, "HolderSession", 't') == a.session, "root sees its own session");
 
         fflush(stdout);
         pid = fork();
         if (pid == 0)
                 deny_as_nobody(&d);
         waitpid(pid, &status, 0);
-        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "checks as uid %d passed", NOBODY);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "checks as uid %d passed", NOBODY);
         acquired_done(&a);
         devices_done(&d);
         return 0;
@@ -321,9 +321,9 @@ static int scenario_errors(void) {
         check_error(r, &error, ERR("DeviceNotFound"), "GetDevice(unknown)");
         r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice", &error,
                                NULL, "s", garbage[0]);
-        CHECK(r < 0 && (sd_bus_error_has_name(&error, ERR("InvalidParameter")) ||
-                        sd_bus_error_has_name(&error, ERR("DeviceNotFound"))),
-              "GetDevice(garbage) -> %s: %s", strna(error.name), strna(error.message));
+        CHECK_MSG(r < 0 && (sd_bus_error_has_name(&error, ERR("InvalidParameter")) ||
+                            sd_bus_error_has_name(&error, ERR("DeviceNotFound"))),
+                  "GetDevice(garbage) -> %s: %s", strna(error.name), strna(error.message));
         sd_bus_error_free(&error);
 
         r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "AcquireDevices",
@@ -360,7 +360,7 @@ static int scenario_errors(void) {
                                     ERR("DeviceUnavailable"), "AcquireDevices(device without IOMMU group)");
         }
 
-        CHECK(property_is(bus, d.path_a, "State", "available"), "%s untouched by all of it", d.free_a);
+        CHECK_MSG(property_is(bus, d.path_a, "State", "available"), "%s untouched by all of it", d.free_a);
         devices_done(&d);
         return 0;
 }
@@ -382,37 +382,37 @@ static int scenario_hotplug(void) {
         }
         if ((r = setup(&bus, &d)) != 0)
                 return r;
-        CHECK(watch_start(&w) >= 0, "watch signals");
+        CHECK_MSG(watch_start(&w) >= 0, "watch signals");
         r = acquire_one(bus, d.free_a, "unbound", &error, &a);
-        CHECK(r >= 0, "acquire %s: %s", d.free_a, r < 0 ? error.message : "ok");
+        CHECK_MSG(r >= 0, "acquire %s: %s", d.free_a, r < 0 ? error.message : "ok");
         sd_bus_error_free(&error);
         if (r < 0)
                 return -1;
 
         snprintf(cmd, sizeof(cmd), "%s remove %s", ctl, d.free_a);
-        CHECK(system(cmd) == 0, "%s", cmd);
+        CHECK_MSG(system(cmd) == 0, "%s", cmd);
         snprintf(line, sizeof(line), "LeaseEnded %s %" PRIu64 " device-removed", d.free_a, a.session);
-        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
         snprintf(line, sizeof(line), "InterfacesRemoved %s", d.path_a);
-        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
         snprintf(line, sizeof(line), "DeviceRemoved %s %s", d.free_a, d.path_a);
-        CHECK(watch_wait(&w, line), "signal %s", line);
-        CHECK(list_devices(bus, &after) >= 0 && !strv_contains(after.addresses, d.free_a), "%s no longer listed",
-              d.free_a);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(list_devices(bus, &after) >= 0 && !strv_contains(after.addresses, d.free_a), "%s no longer listed",
+                  d.free_a);
         r = sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice", &error,
                                NULL, "s", d.free_a);
         check_error(r, &error, ERR("DeviceNotFound"), "GetDevice(removed device)");
 
         /* The kernel says another device went and came back (its sysfs stays). */
         snprintf(cmd, sizeof(cmd), "%s uevent remove %s && %s uevent add %s", ctl, d.free_b, ctl, d.free_b);
-        CHECK(system(cmd) == 0, "%s", cmd);
+        CHECK_MSG(system(cmd) == 0, "%s", cmd);
         snprintf(line, sizeof(line), "DeviceRemoved %s %s", d.free_b, d.path_b);
-        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
         snprintf(line, sizeof(line), "InterfacesAdded %s", d.path_b);
-        CHECK(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
         snprintf(line, sizeof(line), "DeviceAdded %s %s", d.free_b, d.path_b);
-        CHECK(watch_wait(&w, line), "signal %s", line);
-        CHECK(property_is(bus, d.path_b, "State", "available"), "%s is back and available", d.free_b);
+        CHECK_MSG(watch_wait(&w, line), "signal %s", line);
+        CHECK_MSG(property_is(bus, d.path_b, "State", "available"), "%s is back and available", d.free_b);
 
         acquired_done(&a);
         watch_done(&w);
@@ -439,7 +439,7 @@ int main(int argc, char *argv[]) {
         for (size_t i = 0; argc == 2 && i < ELEMENTSOF(scenarios); i++)
                 if (streq(argv[1], scenarios[i].name)) {
                         int r = scenarios[i].run();
-                        return r == 77 ? 77 : failures || r < 0 ? 1 : 0;
+                        return r == 77 ? 77 : test_failures || r < 0 ? 1 : 0;
                 }
         fprintf(stderr, "Usage: %s properties|acquire|disconnect|sigkill|deny|errors|hotplug\n", argv[0]);
         return 2;

@@ -16,18 +16,7 @@
 #include "broker-errors.h"
 #include "protocol-data.h"
 #include "util.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                        \
-        do {                                                    \
-                bool _ok = (cond);                              \
-                printf("%s: ", _ok ? "ok" : "FAIL");            \
-                printf(__VA_ARGS__);                            \
-                printf("\n");                                   \
-                if (!_ok)                                       \
-                        failures++;                             \
-        } while (0)
+#include "test.h"
 
 /* Value of attribute `name` in the tag starting at tag (up to '>'), or NULL. */
 static char *tag_attr(const char *tag, const char *name) {
@@ -189,7 +178,7 @@ static int report_missing(char **a, char **b, const char *where) {
 
         for (char **l = a; l && *l; l++)
                 if (!strv_contains(b, *l)) {
-                        CHECK(false, "%s is missing: %s", where, *l);
+                        CHECK_MSG(false, "%s is missing: %s", where, *l);
                         n++;
                 }
         return n;
@@ -213,19 +202,19 @@ int main(void) {
                 r = sd_bus_set_bus_client(bus, true);
         if (r >= 0)
                 r = sd_bus_start(bus);
-        CHECK(r >= 0, "connect to %s", address);
+        CHECK_MSG(r >= 0, "connect to %s", address);
         if (r < 0)
                 return 1;
 
-        CHECK(introspect(bus, BROKER_DBUS_PATH, &manager_xml) >= 0, "Introspect %s", BROKER_DBUS_PATH);
-        CHECK(first_device_path(bus, &device_path) >= 0, "ListDevices names at least one device");
-        if (failures)
+        CHECK_MSG(introspect(bus, BROKER_DBUS_PATH, &manager_xml) >= 0, "Introspect %s", BROKER_DBUS_PATH);
+        CHECK_MSG(first_device_path(bus, &device_path) >= 0, "ListDevices names at least one device");
+        if (test_failures)
                 return 1;
-        CHECK(introspect(bus, device_path, &device_xml) >= 0, "Introspect %s", device_path);
-        if (failures)
+        CHECK_MSG(introspect(bus, device_path, &device_xml) >= 0, "Introspect %s", device_path);
+        if (test_failures)
                 return 1;
-        CHECK(strstr(manager_xml, "org.freedesktop.DBus.ObjectManager") != NULL,
-              "%s implements org.freedesktop.DBus.ObjectManager", BROKER_DBUS_PATH);
+        CHECK_MSG(strstr(manager_xml, "org.freedesktop.DBus.ObjectManager") != NULL,
+                      "%s implements org.freedesktop.DBus.ObjectManager", BROKER_DBUS_PATH);
 
         append(&served, manager_xml);
         append(&served, device_xml);
@@ -234,15 +223,15 @@ int main(void) {
         qsort(want, strv_length(want), sizeof(char *), cmp_strings);
         qsort(have, strv_length(have), sizeof(char *), cmp_strings);
 
-        CHECK(strv_length(want) >= 25, "protocol XML lists %zu members", strv_length(want));
-        CHECK(interface_present(have, BROKER_DBUS_INTERFACE), "daemon serves %s", BROKER_DBUS_INTERFACE);
-        CHECK(interface_present(have, BROKER_DBUS_DEVICE_INTERFACE), "daemon serves %s",
-              BROKER_DBUS_DEVICE_INTERFACE);
+        CHECK_MSG(strv_length(want) >= 25, "protocol XML lists %zu members", strv_length(want));
+        CHECK_MSG(interface_present(have, BROKER_DBUS_INTERFACE), "daemon serves %s", BROKER_DBUS_INTERFACE);
+        CHECK_MSG(interface_present(have, BROKER_DBUS_DEVICE_INTERFACE), "daemon serves %s",
+                      BROKER_DBUS_DEVICE_INTERFACE);
         r = report_missing(want, have, "daemon");
         r += report_missing(have, want, "protocol/io.iommufd.Broker1.xml");
-        CHECK(r == 0, "served interfaces equal protocol/io.iommufd.Broker1.xml (%zu members)", strv_length(want));
+        CHECK_MSG(r == 0, "served interfaces equal protocol/io.iommufd.Broker1.xml (%zu members)", strv_length(want));
         for (char **l = want; l && *l && getenv("VERBOSE"); l++)
                 printf("  %s\n", *l);
 
-        return failures ? 1 : 0;
+        return test_result();
 }
