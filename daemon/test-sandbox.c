@@ -11,47 +11,38 @@
 #include <sys/wait.h>
 
 #include "sandbox.h"
+#include "test.h"
 
-static int child_failures;
 
-#define CHILD_CHECK(expr)                                                               \
-        do {                                                                            \
-                if (expr)                                                               \
-                        printf("ok - %s\n", #expr);                                     \
-                else {                                                                  \
-                        printf("FAIL - %s (%s:%d)\n", #expr, __FILE__, __LINE__);       \
-                        child_failures++;                                               \
-                }                                                                       \
-        } while (0)
 
 static int run_child(void) {
         char *const argv[] = { (char *) "/bin/true", NULL };
         int fd, status;
         pid_t pid;
 
-        CHILD_CHECK(sandbox_install_seccomp_filter() == 0);
+        CHECK(sandbox_install_seccomp_filter() == 0);
 
         errno = 0;
-        CHILD_CHECK(execv("/bin/true", argv) < 0 && errno == EPERM);
+        CHECK(execv("/bin/true", argv) < 0 && errno == EPERM);
         errno = 0;
-        CHILD_CHECK(mount("none", "/mnt", "tmpfs", 0, NULL) < 0 && errno == EPERM);
+        CHECK(mount("none", "/mnt", "tmpfs", 0, NULL) < 0 && errno == EPERM);
         errno = 0;
-        CHILD_CHECK(unshare(CLONE_NEWNS) < 0 && errno == EPERM);
+        CHECK(unshare(CLONE_NEWNS) < 0 && errno == EPERM);
         errno = 0;
-        CHILD_CHECK(syscall(SYS_ptrace, 0, 0, 0, 0) < 0 && errno == EPERM);
+        CHECK(syscall(SYS_ptrace, 0, 0, 0, 0) < 0 && errno == EPERM);
 
         /* what the broker does do keeps working */
         fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-        CHILD_CHECK(fd >= 0);
+        CHECK(fd >= 0);
         close(fd);
         pid = fork();
         if (pid == 0)
                 _exit(7);
-        CHILD_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WEXITSTATUS(status) == 7);
-        CHILD_CHECK(syscall(SYS_pidfd_open, getpid(), 0) >= 0);
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WEXITSTATUS(status) == 7);
+        CHECK(syscall(SYS_pidfd_open, getpid(), 0) >= 0);
 
         fflush(stdout);
-        return child_failures ? 1 : 0;
+        return test_result();
 }
 
 int main(void) {
