@@ -371,10 +371,18 @@ static void print_lease(const iommufd_broker_lease *l) {
         fflush(stdout);
 }
 
-static int acquire_lease(iommufd_broker *b, const LeaseOptions *o, iommufd_broker_lease **ret) {
-        int r = iommufd_broker_acquire(b, (const char *const *) o->devices, o->n_devices, o->mode, o->flags, ret);
+/* Connect, start watching events (so none about the new lease is missed),
+ * and acquire. Returns 0 or an exit code; *ret_b is set even on failure. */
+static int open_lease(const LeaseOptions *o, iommufd_broker **ret_b, int *ret_event_fd,
+                      iommufd_broker_lease **ret) {
+        int r;
 
-        return r < 0 ? broker_failed(b, r, "acquire") : 0;
+        r = connect_broker(ret_b);
+        if (r != 0)
+                return r;
+        *ret_event_fd = watch_events(*ret_b);
+        r = iommufd_broker_acquire(*ret_b, (const char *const *) o->devices, o->n_devices, o->mode, o->flags, ret);
+        return r < 0 ? broker_failed(*ret_b, r, "acquire") : 0;
 }
 
 /* Events until none is pending: 1 if our lease ended, 0, or -1 on error (in b). */
@@ -416,11 +424,7 @@ static int cmd_acquire(int argc, char **argv) {
         o.devices = argv + optind;
         o.n_devices = (size_t) (argc - optind);
 
-        r = connect_broker(&b);
-        if (r != 0)
-                return r;
-        event_fd = watch_events(b);
-        r = acquire_lease(b, &o, &l);
+        r = open_lease(&o, &b, &event_fd, &l);
         if (r != 0)
                 return r;
         session = l->session;
@@ -603,11 +607,7 @@ static int cmd_run(int argc, char **argv) {
         if (r != 0)
                 return r;
 
-        r = connect_broker(&b);
-        if (r != 0)
-                return r;
-        event_fd = watch_events(b);
-        r = acquire_lease(b, &o, &l);
+        r = open_lease(&o, &b, &event_fd, &l);
         if (r != 0)
                 return r;
         session = l->session;

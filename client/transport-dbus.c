@@ -331,8 +331,10 @@ static int dup_fd(int fd) {
         return copy < 0 ? -errno : copy;
 }
 
-/* The ids dict of one acquired device: "dev_id" and "hwpt_id". */
-static int read_ids(sd_bus_message *m, iommufd_broker_lease_device *d) {
+/* Walk an a{sv}: field() reads the value of a key it knows and returns 1,
+ * or returns 0 to have it skipped. */
+static int read_vardict(sd_bus_message *m, int (*field)(sd_bus_message *m, const char *key, void *userdata),
+                        void *userdata) {
         const char *key;
         int r;
 
@@ -341,11 +343,9 @@ static int read_ids(sd_bus_message *m, iommufd_broker_lease_device *d) {
                 return r;
         while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
                 r = sd_bus_message_read(m, "s", &key);
-                if (r >= 0 && streq(key, "dev_id"))
-                        r = sd_bus_message_read(m, "v", "u", &d->dev_id);
-                else if (r >= 0 && streq(key, "hwpt_id"))
-                        r = sd_bus_message_read(m, "v", "u", &d->hwpt_id);
-                else if (r >= 0)
+                if (r >= 0)
+                        r = field(m, key, userdata);
+                if (r == 0)
                         r = sd_bus_message_skip(m, "v");
                 if (r >= 0)
                         r = sd_bus_message_exit_container(m);
@@ -355,27 +355,34 @@ static int read_ids(sd_bus_message *m, iommufd_broker_lease_device *d) {
         return r < 0 ? r : sd_bus_message_exit_container(m);
 }
 
-static int read_info(sd_bus_message *m, iommufd_broker_lease *l) {
-        const char *key;
-        int r;
+/* The ids dict of one acquired device: "dev_id" and "hwpt_id". */
+static int read_id_field(sd_bus_message *m, const char *key, void *userdata) {
+        iommufd_broker_lease_device *d = userdata;
 
-        r = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                r = sd_bus_message_read(m, "s", &key);
-                if (r >= 0 && streq(key, "session"))
-                        r = sd_bus_message_read(m, "v", "t", &l->session);
-                else if (r >= 0 && streq(key, "ioas_id"))
-                        r = sd_bus_message_read(m, "v", "u", &l->ioas_id);
-                else if (r >= 0)
-                        r = sd_bus_message_skip(m, "v");
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-        }
-        return r < 0 ? r : sd_bus_message_exit_container(m);
+        if (streq(key, "dev_id"))
+                return sd_bus_message_read(m, "v", "u", &d->dev_id);
+        if (streq(key, "hwpt_id"))
+                return sd_bus_message_read(m, "v", "u", &d->hwpt_id);
+        return 0;
+}
+
+static int read_ids(sd_bus_message *m, iommufd_broker_lease_device *d) {
+        return read_vardict(m, read_id_field, d);
+}
+
+/* The info dict of a lease: "session" and "ioas_id". */
+static int read_info_field(sd_bus_message *m, const char *key, void *userdata) {
+        iommufd_broker_lease *l = userdata;
+
+        if (streq(key, "session"))
+                return sd_bus_message_read(m, "v", "t", &l->session);
+        if (streq(key, "ioas_id"))
+                return sd_bus_message_read(m, "v", "u", &l->ioas_id);
+        return 0;
+}
+
+static int read_info(sd_bus_message *m, iommufd_broker_lease *l) {
+        return read_vardict(m, read_info_field, l);
 }
 
 static void lease_freep(iommufd_broker_lease **l) {

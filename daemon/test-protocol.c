@@ -240,18 +240,6 @@ static int *mfree_int(int *p) {
         return NULL;
 }
 
-static int count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        int n = 0;
-
-        if (!d)
-                return -1;
-        while (readdir(d))
-                n++;
-        closedir(d);
-        return n;
-}
-
 static void client_drop_fds(Client *cl) {
         for (size_t i = 0; i < cl->n_fds; i++)
                 safe_close(cl->fds[i]);
@@ -379,7 +367,7 @@ static void test_wire(void) {
                 sd_event_add_time_relative(e, &t, CLOCK_MONOTONIC, USEC_PER_SEC_TEST, 0, NULL, NULL);
                 sd_event_source_unref(t);
         }
-        base = count_fds();
+        base = test_count_open_fds();
         CHECK_MSG(varlink_broker_start(m, path, NULL, &server) == 0, "wire: varlink_broker_start on %s", path);
 
         client_connect(&a, e, path);
@@ -472,7 +460,7 @@ static void test_wire(void) {
                 sd_event_run(e, 10 * 1000);
         CHECK_MSG(varlink_server_n_connections(server) == 0, "wire: both connections gone");
         varlink_broker_free(server);
-        CHECK_MSG(count_fds() == base, "wire: no fd left behind (%d, before %d)", count_fds(), base);
+        CHECK_MSG(test_count_open_fds() == base, "wire: no fd left behind (%d, before %d)", test_count_open_fds(), base);
         CHECK_MSG(access(path, F_OK) < 0, "wire: socket removed on free");
         manager_free(m);
         sd_event_unref(e);

@@ -14,18 +14,6 @@
 #include "varlink.h"
 #include "test.h"
 
-static int count_fds(void) {
-        DIR *d = opendir("/proc/self/fd");
-        int n = 0;
-
-        if (!d)
-                return -1;
-        while (readdir(d))
-                n++;
-        closedir(d);
-        return n;
-}
-
 static void pair(int sv[2]) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 abort();
@@ -160,7 +148,7 @@ static void test_reader_fds(void) {
                 abort();
         pair(sv);
         varlink_reader_new(1024, &r);
-        base = count_fds();
+        base = test_count_open_fds();
 
         /* A without fds, B with two, C without, all in one read. */
         write_all(sv[0], "{\"m\":\"A\"}", 10);
@@ -186,9 +174,9 @@ static void test_reader_fds(void) {
         /* Fds of a message never taken are closed with the reader. */
         send_with_fds(sv[0], "{\"m\":\"D\"}", 10, p, 2);
         varlink_reader_fill(r, sv[1]);
-        CHECK_MSG(count_fds() == base + 2, "reader: two fds held while pending");
+        CHECK_MSG(test_count_open_fds() == base + 2, "reader: two fds held while pending");
         varlink_reader_free(r);
-        CHECK_MSG(count_fds() == base, "reader: pending fds closed on free");
+        CHECK_MSG(test_count_open_fds() == base, "reader: pending fds closed on free");
 
         /* More than VARLINK_WIRE_MAX_FDS: all closed, protocol error. */
         {
@@ -198,7 +186,7 @@ static void test_reader_fds(void) {
                 varlink_reader_new(1024, &r);
                 CHECK_MSG(send_with_fds(sv[0], "{}", 3, many, ELEMENTSOF(many)) == 3, "reader: sent 70 fds");
                 CHECK_MSG(varlink_reader_fill(r, sv[1]) == -EPROTO, "reader: 70 fds are -EPROTO");
-                CHECK_MSG(count_fds() == base, "reader: excess fds all closed (%d vs %d)", count_fds(), base);
+                CHECK_MSG(test_count_open_fds() == base, "reader: excess fds all closed (%d vs %d)", test_count_open_fds(), base);
                 varlink_reader_free(r);
         }
         close(sv[0]);
@@ -496,13 +484,13 @@ static void test_server_unsolicited_fds(sd_event *e) {
         if (pipe2(p, O_CLOEXEC) < 0)
                 abort();
         client_connect(s, &cl);
-        base = count_fds();
+        base = test_count_open_fds();
         send_with_fds(cl.fd, call, strlen(call) + 1, p, 2);
         k = client_recv(e, &cl, &m, 500);
         CHECK_MSG(k == 1 && json_integer_value(json_object_get(params(m), "n")) == 7,
                   "server: call with unsolicited fds still answered");
         json_decref(m);
-        CHECK_MSG(count_fds() == base, "server: unsolicited fds closed (%d open, %d before)", count_fds(), base);
+        CHECK_MSG(test_count_open_fds() == base, "server: unsolicited fds closed (%d open, %d before)", test_count_open_fds(), base);
         client_close(&cl);
         close(p[0]);
         close(p[1]);

@@ -3,6 +3,7 @@
  * and counts the failures; main ends with `return test_result();`. */
 #pragma once
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,6 +36,20 @@ static inline void test_report(bool ok, const char *file, int line, const char *
 #define CHECK_STR(a, b) do { const char *test_a_ = (a), *test_b_ = (b); \
         CHECK_MSG(test_a_ && test_b_ ? strcmp(test_a_, test_b_) == 0 : test_a_ == test_b_, \
                   "%s == \"%s\" (got \"%s\")", #a, test_b_ ?: "(null)", test_a_ ?: "(null)"); } while (0)
+
+/* Open fds of this process (with the one readdir uses), -1 on error: a
+ * before/after pair shows a leak. */
+static inline int test_count_open_fds(void) {
+        DIR *d = opendir("/proc/self/fd");
+        int n = 0;
+
+        if (!d)
+                return -1;
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
 
 static inline int test_result(void) {
         printf("%s: %d failure(s)\n", test_failures ? "FAIL" : "ok", test_failures);
