@@ -39,7 +39,9 @@ deps() {
 
 build() {
         if [ ! -f "$build/build.ninja" ]; then
-                meson setup "$build" -Dwerror=true >/dev/null
+                # meson reports errors on stdout: keep it, show it on failure.
+                local out
+                out=$(meson setup "$build" -Dwerror=true 2>&1) || { printf '%s\n' "$out" >&2; exit 1; }
         fi
         ninja -C "$build" >/dev/null || ninja -C "$build"
 }
@@ -50,6 +52,11 @@ run() {
         build
         local sock=${IOMMUFD_BROKER_SOCKET:-/run/iommufd-broker/io.iommufd.Broker}
         mkdir -p "$(dirname "$sock")"
+        # The bus policy lets the broker own its name on the system bus (the
+        # system dbus-daemon picks up new policy files by itself).
+        if [ -d /etc/dbus-1 ] || [ -d /usr/share/dbus-1 ]; then
+                install -D -m644 systemd/io.iommufd.Broker1.conf /etc/dbus-1/system.d/io.iommufd.Broker1.conf
+        fi
         log "daemon on $sock; in another shell try:"
         log "  $build/client/iommufdctl --socket $sock list"
         exec "$build/daemon/iommufd-broker" --varlink-listen "$sock" "$@"

@@ -1302,10 +1302,18 @@ def lib_errors(ctx):
     err = integ_client(d, "release-error", "0000:00:02.0")["error"]
     check_eq((err or {}).get("name"), "NotHeld", "library release of a device not held")
 
-    # PermissionDenied through the library, as uid 65534.
+    # PermissionDenied through the library, as uid 65534. The build tree may
+    # not be readable by that uid (a checkout under /root): run copies of the
+    # client and the library from the daemon's world-readable temp dir.
+    client = os.path.join(d.dir, "integ-client")
+    shutil.copy(env_path("INTEG_CLIENT"), client)
+    libdir = os.environ["LD_LIBRARY_PATH"].split(":")[0]
+    shutil.copy(os.path.join(libdir, "libiommufd-broker.so.0"), d.dir)
+
     def denied():
-        p = subprocess.run([env_path("INTEG_CLIENT"), d.socket, "error", "attached", "0000:00:02.0"],
-                           capture_output=True, text=True, timeout=25)
+        p = subprocess.run([client, d.socket, "error", "attached", "0000:00:02.0"],
+                           capture_output=True, text=True, timeout=25,
+                           env=dict(os.environ, LD_LIBRARY_PATH=d.dir))
         return json.loads(p.stdout)
     err = run_as(NOBODY, denied)
     check_eq(err.get("error", {}).get("name"), "PermissionDenied", "library acquire as nobody")
