@@ -180,29 +180,42 @@ static int read_device_property(sd_bus_message *m, const char *name, iommufd_bro
         return sd_bus_message_skip(m, "v");
 }
 
-/* A GetAll reply of the device interface. */
-static int read_device(sd_bus_message *m, iommufd_broker_device *ret) {
-        iommufd_broker_device d = { .iommu_group = -1 };
-        const char *name;
+/* Walk an a{sv}: field() reads the value of a key it knows and returns 1,
+ * or returns 0 to have it skipped. */
+static int read_vardict(sd_bus_message *m, int (*field)(sd_bus_message *m, const char *key, void *userdata),
+                        void *userdata) {
+        const char *key;
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                r = sd_bus_message_read(m, "s", &name);
-                if (r < 0)
-                        return r;
-                r = read_device_property(m, name, &d);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(m);
+                r = sd_bus_message_read(m, "s", &key);
+                if (r >= 0)
+                        r = field(m, key, userdata);
+                if (r == 0)
+                        r = sd_bus_message_skip(m, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
                 if (r < 0)
                         return r;
         }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(m);
+        return r < 0 ? r : sd_bus_message_exit_container(m);
+}
+
+static int read_device_field(sd_bus_message *m, const char *name, void *userdata) {
+        int r = read_device_property(m, name, userdata);
+
+        return r < 0 ? r : 1; /* it consumed (or skipped) the value itself */
+}
+
+/* A GetAll reply of the device interface. */
+static int read_device(sd_bus_message *m, iommufd_broker_device *ret) {
+        iommufd_broker_device d = { .iommu_group = -1 };
+        int r;
+
+        r = read_vardict(m, read_device_field, &d);
         if (r < 0)
                 return r;
         if (!d.address[0] || !d.state[0])
@@ -329,30 +342,6 @@ static int dup_fd(int fd) {
         int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 
         return copy < 0 ? -errno : copy;
-}
-
-/* Walk an a{sv}: field() reads the value of a key it knows and returns 1,
- * or returns 0 to have it skipped. */
-static int read_vardict(sd_bus_message *m, int (*field)(sd_bus_message *m, const char *key, void *userdata),
-                        void *userdata) {
-        const char *key;
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                r = sd_bus_message_read(m, "s", &key);
-                if (r >= 0)
-                        r = field(m, key, userdata);
-                if (r == 0)
-                        r = sd_bus_message_skip(m, "v");
-                if (r >= 0)
-                        r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-        }
-        return r < 0 ? r : sd_bus_message_exit_container(m);
 }
 
 /* The ids dict of one acquired device: "dev_id" and "hwpt_id". */
