@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -519,10 +520,18 @@ uid_t varlink_connection_get_uid(const VarlinkConnection *c) {
 
 /* --- Connections --- */
 
+/* A peer that closed a moment ago may not have been reaped yet: it must not
+ * count against the cap, or a client that reconnects at once is refused. */
+static bool connection_peer_gone(const VarlinkConnection *c) {
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+        return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR));
+}
+
 static unsigned server_connections_of_uid(VarlinkServer *s, uid_t uid) {
         unsigned n = 0;
         for (VarlinkConnection *c = s->connections; c; c = c->next)
-                if (!c->dead && c->uid == uid)
+                if (!c->dead && c->uid == uid && !connection_peer_gone(c))
                         n++;
         return n;
 }
