@@ -213,6 +213,7 @@ static int start_varlink(Manager *m, VarlinkServer **ret) {
                 limits.idle_timeout_usec = (uint64_t) arg.idle_timeout_sec * 1000000ULL;
         if (arg.max_connections_per_uid)
                 limits.max_connections_per_uid = arg.max_connections_per_uid;
+        limits.max_connections = sandbox_max_connections(limits.max_connections);
         if (!path && sd_listen_fds(false) <= 0) {
                 path = BROKER_DEFAULT_SOCKET;
                 (void) mkdir("/run/iommufd-broker", 0755);
@@ -235,6 +236,9 @@ static int run(void) {
         sigprocmask(SIG_BLOCK, &mask, NULL);
         /* A client that vanishes mid-reply must not kill the broker. */
         signal(SIGPIPE, SIG_IGN);
+
+        /* Before anything opens fds: the connection cap is sized from it. */
+        (void) sandbox_raise_fd_limit();
 
         r = sd_event_default(&event);
         if (r < 0)

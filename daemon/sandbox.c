@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <seccomp.h>
+#include <sys/resource.h>
 
 #include "log.h"
 #include "sandbox.h"
@@ -45,4 +47,30 @@ int sandbox_install_seccomp_filter(void) {
                 return log_error_errno(r, "seccomp: cannot load the filter: %m");
         log_debug("seccomp: %zu system calls denied", ELEMENTSOF(denied_syscalls));
         return 0;
+}
+
+int sandbox_raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_cur >= rl.rlim_max)
+                return 0;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return log_warning_errno(errno, "Cannot raise the fd limit to %llu: %m",
+                                         (unsigned long long) rl.rlim_max);
+        return 1;
+}
+
+#define FD_RESERVE 256u
+
+unsigned sandbox_max_connections(unsigned want) {
+        struct rlimit rl;
+        rlim_t fit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return want;
+        fit = rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / 4 : FD_RESERVE / 4;
+        return fit < want ? (unsigned) fit : want;
 }

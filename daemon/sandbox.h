@@ -9,3 +9,12 @@
  * the outer fence; this one also holds when the daemon runs outside systemd.
  */
 int sandbox_install_seccomp_filter(void);
+
+/* Raise the soft RLIMIT_NOFILE to the hard one (the unit's LimitNOFILE=):
+ * every connection costs a socket and a pidfd, every lease more. */
+int sandbox_raise_fd_limit(void);
+
+/* The global connection cap that fits the fd limit: at most want, and at
+ * most a quarter of what is left after a reserve for devices and the loop,
+ * so that root's reserved connections always find fds. */
+unsigned sandbox_max_connections(unsigned want);

@@ -4,6 +4,7 @@
 /* Shared by varlink.c, varlink-call.c and varlink-listen.c only; everyone
  * else uses varlink.h, which keeps these types opaque. */
 
+#include "varlink-quota.h"
 #include "varlink-wire.h"
 #include "varlink.h"
 
@@ -27,8 +28,10 @@ struct VarlinkCall {
 struct VarlinkConnection {
         VarlinkServer *server;
         VarlinkConnection *prev, *next;
+        VarlinkConnection *uid_prev, *uid_next;  /* quota->connections */
         int fd;
         uid_t uid;
+        UidQuota *quota;                /* counted while not dead */
         Principal *principal;
         void *userdata;
         bool connected;                 /* connect hook ran: disconnect hook is due */
@@ -40,7 +43,10 @@ struct VarlinkConnection {
         size_t out_bytes;
 
         VarlinkCall *current;
+        uint32_t io_events;             /* what io_source waits for now */
         bool read_eof, close_after_flush, dead;
+        bool processing;                /* in connection_process(): events are set once, after */
+        bool more_buffered;             /* complete calls wait for the next iteration */
 };
 
 typedef struct RegisteredInterface {
@@ -67,7 +73,9 @@ struct VarlinkServer {
         char *bound_path;               /* unlinked on free */
 
         VarlinkConnection *connections;
-        size_t n_connections;
+        size_t n_connections;           /* in the list, dead ones included */
+        size_t n_live;                  /* not dead: what the caps count */
+        UidQuotaTable *quotas;
 };
 
 /* varlink.c */
@@ -83,6 +91,10 @@ json_t *varlink_broker_error_parameters(BrokerErrorCode code, const char *device
 
 /* Run the destroy callback and free; for a call that is over or orphaned. */
 void varlink_call_free(VarlinkCall *call);
+
+/* Whether a new connection of uid fits the global and per-uid caps; if it
+ * does not, names the cap in *ret_why. */
+bool varlink_server_admits(VarlinkServer *s, uid_t uid, const char **ret_why);
 
 /* varlink-listen.c */
 

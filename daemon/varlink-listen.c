@@ -14,10 +14,12 @@
 #include "log.h"
 #include "varlink-internal.h"
 
+/* A bounded number per wakeup: the rest wait for the next loop iteration
+ * (the listening socket stays readable), after the connections had a turn. */
 static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         VarlinkServer *s = userdata;
 
-        for (;;) {
+        for (unsigned n = 0; n < VARLINK_ACCEPTS_PER_WAKEUP; n++) {
                 int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
                         if (errno == EMFILE || errno == ENFILE) {
@@ -32,6 +34,7 @@ static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void 
                 }
                 (void) varlink_server_add_connection(s, cfd, NULL);
         }
+        return 0;
 }
 
 int varlink_server_listen_fd(VarlinkServer *s, int fd) {

@@ -25,6 +25,7 @@ struct Output {
 
 static void connection_kill(VarlinkConnection *c);
 static void connection_update_events(VarlinkConnection *c);
+static void connection_detach_quota(VarlinkConnection *c);
 
 /* --- Output queue --- */
 
@@ -34,6 +35,14 @@ static void output_free(Output *o) {
         free(o->fds);
         free(o->data);
         free(o);
+}
+
+/* Queued output is charged to the connection and, while it is counted, to
+ * its uid. */
+static void connection_account_output(VarlinkConnection *c, size_t add, size_t sub) {
+        c->out_bytes = c->out_bytes + add - sub;
+        if (c->quota)
+                c->quota->out_bytes = c->quota->out_bytes + add - sub;
 }
 
 /* Write as much queued output as the socket takes. 0 when the queue is empty
@@ -54,7 +63,7 @@ static int connection_flush(VarlinkConnection *c) {
                         o->n_fds = 0;
                 }
                 o->done += (size_t) n;
-                c->out_bytes -= (size_t) n;
+                connection_account_output(c, 0, (size_t) n);
                 if (o->done < o->len)
                         return 0;
                 c->out_head = o->next;
@@ -63,6 +72,20 @@ static int connection_flush(VarlinkConnection *c) {
                 output_free(o);
         }
         return 0;
+}
+
+/* A single reply may be large (ListDevices); a backlog may not. A stream
+ * (Monitor) gets less room: a subscriber that falls behind is dropped rather
+ * than buffered for. The uid's total bounds what many connections queue. */
+static bool connection_over_output_cap(VarlinkConnection *c, size_t len) {
+        const VarlinkLimits *l = &c->server->limits;
+        size_t cap = c->current && c->current->streaming ? l->max_stream_output : l->max_output;
+
+        if (c->out_bytes == 0)
+                return false;
+        if (c->out_bytes + len > cap)
+                return true;
+        return c->quota && c->quota->out_bytes + len > l->max_output_per_uid;
 }
 
 /* Queue one message (taking msg) with duplicates of fds, and try to send it. */
@@ -103,10 +126,9 @@ int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, s
                 }
         }
 
-        /* A single reply may be large (ListDevices); a backlog may not. */
-        if (c->out_bytes > 0 && c->out_bytes + o->len > c->server->limits.max_output) {
-                log_warning("varlink: peer uid %u does not read its replies (%zu bytes queued), disconnecting.",
-                            (unsigned) c->uid, c->out_bytes);
+        if (connection_over_output_cap(c, o->len)) {
+                log_warning("varlink: peer uid %u does not read its replies (%zu bytes queued, %zu for the uid), "
+                            "disconnecting.", (unsigned) c->uid, c->out_bytes, c->quota ? c->quota->out_bytes : 0);
                 output_free(o);
                 connection_kill(c);
                 return -ENOBUFS;
@@ -117,7 +139,7 @@ int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, s
         else
                 c->out_head = o;
         c->out_tail = o;
-        c->out_bytes += o->len;
+        connection_account_output(c, o->len, 0);
 
         r = connection_flush(c);
         if (r < 0) {
@@ -314,22 +336,39 @@ static void connection_dispatch_message(VarlinkConnection *c, json_t *msg) {
         }
 }
 
-/* Handle complete buffered messages while the order rules allow. */
-static void connection_process(VarlinkConnection *c) {
+/* Replies wait beyond what the socket buffer took: the peer is not reading.
+ * Its next calls wait (in the kernel) until it does, so a client that
+ * pipelines without reading costs one socket buffer of work, not more. */
+static bool connection_backlogged(const VarlinkConnection *c) {
+        return c->out_bytes > 0;
+}
+
+/* Handle complete buffered messages while the order rules allow, at most
+ * VARLINK_CALLS_PER_WAKEUP of them: the rest wait for the next loop
+ * iteration, after everybody else had a turn. */
+static void connection_process_calls(VarlinkConnection *c) {
+        unsigned n_calls = 0;
+
+        c->more_buffered = false;
         while (!c->dead && !c->close_after_flush && (!c->current || c->current->streaming)) {
-                size_t backlog = c->server->limits.max_output / 4;
                 _cleanup_free_ int *fds = NULL;
                 size_t n_fds = 0;
                 json_t *msg = NULL;
                 int r;
 
-                /* Let a client that pipelines without reading wait for its replies. */
-                if (c->out_bytes > backlog)
+                if (connection_backlogged(c))
                         break;
+                if (n_calls >= VARLINK_CALLS_PER_WAKEUP) {
+                        c->more_buffered = varlink_reader_buffered(c->reader) > 0;
+                        if (c->more_buffered)
+                                (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
+                        break;
+                }
 
                 r = varlink_reader_next(c->reader, &msg, &fds, &n_fds);
                 if (r == 0)
                         break;
+                n_calls++;
                 if (r == -E2BIG)
                         return connection_fail(c, BROKER_ERROR_LIMIT_EXCEEDED, "message too large");
                 if (r == -EPROTO)
@@ -349,21 +388,28 @@ static void connection_process(VarlinkConnection *c) {
         }
 }
 
+/* Replies sent from inside a handler would switch the event mask off and on
+ * again around every call; set it once, when processing is over. */
+static void connection_process(VarlinkConnection *c) {
+        c->processing = true;
+        connection_process_calls(c);
+        c->processing = false;
+}
+
 static bool connection_wants_input(VarlinkConnection *c) {
-        return !c->dead && !c->read_eof && !c->close_after_flush &&
-               (!c->current || c->current->streaming) &&
-               c->out_bytes <= c->server->limits.max_output / 4;
+        return !c->dead && !c->read_eof && !c->close_after_flush && !c->more_buffered &&
+               (!c->current || c->current->streaming) && !connection_backlogged(c);
 }
 
 static void connection_update_events(VarlinkConnection *c) {
         uint32_t events = 0;
 
-        if (c->dead || !c->io_source)
+        if (c->dead || !c->io_source || c->processing)
                 return;
         /* After EOF, once every buffered call ran (nothing blocks processing),
          * nothing more will come: finish writing, then close. */
-        if (c->read_eof && (!c->current || c->current->streaming) &&
-            c->out_bytes <= c->server->limits.max_output / 4)
+        if (c->read_eof && !c->more_buffered && (!c->current || c->current->streaming) &&
+            !connection_backlogged(c))
                 c->close_after_flush = true;
         if (c->close_after_flush && !c->out_head)
                 return connection_kill(c);
@@ -371,7 +417,10 @@ static void connection_update_events(VarlinkConnection *c) {
                 events |= EPOLLIN;
         if (c->out_head)
                 events |= EPOLLOUT;
-        (void) sd_event_source_set_io_events(c->io_source, events);
+        if (events == c->io_events)
+                return;
+        if (sd_event_source_set_io_events(c->io_source, events) >= 0)
+                c->io_events = events;
 }
 
 static void connection_arm_idle(VarlinkConnection *c) {
@@ -453,6 +502,7 @@ static void connection_free(VarlinkConnection *c) {
         if (c->next)
                 c->next->prev = c->prev;
         s->n_connections--;
+        connection_detach_quota(c);
 
         while (c->out_head) {
                 Output *o = c->out_head;
@@ -485,10 +535,46 @@ static int on_connection_defer(sd_event_source *source, void *userdata) {
         return 0;
 }
 
+/* Count c against its uid and the server, or stop counting it. */
+static int connection_attach_quota(VarlinkConnection *c) {
+        VarlinkServer *s = c->server;
+        VarlinkConnection *head;
+
+        c->quota = uid_quota_ref(s->quotas, c->uid);
+        if (!c->quota)
+                return -ENOMEM;
+        head = c->quota->connections;
+        c->uid_next = head;
+        if (head)
+                head->uid_prev = c;
+        c->quota->connections = c;
+        s->n_live++;
+        return 0;
+}
+
+static void connection_detach_quota(VarlinkConnection *c) {
+        VarlinkServer *s = c->server;
+
+        if (!c->quota)
+                return;
+        c->quota->out_bytes -= c->out_bytes;
+        if (c->uid_prev)
+                c->uid_prev->uid_next = c->uid_next;
+        else
+                c->quota->connections = c->uid_next;
+        if (c->uid_next)
+                c->uid_next->uid_prev = c->uid_prev;
+        c->uid_prev = c->uid_next = NULL;
+        uid_quota_unref(s->quotas, TAKE_PTR(c->quota));
+        s->n_live--;
+}
+
 static void connection_kill(VarlinkConnection *c) {
         if (c->dead)
                 return;
         c->dead = true;
+        /* The slot is free now, not when the loop gets round to freeing. */
+        connection_detach_quota(c);
         (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->idle_source, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
@@ -521,29 +607,55 @@ uid_t varlink_connection_get_uid(const VarlinkConnection *c) {
 /* --- Connections --- */
 
 /* A peer that closed a moment ago may not have been reaped yet: it must not
- * count against the cap, or a client that reconnects at once is refused. */
-static bool connection_peer_gone(const VarlinkConnection *c) {
-        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+ * count against the cap, or a client that reconnects at once is refused.
+ * Only asked when uid is at its cap: one poll() over at most that many
+ * sockets, and the ones found gone stop counting at once. */
+static void server_reap_gone_peers(VarlinkServer *s, UidQuota *q) {
+        struct pollfd p[q->n_connections];
+        VarlinkConnection *conns[q->n_connections];
+        size_t n = 0;
 
-        return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR));
+        for (VarlinkConnection *c = q->connections; c && n < q->n_connections; c = c->uid_next) {
+                conns[n] = c;
+                p[n++] = (struct pollfd) { .fd = c->fd, .events = POLLIN };
+        }
+        if (poll(p, n, 0) <= 0)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (p[i].revents & (POLLHUP | POLLERR))
+                        connection_kill(conns[i]);
 }
 
-static unsigned server_connections_of_uid(VarlinkServer *s, uid_t uid) {
-        unsigned n = 0;
-        for (VarlinkConnection *c = s->connections; c; c = c->next)
-                if (!c->dead && c->uid == uid && !connection_peer_gone(c))
-                        n++;
-        return n;
+bool varlink_server_admits(VarlinkServer *s, uid_t uid, const char **ret_why) {
+        const VarlinkLimits *l = &s->limits;
+        UidQuota *q = uid_quota_find(s->quotas, uid);
+
+        /* The last few connections are root's: others cannot lock it out. */
+        if (s->n_live >= l->max_connections ||
+            (uid != 0 && s->n_live + VARLINK_ROOT_RESERVED_CONNECTIONS >= l->max_connections)) {
+                *ret_why = "too many connections";
+                return false;
+        }
+        if (q && q->n_connections >= l->max_connections_per_uid) {
+                server_reap_gone_peers(s, q);
+                /* q is freed if every one of them was gone. */
+                q = uid_quota_find(s->quotas, uid);
+                if (q && q->n_connections >= l->max_connections_per_uid) {
+                        *ret_why = "too many connections of this uid";
+                        return false;
+                }
+        }
+        return true;
 }
 
 /* Tell the refused peer why, if the socket takes it without waiting. */
-static void refuse_connection(int fd, uid_t uid) {
+static void refuse_connection(int fd, uid_t uid, const char *why) {
         char name[128], msg[256];
         json_t *m;
 
         snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE,
                  broker_error_name(BROKER_ERROR_LIMIT_EXCEEDED));
-        snprintf(msg, sizeof(msg), "too many connections of uid %u", (unsigned) uid);
+        snprintf(msg, sizeof(msg), "%s (uid %u)", why, (unsigned) uid);
         m = varlink_error_message(name, json_pack("{s:s}", "message", msg));
         if (m) {
                 size_t len;
@@ -556,6 +668,7 @@ static void refuse_connection(int fd, uid_t uid) {
 
 int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **ret) {
         _cleanup_(principal_freep) Principal *principal = NULL;
+        const char *why = NULL;
         VarlinkConnection *c;
         int r;
 
@@ -567,10 +680,9 @@ int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **
                 safe_close(fd);
                 return log_debug_errno(r, "varlink: cannot identify peer: %m");
         }
-        if (server_connections_of_uid(s, principal->uid) >= s->limits.max_connections_per_uid) {
-                log_warning("varlink: uid %u reached %u connections, refusing another.",
-                            (unsigned) principal->uid, s->limits.max_connections_per_uid);
-                refuse_connection(fd, principal->uid);
+        if (!varlink_server_admits(s, principal->uid, &why)) {
+                log_warning("varlink: refusing a connection of uid %u: %s.", (unsigned) principal->uid, why);
+                refuse_connection(fd, principal->uid, why);
                 safe_close(fd);
                 return -EUSERS;
         }
@@ -594,7 +706,13 @@ int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **
         s->connections = c;
         s->n_connections++;
 
-        r = varlink_reader_new(s->limits.max_message, &c->reader);
+        c->io_events = EPOLLIN;
+        r = connection_attach_quota(c);
+        if (r >= 0)
+                r = varlink_reader_new(s->limits.max_message, &c->reader);
+        if (r >= 0)
+                /* No method takes fds: they are closed as they arrive. */
+                r = varlink_reader_set_max_fds(c->reader, 0);
         if (r >= 0)
                 r = sd_event_add_io(s->event, &c->io_source, fd, EPOLLIN, on_connection_io, c);
         if (r >= 0)
@@ -626,6 +744,9 @@ VarlinkLimits varlink_limits_default(void) {
                 .max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID,
                 .idle_timeout_usec = VARLINK_DEFAULT_IDLE_TIMEOUT_USEC,
                 .max_output = VARLINK_DEFAULT_MAX_OUTPUT,
+                .max_connections = VARLINK_DEFAULT_MAX_CONNECTIONS,
+                .max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID,
+                .max_stream_output = VARLINK_DEFAULT_MAX_STREAM_OUTPUT,
         };
 }
 
@@ -648,6 +769,19 @@ int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServ
                 s->limits.idle_timeout_usec = VARLINK_DEFAULT_IDLE_TIMEOUT_USEC;
         if (s->limits.max_output == 0)
                 s->limits.max_output = VARLINK_DEFAULT_MAX_OUTPUT;
+        if (s->limits.max_connections == 0)
+                s->limits.max_connections = VARLINK_DEFAULT_MAX_CONNECTIONS;
+        if (s->limits.max_connections <= VARLINK_ROOT_RESERVED_CONNECTIONS)
+                s->limits.max_connections = VARLINK_ROOT_RESERVED_CONNECTIONS + 1;
+        if (s->limits.max_output_per_uid == 0)
+                s->limits.max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID;
+        if (s->limits.max_stream_output == 0)
+                s->limits.max_stream_output = VARLINK_DEFAULT_MAX_STREAM_OUTPUT;
+        if (uid_quota_table_new(&s->quotas) < 0) {
+                sd_event_unref(s->event);
+                free(s);
+                return -ENOMEM;
+        }
         *ret = s;
         return 0;
 }
@@ -658,6 +792,7 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
         while (s->connections)
                 connection_free(s->connections);
         varlink_server_close_listeners(s);
+        uid_quota_table_free(s->quotas);
         free(s->vendor);
         free(s->product);
         free(s->version);
@@ -721,9 +856,5 @@ json_t *varlink_server_info_json(const VarlinkServer *s) {
 }
 
 size_t varlink_server_n_connections(const VarlinkServer *s) {
-        size_t n = 0;
-        for (VarlinkConnection *c = s ? s->connections : NULL; c; c = c->next)
-                if (!c->dead)
-                        n++;
-        return n;
+        return s ? s->n_live : 0;
 }

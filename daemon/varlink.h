@@ -32,12 +32,21 @@
  *    unknown parameters: org.varlink.service.InvalidParameter {parameter}.
  *  - A handler failing with a bare errno is reported as
  *    io.iommufd.Broker.KernelError with strerror.
- *  - More than max_connections_per_uid connections of one uid: the extra one
- *    gets a LimitExceeded error message and is closed.
+ *  - More than max_connections_per_uid connections of one uid, or more than
+ *    max_connections in all (the last VARLINK_ROOT_RESERVED_CONNECTIONS of
+ *    which only root may take): the extra one gets a LimitExceeded error
+ *    message and is closed. Counting is O(1) per connection.
+ *  - At most VARLINK_ACCEPTS_PER_WAKEUP accept()s and
+ *    VARLINK_CALLS_PER_WAKEUP calls of one connection per event loop
+ *    iteration, so no peer keeps the loop to itself.
+ *  - A connection whose replies sit unread in a full socket buffer is not
+ *    read from (its next calls wait in the kernel) until it reads; pending
+ *    calls per connection are thus one plus what max_message buffers.
  *  - A connection without an active call or stream and without queued output
  *    is closed after idle_timeout_usec.
- *  - Queued output above max_output (a client that does not read its
- *    Monitor stream) closes the connection.
+ *  - Queued output above max_output (max_stream_output while a stream is
+ *    active: a Monitor subscriber that falls behind), or a uid's queued
+ *    output above max_output_per_uid, closes the connection that queues more.
  */
 
 #include <jansson.h>
@@ -53,6 +62,12 @@
 #define VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID 64u
 #define VARLINK_DEFAULT_IDLE_TIMEOUT_USEC       (5ull * 60ull * 1000000ull)
 #define VARLINK_DEFAULT_MAX_OUTPUT              (4u * 1024u * 1024u)
+#define VARLINK_DEFAULT_MAX_CONNECTIONS         1024u
+#define VARLINK_DEFAULT_MAX_OUTPUT_PER_UID      (16u * 1024u * 1024u)
+#define VARLINK_DEFAULT_MAX_STREAM_OUTPUT       (256u * 1024u)
+#define VARLINK_ROOT_RESERVED_CONNECTIONS       32u
+#define VARLINK_ACCEPTS_PER_WAKEUP              16u
+#define VARLINK_CALLS_PER_WAKEUP                8u
 
 #define VARLINK_SERVICE_INTERFACE "org.varlink.service"
 
@@ -61,6 +76,9 @@ typedef struct VarlinkLimits {
         unsigned max_connections_per_uid;       /* 0: 64 */
         uint64_t idle_timeout_usec;             /* 0: 5 min; UINT64_MAX: never */
         size_t max_output;                      /* queued reply bytes per connection; 0: 4 MiB */
+        unsigned max_connections;               /* all uids; 0: 1024 (never below the root reserve + 1) */
+        size_t max_output_per_uid;              /* 0: 16 MiB */
+        size_t max_stream_output;               /* queued bytes while streaming; 0: 256 KiB */
 } VarlinkLimits;
 
 /* The defaults above, filled in (for main() to adjust from the command line). */

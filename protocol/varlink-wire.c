@@ -32,6 +32,8 @@ struct VarlinkReader {
         uint64_t buf_offset;    /* stream offset of buf[0] */
         bool too_big;           /* sticky: a message exceeded max_message */
 
+        size_t max_fds;         /* buffered at once; 0: closed on arrival */
+        size_t n_fds;           /* buffered now, over all batches */
         FdBatch *batches;
         size_t n_batches;
 };
@@ -51,6 +53,7 @@ int varlink_reader_new(size_t max_message, VarlinkReader **ret) {
         if (!r)
                 return -ENOMEM;
         r->max_message = max_message;
+        r->max_fds = VARLINK_WIRE_MAX_FDS;
         *ret = r;
         return 0;
 }
@@ -66,6 +69,17 @@ VarlinkReader *varlink_reader_free(VarlinkReader *r) {
         free(r->buf);
         free(r);
         return NULL;
+}
+
+int varlink_reader_set_max_fds(VarlinkReader *r, size_t max_fds) {
+        if (!r || max_fds > VARLINK_WIRE_MAX_FDS)
+                return -EINVAL;
+        r->max_fds = max_fds;
+        return 0;
+}
+
+size_t varlink_reader_buffered_fds(const VarlinkReader *r) {
+        return r ? r->n_fds : 0;
 }
 
 size_t varlink_reader_buffered(const VarlinkReader *r) {
@@ -114,6 +128,7 @@ static int reader_add_batch(VarlinkReader *r, uint64_t offset, int *fds, size_t 
         memcpy(copy, fds, sizeof(int) * n_fds);
         r->batches = b;
         r->batches[r->n_batches++] = (FdBatch) { .offset = offset, .fds = copy, .n_fds = n_fds };
+        r->n_fds += n_fds;
         return 0;
 }
 
@@ -194,6 +209,20 @@ int varlink_reader_fill(VarlinkReader *r, int fd) {
         if (r_err < 0)
                 return r_err;
 
+        /* Checked per recvmsg(), before anything waits for a message end. */
+        if (n_fds > 0 && r->max_fds == 0) {
+                close_fds(fds, n_fds);
+                n_fds = 0;
+        } else if (r->n_fds + n_fds > r->max_fds) {
+                close_fds(fds, n_fds);
+                return -EPROTO;
+        }
+        /* Fds with no byte to belong to (EOF) have no message. */
+        if (n == 0 && n_fds > 0) {
+                close_fds(fds, n_fds);
+                n_fds = 0;
+        }
+
         r->end += (size_t) n;
         last_byte = r->buf_offset + r->end - 1;
 
@@ -231,6 +260,7 @@ static int reader_take_fds(VarlinkReader *r, uint64_t msg_end, int **ret_fds, si
                 else
                         close_fds(b->fds, b->n_fds);
                 total += b->n_fds;
+                r->n_fds -= b->n_fds;
                 free(b->fds);
         }
         memmove(r->batches, r->batches + n_batches, sizeof(FdBatch) * (r->n_batches - n_batches));

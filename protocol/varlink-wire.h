@@ -30,11 +30,21 @@ typedef struct VarlinkReader VarlinkReader;
 int varlink_reader_new(size_t max_message, VarlinkReader **ret);
 VarlinkReader *varlink_reader_free(VarlinkReader *r);   /* closes fds not taken */
 
+/* How many fds may wait in the reader for their message to complete, at
+ * most VARLINK_WIRE_MAX_FDS (the default). 0: fds are closed as they arrive
+ * (a server none of whose methods takes any), and the data goes on. More
+ * than max_fds buffered: varlink_reader_fill() closes them and fails with
+ * -EPROTO, so a message that never ends cannot hoard descriptors. */
+int varlink_reader_set_max_fds(VarlinkReader *r, size_t max_fds);
+/* Fds received and not yet taken with a message. */
+size_t varlink_reader_buffered_fds(const VarlinkReader *r);
+
 /* One recvmsg() from fd (which may be non-blocking; a blocking fd blocks).
  * Fds arrive with MSG_CMSG_CLOEXEC. Returns bytes read (>0), 0 on EOF,
  * -EAGAIN, -E2BIG if the buffer is already full with one incomplete message,
  * -EPROTO if the fds were truncated (MSG_CTRUNC) or were more than
- * VARLINK_WIRE_MAX_FDS (they are closed), or another negative errno.
+ * VARLINK_WIRE_MAX_FDS or the max_fds buffered (they are closed), or another
+ * negative errno.
  * EINTR is retried. */
 int varlink_reader_fill(VarlinkReader *r, int fd);
 
