@@ -71,8 +71,16 @@ const char *client_error_short_name(const char *full_name);
 /* Negative errno for a short or foreign error name. */
 int client_error_errno(const char *short_name);
 
-/* A lease with room for n devices, every fd -1. */
+/* A lease with room for n devices, every fd -1. Fields added after the
+ * public struct was published live in a header before it, so the layout
+ * callers compiled against never changes. */
 iommufd_broker_lease *client_lease_new(size_t n_devices);
+
+typedef struct ClientLeaseExtra {
+        uint64_t memlock_limit;         /* see iommufd_broker_lease_memlock_limit() */
+} ClientLeaseExtra;
+
+ClientLeaseExtra *client_lease_extra(iommufd_broker_lease *l);
 
 /* Copy s into buf (size bytes). -ENAMETOOLONG if it does not fit, unless
  * truncate is set. */

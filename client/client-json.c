@@ -208,6 +208,19 @@ static int decode_lease_device(const json_t *v, int *fds, size_t n_fds, iommufd_
         return claim_fd(v, "fileDescriptor", fds, n_fds, &d->fd);
 }
 
+/* "memlockLimit": bytes, -1 for unlimited, absent when policy set none. */
+static int get_memlock_limit(const json_t *params, uint64_t *ret) {
+        const json_t *v = field(params, "memlockLimit");
+
+        *ret = 0;
+        if (!v)
+                return 0;
+        if (!json_is_integer(v) || json_integer_value(v) < -1)
+                return -EBADMSG;
+        *ret = json_integer_value(v) == -1 ? UINT64_MAX : (uint64_t) json_integer_value(v);
+        return 0;
+}
+
 int client_lease_from_json(const json_t *params, int *fds, size_t n_fds, iommufd_broker_lease **ret) {
         _cleanup_(lease_freep) iommufd_broker_lease *l = NULL;
         uint64_t session = 0, ioas_id = 0;
@@ -227,6 +240,7 @@ int client_lease_from_json(const json_t *params, int *fds, size_t n_fds, iommufd
         TRY(get_uint(params, "ioasId", false, UINT32_MAX, &ioas_id));
         l->session = session;
         l->ioas_id = (uint32_t) ioas_id;
+        TRY(get_memlock_limit(params, &client_lease_extra(l)->memlock_limit));
         TRY(claim_fd(params, "iommuFileDescriptor", fds, n_fds, &l->iommufd));
         json_array_foreach(devices, i, v)
                 TRY(decode_lease_device(v, fds, n_fds, &l->devices[i]));

@@ -100,12 +100,21 @@ int client_copy_string(char *buf, size_t size, const char *s, bool truncate) {
         return 0;
 }
 
+/* The extra header keeps the public struct's alignment. */
+#define LEASE_EXTRA_SIZE ((sizeof(ClientLeaseExtra) + 15) & ~(size_t) 15)
+
+ClientLeaseExtra *client_lease_extra(iommufd_broker_lease *l) {
+        return (ClientLeaseExtra *) (void *) ((char *) l - LEASE_EXTRA_SIZE);
+}
+
 iommufd_broker_lease *client_lease_new(size_t n_devices) {
         iommufd_broker_lease *l;
+        char *base;
 
-        l = calloc(1, sizeof(*l) + n_devices * sizeof(l->devices[0]));
-        if (!l)
+        base = calloc(1, LEASE_EXTRA_SIZE + sizeof(*l) + n_devices * sizeof(l->devices[0]));
+        if (!base)
                 return NULL;
+        l = (iommufd_broker_lease *) (void *) (base + LEASE_EXTRA_SIZE);
         l->iommufd = -1;
         l->n_devices = n_devices;
         for (size_t i = 0; i < n_devices; i++)
@@ -238,7 +247,11 @@ _public_ void iommufd_broker_lease_free(iommufd_broker_lease *l) {
         safe_close(l->iommufd);
         for (size_t i = 0; i < l->n_devices; i++)
                 safe_close(l->devices[i].fd);
-        free(l);
+        free(client_lease_extra(l));
+}
+
+_public_ uint64_t iommufd_broker_lease_memlock_limit(const iommufd_broker_lease *l) {
+        return l ? client_lease_extra((iommufd_broker_lease *) l)->memlock_limit : 0;
 }
 
 _public_ int iommufd_broker_release(iommufd_broker *b, const char *const *devices, size_t n_devices) {

@@ -112,6 +112,11 @@ typedef struct iommufd_broker_lease {
 int iommufd_broker_acquire(iommufd_broker *b, const char *const *devices, size_t n_devices,
                            iommufd_broker_mode mode, unsigned flags, iommufd_broker_lease **ret);
 
+/* The RLIMIT_MEMLOCK (soft and hard) the broker gave the calling process on
+ * this acquire because policy says "memlock" (UINT64_MAX: unlimited); 0 if
+ * policy set none and the limit was left as it was. */
+uint64_t iommufd_broker_lease_memlock_limit(const iommufd_broker_lease *l);
+
 /* Close the fds still in the lease and free it. NULL is fine. Does not
  * release the lease on the broker side: see iommufd_broker_release(). */
 void iommufd_broker_lease_free(iommufd_broker_lease *l);

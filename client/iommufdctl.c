@@ -19,6 +19,7 @@
 #include "config.h"
 #include "iommufd-broker.h"
 #include "run-args.h"
+#include "run-memlock.h"
 #include "util.h"
 
 #define EXIT_BROKER 1
@@ -620,6 +621,8 @@ static int cmd_run(int argc, char **argv) {
         r = run_substitute_argv(argv + optind, l->iommufd, dev_fds, l->n_devices, &cmd, NULL);
         if (r < 0)
                 return broker_failed(NULL, r, "run");
+        /* After the acquire: policy may just have raised the limit. */
+        run_warn_memlock(cmd);
 
         sfd = signals_block(true, &old);
         if (sfd < 0)

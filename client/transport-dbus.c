@@ -359,7 +359,7 @@ static int read_ids(sd_bus_message *m, iommufd_broker_lease_device *d) {
         return read_vardict(m, read_id_field, d);
 }
 
-/* The info dict of a lease: "session" and "ioas_id". */
+/* The info dict of a lease: "session", "ioas_id" and "memlock_limit". */
 static int read_info_field(sd_bus_message *m, const char *key, void *userdata) {
         iommufd_broker_lease *l = userdata;
 
@@ -367,6 +367,8 @@ static int read_info_field(sd_bus_message *m, const char *key, void *userdata) {
                 return sd_bus_message_read(m, "v", "t", &l->session);
         if (streq(key, "ioas_id"))
                 return sd_bus_message_read(m, "v", "u", &l->ioas_id);
+        if (streq(key, "memlock_limit"))
+                return sd_bus_message_read(m, "v", "t", &client_lease_extra(l)->memlock_limit);
         return 0;
 }
 

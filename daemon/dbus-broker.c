@@ -341,8 +341,12 @@ static int send_acquire_reply(sd_bus_message *m, const AcquireReply *a) {
         r = append_acquired_devices(reply, a);
         if (r < 0)
                 return r;
-        r = sd_bus_message_append(reply, "a{sv}", 2, "session", "t", a->session_id, "ioas_id", "u",
-                                  a->ioas_id);
+        if (a->memlock_limit != 0)
+                r = sd_bus_message_append(reply, "a{sv}", 3, "session", "t", a->session_id, "ioas_id", "u",
+                                          a->ioas_id, "memlock_limit", "t", a->memlock_limit);
+        else
+                r = sd_bus_message_append(reply, "a{sv}", 2, "session", "t", a->session_id, "ioas_id", "u",
+                                          a->ioas_id);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);

@@ -145,7 +145,7 @@ static int fake_check_iommufd(int fd) {
         int r;
 
         r = fake_fd_name(fd, name, sizeof(name));
-        if (r == -ENOTTY || (r >= 0 && !streq(name, FAKE_IOMMUFD_NAME)))
+        if (r == -ENOTTY || (r >= 0 && !streq(name, FAKE_IOMMUFD_NAME) && !streq(name, FAKE_IOMMUFD_NAME "-user")))
                 return -EBADF;  /* the kernel's answer to "this is not an iommufd" */
         return r;
 }
@@ -211,11 +211,13 @@ static const char *fake_unsupported_reason(void) {
         return fake.unsupported;
 }
 
-static int fake_open_iommufd(void) {
+static int fake_open_iommufd(MemlockAccounting accounting) {
         int fd;
 
         fake_load();
-        fd = memfd_create(FAKE_IOMMUFD_NAME, MFD_CLOEXEC);
+        /* The name tells tests which accounting the context got. */
+        fd = memfd_create(accounting == MEMLOCK_ACCOUNTING_USER ? FAKE_IOMMUFD_NAME "-user" : FAKE_IOMMUFD_NAME,
+                          MFD_CLOEXEC);
         return fd >= 0 ? fd : -errno;
 }
 

@@ -91,7 +91,7 @@ static int set_rlimit_mode_per_process(int iommufd) {
         return ioctl_errno(iommufd, UAPI_IOMMU_OPTION, &option);
 }
 
-static int real_open_iommufd(void) {
+static int real_open_iommufd(MemlockAccounting accounting) {
         _cleanup_close_ int fd = -EBADF;
         int r;
 
@@ -102,6 +102,8 @@ static int real_open_iommufd(void) {
         /* Without this, pinned guest memory counts against the client user's
          * memlock limit across all its VMs; per-process accounting needs
          * CAP_SYS_RESOURCE, which is why the broker sets it. */
+        if (accounting == MEMLOCK_ACCOUNTING_USER)
+                return TAKE_FD(fd);
         r = set_rlimit_mode_per_process(fd);
         if (r < 0)
                 return log_debug_errno(r, "IOMMU_OPTION(RLIMIT_MODE=1): %m");

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include "device.h"
+#include "memlock.h"
 
 /*
  * Everything the core asks of iommufd and vfio. Every call returns 0 (or an
@@ -16,8 +17,9 @@ typedef struct KernelOps {
         /* Why iommufd cannot be used on this host (NULL if it can). Static string. */
         const char *(*unsupported_reason)(void);
 
-        /* Open /dev/iommu and set IOMMU_OPTION_RLIMIT_MODE to per-process. */
-        int (*open_iommufd)(void);
+        /* Open /dev/iommu and set IOMMU_OPTION_RLIMIT_MODE to per-process
+         * accounting unless `accounting` says per user (the kernel's default). */
+        int (*open_iommufd)(MemlockAccounting accounting);
 
         /* Open /dev/vfio/devices/<cdev> O_RDWR|O_CLOEXEC|O_NOCTTY, falling back
          * to /dev/char/MAJ:MIN, and verify with fstat that it is the char

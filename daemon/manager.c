@@ -151,7 +151,7 @@ void manager_probe_hw_info(Manager *m, Device *d) {
             manager_kernel_unsupported_reason(m))
                 return;
 
-        iommufd = m->kernel->open_iommufd();
+        iommufd = m->kernel->open_iommufd(MEMLOCK_ACCOUNTING_PROCESS);
         if (iommufd < 0)
                 return (void) log_debug_errno(iommufd, "%s: no iommufd for probing: %m", d->address);
         device_fd = m->kernel->open_device(d);

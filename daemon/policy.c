@@ -12,11 +12,13 @@
 #include <sys/sysmacros.h>
 
 #include "log.h"
+#include "memlock.h"
 #include "policy.h"
 
 #define MODE_BIT(m) (1u << (m))
 #define ALL_MODES (MODE_BIT(ACQUIRE_MODE_UNBOUND) | MODE_BIT(ACQUIRE_MODE_BOUND) | MODE_BIT(ACQUIRE_MODE_ATTACHED))
 #define DEFAULT_POLKIT_ACTION "io.iommufd.broker.acquire"
+#define DEFAULT_POLKIT_ACTION_MANAGED "io.iommufd.broker.acquire-managed"
 #define BUILTIN_RULE "built-in default"
 
 #define HEX_CHARS "0123456789abcdef"
@@ -37,11 +39,14 @@ typedef struct Rule {
         bool allow, managed;
         unsigned modes;                 /* MODE_BIT()s */
         char *polkit_action;            /* NULL: no polkit check */
+        bool polkit_default;            /* "polkit": true: the action depends on managed */
+        uint64_t memlock;               /* least RLIMIT_MEMLOCK to give; 0: leave it alone */
 } Rule;
 
 struct Policy {
         Rule *rules;
         size_t n_rules;
+        MemlockAccounting memlock_accounting;
 };
 
 /* Where we are while loading, so every error line can say so. */
@@ -105,6 +110,10 @@ int policy_new_default(Policy **ret) {
 
 size_t policy_n_rules(const Policy *p) {
         return p ? p->n_rules : 0;
+}
+
+MemlockAccounting policy_memlock_accounting(const Policy *p) {
+        return p ? p->memlock_accounting : MEMLOCK_ACCOUNTING_PROCESS;
 }
 
 /* ---- loading ---- */
@@ -364,7 +373,10 @@ static bool polkit_action_valid(const char *s) {
                s[0] != '.' && s[strlen(s) - 1] != '.';
 }
 
-static int parse_polkit(Loader *l, json_t *v, char **ret) {
+static int parse_polkit(Loader *l, json_t *v, Rule *rule) {
+        char **ret = &rule->polkit_action;
+
+        rule->polkit_default = json_is_true(v);
         if (json_is_true(v))
                 return free_and_strdup(ret, DEFAULT_POLKIT_ACTION);
         if (json_is_false(v))
@@ -373,6 +385,26 @@ static int parse_polkit(Loader *l, json_t *v, char **ret) {
                 return free_and_strdup(ret, json_string_value(v));
         return report(l, "\"polkit\" must be true, false or a polkit action id like \"%s\"",
                       DEFAULT_POLKIT_ACTION);
+}
+
+/* Bytes as a positive integer, or a string memlock_parse() takes. */
+static int parse_memlock(Loader *l, json_t *v, uint64_t *ret) {
+        int r;
+
+        if (json_is_integer(v) && json_integer_value(v) > 0) {
+                *ret = (uint64_t) json_integer_value(v);
+                return 0;
+        }
+        if (json_is_string(v)) {
+                r = memlock_parse(json_string_value(v), ret);
+                if (r == -ERANGE)
+                        return report(l, "\"memlock\": \"%s\" is too large (use \"unlimited\")",
+                                      json_string_value(v));
+                if (r >= 0)
+                        return 0;
+        }
+        return report(l, "\"memlock\" must be a positive number of bytes, a size like \"512M\", \"16G\" "
+                      "(suffixes K, M, G, T) or \"unlimited\"");
 }
 
 static int parse_comment(Loader *l, json_t *v) {
@@ -454,9 +486,11 @@ static int parse_rule_key(Loader *l, const char *key, json_t *v, Rule *rule) {
         if (streq(key, "modes"))
                 return parse_modes(l, v, &rule->modes);
         if (streq(key, "polkit"))
-                return parse_polkit(l, v, &rule->polkit_action);
-        return report(l, "unknown key \"%s\" (expected comment, devices, principals, allow, modes, managed "
-                      "or polkit)", key);
+                return parse_polkit(l, v, rule);
+        if (streq(key, "memlock"))
+                return parse_memlock(l, v, &rule->memlock);
+        return report(l, "unknown key \"%s\" (expected comment, devices, principals, allow, modes, managed, "
+                      "polkit or memlock)", key);
 }
 
 static int parse_rule(Loader *l, json_t *o, Rule *rule) {
@@ -515,6 +549,16 @@ static int parse_rules(Policy *p, Loader *l, json_t *rules) {
         return 0;
 }
 
+/* Host-wide, so the last file that says it wins (drop-ins come after the main file). */
+static int parse_accounting(Policy *p, Loader *l, json_t *v) {
+        MemlockAccounting a = memlock_accounting_from_string(json_string_value(v));
+
+        if (a < 0)
+                return report(l, "\"memlock_accounting\" must be \"process\" or \"user\"");
+        p->memlock_accounting = a;
+        return 0;
+}
+
 static int parse_document(Policy *p, Loader *l, json_t *root) {
         const char *key;
         json_t *v, *rules;
@@ -525,8 +569,11 @@ static int parse_document(Policy *p, Loader *l, json_t *root) {
         json_object_foreach(root, key, v) {
                 if (streq(key, "comment"))
                         (void) parse_comment(l, v);
+                else if (streq(key, "memlock_accounting"))
+                        (void) parse_accounting(p, l, v);
                 else if (!streq(key, "rules"))
-                        (void) report(l, "unknown top-level key \"%s\" (expected rules or comment)", key);
+                        (void) report(l, "unknown top-level key \"%s\" (expected rules, memlock_accounting or "
+                                      "comment)", key);
         }
 
         rules = json_object_get(root, "rules");
@@ -759,8 +806,9 @@ static void decide_by_rule(const Rule *r, const Principal *who, const Device *d,
                 return;
         }
         ret->managed_allowed = r->managed;
-        ret->polkit_action = r->polkit_action;
+        ret->polkit_action = r->polkit_default && managed ? DEFAULT_POLKIT_ACTION_MANAGED : r->polkit_action;
         ret->verdict = r->polkit_action ? POLICY_ALLOW_WITH_POLKIT : POLICY_ALLOW;
+        ret->memlock = r->memlock;
 }
 
 void policy_check(const Policy *p, const Principal *who, const Device *d, AcquireMode mode, bool managed,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "device.h"
+#include "memlock.h"
 #include "principal.h"
 
 /*
@@ -36,7 +37,8 @@ typedef enum PolicyVerdict {
 typedef struct PolicyDecision {
         PolicyVerdict verdict;
         bool managed_allowed;           /* may rebind drivers for this device */
-        const char *polkit_action;      /* owned by the Policy */
+        const char *polkit_action;      /* owned by the Policy (or static) */
+        uint64_t memlock;               /* least RLIMIT_MEMLOCK to give the client; 0: none; MEMLOCK_UNLIMITED */
         const char *rule;               /* "policy.json rule 2", for messages; owned by the Policy */
         char reason[256];               /* why denied */
 } PolicyDecision;
@@ -56,6 +58,9 @@ Policy *policy_free(Policy *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Policy *, policy_free);
 
 size_t policy_n_rules(const Policy *p);
+
+/* "memlock_accounting" of the policy (process unless it says user). */
+MemlockAccounting policy_memlock_accounting(const Policy *p);
 
 /* Decide whether principal may acquire device in this mode (managed: with driver rebinding). */
 void policy_check(const Policy *p, const Principal *who, const Device *d, AcquireMode mode, bool managed,

@@ -280,7 +280,7 @@ static int ensure_iommufd(Session *s, BrokerError *err) {
 
         if (s->iommufd >= 0)
                 return 0;
-        fd = k->open_iommufd();
+        fd = k->open_iommufd(policy_memlock_accounting(manager_policy(s->manager)));
         if (fd == -ENOENT || fd == -ENODEV)
                 return broker_error_set(err, BROKER_ERROR_KERNEL_UNSUPPORTED, NULL,
                                         "cannot open /dev/iommu: the kernel has no iommufd");
@@ -407,6 +407,36 @@ static void lease_link(Lease *l, Pending *p) {
         s->n_leases++;
 }
 
+/* The largest "memlock" the deciding rules give, raised on the caller now
+ * that everything else worked (so a failed Acquire changes no limit). */
+static int grant_memlock(Session *s, const AcquireRequest *req, Pending *pending, size_t n, uint64_t *ret,
+                         BrokerError *err) {
+        uint64_t want = 0;
+        char buf[32];
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                PolicyDecision decision = {};
+
+                policy_check(manager_policy(s->manager), s->principal, pending[i].device, req->mode, req->managed,
+                             &decision);
+                if (decision.memlock > want)
+                        want = decision.memlock;
+        }
+        *ret = 0;
+        if (want == 0)
+                return 0;
+        r = memlock_raise(s->principal->pidfd, want, ret);
+        if (r < 0)
+                return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, NULL,
+                                        "cannot raise the caller's RLIMIT_MEMLOCK to %s as policy says: %s",
+                                        memlock_format(want, buf),
+                                        r == -EBADF ? "no pidfd for the caller" : strerror(-r));
+        log_info("session %" PRIu64 ": RLIMIT_MEMLOCK of pid %d raised to at least %s", s->id,
+                 (int) s->principal->pid, memlock_format(want, buf));
+        return 0;
+}
+
 static int build_reply(Session *s, Pending *pending, size_t n, AcquireReply *ret) {
         AcquiredDevice *devices;
         int iommufd;
@@ -456,6 +486,7 @@ static int acquire_validate(Session *s, const AcquireRequest *req, size_t *ret_n
 int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, BrokerError *err) {
         _cleanup_strv_free_ char **addresses = NULL;
         _cleanup_free_ Pending *pending = NULL;
+        uint64_t memlock_limit = 0;
         size_t n = 0;
         int r;
 
@@ -488,6 +519,8 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
                 if (!(pending[i].lease = lease_new(s, req, &pending[i])))
                         r = -ENOMEM;
         if (r >= 0)
+                r = grant_memlock(s, req, pending, n, &memlock_limit, err);
+        if (r >= 0)
                 r = build_reply(s, pending, n, ret);
         if (r < 0) {
                 for (size_t i = 0; i < n; i++)
@@ -495,6 +528,7 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
                 return r;
         }
 
+        ret->memlock_limit = memlock_limit;
         for (size_t i = 0; i < n; i++)
                 lease_link(TAKE_PTR(pending[i].lease), &pending[i]);
         for (size_t i = 0; i < n; i++) {

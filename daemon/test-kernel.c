@@ -57,7 +57,7 @@ static void test_fake_open(void) {
         nocdev.vfio_cdev = NULL;
         CHECK_INT_WHAT(k->open_device(&nocdev), -ENODEV, "open_device without vfio cdev");
 
-        fd = k->open_iommufd();
+        fd = k->open_iommufd(MEMLOCK_ACCOUNTING_PROCESS);
         fd_target(fd, target, sizeof(target));
         CHECK_MSG(fd >= 0 && strstr(target, "memfd:fake-iommufd"), "open_iommufd is %s", target);
         safe_close(fd);
@@ -67,7 +67,7 @@ static void test_fake_bind(void) {
         const KernelOps *k = &kernel_ops_fake;
         Device d = make_device("0000:03:00.0"), other = make_device("0000:03:00.1");
         Device failing = make_device("0000:06:00.0");
-        _cleanup_close_ int iommufd = k->open_iommufd(), fd2 = -EBADF, fd3 = -EBADF, ofd = -EBADF;
+        _cleanup_close_ int iommufd = k->open_iommufd(MEMLOCK_ACCOUNTING_PROCESS), fd2 = -EBADF, fd3 = -EBADF, ofd = -EBADF;
         int fd1 = k->open_device(&d);
         uint32_t id = 0, id2 = 0, ioas = 0, hwpt = 0;
         IommuHwInfo info = {};

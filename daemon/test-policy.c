@@ -386,6 +386,62 @@ static void test_files(void) {
                 printf("note: could not remove %s\n", tmp);
 }
 
+static void test_memlock(void) {
+        _cleanup_(policy_freep) Policy *p = load_ok(
+                "{ \"memlock_accounting\": \"user\", \"rules\": ["
+                "  { \"devices\": { \"address\": \"0000:01:*\" }, \"principals\": { \"users\": [1000] },"
+                "    \"memlock\": \"16G\" },"
+                "  { \"devices\": { \"address\": \"0000:02:*\" }, \"principals\": { \"users\": [1000] },"
+                "    \"memlock\": 1048576 },"
+                "  { \"devices\": { \"address\": \"0000:03:*\" }, \"principals\": { \"users\": [1000] },"
+                "    \"memlock\": \"unlimited\", \"polkit\": true, \"managed\": true },"
+                "  { \"devices\": { \"address\": \"0000:04:*\" }, \"principals\": { \"users\": [1000] } }"
+                "] }");
+        _cleanup_(policy_freep) Policy *plain = load_ok("{ \"rules\": [] }");
+        _cleanup_(principal_freep) Principal *alice = make_principal(1000, 1000, NULL, 0, NULL);
+        PolicyDecision dec;
+        Device d;
+
+        CHECK_INT(policy_memlock_accounting(p), MEMLOCK_ACCOUNTING_USER);
+        CHECK_INT(policy_memlock_accounting(plain), MEMLOCK_ACCOUNTING_PROCESS);
+        CHECK_INT(policy_memlock_accounting(NULL), MEMLOCK_ACCOUNTING_PROCESS);
+
+        d = make_device("0000:01:00.0", 0x8086, 0x10d3, 0x020000, 1);
+        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, false, &dec) == POLICY_ALLOW);
+        CHECK_INT(dec.memlock, 16ULL << 30);
+        d = make_device("0000:02:00.0", 0x8086, 0x10d3, 0x020000, 2);
+        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, false, &dec) == POLICY_ALLOW);
+        CHECK_INT(dec.memlock, 1048576);
+        d = make_device("0000:03:00.0", 0x8086, 0x10d3, 0x020000, 3);
+        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, true, &dec) == POLICY_ALLOW_WITH_POLKIT);
+        CHECK(dec.memlock == MEMLOCK_UNLIMITED);
+        CHECK_MSG(streq_ptr(dec.polkit_action, "io.iommufd.broker.acquire-managed"),
+                  "polkit: true and managed -> %s", strna(dec.polkit_action));
+        d = make_device("0000:04:00.0", 0x8086, 0x10d3, 0x020000, 4);
+        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, false, &dec) == POLICY_ALLOW);
+        CHECK_INT(dec.memlock, 0);
+        /* A denied request grants no memlock. */
+        d = make_device("0000:01:00.0", 0x8086, 0x10d3, 0x020000, 1);
+        CHECK(check(p, alice, &d, ACQUIRE_MODE_UNBOUND, true, &dec) == POLICY_DENY);
+        CHECK_INT(dec.memlock, 0);
+
+        expect_error("{ \"rules\": [ { \"principals\": { \"users\": [0] }, \"memlock\": \"lots\" } ] }",
+                     "t: rule 1: \"memlock\" must be a positive number of bytes, a size like \"512M\"");
+        expect_error("{ \"rules\": [ { \"principals\": { \"users\": [0] }, \"memlock\": 0 } ] }",
+                     "\"memlock\" must be a positive number");
+        expect_error("{ \"rules\": [ { \"principals\": { \"users\": [0] }, \"memlock\": -5 } ] }",
+                     "\"memlock\" must be a positive number");
+        expect_error("{ \"rules\": [ { \"principals\": { \"users\": [0] }, \"memlock\": \"4GB\" } ] }",
+                     "\"memlock\" must be a positive number");
+        expect_error("{ \"rules\": [ { \"principals\": { \"users\": [0] }, \"memlock\": true } ] }",
+                     "\"memlock\" must be a positive number");
+        expect_error("{ \"rules\": [ { \"principals\": { \"users\": [0] }, \"memlock\": \"99999999999T\" } ] }",
+                     "\"memlock\": \"99999999999T\" is too large");
+        expect_error("{ \"memlock_accounting\": \"mm\", \"rules\": [] }",
+                     "t: \"memlock_accounting\" must be \"process\" or \"user\"");
+        expect_error("{ \"memlock_accounting\": 1, \"rules\": [] }", "\"memlock_accounting\" must be");
+}
+
 int main(void) {
         test_modes();
         test_good_document();
@@ -393,6 +449,7 @@ int main(void) {
         test_device_matching();
         test_principal_matching();
         test_verdicts();
+        test_memlock();
         test_files();
         return test_result();
 }

@@ -149,6 +149,10 @@ static json_t *acquire_reply_json(const AcquireRequest *req, const AcquireReply 
                       "devices", devices);
         if (o && req->mode == ACQUIRE_MODE_ATTACHED)
                 json_object_set_new(o, "ioasId", json_integer(reply->ioas_id));
+        if (o && reply->memlock_limit != 0)
+                json_object_set_new(o, "memlockLimit",
+                                    json_integer(reply->memlock_limit >= (uint64_t) INT64_MAX
+                                                         ? -1 : (json_int_t) reply->memlock_limit));
         return o;
 }
 
