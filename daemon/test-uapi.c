@@ -4,15 +4,22 @@
  *
  *  1. every ioctl number against a literal _IO(';', nr) value;
  *  2. struct sizes, field offsets/sizes and constants against the system's
- *     <linux/vfio.h> and <linux/iommufd.h>, as far as those are new enough
- *     (meson passes UAPI_SYS_* defines found with has_header_symbol);
- *  3. if IOMMUFD_UAPI_DIR names a kernel tree's include/uapi/linux, this
- *     file is compiled again against that tree's iommufd.h and vfio.h, with
- *     every UAPI_SYS_* on, and the result is run (skipped without a compiler).
+ *     <linux/vfio.h> and <linux/iommufd.h>, for exactly what those headers
+ *     define: distributions ship anything from no iommufd.h (Debian 12) to
+ *     the newest, and each field or constant appeared in its own release.
+ *     meson looks up each one (has_header_symbol, has_member) into
+ *     uapi-sys.h; a struct's size is compared only when the header has its
+ *     newest field;
+ *  3. against a Linux 7.x tree's include/uapi/linux/{iommufd,vfio}.h: this
+ *     file is compiled again as a probe with every SYS_HAS() true and run.
+ *     The tree is $IOMMUFD_UAPI_DIR, or else the newest linux-source-7.x that
+ *     tests/vm/build-kernel.sh extracted into the test cache (skipped when
+ *     there is none).
  *
  * Only uapi.h and libc are used, so the probe compiles this file alone.
  */
 #include <errno.h>
+#include <glob.h>
 #include <spawn.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,10 +29,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if UAPI_SYS_VFIO
+#ifdef UAPI_TEST_PROBE
+#define SYS_HAS(symbol) 1
+#define SYS_HAS_MEMBER(type, member) 1
+#else
+#include "uapi-sys.h"
+#define SYS_HAS(symbol) SYS_HAS_##symbol
+#define SYS_HAS_MEMBER(type, member) SYS_HAS_##type##__##member
+#endif
+
+#if SYS_HAS(VFIO_DEVICE_GET_INFO)
 #include <linux/vfio.h>
 #endif
-#if UAPI_SYS_IOMMUFD
+#if SYS_HAS(IOMMU_OPTION_RLIMIT_MODE)
 #include <linux/iommufd.h>
 #endif
 
@@ -73,16 +89,20 @@ static void check_literal_ioctl_numbers(void) {
         CHECK_EQ(UAPI_IOMMU_OPTION_RLIMIT_MODE, 0);
 }
 
-#if UAPI_SYS_VFIO
+#if SYS_HAS(VFIO_DEVICE_GET_INFO)
 /* Parts of linux/vfio.h older than vfio cdev: in every header we meet. */
 static void check_vfio_legacy(void) {
         printf("# linux/vfio.h: device, region, irq, hot reset\n");
-        /* 6.1 headers end at cap_offset (20 bytes); pad came later (24). */
         CHECK_FIELD(vfio_device_info, argsz);
         CHECK_FIELD(vfio_device_info, flags);
         CHECK_FIELD(vfio_device_info, num_regions);
         CHECK_FIELD(vfio_device_info, num_irqs);
         CHECK_FIELD(vfio_device_info, cap_offset);
+#if SYS_HAS_MEMBER(vfio_device_info, pad)
+        /* 6.1 headers end at cap_offset (20 bytes); pad came later (24). */
+        CHECK_FIELD(vfio_device_info, pad);
+        CHECK_SIZE(vfio_device_info);
+#endif
         CHECK_CONST(VFIO_DEVICE_FLAGS_RESET);
         CHECK_CONST(VFIO_DEVICE_FLAGS_PCI);
         CHECK_CONST(VFIO_DEVICE_FLAGS_CAPS);
@@ -146,7 +166,8 @@ static void check_vfio_legacy(void) {
 }
 #endif
 
-#if UAPI_SYS_VFIO_CDEV
+#if SYS_HAS(VFIO_DEVICE_BIND_IOMMUFD)
+/* vfio cdev (6.6), then the fields and flags added to it one release at a time. */
 static void check_vfio_cdev(void) {
         printf("# linux/vfio.h: cdev bind/attach/detach\n");
         CHECK_FIELD(vfio_device_bind_iommufd, argsz);
@@ -154,35 +175,50 @@ static void check_vfio_cdev(void) {
         CHECK_FIELD(vfio_device_bind_iommufd, iommufd);
         CHECK_FIELD(vfio_device_bind_iommufd, out_devid);
         CHECK_CONST(VFIO_DEVICE_BIND_IOMMUFD);
+#if SYS_HAS_MEMBER(vfio_device_bind_iommufd, token_uuid_ptr)
+        CHECK_FIELD(vfio_device_bind_iommufd, token_uuid_ptr);
+        CHECK_SIZE(vfio_device_bind_iommufd);
+#endif
+#if SYS_HAS(VFIO_DEVICE_BIND_FLAG_TOKEN)
+        CHECK_CONST(VFIO_DEVICE_BIND_FLAG_TOKEN);
+#endif
+
         CHECK_FIELD(vfio_device_attach_iommufd_pt, argsz);
         CHECK_FIELD(vfio_device_attach_iommufd_pt, flags);
         CHECK_FIELD(vfio_device_attach_iommufd_pt, pt_id);
         CHECK_CONST(VFIO_DEVICE_ATTACH_IOMMUFD_PT);
+#if SYS_HAS_MEMBER(vfio_device_attach_iommufd_pt, pasid)
+        CHECK_FIELD(vfio_device_attach_iommufd_pt, pasid);
+        CHECK_SIZE(vfio_device_attach_iommufd_pt);
+#endif
+#if SYS_HAS(VFIO_DEVICE_ATTACH_PASID)
+        CHECK_CONST(VFIO_DEVICE_ATTACH_PASID);
+#endif
+
         CHECK_FIELD(vfio_device_detach_iommufd_pt, argsz);
         CHECK_FIELD(vfio_device_detach_iommufd_pt, flags);
         CHECK_CONST(VFIO_DEVICE_DETACH_IOMMUFD_PT);
-        CHECK_CONST(VFIO_PCI_HOT_RESET_FLAG_DEV_ID);
-        CHECK_CONST(VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED);
-#if UAPI_SYS_VFIO_NEWEST
-        /* Fields added after vfio cdev itself: PASID attach, the bind token. */
-        CHECK_SIZE(vfio_device_info);
-        CHECK_FIELD(vfio_device_info, pad);
-        CHECK_SIZE(vfio_device_bind_iommufd);
-        CHECK_FIELD(vfio_device_bind_iommufd, token_uuid_ptr);
-        CHECK_CONST(VFIO_DEVICE_BIND_FLAG_TOKEN);
-        CHECK_SIZE(vfio_device_attach_iommufd_pt);
-        CHECK_FIELD(vfio_device_attach_iommufd_pt, pasid);
-        CHECK_CONST(VFIO_DEVICE_ATTACH_PASID);
-        CHECK_SIZE(vfio_device_detach_iommufd_pt);
+#if SYS_HAS_MEMBER(vfio_device_detach_iommufd_pt, pasid)
         CHECK_FIELD(vfio_device_detach_iommufd_pt, pasid);
+        CHECK_SIZE(vfio_device_detach_iommufd_pt);
+#endif
+#if SYS_HAS(VFIO_DEVICE_DETACH_PASID)
         CHECK_CONST(VFIO_DEVICE_DETACH_PASID);
+#endif
+
+#if SYS_HAS(VFIO_PCI_HOT_RESET_FLAG_DEV_ID)
+        CHECK_CONST(VFIO_PCI_HOT_RESET_FLAG_DEV_ID);
+#endif
+#if SYS_HAS(VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED)
+        CHECK_CONST(VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED);
 #endif
 }
 #endif
 
-#if UAPI_SYS_IOMMUFD
-static void check_iommufd(void) {
-        printf("# linux/iommufd.h\n");
+#if SYS_HAS(IOMMU_OPTION_RLIMIT_MODE)
+/* iommufd as it was first merged (6.2): in every linux/iommufd.h. */
+static void check_iommufd_ioas(void) {
+        printf("# linux/iommufd.h: IOAS and options\n");
         CHECK_EQ(UAPI_IOMMUFD_TYPE, IOMMUFD_TYPE);
         CHECK_SIZE(iommu_destroy);
         CHECK_FIELD(iommu_destroy, size);
@@ -239,60 +275,97 @@ static void check_iommufd(void) {
         CHECK_CONST(IOMMU_OPTION_OP_SET);
         CHECK_CONST(IOMMU_OPTION_OP_GET);
         CHECK_CONST(IOMMU_OPTION);
+}
+#endif
+
+#if SYS_HAS(IOMMU_GET_HW_INFO)
+/* IOMMU_GET_HW_INFO (6.6), then what later releases added to it. */
+static void check_iommufd_hw_info(void) {
+        printf("# linux/iommufd.h: IOMMU_GET_HW_INFO\n");
+        CHECK_FIELD(iommu_hw_info, size);
+        CHECK_FIELD(iommu_hw_info, flags);
+        CHECK_FIELD(iommu_hw_info, dev_id);
+        CHECK_FIELD(iommu_hw_info, data_len);
+        CHECK_FIELD(iommu_hw_info, data_uptr);
+        CHECK_FIELD(iommu_hw_info, out_data_type);
+        CHECK_CONST(IOMMU_GET_HW_INFO);
+#if SYS_HAS_MEMBER(iommu_hw_info, out_capabilities)
+        CHECK_FIELD(iommu_hw_info, out_capabilities);
+        CHECK_SIZE(iommu_hw_info);
+#endif
+#if SYS_HAS_MEMBER(iommu_hw_info, out_max_pasid_log2)
+        /* Carved out of what was a 32-bit __reserved. */
+        CHECK_FIELD(iommu_hw_info, out_max_pasid_log2);
+        CHECK_FIELD(iommu_hw_info, __reserved);
+#endif
+#if SYS_HAS_MEMBER(iommu_hw_info, in_data_type)
+        CHECK_FIELD(iommu_hw_info, in_data_type);
+#endif
+#if SYS_HAS(IOMMU_HW_INFO_FLAG_INPUT_TYPE)
+        CHECK_CONST(IOMMU_HW_INFO_FLAG_INPUT_TYPE);
+#endif
 
         CHECK_SIZE(iommu_hw_info_vtd);
         CHECK_FIELD(iommu_hw_info_vtd, flags);
         CHECK_FIELD(iommu_hw_info_vtd, __reserved);
         CHECK_FIELD(iommu_hw_info_vtd, cap_reg);
         CHECK_FIELD(iommu_hw_info_vtd, ecap_reg);
+#if SYS_HAS(IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17)
+        CHECK_CONST(IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17);
+#endif
+
         CHECK_CONST(IOMMU_HW_INFO_TYPE_NONE);
         CHECK_CONST(IOMMU_HW_INFO_TYPE_INTEL_VTD);
-        CHECK_CONST(IOMMU_HW_INFO_TYPE_ARM_SMMUV3);
-        CHECK_CONST(IOMMU_HW_CAP_DIRTY_TRACKING);
-        CHECK_CONST(IOMMU_GET_HW_INFO);
-#if UAPI_SYS_IOMMUFD_NEWEST
-        /* Added later than iommufd itself: PASID width, input type, AMD, ATS. */
-        CHECK_SIZE(iommu_hw_info);
-        CHECK_FIELD(iommu_hw_info, size);
-        CHECK_FIELD(iommu_hw_info, flags);
-        CHECK_FIELD(iommu_hw_info, dev_id);
-        CHECK_FIELD(iommu_hw_info, data_len);
-        CHECK_FIELD(iommu_hw_info, data_uptr);
-        CHECK_FIELD(iommu_hw_info, in_data_type);
-        CHECK_FIELD(iommu_hw_info, out_data_type);
-        CHECK_FIELD(iommu_hw_info, out_max_pasid_log2);
-        CHECK_FIELD(iommu_hw_info, __reserved);
-        CHECK_FIELD(iommu_hw_info, out_capabilities);
+#if SYS_HAS(IOMMU_HW_INFO_TYPE_DEFAULT)
         CHECK_CONST(IOMMU_HW_INFO_TYPE_DEFAULT);
+#endif
+#if SYS_HAS(IOMMU_HW_INFO_TYPE_ARM_SMMUV3)
+        CHECK_CONST(IOMMU_HW_INFO_TYPE_ARM_SMMUV3);
+#endif
+#if SYS_HAS(IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV)
         CHECK_CONST(IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV);
+#endif
+#if SYS_HAS(IOMMU_HW_INFO_TYPE_AMD)
         CHECK_CONST(IOMMU_HW_INFO_TYPE_AMD);
-        CHECK_CONST(IOMMU_HW_INFO_FLAG_INPUT_TYPE);
-        CHECK_CONST(IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17);
+#endif
+
+#if SYS_HAS(IOMMU_HW_CAP_DIRTY_TRACKING)
+        CHECK_CONST(IOMMU_HW_CAP_DIRTY_TRACKING);
+#endif
+#if SYS_HAS(IOMMU_HW_CAP_PCI_PASID_EXEC)
         CHECK_CONST(IOMMU_HW_CAP_PCI_PASID_EXEC);
+#endif
+#if SYS_HAS(IOMMU_HW_CAP_PCI_PASID_PRIV)
         CHECK_CONST(IOMMU_HW_CAP_PCI_PASID_PRIV);
+#endif
+#if SYS_HAS(IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED)
         CHECK_CONST(IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED);
 #endif
 }
 #endif
 
 static void check_system_headers(void) {
-#if UAPI_SYS_VFIO
+#if SYS_HAS(VFIO_DEVICE_GET_INFO)
         check_vfio_legacy();
 #else
         printf("skip: no linux/vfio.h\n");
 #endif
-#if UAPI_SYS_VFIO_CDEV
+#if SYS_HAS(VFIO_DEVICE_BIND_IOMMUFD)
         check_vfio_cdev();
 #else
         printf("skip: linux/vfio.h predates vfio cdev (no VFIO_DEVICE_BIND_IOMMUFD)\n");
 #endif
-#if UAPI_SYS_IOMMUFD
-        check_iommufd();
+#if SYS_HAS(IOMMU_OPTION_RLIMIT_MODE)
+        check_iommufd_ioas();
 #else
         printf("skip: no usable linux/iommufd.h\n");
 #endif
+#if SYS_HAS(IOMMU_GET_HW_INFO)
+        check_iommufd_hw_info();
+#else
+        printf("skip: linux/iommufd.h predates IOMMU_GET_HW_INFO\n");
+#endif
 }
-
 #ifndef UAPI_TEST_PROBE
 
 /* 0 exited 0, 1 exited non-zero, 127 could not run, or negative errno. */
@@ -310,30 +383,41 @@ static int run(char *const argv[]) {
         return WEXITSTATUS(status) == 0 ? 0 : WEXITSTATUS(status) == 127 ? 127 : 1;
 }
 
-/* Compile this file against $IOMMUFD_UAPI_DIR/{iommufd,vfio}.h and run it. */
-static void check_kernel_tree(void) {
-        const char *uapi_dir = getenv("IOMMUFD_UAPI_DIR");
-        const char *source_root = getenv("SOURCE_ROOT");
+/* The newest linux-source-7.x tree that build-kernel.sh extracted, or NULL. */
+static char *find_cached_kernel_tree(void) {
+        const char *cache = getenv("IOMMUFD_TEST_CACHE") ?: "/var/cache/iommufd-broker-test";
+        char pattern[4096];
+        char *best = NULL;
+        glob_t g;
+
+        snprintf(pattern, sizeof(pattern),
+                 "%s/src/linux-source-7.*/linux-source-7.*/include/uapi/linux", cache);
+        if (glob(pattern, GLOB_ONLYDIR, NULL, &g) != 0)
+                return NULL;
+        for (size_t i = 0; i < g.gl_pathc; i++)
+                if (!best || strverscmp(g.gl_pathv[i], best) > 0)
+                        best = g.gl_pathv[i];
+        best = best ? strdup(best) : NULL;
+        globfree(&g);
+        return best;
+}
+
+/* Compile this file against uapi_dir/{iommufd,vfio}.h and run it. */
+static void check_kernel_tree_at(const char *uapi_dir, const char *source_root) {
         const char *cc = getenv("CC") ?: "cc";
         char tmp[] = "/tmp/test-uapi-XXXXXX";
         char inc[64], linux_dir[80], link_iommufd[96], link_vfio[96], probe[96];
-        char target_iommufd[4096], target_vfio[4096], source[4096], include_daemon[4096];
+        char target_iommufd[4096], target_vfio[4096], source[4096];
+        char include_daemon[4096], include_tests[4096];
         int r;
 
-        if (!uapi_dir || !*uapi_dir) {
-                printf("skip: IOMMUFD_UAPI_DIR not set, no comparison with a kernel tree\n");
-                return;
-        }
-        if (!source_root) {
-                printf("skip: SOURCE_ROOT not set, cannot find test-uapi.c to compile\n");
-                return;
-        }
         snprintf(target_iommufd, sizeof(target_iommufd), "%s/iommufd.h", uapi_dir);
         snprintf(target_vfio, sizeof(target_vfio), "%s/vfio.h", uapi_dir);
         snprintf(source, sizeof(source), "%s/daemon/test-uapi.c", source_root);
         snprintf(include_daemon, sizeof(include_daemon), "-I%s/daemon", source_root);
+        snprintf(include_tests, sizeof(include_tests), "-I%s/tests", source_root);
         if (access(target_iommufd, R_OK) < 0 || access(target_vfio, R_OK) < 0) {
-                printf("FAIL: IOMMUFD_UAPI_DIR=%s has no iommufd.h and vfio.h\n", uapi_dir);
+                printf("FAIL: %s has no iommufd.h and vfio.h\n", uapi_dir);
                 test_failures++;
                 return;
         }
@@ -355,11 +439,10 @@ static void check_kernel_tree(void) {
                 test_failures++;
         } else {
                 /* A raw (not headers_install'ed) tree still has __user and __counted_by. */
-                char *compile[] = { (char *) cc, "-std=gnu11", "-w", inc, include_daemon,
-                                    "-D__user=", "-D__counted_by(x)=", "-DUAPI_TEST_PROBE=1",
-                                    "-DUAPI_SYS_VFIO=1", "-DUAPI_SYS_VFIO_CDEV=1",
-                                    "-DUAPI_SYS_VFIO_NEWEST=1", "-DUAPI_SYS_IOMMUFD=1",
-                                    "-DUAPI_SYS_IOMMUFD_NEWEST=1", source, "-o", probe, NULL };
+                char *compile[] = { (char *) cc, "-std=gnu11", "-D_GNU_SOURCE", "-w", inc,
+                                    include_daemon, include_tests, "-D__user=",
+                                    "-D__counted_by(x)=", "-DUAPI_TEST_PROBE=1", source,
+                                    "-o", probe, NULL };
                 char *exec_probe[] = { probe, NULL };
 
                 printf("# kernel tree %s, via %s\n", uapi_dir, cc);
@@ -374,13 +457,36 @@ static void check_kernel_tree(void) {
                         printf("FAIL: probe against %s found differences (see above)\n", uapi_dir);
                         test_failures++;
                 } else
-                        printf("ok: uapi.h agrees with %s\n", uapi_dir);
+                        printf("ok - uapi.h agrees with %s\n", uapi_dir);
         }
         unlink(probe);
         unlink(link_iommufd);
         unlink(link_vfio);
         rmdir(linux_dir);
         rmdir(tmp);
+}
+
+static void check_kernel_tree(void) {
+        const char *env_dir = getenv("IOMMUFD_UAPI_DIR");
+        const char *source_root = getenv("SOURCE_ROOT");
+        char *cached_dir = NULL;
+
+        if (!source_root) {
+                printf("skip: SOURCE_ROOT not set, cannot find test-uapi.c to compile\n");
+                return;
+        }
+        if (env_dir && *env_dir) {
+                check_kernel_tree_at(env_dir, source_root);
+                return;
+        }
+        cached_dir = find_cached_kernel_tree();
+        if (!cached_dir) {
+                printf("skip: no kernel tree (set IOMMUFD_UAPI_DIR, or let tests/vm/build-kernel.sh "
+                       "extract linux-source-7.x)\n");
+                return;
+        }
+        check_kernel_tree_at(cached_dir, source_root);
+        free(cached_dir);
 }
 #endif
 
