@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "audit.h"
 #include "config.h"
 #include "log.h"
 #include "manager.h"
@@ -187,7 +188,7 @@ static void on_inventory_event(Inventory *inv, Device *d, InventoryEvent event, 
 
 /* --- lifecycle --- */
 
-static int manager_load_policy(Manager *m, Policy **ret) {
+static int manager_load_policy(Manager *m, Policy **ret, char **ret_errors) {
         _cleanup_free_ char *errors = NULL;
         size_t errors_size = 0;
         FILE *f;
@@ -200,14 +201,18 @@ static int manager_load_policy(Manager *m, Policy **ret) {
         fclose(f);
         if (r < 0 && errors && errors[0])
                 log_error("policy: %s", errors);
+        if (ret_errors)
+                *ret_errors = TAKE_PTR(errors);
         return r;
 }
 
 int manager_reload_policy(Manager *m) {
+        _cleanup_free_ char *errors = NULL;
         Policy *p;
         int r;
 
-        r = manager_load_policy(m, &p);
+        r = manager_load_policy(m, &p, &errors);
+        audit_policy_reload(r, r >= 0 ? policy_n_rules(p) : 0, errors);
         if (r < 0)
                 return log_error_errno(r, "Keeping the previous policy: %m");
         policy_free(m->policy);
@@ -235,7 +240,7 @@ int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
         if (config->policy)
                 m->policy = config->policy;
         else {
-                r = manager_load_policy(m, &m->policy);
+                r = manager_load_policy(m, &m->policy, NULL);
                 if (r < 0)
                         return r;
         }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 
+#include "audit.h"
 #include "core-internal.h"
 #include "driver.h"
 #include "log.h"
@@ -17,6 +18,7 @@ struct Lease {
         uint32_t dev_id;
         uint32_t hwpt_id;
         bool managed;                   /* we rebound it to vfio-pci */
+        char *rule;                     /* the policy rule that granted it, for the audit trail */
         char *original_driver;          /* to give it back to; NULL: let the kernel pick */
         int request_fd;                 /* eventfd vfio-pci signals on unplug, -EBADF if none */
         sd_event_source *request_source;
@@ -45,6 +47,7 @@ static Lease *lease_free(Lease *l) {
         sd_event_source_disable_unref(l->request_source);
         safe_close(l->request_fd);
         free(l->original_driver);
+        free(l->rule);
         free(l);
         return NULL;
 }
@@ -53,10 +56,37 @@ static bool reason_means_device_gone(const char *reason) {
         return streq(reason, "device-removed") || streq(reason, "unplug-requested");
 }
 
+/* What the audit trail says about l; borrows l's strings. */
+static AuditLease lease_audit_record(const Lease *l) {
+        const Principal *p = l->session->principal;
+
+        return (AuditLease) {
+                .device = l->address,
+                .session = l->session->id,
+                .uid = p->uid,
+                .pid = p->pid,
+                .unit = p->unit,
+                .mode = acquire_mode_to_string(l->mode),
+                .rule = l->rule,
+                .managed = l->managed,
+        };
+}
+
+static void lease_audit_end(const Lease *l, const char *reason) {
+        AuditLease record = lease_audit_record(l);
+
+        if (streq(reason, "released"))
+                audit_release(&record);
+        else
+                audit_lease_end(&record, reason);
+}
+
 void lease_end(Lease *l, const char *reason) {
         Session *s = l->session;
         Manager *m = s->manager;
         Device *d = l->device;
+
+        lease_audit_end(l, reason);
 
         for (Lease **p = &s->leases; *p; p = &(*p)->next)
                 if (*p == l) {
@@ -370,6 +400,7 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
 }
 
 static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
+        PolicyDecision decision = {};
         Lease *l = calloc(1, sizeof(*l));
 
         if (!l)
@@ -382,6 +413,12 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
                 .hwpt_id = p->hwpt_id,
                 .request_fd = -EBADF,
         };
+        /* The rule's name is kept: a policy reload may drop the rule itself. */
+        policy_check(manager_policy(s->manager), s->principal, p->device, req->mode, req->managed, &decision);
+        if (decision.rule && !(l->rule = strdup(decision.rule))) {
+                free(l);
+                return NULL;
+        }
         snprintf(l->address, sizeof(l->address), "%s", p->device->address);
         return l;
 }
@@ -534,8 +571,11 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
         for (size_t i = 0; i < n; i++) {
                 Device *d = pending[i].device;
 
+                AuditLease record = lease_audit_record(d->lease);
+
                 log_info("%s: leased to session %" PRIu64 " (uid %u, pid %d) in %s mode", d->address, s->id,
                          (unsigned) s->principal->uid, (int) s->principal->pid, acquire_mode_to_string(req->mode));
+                audit_grant(&record);
                 manager_emit(s->manager, &(BrokerEvent) {
                         .type = BROKER_EVENT_LEASE_ACQUIRED,
                         .address = d->address,
