@@ -14,6 +14,14 @@
 #include "log.h"
 #include "varlink-internal.h"
 
+/* A peer that connected and closed without sending anything (connection
+ * churn) needs no identity lookup and no slot: one recv() tells. */
+static bool peer_hung_up(int fd) {
+        char c;
+
+        return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 /* A bounded number per wakeup: the rest wait for the next loop iteration
  * (the listening socket stays readable), after the connections had a turn. */
 static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
@@ -31,6 +39,10 @@ static int on_listen_io(sd_event_source *source, int fd, uint32_t revents, void 
                         if (errno == EINTR || errno == ECONNABORTED)
                                 continue;
                         return 0;
+                }
+                if (peer_hung_up(cfd)) {
+                        safe_close(cfd);
+                        continue;
                 }
                 (void) varlink_server_add_connection(s, cfd, NULL);
         }
@@ -117,7 +129,10 @@ int varlink_server_listen_path(VarlinkServer *s, const char *path) {
                 return -errno;
         if (bind(fd, (const struct sockaddr *) &sa, len) < 0)
                 return log_error_errno(errno, "varlink: cannot bind %s: %m", path);
-        if (chmod(path, 0666) < 0 || listen(fd, SOMAXCONN) < 0) {
+        /* A short queue: a connect storm then makes the stormers wait for
+         * room (alongside everybody else) rather than queueing thousands
+         * of connections ahead of a legitimate client. */
+        if (chmod(path, 0666) < 0 || listen(fd, VARLINK_LISTEN_BACKLOG) < 0) {
                 r = -errno;
                 (void) unlink(path);
                 return log_error_errno(r, "varlink: cannot listen on %s: %m", path);

@@ -68,6 +68,7 @@
 #define VARLINK_ROOT_RESERVED_CONNECTIONS       32u
 #define VARLINK_ACCEPTS_PER_WAKEUP              16u
 #define VARLINK_CALLS_PER_WAKEUP                8u
+#define VARLINK_LISTEN_BACKLOG                  128     /* iommufd-broker.socket: Backlog= */
 
 #define VARLINK_SERVICE_INTERFACE "org.varlink.service"
 

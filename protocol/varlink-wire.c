@@ -192,11 +192,13 @@ int varlink_reader_fill(VarlinkReader *r, int fd) {
         iov = (struct iovec) { .iov_base = r->buf + r->end, .iov_len = r->allocated - r->end };
         for (;;) {
                 memset(&control, 0, sizeof(control));
+                /* No room for fds when none are taken: the kernel then drops
+                 * them, and they never enter our fd table. */
                 mh = (struct msghdr) {
                         .msg_iov = &iov,
                         .msg_iovlen = 1,
-                        .msg_control = &control,
-                        .msg_controllen = sizeof(control),
+                        .msg_control = r->max_fds > 0 ? &control : NULL,
+                        .msg_controllen = r->max_fds > 0 ? sizeof(control) : 0,
                 };
                 n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
                 if (n >= 0)
@@ -205,15 +207,15 @@ int varlink_reader_fill(VarlinkReader *r, int fd) {
                         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
         }
 
+        /* Dropped fds flag MSG_CTRUNC: expected when we take none. */
+        if (r->max_fds == 0)
+                mh.msg_flags &= ~MSG_CTRUNC;
         r_err = collect_fds(&mh, fds, &n_fds);
         if (r_err < 0)
                 return r_err;
 
         /* Checked per recvmsg(), before anything waits for a message end. */
-        if (n_fds > 0 && r->max_fds == 0) {
-                close_fds(fds, n_fds);
-                n_fds = 0;
-        } else if (r->n_fds + n_fds > r->max_fds) {
+        if (r->n_fds + n_fds > r->max_fds) {
                 close_fds(fds, n_fds);
                 return -EPROTO;
         }
