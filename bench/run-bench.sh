@@ -1,30 +1,65 @@
 #!/bin/bash
-# Run the transport benchmark against the fake-kernel broker on fake devices,
-# with both front ends up at once: ./bench/run-bench.sh [BUILD_DIR] [ITERATIONS]
+# The fast-path bench: every figure of the goals, with its goal, in one run.
+#
+#   bench/run-bench.sh [--short] [--build-dir DIR] [--baseline GIT_REF | --baseline-build DIR]
+#
+# Builds a release build in build-bench/ (or uses --build-dir), writes fake
+# sysfs trees of 16, 256 and 1,024 devices, and runs bench-broker as root (it
+# bind-mounts each tree over /sys in a private mount namespace: no umockdev).
+# --baseline REF also builds REF (release, in a temp dir) and measures it
+# alternately with this tree, side by side under the same load. --short is
+# what the fast tier runs: it shows the bench works; its figures mean nothing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-build=$(cd "${1:-$here/../build}" && pwd)
-iterations=${2:-500}
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+src=$(cd "$here/.." && pwd)
+short=() build="" baseline_ref="" baseline_build=""
+while [ $# -gt 0 ]; do
+        case $1 in
+        --short) short=(--short) ;;
+        --build-dir) build=$2; shift ;;
+        --baseline) baseline_ref=$2; shift ;;
+        --baseline-build) baseline_build=$2; shift ;;
+        *) echo "usage: $0 [--short] [--build-dir DIR] [--baseline GIT_REF | --baseline-build DIR]" >&2; exit 2 ;;
+        esac
+        shift
+done
+if [ "$(id -u)" != 0 ]; then
+        echo "run-bench.sh: needs root (private mount namespace over /sys)" >&2
+        exit 77
+fi
 
-cat > "$tmp/bus.conf" <<CONF
-<busconfig>
-  <listen>unix:path=$tmp/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/>
-  </policy>
-</busconfig>
-CONF
-dbus-daemon --config-file="$tmp/bus.conf" --nofork --print-address=3 3>"$tmp/address" &
-for _ in $(seq 100); do [ -s "$tmp/address" ] && break; sleep 0.05; done
-address=$(head -n1 "$tmp/address")
+# tmpfs when there is one: writing the trees to disk takes long.
+tmp=$(mktemp -d -p "$( [ -w /dev/shm ] && echo /dev/shm || echo /tmp)" iommufd-bench.XXXXXX)
+cleanup() {
+        if [ -n "$baseline_ref" ]; then git -C "$src" worktree remove --force "$tmp/baseline-src" 2>/dev/null || true; fi
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
 
-"$here/../tests/fixtures/with-fake-sysfs" default -- "$build/daemon/iommufd-broker-fake" \
-        --varlink-listen "$tmp/broker.sock" --bus-address "$address" \
-        --policy "$tmp/none.json" --policy-dir "$tmp/none.d" > "$tmp/broker.log" 2>&1 &
-for _ in $(seq 200); do [ -S "$tmp/broker.sock" ] && break; sleep 0.05; done
-sleep 0.3  # the bus name is requested right after the socket is bound
+release_build() { # SRC DIR
+        [ -f "$2/build.ninja" ] || meson setup "$2" "$1" --buildtype=release >/dev/null
+        ninja -C "$2" -j2 daemon/iommufd-broker-fake bench/bench-broker bench/sysfs-magic-preload.so >/dev/null
+}
 
-LD_LIBRARY_PATH="$build/client" "$build/bench/bench-transports" "$tmp/broker.sock" "$address" 0000:00:02.0 "$iterations"
+if [ -z "$build" ]; then
+        build=$src/build-bench
+        release_build "$src" "$build"
+fi
+build=$(cd "$build" && pwd)
+if [ -n "$baseline_ref" ]; then
+        git -C "$src" worktree add --detach "$tmp/baseline-src" "$baseline_ref" >/dev/null 2>&1
+        baseline_build=$tmp/baseline-build
+        meson setup "$baseline_build" "$tmp/baseline-src" --buildtype=release >/dev/null
+        ninja -C "$baseline_build" -j2 daemon/iommufd-broker-fake >/dev/null
+fi
+
+for n in 16 256 1024; do
+        python3 "$here/make-fake-sysfs.py" "$n" "$tmp/sys$n"
+done
+mkdir -p "$tmp/run"
+baseline=()
+[ -n "$baseline_build" ] && baseline=(--baseline "$(cd "$baseline_build" && pwd)/daemon/iommufd-broker-fake")
+
+"$build/bench/bench-broker" "${short[@]}" "${baseline[@]}" \
+        --broker "$build/daemon/iommufd-broker-fake" --preload "$build/bench/sysfs-magic-preload.so" \
+        --tmp "$tmp/run" --tree16 "$tmp/sys16" --tree256 "$tmp/sys256" --tree1024 "$tmp/sys1024"

@@ -17,7 +17,6 @@ uint64_t manager_next_session_id(Manager *m);
 
 bool manager_is_restoring(Manager *m, const char *address);
 void manager_restore_driver(Manager *m, Device *d, const char *original_driver);
-void manager_probe_hw_info(Manager *m, Device *d);
 
 /* A member of d's group (other than d and also_requested) on a driver that
  * makes the group unusable through vfio, or NULL. */

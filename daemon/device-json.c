@@ -1,6 +1,39 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <stdio.h>
 
 #include "device-json.h"
+
+/* --- TextBuf --- */
+
+void text_append(TextBuf *b, const char *s, size_t n) {
+        if (b->failed)
+                return;
+        if (b->len + n + 1 > b->size) {
+                size_t size = (b->len + n + 1) * 2;
+                char *t = realloc(b->data, size);
+                if (!t) {
+                        b->failed = true;
+                        return;
+                }
+                b->data = t;
+                b->size = size;
+        }
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = 0;
+}
+
+void text_puts(TextBuf *b, const char *s) {
+        text_append(b, s, strlen(s));
+}
+
+void text_done(TextBuf *b) {
+        free(b->data);
+        *b = (TextBuf) {};
+}
+
+/* --- jansson, for the cached part and for tests --- */
 
 /* Setters that tolerate a NULL object, so one check at the end catches ENOMEM. */
 static void set(json_t *o, const char *key, json_t *v) {
@@ -38,13 +71,11 @@ static json_t *holder_json(const Holder *h) {
         return o;
 }
 
-json_t *device_json_build(const Device *d, DeviceState state, const char *reason, const Holder *holder) {
+/* Everything that does not depend on who asks or on leases. */
+static json_t *static_json(const Device *d) {
         json_t *o, *members;
 
-        if (!d)
-                return NULL;
-
-        o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:I, s:b, s:b, s:s}",
+        o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:I, s:b, s:b}",
                       "address", d->address,
                       "vendorId", (int) d->vendor_id,
                       "deviceId", (int) d->device_id,
@@ -52,8 +83,7 @@ json_t *device_json_build(const Device *d, DeviceState state, const char *reason
                       "subsystemDeviceId", (int) d->subsystem_device_id,
                       "class", (json_int_t) d->class,
                       "noiommu", d->noiommu,
-                      "sriovVf", d->sriov_vf,
-                      "state", strna(device_state_to_string(state)));
+                      "sriovVf", d->sriov_vf);
         set_string(o, "driver", d->driver);
         if (d->iommu_group >= 0)
                 set(o, "iommuGroup", json_integer(d->iommu_group));
@@ -66,21 +96,197 @@ json_t *device_json_build(const Device *d, DeviceState state, const char *reason
         set_string(o, "vfioCdev", d->vfio_cdev);
         if (d->hw_info.valid)
                 set(o, "iommu", iommu_json(&d->hw_info));
-        set_string(o, "reason", reason);
-        if (holder)
-                set(o, "holder", holder_json(holder));
         return o;
 }
 
-json_t *device_json_new(Manager *m, const Device *d, const Principal *viewer) {
+DeviceState device_view_state(DeviceState state, const DeviceAccess *access) {
+        if (state == DEVICE_STATE_AVAILABLE && access && access->level == DEVICE_ACCESS_DENIED)
+                return DEVICE_STATE_UNAVAILABLE;
+        return state;
+}
+
+static json_t *modes_json(unsigned modes) {
+        json_t *a = json_array();
+
+        for (AcquireMode mode = 0; a && mode < _ACQUIRE_MODE_MAX; mode++)
+                if (modes & (1u << mode))
+                        json_array_append_new(a, json_string(acquire_mode_to_string(mode)));
+        return a;
+}
+
+json_t *device_json_build(const Device *d, DeviceState state, const char *reason, const Holder *holder,
+                          const DeviceAccess *access) {
+        DeviceState shown = device_view_state(state, access);
+        json_t *o;
+
+        if (!d)
+                return NULL;
+        o = static_json(d);
+        set_string(o, "state", strna(device_state_to_string(shown)));
+        set_string(o, "reason", shown != state ? access->reason : reason);
+        if (holder)
+                set(o, "holder", holder_json(holder));
+        if (access) {
+                set_string(o, "access", device_access_level_to_string(access->level));
+                set(o, "allowedModes", modes_json(access->modes));
+                set(o, "managedAllowed", json_boolean(access->managed));
+                set_string(o, "accessReason", access->reason);
+                set_string(o, "polkitAction", access->polkit_action);
+        }
+        return o;
+}
+
+/* --- text --- */
+
+/* d->json_text: the static members, serialized once, without the closing brace. */
+static int ensure_static_text(Device *d) {
+        json_t *o;
+        char *s;
+        size_t n;
+
+        if (d->json_text)
+                return 0;
+        o = static_json(d);
+        s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!s)
+                return -ENOMEM;
+        n = strlen(s);
+        if (n < 2 || s[n - 1] != '}') {
+                free(s);
+                return -EINVAL;
+        }
+        s[n - 1] = 0;
+        d->json_text = s;
+        d->json_len = n - 1;
+        return 0;
+}
+
+static void append_quoted(TextBuf *b, const char *s) {
+        char buf[1024];
+
+        if (json_quote(s, buf, sizeof(buf)))
+                text_puts(b, buf);
+        else
+                text_puts(b, "\"\"");
+}
+
+static void append_holder(TextBuf *b, const Holder *h) {
+        char buf[128];
+
+        snprintf(buf, sizeof(buf), ",\"holder\":{\"session\":%" PRIu64 ",\"uid\":%u,\"pid\":%d", h->session_id,
+                 (unsigned) h->uid, (int) h->pid);
+        text_puts(b, buf);
+        if (h->unit) {
+                text_puts(b, ",\"unit\":");
+                append_quoted(b, h->unit);
+        }
+        text_puts(b, "}");
+}
+
+static void append_access(TextBuf *b, const DeviceAccess *a) {
+        /* Every subset of the modes, in IDL order, written out once. */
+        static const char *const modes[] = {
+                "[]", "[\"unbound\"]", "[\"bound\"]", "[\"unbound\",\"bound\"]", "[\"attached\"]",
+                "[\"unbound\",\"attached\"]", "[\"bound\",\"attached\"]", "[\"unbound\",\"bound\",\"attached\"]",
+        };
+
+        text_puts(b, ",\"access\":\"");
+        text_puts(b, strna(device_access_level_to_string(a->level)));
+        text_puts(b, "\",\"allowedModes\":");
+        text_puts(b, modes[a->modes & 7]);
+        text_puts(b, a->managed ? ",\"managedAllowed\":true" : ",\"managedAllowed\":false");
+        if (a->reason) {
+                text_puts(b, ",\"accessReason\":");
+                if (a->reason_json)
+                        text_puts(b, a->reason_json);
+                else
+                        append_quoted(b, a->reason);
+        }
+        if (a->polkit_action) {
+                text_puts(b, ",\"polkitAction\":");
+                append_quoted(b, a->polkit_action);
+        }
+}
+
+/* The members that follow the cached ones; reason_json already quoted. */
+static int append_view(TextBuf *b, Device *d, DeviceState state, const char *reason_json, const Holder *holder,
+                       const DeviceAccess *access) {
+        DeviceState shown = device_view_state(state, access);
+
+        text_append(b, d->json_text, d->json_len);
+        text_puts(b, ",\"state\":\"");
+        text_puts(b, strna(device_state_to_string(shown)));
+        text_puts(b, "\"");
+        if (shown != state) {
+                text_puts(b, ",\"reason\":");
+                if (access->reason_json)
+                        text_puts(b, access->reason_json);
+                else
+                        append_quoted(b, access->reason);
+        } else if (reason_json) {
+                text_puts(b, ",\"reason\":");
+                text_puts(b, reason_json);
+        }
+        if (holder)
+                append_holder(b, holder);
+        if (access)
+                append_access(b, access);
+        text_puts(b, "}");
+        return b->failed ? -ENOMEM : 0;
+}
+
+int device_json_append_parts(TextBuf *b, Device *d, DeviceState state, const char *reason, const Holder *holder,
+                             const DeviceAccess *access) {
+        char quoted[1024];
+        int r;
+
+        r = ensure_static_text(d);
+        if (r < 0)
+                return r;
+        if (reason && !json_quote(reason, quoted, sizeof(quoted)))
+                return -EINVAL;
+        return append_view(b, d, state, reason ? quoted : NULL, holder, access);
+}
+
+/* d->json_state and d->json_reason: cached with the text, dropped with it. */
+static int ensure_cache(Manager *m, Device *d) {
         const char *reason = NULL;
-        DeviceState state;
+        char quoted[1024];
+        int r;
+
+        if (d->json_text && d->json_state_valid)
+                return 0;
+        r = ensure_static_text(d);
+        if (r < 0)
+                return r;
+        d->json_state = manager_device_state(m, d, &reason);
+        d->json_state_valid = true;
+        if (reason && json_quote(reason, quoted, sizeof(quoted))) {
+                d->json_reason = strdup(quoted);
+                if (!d->json_reason) {
+                        device_invalidate_json(d);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+int device_json_append(Manager *m, Device *d, size_t index, const Principal *viewer, TextBuf *b) {
+        DeviceAccess access;
         Holder holder;
         bool shown;
+        int r;
 
-        if (!m || !d)
-                return NULL;
-        state = manager_device_state(m, d, &reason);
+        if (!m || !d || !b)
+                return -EINVAL;
+        r = ensure_cache(m, d);
+        if (r < 0)
+                return r;
+        if (index == SIZE_MAX)
+                manager_device_access(m, d, viewer, &access);
+        else
+                manager_device_access_at(m, d, index, viewer, &access);
         shown = manager_device_holder(m, d, viewer, &holder);
-        return device_json_build(d, state, reason, shown ? &holder : NULL);
+        return append_view(b, d, d->json_state, d->json_reason, shown ? &holder : NULL, &access);
 }

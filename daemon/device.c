@@ -246,6 +246,7 @@ fail:
 }
 
 static void device_apply_state(Device *d, VolatileState *s) {
+        device_invalidate_json(d);
         free(d->driver);
         strv_free(d->group_members);
         free(d->vfio_cdev);
@@ -279,6 +280,106 @@ static int read_ids(Device *d) {
         if (read_attr_hex(d->syspath, "subsystem_device", 0xffff, &v) >= 0)
                 d->subsystem_device_id = (uint16_t) v;
         return 0;
+}
+
+/* IOMMU_HW_INFO_TYPE_* and IOMMU_HW_CAP_DIRTY_TRACKING (include/uapi/linux/iommufd.h). */
+#define HW_INFO_TYPE_INTEL_VTD  1
+#define HW_INFO_TYPE_ARM_SMMUV3 2
+#define HW_INFO_TYPE_AMD        4
+#define HW_CAP_DIRTY_TRACKING   (UINT64_C(1) << 0)
+/* VT-d extended capabilities: scalable mode (SMTS) and second-stage
+ * accessed/dirty (SSADS), which the kernel's dirty tracking needs. */
+#define VTD_ECAP_SMTS  (UINT64_C(1) << 43)
+#define VTD_ECAP_SSADS (UINT64_C(1) << 47)
+
+static int read_attr_u64_hex(const char *dir, const char *name, uint64_t *ret) {
+        char buf[64], *end;
+        unsigned long long v;
+        int r;
+
+        r = read_attr(dir, name, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        errno = 0;
+        v = strtoull(buf, &end, 16);
+        if (errno != 0 || end == buf || *end != 0)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+/* What the IOMMU class device (the target of <device>/iommu) says about
+ * itself: its kind, and for VT-d the capability registers. No ioctl, no
+ * bind: a VMM needs this to pick its vIOMMU before it acquires anything. */
+static void read_iommu_class_device(const char *iommu_dir, IommuHwInfo *ret) {
+        _cleanup_free_ char *intel = NULL;
+        const char *name = strrchr(iommu_dir, '/');
+        uint64_t ecap;
+
+        *ret = (IommuHwInfo) {};
+        name = name ? name + 1 : iommu_dir;
+        if (path_exists(iommu_dir, "intel-iommu")) {
+                *ret = (IommuHwInfo) { .valid = true, .type = HW_INFO_TYPE_INTEL_VTD };
+                if (path_join(iommu_dir, "intel-iommu", &intel) >= 0 &&
+                    read_attr_u64_hex(intel, "ecap", &ecap) >= 0 &&
+                    (ecap & (VTD_ECAP_SMTS | VTD_ECAP_SSADS)) == (VTD_ECAP_SMTS | VTD_ECAP_SSADS))
+                        ret->capabilities |= HW_CAP_DIRTY_TRACKING;
+        } else if (path_exists(iommu_dir, "amd-iommu"))
+                *ret = (IommuHwInfo) { .valid = true, .type = HW_INFO_TYPE_AMD };
+        else if (strncmp(name, "smmu3.", 6) == 0)
+                *ret = (IommuHwInfo) { .valid = true, .type = HW_INFO_TYPE_ARM_SMMUV3 };
+}
+
+/* dir/target with target's leading "../" applied: "/sys/devices/virtual/iommu/dmar0". */
+static int resolve_link(const char *dir, const char *target, char **ret) {
+        size_t len = strlen(dir);
+
+        if (target[0] == '/')
+                return (*ret = strdup(target)) ? 0 : -ENOMEM;
+        for (;;) {
+                if (strncmp(target, "../", 3) == 0) {
+                        while (len > 0 && dir[len - 1] != '/')
+                                len--;
+                        if (len > 0)
+                                len--;
+                        target += 3;
+                } else if (strncmp(target, "./", 2) == 0)
+                        target += 2;
+                else
+                        break;
+        }
+        return asprintf(ret, "%.*s/%s", (int) len, dir, target) < 0 ? -ENOMEM : 0;
+}
+
+/* Devices share a handful of IOMMUs: remember the last ones read (an
+ * IOMMU's registers do not change while it exists). */
+static void read_iommu(const char *syspath, IommuHwInfo *ret) {
+        static struct { char path[256]; IommuHwInfo info; } memo[4];
+        static unsigned next;
+        _cleanup_free_ char *link = NULL, *path = NULL;
+        char target[PATH_MAX];
+        ssize_t n;
+
+        *ret = (IommuHwInfo) {};
+        if (path_join(syspath, "iommu", &link) < 0)
+                return;
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n < 0)
+                return;
+        target[n] = 0;
+        if (resolve_link(syspath, target, &path) < 0)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(memo); i++)
+                if (streq(memo[i].path, path)) {
+                        *ret = memo[i].info;
+                        return;
+                }
+        read_iommu_class_device(path, ret);
+        if (strlen(path) < sizeof(memo[next].path)) {
+                strcpy(memo[next].path, path);
+                memo[next].info = *ret;
+                next = (next + 1) % ELEMENTSOF(memo);
+        }
 }
 
 int device_read(const char *syspath, Device **ret) {
@@ -316,6 +417,7 @@ int device_read(const char *syspath, Device **ret) {
                 return r;
         device_apply_state(d, &s);
 
+        read_iommu(d->syspath, &d->hw_info);
         d->sriov_vf = path_exists(d->syspath, "physfn");
         d->bridge = (d->class >> 8) == 0x0604;
 
@@ -323,9 +425,20 @@ int device_read(const char *syspath, Device **ret) {
         return 0;
 }
 
+void device_invalidate_json(Device *d) {
+        if (!d)
+                return;
+        free(d->json_text);
+        free(d->json_reason);
+        d->json_text = d->json_reason = NULL;
+        d->json_len = 0;
+        d->json_state_valid = false;
+}
+
 Device *device_free(Device *d) {
         if (!d)
                 return NULL;
+        device_invalidate_json(d);
         free(d->syspath);
         free(d->driver);
         strv_free(d->group_members);

@@ -35,14 +35,26 @@ typedef struct Device {
         bool sriov_vf;                  /* has a physfn link */
         bool bridge;                    /* PCI-to-PCI bridge (class 0x0604) */
 
-        IommuHwInfo hw_info;            /* filled by the core when probed */
+        IommuHwInfo hw_info;            /* from sysfs (device_read), or IOMMU_GET_HW_INFO */
         Lease *lease;                   /* current lease, owned by the session */
+
+        /* The caller-independent part of its JSON (device-json.c), built on
+         * first use and dropped by device_invalidate_json() whenever anything
+         * about the device, its group or its lease changes. */
+        char *json_text;                /* "{" and the members, no state/reason/holder, no "}" */
+        size_t json_len;
+        bool json_state_valid;          /* json_state and json_reason were filled */
+        int json_state;                 /* DeviceState when built */
+        char *json_reason;              /* the state's reason as a JSON string, or NULL */
 } Device;
 
 /* Read a device from its sysfs directory. Returns 0 or negative errno. */
 int device_read(const char *syspath, Device **ret);
 Device *device_free(Device *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Device *, device_free);
+
+/* Drop the cached JSON (see Device.json_text). */
+void device_invalidate_json(Device *d);
 
 /* Re-read the volatile parts (driver, group, vfio cdev) in place. */
 int device_refresh(Device *d);

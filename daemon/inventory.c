@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
 #include <libudev.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/epoll.h>
 
 #include "inventory.h"
@@ -19,14 +23,21 @@ struct Inventory {
         void *userdata;
 };
 
+#define PCI_DEVICES_DIR "/sys/bus/pci/devices"
+
+static void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+
+static const char *startswith(const char *s, const char *prefix) {
+        size_t n = strlen(prefix);
+        return strncmp(s, prefix, n) == 0 ? s + n : NULL;
+}
+
 /* Enough to drain a burst without starving the rest of the loop: the
  * source is level-triggered and comes back if more is queued. */
 #define MONITOR_BATCH 64
-
-static void udev_enumeratep(struct udev_enumerate **e) {
-        if (*e)
-                udev_enumerate_unref(*e);
-}
 
 static void udev_devicep(struct udev_device **d) {
         if (*d)
@@ -88,6 +99,15 @@ Device *inventory_find(Inventory *inv, const char *address) {
         if (i < inv->n_devices && streq(inv->devices[i]->address, normalized))
                 return inv->devices[i];
         return NULL;
+}
+
+size_t inventory_index(Inventory *inv, const Device *d) {
+        size_t i;
+
+        if (!inv || !d)
+                return SIZE_MAX;
+        i = lower_bound(inv, d->address);
+        return i < inv->n_devices && inv->devices[i] == d ? i : SIZE_MAX;
 }
 
 Device *const *inventory_devices(Inventory *inv, size_t *ret_n) {
@@ -373,38 +393,80 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
+/* "/sys/devices/..." for an entry of /sys/bus/pci/devices: the link's target
+ * from its "devices/" on, so the syspath is the one uevents name (and the
+ * same under umockdev, whose links point into its testbed). */
+static int bus_entry_syspath(int dir_fd, const char *name, char **ret) {
+        char target[PATH_MAX];
+        const char *devices;
+        ssize_t n;
+
+        n = readlinkat(dir_fd, name, target, sizeof(target) - 1);
+        if (n < 0)
+                return -errno;
+        target[n] = 0;
+        devices = strstr(target, "/sys/devices/");
+        if (devices)
+                devices += strlen("/sys/");
+        else if ((devices = strstr(target, "/devices/")))
+                devices++;
+        else if (!(devices = startswith(target, "devices/") ? target : NULL))
+                return -EINVAL;
+        if (asprintf(ret, "/sys/%s", devices) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int cmp_devices(const void *a, const void *b) {
+        return strcmp((*(Device *const *) a)->address, (*(Device *const *) b)->address);
+}
+
+/* One pass over /sys/bus/pci/devices, reading each device once; libudev's
+ * enumeration would read every device's uevent and links first, only for us
+ * to read sysfs again. Sorted once at the end. */
 static int enumerate(Inventory *inv) {
-        _cleanup_(udev_enumeratep) struct udev_enumerate *e = NULL;
-        struct udev_list_entry *entry;
+        _cleanup_(closedirp) DIR *dir = NULL;
+        struct dirent *de;
         int r;
 
-        e = udev_enumerate_new(inv->udev);
-        if (!e)
-                return -errno ?: -ENOMEM;
-        r = udev_enumerate_add_match_subsystem(e, "pci");
-        if (r < 0)
-                return r;
-        r = udev_enumerate_scan_devices(e);
-        if (r < 0)
-                return r;
+        dir = opendir(PCI_DEVICES_DIR);
+        if (!dir)
+                return errno == ENOENT ? 0 : -errno;
 
-        udev_list_entry_foreach(entry, udev_enumerate_get_list_entry(e)) {
-                const char *syspath = udev_list_entry_get_name(entry);
+        while ((errno = 0, de = readdir(dir))) {
                 _cleanup_(device_freep) Device *d = NULL;
+                _cleanup_free_ char *syspath = NULL;
+                Device **t;
 
-                r = device_read(syspath, &d);
+                if (de->d_name[0] == '.')
+                        continue;
+                r = bus_entry_syspath(dirfd(dir), de->d_name, &syspath);
+                if (r >= 0)
+                        r = device_read(syspath, &d);
                 if (r < 0) {
-                        /* Vanished between enumeration and read, or not a function we understand. */
-                        log_debug_errno(r, "%s: skipping: %m", syspath);
+                        /* Vanished meanwhile, or not a function we understand. */
+                        log_debug_errno(r, "%s: skipping: %m", de->d_name);
                         continue;
                 }
-                r = insert_device(inv, d);
-                if (r == -EEXIST)
-                        continue;
-                if (r < 0)
-                        return r;
-                TAKE_PTR(d);
+                if (inv->n_devices % 64 == 0) {
+                        t = realloc(inv->devices, sizeof(Device *) * (inv->n_devices + 64));
+                        if (!t)
+                                return -ENOMEM;
+                        inv->devices = t;
+                }
+                inv->devices[inv->n_devices++] = TAKE_PTR(d);
         }
+        if (errno != 0)
+                return -errno;
+        qsort(inv->devices, inv->n_devices, sizeof(Device *), cmp_devices);
+        /* Two links to one device would make two entries. */
+        for (size_t i = 1; i < inv->n_devices; i++)
+                if (streq(inv->devices[i - 1]->address, inv->devices[i]->address)) {
+                        device_free(inv->devices[i]);
+                        memmove(inv->devices + i, inv->devices + i + 1, sizeof(Device *) * (inv->n_devices - i - 1));
+                        inv->n_devices--;
+                        i--;
+                }
         return 0;
 }
 

@@ -16,7 +16,7 @@ typedef enum InventoryEvent {
 typedef void (*InventoryHandler)(Inventory *inv, Device *d, InventoryEvent event, void *userdata);
 
 /*
- * Enumerate PCI devices with libudev and keep them current from a udev
+ * Enumerate PCI devices from /sys/bus/pci/devices and keep them current from a udev
  * monitor on the event loop (the kernel netlink source when udevd is not
  * running, as in a minimal VM).
  */
@@ -37,6 +37,9 @@ Device *inventory_find(Inventory *inv, const char *address);
 /* All devices sorted by address. The array is owned by the inventory and
  * valid until the next change. */
 Device *const *inventory_devices(Inventory *inv, size_t *ret_n);
+
+/* d's position in inventory_devices(), SIZE_MAX if it is not there. */
+size_t inventory_index(Inventory *inv, const Device *d);
 
 /* Re-read one device from sysfs now (after the broker rebinds a driver),
  * reporting CHANGED to the handler if anything moved. */

@@ -28,6 +28,11 @@ struct Manager {
         Subscription *subscriptions;
         char **restoring;               /* addresses whose driver a worker is restoring */
         char reason_buf[256];           /* backing store for a composed state reason */
+
+        AccessCache *access;            /* what policy lets each recent principal do */
+        const char *kernel_reason;      /* cached unsupported_reason(); see manager_recheck_kernel() */
+        char kernel_reason_buf[256];
+        uint64_t kernel_checked;         /* when, CLOCK_MONOTONIC */
 };
 
 static const char *const event_type_names[_BROKER_EVENT_MAX] = {
@@ -76,8 +81,35 @@ Subscription *subscription_free(Subscription *s) {
         return NULL;
 }
 
+/* d's cached JSON, and its group mates' (their state depends on d's lease
+ * and driver), no longer tell the truth. */
+static void invalidate_device_and_group(Manager *m, Device *d) {
+        device_invalidate_json(d);
+        for (char **member = d->group_members; member && *member; member++)
+                device_invalidate_json(inventory_find(m->inventory, *member));
+}
+
+static void invalidate_address(Manager *m, const char *address) {
+        Device *d = address ? inventory_find(m->inventory, address) : NULL;
+
+        if (d)
+                invalidate_device_and_group(m, d);
+}
+
+static void invalidate_all(Manager *m) {
+        size_t n;
+        Device *const *devices = inventory_devices(m->inventory, &n);
+
+        for (size_t i = 0; i < n; i++)
+                device_invalidate_json(devices[i]);
+}
+
 void manager_emit(Manager *m, const BrokerEvent *event) {
         Subscription *next;
+
+        /* Every change of what a device looks like comes through here, before
+         * anyone serializes the device again. */
+        invalidate_address(m, event->address);
 
         /* A handler may unsubscribe itself (its connection died while sending). */
         for (Subscription *s = m->subscriptions; s; s = next) {
@@ -119,6 +151,7 @@ static void on_driver_restored(const char *address, int result, void *userdata) 
                 log_info("%s: original driver restored", address);
 
         restoring_remove(m, address);
+        invalidate_address(m, address);
         d = inventory_find(m->inventory, address);
         if (!d)
                 return;
@@ -134,6 +167,7 @@ void manager_restore_driver(Manager *m, Device *d, const char *original_driver) 
                 log_error("%s: out of memory; driver not restored", d->address);
                 return;
         }
+        invalidate_device_and_group(m, d);
         r = driver_restore_async(m->event, d, original_driver, on_driver_restored, m);
         if (r < 0)
                 on_driver_restored(d->address, r, m);
@@ -141,41 +175,37 @@ void manager_restore_driver(Manager *m, Device *d, const char *original_driver) 
 
 /* --- inventory --- */
 
-/* Ask the kernel which IOMMU sits behind an idle vfio device, once. Binding
- * needs a scratch context; closing both fds undoes it. */
-void manager_probe_hw_info(Manager *m, Device *d) {
-        _cleanup_close_ int iommufd = -EBADF, device_fd = -EBADF;
-        uint32_t dev_id;
-        int r;
+/* Whether iommufd can be used is decided at start and again when something
+ * changes (a device event, a reload), not on every query: the real check opens
+ * /dev/iommu, which allocates a context. While the answer is "no", it is
+ * re-checked at most once a second, so loading the modules (which sends no PCI
+ * event) is noticed. */
+static void manager_recheck_kernel(Manager *m) {
+        const char *reason = m->kernel->unsupported_reason();
+        bool changed;
 
-        if (d->hw_info.valid || d->lease || !device_is_on_vfio(d) || d->noiommu ||
-            manager_kernel_unsupported_reason(m))
-                return;
-
-        iommufd = m->kernel->open_iommufd(MEMLOCK_ACCOUNTING_PROCESS);
-        if (iommufd < 0)
-                return (void) log_debug_errno(iommufd, "%s: no iommufd for probing: %m", d->address);
-        device_fd = m->kernel->open_device(d);
-        if (device_fd < 0)
-                return (void) log_debug_errno(device_fd, "%s: cannot open for probing: %m", d->address);
-        r = m->kernel->bind(device_fd, iommufd, &dev_id);
-        if (r < 0)
-                return (void) log_debug_errno(r, "%s: cannot bind for probing: %m", d->address);
-        r = m->kernel->hw_info(iommufd, dev_id, &d->hw_info);
-        if (r < 0)
-                log_debug_errno(r, "%s: IOMMU_GET_HW_INFO failed: %m", d->address);
+        changed = !streq_ptr(reason, m->kernel_reason);
+        if (reason) {
+                snprintf(m->kernel_reason_buf, sizeof(m->kernel_reason_buf), "%s", reason);
+                m->kernel_reason = m->kernel_reason_buf;
+        } else
+                m->kernel_reason = NULL;
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &m->kernel_checked);
+        if (changed)
+                invalidate_all(m);
 }
 
 static void on_inventory_event(Inventory *inv, Device *d, InventoryEvent event, void *userdata) {
         Manager *m = userdata;
 
+        /* Indexes and what rules match may have moved. */
+        access_cache_flush(m->access);
+        manager_recheck_kernel(m);
         switch (event) {
         case INVENTORY_DEVICE_ADDED:
-                manager_probe_hw_info(m, d);
                 emit_device_event(m, BROKER_EVENT_DEVICE_ADDED, d, d->address);
                 break;
         case INVENTORY_DEVICE_CHANGED:
-                manager_probe_hw_info(m, d);
                 emit_device_event(m, BROKER_EVENT_DEVICE_CHANGED, d, d->address);
                 break;
         case INVENTORY_DEVICE_REMOVED:
@@ -217,6 +247,8 @@ int manager_reload_policy(Manager *m) {
                 return log_error_errno(r, "Keeping the previous policy: %m");
         policy_free(m->policy);
         m->policy = p;
+        access_cache_flush(m->access);
+        manager_recheck_kernel(m);
         log_info("policy reloaded: %zu rules", policy_n_rules(p));
         return 0;
 }
@@ -234,7 +266,8 @@ int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
         m->next_session_id = 1;
         m->policy_path = strdup(config->policy_path ?: POLICY_PATH);
         m->policy_dropin_dir = strdup(config->policy_dropin_dir ?: POLICY_DROPIN_DIR);
-        if (!m->policy_path || !m->policy_dropin_dir)
+        m->access = access_cache_new();
+        if (!m->policy_path || !m->policy_dropin_dir || !m->access)
                 return -ENOMEM;
 
         if (config->policy)
@@ -254,11 +287,7 @@ int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
                         return log_error_errno(r, "Cannot enumerate PCI devices: %m");
         }
 
-        size_t n;
-        Device *const *devices = inventory_devices(m->inventory, &n);
-        for (size_t i = 0; i < n; i++)
-                manager_probe_hw_info(m, devices[i]);
-
+        manager_recheck_kernel(m);
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -270,6 +299,7 @@ Manager *manager_free(Manager *m) {
                 subscription_free(m->subscriptions);
         inventory_free(m->inventory);
         policy_free(m->policy);
+        access_cache_free(m->access);
         free(m->policy_path);
         free(m->policy_dropin_dir);
         strv_free(m->restoring);
@@ -286,7 +316,27 @@ unsigned manager_max_devices_per_session(Manager *m) { return m->max_devices_per
 uint64_t manager_next_session_id(Manager *m) { return m->next_session_id++; }
 
 const char *manager_kernel_unsupported_reason(Manager *m) {
-        return m->kernel->unsupported_reason();
+        uint64_t now;
+
+        if (m->kernel_reason && sd_event_now(m->event, CLOCK_MONOTONIC, &now) >= 0 &&
+            now - m->kernel_checked >= 1000000)
+                manager_recheck_kernel(m);
+        return m->kernel_reason;
+}
+
+void manager_device_access(Manager *m, const Device *d, const Principal *viewer, DeviceAccess *ret) {
+        size_t n;
+
+        (void) inventory_devices(m->inventory, &n);
+        access_cache_get(m->access, m->policy, viewer, d, inventory_index(m->inventory, d), n, ret);
+}
+
+void manager_device_access_at(Manager *m, const Device *d, size_t index, const Principal *viewer,
+                              DeviceAccess *ret) {
+        size_t n;
+
+        (void) inventory_devices(m->inventory, &n);
+        access_cache_get(m->access, m->policy, viewer, d, index, n, ret);
 }
 
 /* --- what a device looks like from outside --- */

@@ -3,6 +3,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "device-access.h"
 #include "device.h"
 #include "error.h"
 #include "inventory.h"
@@ -98,5 +99,13 @@ bool manager_device_holder(Manager *m, const Device *d, const Principal *viewer,
 /* Resolve a client-supplied address: DeviceNotFound or InvalidParameter on failure. */
 int manager_get_device(Manager *m, const char *address, Device **ret, BrokerError *err);
 
-/* Why no device can be acquired on this host (no /dev/iommu, ...), or NULL. */
+/* What policy lets viewer do with d (root: what the rules give root, which
+ * without a rule is everything). Cached per principal; strings valid until the
+ * next policy or inventory change. _at: d is inventory_devices()[index]. */
+void manager_device_access(Manager *m, const Device *d, const Principal *viewer, DeviceAccess *ret);
+void manager_device_access_at(Manager *m, const Device *d, size_t index, const Principal *viewer,
+                              DeviceAccess *ret);
+
+/* Why no device can be acquired on this host (no /dev/iommu, ...), or NULL.
+ * Decided at start and on changes, not per call. */
 const char *manager_kernel_unsupported_reason(Manager *m);

@@ -189,10 +189,13 @@ static void test_device_json(const char *idl) {
                 .hw_info = { .valid = true, .type = 1, .capabilities = 1 },
         };
         Holder h = { .session_id = 7, .uid = 1000, .pid = 4242, .unit = "vm.service" };
+        /* Not a real combination, but every per-caller field at once. */
+        DeviceAccess access = { .level = DEVICE_ACCESS_POLKIT, .modes = 5, .managed = true,
+                                .reason = "why \"not\"", .polkit_action = "io.iommufd.broker.acquire" };
         json_t *o;
 
         /* Every optional field set: the keys must be exactly the IDL's. */
-        o = device_json_build(&d, DEVICE_STATE_LEASED, "some reason", &h);
+        o = device_json_build(&d, DEVICE_STATE_LEASED, "some reason", &h, &access);
         check_keys(o, device_fields, "Device");
         check_keys(json_object_get(o, "holder"), holder_fields, "Holder");
         check_keys(json_object_get(o, "iommu"), iommu_fields, "IommuInfo");
@@ -204,13 +207,52 @@ static void test_device_json(const char *idl) {
 
         /* Nothing optional: those keys are left out, groupMembers stays. */
         d = (Device) { .address = "0000:00:1f.0", .iommu_group = -1 };
-        o = device_json_build(&d, DEVICE_STATE_UNAVAILABLE, NULL, NULL);
+        o = device_json_build(&d, DEVICE_STATE_UNAVAILABLE, NULL, NULL, NULL);
         CHECK_MSG(o && !json_object_get(o, "iommuGroup") && !json_object_get(o, "driver") &&
                   !json_object_get(o, "holder") && !json_object_get(o, "iommu") &&
                   json_is_array(json_object_get(o, "groupMembers")) &&
                   json_array_size(json_object_get(o, "groupMembers")) == 0,
                   "absent optional fields omitted, groupMembers an empty array");
         json_decref(o);
+}
+
+/* The cached-text path must say exactly what the jansson path says. */
+static void check_text_matches(Device *d, DeviceState state, const char *reason, const Holder *h,
+                               const DeviceAccess *a, const char *what) {
+        TextBuf b = {};
+        json_t *built = device_json_build(d, state, reason, h, a), *parsed;
+        json_error_t error;
+
+        CHECK_MSG(device_json_append_parts(&b, d, state, reason, h, a) >= 0, "%s: text built", what);
+        parsed = b.data ? json_loads(b.data, 0, &error) : NULL;
+        CHECK_MSG(parsed && built && json_equal(parsed, built), "%s: text equals the JSON object (%s)", what,
+                  strna(b.data));
+        json_decref(parsed);
+        json_decref(built);
+        text_done(&b);
+        device_invalidate_json(d);
+}
+
+static void test_device_text(void) {
+        char *members[] = { (char *) "0000:03:00.0", NULL };
+        Device d = {
+                .address = "0000:03:00.0", .vendor_id = 0x8086, .device_id = 0x1533, .class = 0x020000,
+                .driver = (char *) "vfio-pci", .iommu_group = 12, .group_members = members,
+                .vfio_cdev = (char *) "vfio3", .hw_info = { .valid = true, .type = 1, .capabilities = 1 },
+        };
+        Holder h = { .session_id = 7, .uid = 1000, .pid = 4242, .unit = "vm\"x\\.service" };
+        DeviceAccess allowed = { .level = DEVICE_ACCESS_ALLOWED, .modes = 7, .managed = true };
+        DeviceAccess denied = { .level = DEVICE_ACCESS_DENIED, .reason = "no policy rule grants uid 1001 access" };
+        DeviceAccess polkit = { .level = DEVICE_ACCESS_POLKIT, .modes = 4, .polkit_action = "io.iommufd.broker.acquire" };
+
+        check_text_matches(&d, DEVICE_STATE_AVAILABLE, NULL, NULL, &allowed, "available, allowed");
+        check_text_matches(&d, DEVICE_STATE_AVAILABLE, "bound to e1000e: acquire with managed", NULL, &denied,
+                           "available, denied: unavailable with the policy's reason");
+        check_text_matches(&d, DEVICE_STATE_LEASED, NULL, &h, &polkit, "leased, holder with quotes, polkit");
+        check_text_matches(&d, DEVICE_STATE_UNAVAILABLE, "ctl \x01 byte", NULL, NULL,
+                           "control bytes escaped, no access");
+        d = (Device) { .address = "0000:00:1f.0", .iommu_group = -1 };
+        check_text_matches(&d, DEVICE_STATE_UNAVAILABLE, NULL, NULL, &denied, "nothing optional");
 }
 
 /*
@@ -475,6 +517,7 @@ int main(void) {
         test_methods(idl);
         test_errors(idl);
         test_device_json(idl);
+        test_device_text();
         test_wire();
         if (test_dbus_vtable_matches_xml() != 0)
                 test_failures++;

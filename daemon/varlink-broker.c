@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -45,25 +46,37 @@ static int check_parameters(VarlinkCall *call, json_t *parameters, const Varlink
 
 /* --- ListDevices, GetDevice --- */
 
+/* Replies are built as text from each device's cached JSON; one buffer,
+ * reused (the loop is single-threaded), so a list costs no reallocations. */
+static TextBuf reply_text;
+
+static int reply_with_text(VarlinkCall *call, TextBuf *b) {
+        int r;
+
+        r = b->failed ? -ENOMEM : varlink_call_reply_text(call, b->data, b->len);
+        b->len = 0;
+        b->failed = false;
+        return r;
+}
+
 static int method_list_devices(VarlinkCall *call, json_t *parameters, void *userdata) {
+        const Principal *viewer = call_viewer(call);
         Manager *m = userdata;
         Device *const *devices;
-        json_t *array;
         size_t n = 0;
 
         if (check_parameters(call, parameters, (const VarlinkField[]) { {} }) < 0)
                 return 0;
 
         devices = inventory_devices(manager_inventory(m), &n);
-        array = json_array();
-        for (size_t i = 0; array && i < n; i++)
-                if (json_array_append_new(array, device_json_new(m, devices[i], call_viewer(call))) < 0) {
-                        json_decref(array);
-                        array = NULL;
-                }
-        if (!array)
-                return -ENOMEM;
-        return varlink_call_reply(call, json_pack("{s:o}", "devices", array));
+        text_puts(&reply_text, "{\"devices\":[");
+        for (size_t i = 0; i < n; i++) {
+                if (i > 0)
+                        text_puts(&reply_text, ",");
+                (void) device_json_append(m, devices[i], i, viewer, &reply_text);
+        }
+        text_puts(&reply_text, "]}");
+        return reply_with_text(call, &reply_text);
 }
 
 static int method_get_device(VarlinkCall *call, json_t *parameters, void *userdata) {
@@ -74,7 +87,6 @@ static int method_get_device(VarlinkCall *call, json_t *parameters, void *userda
         BrokerError err = {};
         Manager *m = userdata;
         Device *d = NULL;
-        json_t *o;
         int r;
 
         if (check_parameters(call, parameters, fields) < 0)
@@ -84,10 +96,10 @@ static int method_get_device(VarlinkCall *call, json_t *parameters, void *userda
         if (r < 0)
                 return reply_broker_error(call, r, &err);
 
-        o = device_json_new(m, d, call_viewer(call));
-        if (!o)
-                return -ENOMEM;
-        return varlink_call_reply(call, json_pack("{s:o}", "device", o));
+        text_puts(&reply_text, "{\"device\":");
+        (void) device_json_append(m, d, SIZE_MAX, call_viewer(call), &reply_text);
+        text_puts(&reply_text, "}");
+        return reply_with_text(call, &reply_text);
 }
 
 /* --- Acquire, Release --- */
@@ -250,76 +262,181 @@ static int method_release(VarlinkCall *call, json_t *parameters, void *userdata)
 
 /* --- Monitor --- */
 
-typedef struct Monitor {
-        VarlinkCall *call;
+/*
+ * One subscription to the core for all Monitor streams of a manager: each
+ * event is serialized once per distinct view (principals that look the same
+ * to policy see the same text), not once per stream.
+ */
+typedef struct Monitor Monitor;
+
+typedef struct MonitorHub {
         Manager *manager;
         Subscription *subscription;
-} Monitor;
+        Monitor *monitors;
+        struct MonitorHub *next;
+        bool dispatching, orphaned;
+} MonitorHub;
+
+struct Monitor {
+        VarlinkCall *call;
+        MonitorHub *hub;
+        Monitor *prev, *next;
+};
+
+static MonitorHub *hubs;
 
 static bool event_is_lease(BrokerEventType t) {
         return t == BROKER_EVENT_LEASE_ACQUIRED || t == BROKER_EVENT_LEASE_ENDED;
 }
 
-static json_t *event_json(Monitor *mon, const BrokerEvent *ev) {
-        const Principal *viewer = call_viewer(mon->call);
-        json_t *o = json_pack("{s:s}", "event", strna(broker_event_type_to_string(ev->type)));
+static void append_string_member(TextBuf *b, const char *key, const char *value) {
+        char quoted[512];
 
-        if (o && ev->address)
-                json_object_set_new(o, "address", json_string(ev->address));
-        if (o && ev->device && (ev->type == BROKER_EVENT_DEVICE_ADDED || ev->type == BROKER_EVENT_DEVICE_CHANGED)) {
-                json_t *d = device_json_new(mon->manager, ev->device, viewer);
-                if (!d) {
-                        json_decref(o);
-                        return NULL;
-                }
-                json_object_set_new(o, "device", d);
-        }
-        if (o && event_is_lease(ev->type)) {
-                /* Who holds what is shown to root and to the holder's own uid only. */
-                if (viewer && (viewer->uid == 0 || viewer->uid == ev->holder_uid))
-                        json_object_set_new(o, "session", json_integer((json_int_t) ev->session_id));
-                if (ev->reason)
-                        json_object_set_new(o, "reason", json_string(ev->reason));
-        }
-        return o;
+        text_puts(b, ",\"");
+        text_puts(b, key);
+        text_puts(b, "\":");
+        text_puts(b, json_quote(value, quoted, sizeof(quoted)) ? quoted : "\"\"");
 }
 
-static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
-        Monitor *mon = userdata;
-        json_t *o = event_json(mon, ev);
+static int event_text(Manager *m, const BrokerEvent *ev, const Principal *viewer, TextBuf *b) {
+        char buf[64];
 
-        if (!o) {
-                log_warning("varlink: out of memory, closing a Monitor stream.");
-                varlink_connection_close(varlink_call_get_connection(mon->call));
-                return;
+        text_puts(b, "{\"event\":\"");
+        text_puts(b, strna(broker_event_type_to_string(ev->type)));
+        text_puts(b, "\"");
+        if (ev->address)
+                append_string_member(b, "address", ev->address);
+        if (ev->device && (ev->type == BROKER_EVENT_DEVICE_ADDED || ev->type == BROKER_EVENT_DEVICE_CHANGED)) {
+                text_puts(b, ",\"device\":");
+                /* The cache lives in the Device; filling it changes nothing else. */
+                (void) device_json_append(m, (Device *) ev->device, SIZE_MAX, viewer, b);
         }
-        (void) varlink_call_notify(mon->call, o);
+        if (event_is_lease(ev->type)) {
+                /* Who holds what is shown to root and to the holder's own uid only. */
+                if (viewer && (viewer->uid == 0 || viewer->uid == ev->holder_uid)) {
+                        snprintf(buf, sizeof(buf), ",\"session\":%" PRIu64, ev->session_id);
+                        text_puts(b, buf);
+                }
+                if (ev->reason)
+                        append_string_member(b, "reason", ev->reason);
+        }
+        text_puts(b, "}");
+        return b->failed ? -ENOMEM : 0;
+}
+
+#define HUB_VIEWS 8
+
+static void hub_on_event(Manager *m, const BrokerEvent *ev, void *userdata) {
+        struct { const Principal *viewer; TextBuf text; int r; } views[HUB_VIEWS] = {};
+        MonitorHub *hub = userdata;
+        size_t n_views = 0;
+        TextBuf scratch = {};
+        Monitor *next;
+
+        hub->dispatching = true;
+        for (Monitor *mon = hub->monitors; mon; mon = next) {
+                const Principal *viewer = call_viewer(mon->call);
+                TextBuf *text = NULL;
+                int r = 0;
+
+                next = mon->next;
+                for (size_t i = 0; i < n_views && !text; i++)
+                        if (principal_same_to_policy(views[i].viewer, viewer)) {
+                                text = &views[i].text;
+                                r = views[i].r;
+                        }
+                if (!text) {
+                        /* More views than that in one event: build this one alone. */
+                        text = n_views < HUB_VIEWS ? &views[n_views].text : &scratch;
+                        text->len = 0;
+                        text->failed = false;
+                        r = event_text(m, ev, viewer, text);
+                        if (n_views < HUB_VIEWS)
+                                views[n_views++] = (typeof(views[0])) { viewer, *text, r };
+                }
+                if (r < 0) {
+                        log_warning("varlink: out of memory, closing a Monitor stream.");
+                        varlink_connection_close(varlink_call_get_connection(mon->call));
+                        continue;
+                }
+                (void) varlink_call_notify_text(mon->call, text->data, text->len);
+        }
+        for (size_t i = 0; i < n_views; i++)
+                text_done(&views[i].text);
+        text_done(&scratch);
+        hub->dispatching = false;
+        if (hub->orphaned)
+                free(hub);
+}
+
+static MonitorHub *hub_get(Manager *m) {
+        MonitorHub *hub;
+
+        for (hub = hubs; hub; hub = hub->next)
+                if (hub->manager == m)
+                        return hub;
+        hub = calloc(1, sizeof(*hub));
+        if (!hub)
+                return NULL;
+        hub->manager = m;
+        if (manager_subscribe(m, hub_on_event, hub, &hub->subscription) < 0) {
+                free(hub);
+                return NULL;
+        }
+        hub->next = hubs;
+        hubs = hub;
+        return hub;
+}
+
+/* The last stream went away: unsubscribe; free now or after the dispatch. */
+static void hub_release(MonitorHub *hub) {
+        if (hub->monitors)
+                return;
+        for (MonitorHub **p = &hubs; *p; p = &(*p)->next)
+                if (*p == hub) {
+                        *p = hub->next;
+                        break;
+                }
+        hub->subscription = subscription_free(hub->subscription);
+        if (hub->dispatching)
+                hub->orphaned = true;
+        else
+                free(hub);
 }
 
 static void monitor_destroy(VarlinkCall *call, void *userdata) {
         Monitor *mon = userdata;
+        MonitorHub *hub = mon->hub;
 
-        subscription_free(mon->subscription);
+        if (mon->prev)
+                mon->prev->next = mon->next;
+        else
+                hub->monitors = mon->next;
+        if (mon->next)
+                mon->next->prev = mon->prev;
         free(mon);
+        hub_release(hub);
 }
 
 static int method_monitor(VarlinkCall *call, json_t *parameters, void *userdata) {
         Manager *m = userdata;
+        MonitorHub *hub;
         Monitor *mon;
-        int r;
 
         if (check_parameters(call, parameters, (const VarlinkField[]) { {} }) < 0)
                 return 0;
 
-        mon = calloc(1, sizeof(*mon));
-        if (!mon)
+        hub = hub_get(m);
+        mon = hub ? calloc(1, sizeof(*mon)) : NULL;
+        if (!mon) {
+                if (hub)
+                        hub_release(hub);
                 return -ENOMEM;
-        *mon = (Monitor) { .call = call, .manager = m };
-        r = manager_subscribe(m, on_broker_event, mon, &mon->subscription);
-        if (r < 0) {
-                free(mon);
-                return r;
         }
+        *mon = (Monitor) { .call = call, .hub = hub, .next = hub->monitors };
+        if (hub->monitors)
+                hub->monitors->prev = mon;
+        hub->monitors = mon;
         varlink_call_set_destroy(call, monitor_destroy, mon);
         return varlink_call_notify(call, json_pack("{s:s}", "event", "ready"));
 }

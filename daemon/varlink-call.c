@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "varlink-internal.h"
 
@@ -61,6 +62,41 @@ int varlink_call_reply_with_fds(VarlinkCall *call, json_t *parameters, const int
 
 int varlink_call_reply(VarlinkCall *call, json_t *parameters) {
         return varlink_call_reply_with_fds(call, parameters, NULL, 0);
+}
+
+/* prefix + the caller's parameters text + "}" + NUL, queued as is. */
+static int call_send_text(VarlinkCall *call, const char *prefix, const char *parameters, size_t len, bool final) {
+        size_t n = strlen(prefix);
+        char *data;
+        int r = 0;
+
+        if (call->done)
+                return -ESTALE;
+        if (!call->oneway) {
+                data = malloc(n + len + 2);
+                if (!data)
+                        return -ENOMEM;
+                memcpy(data, prefix, n);
+                memcpy(data + n, parameters, len);
+                data[n + len] = '}';
+                data[n + len + 1] = 0;
+                r = varlink_connection_send_encoded(call->conn, data, n + len + 2, NULL, 0);
+        }
+        if (final)
+                call_finish(call);
+        return r;
+}
+
+int varlink_call_reply_text(VarlinkCall *call, const char *parameters, size_t len) {
+        if (!call || !parameters)
+                return -EINVAL;
+        return call_send_text(call, "{\"parameters\":", parameters, len, true);
+}
+
+int varlink_call_notify_text(VarlinkCall *call, const char *parameters, size_t len) {
+        if (!call || !call->streaming || !parameters)
+                return -EINVAL;
+        return call_send_text(call, "{\"continues\":true,\"parameters\":", parameters, len, false);
 }
 
 int varlink_call_notify(VarlinkCall *call, json_t *parameters) {

@@ -82,6 +82,9 @@ struct VarlinkServer {
 
 /* Queue one message (taking msg) with duplicates of fds, and try to send it. */
 int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds);
+/* The same for a message already framed (data ends with its NUL; len counts
+ * it); takes data. */
+int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len, const int *fds, size_t n_fds);
 /* {error, parameters}; takes parameters (NULL: {}). NULL on ENOMEM. */
 json_t *varlink_error_message(const char *error, json_t *parameters);
 /* {message, device?} of an io.iommufd.Broker error. NULL on ENOMEM. */

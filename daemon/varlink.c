@@ -90,25 +90,35 @@ static bool connection_over_output_cap(VarlinkConnection *c, size_t len) {
 
 /* Queue one message (taking msg) with duplicates of fds, and try to send it. */
 int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds) {
-        Output *o;
-        int r;
+        char *data;
+        size_t len;
 
         if (c->dead || c->close_after_flush) {
                 json_decref(msg);
                 return -ENOTCONN;
         }
+        data = varlink_wire_encode(msg, &len);
+        json_decref(msg);
+        if (!data)
+                return -ENOMEM;
+        return varlink_connection_send_encoded(c, data, len, fds, n_fds);
+}
 
+int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len, const int *fds, size_t n_fds) {
+        Output *o;
+        int r;
+
+        if (c->dead || c->close_after_flush) {
+                free(data);
+                return -ENOTCONN;
+        }
         o = calloc(1, sizeof(*o));
         if (!o) {
-                json_decref(msg);
+                free(data);
                 return -ENOMEM;
         }
-        o->data = varlink_wire_encode(msg, &o->len);
-        json_decref(msg);
-        if (!o->data) {
-                free(o);
-                return -ENOMEM;
-        }
+        o->data = data;
+        o->len = len;
         if (n_fds > 0) {
                 o->fds = calloc(n_fds, sizeof(int));
                 if (!o->fds) {

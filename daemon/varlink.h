@@ -180,6 +180,10 @@ int varlink_call_reply(VarlinkCall *call, json_t *parameters);
 int varlink_call_reply_with_fds(VarlinkCall *call, json_t *parameters, const int *fds, size_t n_fds);
 /* A "continues": true reply of a streaming call. reference taken. */
 int varlink_call_notify(VarlinkCall *call, json_t *parameters);
+/* Reply / notify with parameters already serialized (a JSON object's text,
+ * len bytes, no NUL): for replies built from cached text. Not taken. */
+int varlink_call_reply_text(VarlinkCall *call, const char *parameters, size_t len);
+int varlink_call_notify_text(VarlinkCall *call, const char *parameters, size_t len);
 /* A final error reply; error is fully qualified. parameters: reference taken. */
 int varlink_call_error(VarlinkCall *call, const char *error, json_t *parameters);
 /* org.varlink.service.InvalidParameter {parameter}. */

@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Every figure of the fast-path goals, measured side by side in one run, on
+ * the fake kernel and fake sysfs trees (bind-mounted over /sys in a private
+ * mount namespace: no umockdev). With --baseline, an older build is measured
+ * alternately with the new one under the same conditions. Nothing fails on
+ * speed: the goals are printed with each figure.
+ *
+ *   bench-broker [--short] [--baseline OLD_BROKER] --broker BROKER --tmp DIR
+ *                --tree16 DIR --tree256 DIR --tree1024 DIR [--preload SO]
+ */
+#include <getopt.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <systemd/sd-bus.h>
+#include <unistd.h>
+
+#include "bench-lib.h"
+
+#define DEVICE "0000:01:00.0"
+#define MAX_BUILDS 2
+
+static struct {
+        bool short_mode;
+        const char *builds[MAX_BUILDS];
+        const char *names[MAX_BUILDS];
+        size_t n_builds;
+        const char *tmp, *tree16, *tree256, *tree1024, *preload;
+        char bus_address[512];
+        unsigned goals_met, goals_missed;
+} arg;
+
+static double seconds_per_figure(void) {
+        return arg.short_mode ? 0.1 : 1.5;
+}
+
+/* --- the fake /sys --- */
+
+static void use_tree(const char *tree) {
+        static bool in_namespace, mounted;
+
+        if (!in_namespace) {
+                if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                        die("cannot make a private mount namespace (run as root): %m");
+                in_namespace = true;
+        }
+        if (mounted && umount2("/sys", MNT_DETACH) < 0)
+                die("umount /sys: %m");
+        if (mount(tree, "/sys", NULL, MS_BIND, NULL) < 0)
+                die("bind-mount %s over /sys: %m", tree);
+        mounted = true;
+}
+
+static void start(size_t build, bool dbus, unsigned max_conn, Broker *b) {
+        BrokerOptions o = {
+                .binary = arg.builds[build],
+                .tmpdir = arg.tmp,
+                .bus_address = dbus ? arg.bus_address : NULL,
+                .preload = arg.preload,
+                .max_connections_per_uid = max_conn ?: 64,
+        };
+        broker_start(&o, b);
+}
+
+/* --- printing --- */
+
+static void header(void) {
+        printf("%-46s %-11s", "figure", "goal");
+        for (size_t i = 0; i < arg.n_builds; i++)
+                printf(" %12s", arg.names[i]);
+        printf("  %s\n", arg.n_builds > 1 ? "met (new)" : "met");
+}
+
+/* One row: values per build, the goal, and whether the last build meets it. */
+static void row(const char *figure, const char *goal, const double *v, int decimals, bool met) {
+        char cell[32];
+
+        printf("%-46s %-11s", figure, goal);
+        for (size_t i = 0; i < arg.n_builds; i++) {
+                snprintf(cell, sizeof(cell), "%.*f", decimals, v[i]);
+                printf(" %12s", cell);
+        }
+        printf("  %s\n", goal[0] ? (met ? "yes" : "NO") : "");
+        if (goal[0])
+                met ? arg.goals_met++ : arg.goals_missed++;
+        fflush(stdout);
+}
+
+static double last(const double *v) {
+        return v[arg.n_builds - 1];
+}
+
+/* --- ListDevices against the transport floor --- */
+
+static const char list_call[] = "{\"method\":\"io.iommufd.Broker.ListDevices\",\"parameters\":{}}";
+
+static double calls_per_sec(const char *socket, const char *msg) {
+        double t0, seconds = seconds_per_figure();
+        char *buf = NULL;
+        size_t size = 0, n = 0;
+        int fd = vl_connect(socket);
+
+        for (int i = 0; i < 20; i++)
+                vl_call(fd, msg, &buf, &size);
+        t0 = now_sec();
+        do {
+                for (int i = 0; i < 10; i++, n++)
+                        vl_call(fd, msg, &buf, &size);
+        } while (now_sec() - t0 < seconds);
+        t0 = now_sec() - t0;
+        close(fd);
+        free(buf);
+        return (double) n / t0;
+}
+
+static void bench_list(unsigned n_devices, const char *tree, double goal) {
+        double broker[MAX_BUILDS], echo[MAX_BUILDS], ratio[MAX_BUILDS], bytes[MAX_BUILDS];
+        char figure[96], goal_text[32], echo_path[512];
+
+        use_tree(tree);
+        snprintf(echo_path, sizeof(echo_path), "%s/echo.sock", arg.tmp);
+        for (size_t i = 0; i < arg.n_builds; i++) {
+                char *reply = NULL;
+                size_t size = 0, len;
+                Broker b;
+                pid_t echo_pid;
+                int fd;
+
+                start(i, false, 0, &b);
+                fd = vl_connect(b.socket);
+                len = vl_call(fd, list_call, &reply, &size);
+                close(fd);
+                if (!strstr(reply, "\"devices\""))
+                        die("ListDevices failed: %.200s", reply);
+                bytes[i] = (double) len;
+                echo_pid = echo_server_start(echo_path, reply, len + 1);
+                /* Alternate, so both see the same load. */
+                broker[i] = calls_per_sec(b.socket, list_call);
+                echo[i] = calls_per_sec(echo_path, list_call);
+                broker[i] = (broker[i] + calls_per_sec(b.socket, list_call)) / 2;
+                echo[i] = (echo[i] + calls_per_sec(echo_path, list_call)) / 2;
+                ratio[i] = echo[i] / broker[i];
+                kill_and_wait(echo_pid);
+                broker_stop(&b);
+                free(reply);
+        }
+        snprintf(figure, sizeof(figure), "ListDevices calls/s, %u devices", n_devices);
+        snprintf(goal_text, sizeof(goal_text), ">= %.0f", goal);
+        row(figure, goal_text, broker, 0, last(broker) >= goal);
+        snprintf(figure, sizeof(figure), "  reply bytes, %u devices", n_devices);
+        row(figure, "", bytes, 0, true);
+        snprintf(figure, sizeof(figure), "  echo server, same bytes, calls/s");
+        row(figure, "", echo, 0, true);
+        snprintf(figure, sizeof(figure), "  echo / broker, %u devices", n_devices);
+        row(figure, "<= 2.0", ratio, 2, last(ratio) <= 2.0);
+}
+
+/* --- Acquire+Release --- */
+
+static const char acquire_call[] =
+        "{\"method\":\"io.iommufd.Broker.Acquire\",\"parameters\":{\"devices\":[\"" DEVICE "\"],\"mode\":\"attached\"}}";
+static const char release_call[] = "{\"method\":\"io.iommufd.Broker.Release\",\"parameters\":{}}";
+
+typedef struct PairResult {
+        double per_sec;         /* wall clock */
+        double cpu_us;          /* the broker's CPU per pair */
+} PairResult;
+
+static void varlink_pair(int fd, char **buf, size_t *size) {
+        vl_call(fd, acquire_call, buf, size);
+        if (strstr(*buf, "\"error\""))
+                die("Acquire failed: %.300s", *buf);
+        vl_call(fd, release_call, buf, size);
+        if (strstr(*buf, "\"error\""))
+                die("Release failed: %.300s", *buf);
+}
+
+static PairResult varlink_pairs(const Broker *b) {
+        double t0, seconds = seconds_per_figure();
+        char *buf = NULL;
+        size_t size = 0, n = 0;
+        uint64_t cpu0;
+        int fd = vl_connect(b->socket);
+
+        for (int i = 0; i < 20; i++)
+                varlink_pair(fd, &buf, &size);
+        cpu0 = process_cpu_ns(b->pid);
+        t0 = now_sec();
+        do {
+                for (int i = 0; i < 10; i++, n++)
+                        varlink_pair(fd, &buf, &size);
+        } while (now_sec() - t0 < seconds);
+        t0 = now_sec() - t0;
+        close(fd);
+        free(buf);
+        return (PairResult) { (double) n / t0, (double) (process_cpu_ns(b->pid) - cpu0) / 1e3 / (double) n };
+}
+
+static void dbus_pair(sd_bus *bus) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus_message *reply = NULL;
+        int r;
+
+        r = sd_bus_call_method(bus, "io.iommufd.Broker1", "/io/iommufd/Broker1", "io.iommufd.Broker1",
+                               "AcquireDevices", &error, &reply, "asa{sv}", 1, DEVICE, 1, "mode", "s", "attached");
+        if (r < 0)
+                die("D-Bus AcquireDevices: %s", error.message ?: strerror(-r));
+        sd_bus_message_unref(reply);    /* closes the fds it carried */
+        r = sd_bus_call_method(bus, "io.iommufd.Broker1", "/io/iommufd/Broker1", "io.iommufd.Broker1",
+                               "ReleaseDevices", &error, NULL, "as", 0);
+        if (r < 0)
+                die("D-Bus ReleaseDevices: %s", error.message ?: strerror(-r));
+}
+
+static PairResult dbus_pairs(const Broker *b) {
+        double t0, seconds = seconds_per_figure();
+        sd_bus *bus = NULL;
+        size_t n = 0;
+        uint64_t cpu0;
+
+        if (sd_bus_new(&bus) < 0 || sd_bus_set_address(bus, arg.bus_address) < 0 ||
+            sd_bus_set_bus_client(bus, 1) < 0 || sd_bus_negotiate_fds(bus, 1) < 0 || sd_bus_start(bus) < 0)
+                die("cannot connect to the private bus");
+        for (int i = 0; i < 20; i++)
+                dbus_pair(bus);
+        cpu0 = process_cpu_ns(b->pid);
+        t0 = now_sec();
+        do {
+                for (int i = 0; i < 10; i++, n++)
+                        dbus_pair(bus);
+        } while (now_sec() - t0 < seconds);
+        t0 = now_sec() - t0;
+        sd_bus_flush_close_unref(bus);
+        return (PairResult) { (double) n / t0, (double) (process_cpu_ns(b->pid) - cpu0) / 1e3 / (double) n };
+}
+
+static void bench_acquire(void) {
+        double alone[MAX_BUILDS], alone_cpu[MAX_BUILDS], vl_bus_cpu[MAX_BUILDS], bus_ratio[MAX_BUILDS];
+        double dbus_rate[MAX_BUILDS], dbus_ratio[MAX_BUILDS], mon_cpu[MAX_BUILDS], mon_ratio[MAX_BUILDS];
+        unsigned monitors = arg.short_mode ? 10 : 100;
+        char figure[96];
+
+        use_tree(arg.tree16);
+        for (size_t i = 0; i < arg.n_builds; i++) {
+                PairResult a, v, d, m;
+                Broker b;
+                pid_t mon;
+
+                start(i, false, 200, &b);
+                a = varlink_pairs(&b);
+                mon = monitors_start(b.socket, monitors);
+                m = varlink_pairs(&b);
+                kill_and_wait(mon);
+                broker_stop(&b);
+
+                start(i, true, 200, &b);
+                usleep(200000);         /* the bus name is requested right after READY */
+                v = varlink_pairs(&b);
+                d = dbus_pairs(&b);
+                broker_stop(&b);
+
+                alone[i] = a.per_sec;
+                alone_cpu[i] = a.cpu_us;
+                vl_bus_cpu[i] = v.cpu_us;
+                bus_ratio[i] = v.cpu_us / a.cpu_us;
+                dbus_rate[i] = d.per_sec;
+                dbus_ratio[i] = v.per_sec / d.per_sec;
+                mon_cpu[i] = m.cpu_us;
+                mon_ratio[i] = m.cpu_us / a.cpu_us;
+        }
+        row("Acquire+Release pairs/s, varlink", ">= 8000", alone, 0, last(alone) >= 8000);
+        row("  broker CPU us/pair, varlink alone", "", alone_cpu, 1, true);
+        row("  broker CPU us/pair, D-Bus front end up", "", vl_bus_cpu, 1, true);
+        row("  CPU with D-Bus up / alone", "<= 1.10", bus_ratio, 2, last(bus_ratio) <= 1.10);
+        row("Acquire+Release pairs/s, D-Bus", "", dbus_rate, 0, true);
+        row("  D-Bus time / varlink time (both up)", "<= 1.30", dbus_ratio, 2, last(dbus_ratio) <= 1.30);
+        snprintf(figure, sizeof(figure), "  broker CPU us/pair, %u Monitor streams", monitors);
+        row(figure, "", mon_cpu, 1, true);
+        snprintf(figure, sizeof(figure), "  CPU with %u Monitors / none", monitors);
+        row(figure, "<= 1.50", mon_ratio, 2, last(mon_ratio) <= 1.50);
+}
+
+/* --- concurrent sessions --- */
+
+static const char info_call[] = "{\"method\":\"org.varlink.service.GetInfo\"}";
+
+static void bench_sessions(void) {
+        unsigned n = arg.short_mode ? 1000 : 10000, tenth = n / 10;
+        double linear[MAX_BUILDS], rss_per[MAX_BUILDS], total[MAX_BUILDS];
+        char figure[96];
+
+        use_tree(arg.tree16);
+        for (size_t i = 0; i < arg.n_builds; i++) {
+                int *fds = calloc(n, sizeof(int));
+                double first = 0, final = 0, t0 = now_sec();
+                char *buf = NULL;
+                size_t size = 0;
+                long rss0;
+                Broker b;
+
+                start(i, false, n + 100, &b);
+                /* Warm: one call, so the first batch pays no first-call costs. */
+                fds[0] = vl_connect(b.socket);
+                vl_call(fds[0], list_call, &buf, &size);
+                close(fds[0]);
+                usleep(50000);
+                rss0 = process_rss_kib(b.pid);
+                for (unsigned k = 0; k < n; k++) {
+                        double t = now_sec();
+                        fds[k] = vl_connect(b.socket);
+                        vl_call(fds[k], info_call, &buf, &size);
+                        t = now_sec() - t;
+                        if (k < tenth)
+                                first += t;
+                        else if (k >= n - tenth)
+                                final += t;
+                }
+                total[i] = now_sec() - t0;
+                rss_per[i] = (double) (process_rss_kib(b.pid) - rss0) / n;
+                linear[i] = final / first;
+                for (unsigned k = 0; k < n; k++)
+                        close(fds[k]);
+                broker_stop(&b);
+                free(fds);
+                free(buf);
+        }
+        snprintf(figure, sizeof(figure), "%u sessions: set-up time, last/first 10%%", n);
+        row(figure, "<= 1.20", linear, 2, last(linear) <= 1.20);
+        row("  set-up total, s", "", total, 2, true);
+        row("  RSS per session, KiB", "<= 8", rss_per, 2, last(rss_per) <= 8);
+}
+
+/* --- start-up and memory --- */
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+static double startup_ms(size_t build, const char *tree, long *ret_rss) {
+        unsigned runs = arg.short_mode ? 1 : 11;
+        double t[11];
+
+        use_tree(tree);
+        for (unsigned k = 0; k < runs; k++) {
+                Broker b;
+
+                start(build, false, 0, &b);
+                t[k] = b.ready_sec * 1e3;
+                if (ret_rss) {
+                        char *buf = NULL;
+                        size_t size = 0;
+                        int fd = vl_connect(b.socket);
+                        vl_call(fd, list_call, &buf, &size);       /* warm, as after first use */
+                        close(fd);
+                        free(buf);
+                        *ret_rss = process_rss_kib(b.pid);
+                }
+                broker_stop(&b);
+        }
+        qsort(t, runs, sizeof(double), cmp_double);
+        return t[runs / 2];
+}
+
+static void bench_startup(void) {
+        double t256[MAX_BUILDS], t1024[MAX_BUILDS], linear[MAX_BUILDS], rss[MAX_BUILDS];
+
+        for (size_t i = 0; i < arg.n_builds; i++) {
+                long kib = 0;
+
+                t256[i] = startup_ms(i, arg.tree256, NULL);
+                t1024[i] = startup_ms(i, arg.tree1024, &kib);
+                linear[i] = (t1024[i] / 1024) / (t256[i] / 256);
+                rss[i] = (double) kib / 1024;
+        }
+        row("Start-up to READY=1, 256 devices, ms", "<= 20", t256, 1, last(t256) <= 20);
+        row("Start-up to READY=1, 1024 devices, ms", "<= 60", t1024, 1, last(t1024) <= 60);
+        row("  per device at 1024 / per device at 256", "<= 1.20", linear, 2, last(linear) <= 1.20);
+        row("Idle RSS, 1024 devices (after a list), MiB", "<= 4", rss, 2, last(rss) <= 4);
+}
+
+/* --- main --- */
+
+static void parse_argv(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "short", no_argument, NULL, 's' },
+                { "broker", required_argument, NULL, 'b' },
+                { "baseline", required_argument, NULL, 'B' },
+                { "tmp", required_argument, NULL, 't' },
+                { "tree16", required_argument, NULL, '1' },
+                { "tree256", required_argument, NULL, '2' },
+                { "tree1024", required_argument, NULL, '3' },
+                { "preload", required_argument, NULL, 'p' },
+                {}
+        };
+        const char *broker = NULL, *baseline = NULL;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                switch (c) {
+                case 's': arg.short_mode = true; break;
+                case 'b': broker = optarg; break;
+                case 'B': baseline = optarg; break;
+                case 't': arg.tmp = optarg; break;
+                case '1': arg.tree16 = optarg; break;
+                case '2': arg.tree256 = optarg; break;
+                case '3': arg.tree1024 = optarg; break;
+                case 'p': arg.preload = optarg; break;
+                default: exit(2);
+                }
+        if (!broker || !arg.tmp || !arg.tree16 || !arg.tree256 || !arg.tree1024)
+                die("usage: bench-broker [--short] [--baseline OLD] --broker BIN --tmp DIR "
+                    "--tree16 DIR --tree256 DIR --tree1024 DIR [--preload SO]");
+        if (baseline) {
+                arg.builds[arg.n_builds] = baseline;
+                arg.names[arg.n_builds++] = "before";
+        }
+        arg.builds[arg.n_builds] = broker;
+        arg.names[arg.n_builds++] = baseline ? "after" : "this build";
+}
+
+int main(int argc, char *argv[]) {
+        struct rlimit rl;
+        pid_t bus;
+
+        parse_argv(argc, argv);
+        /* 10,000 sessions: an fd each here and in the broker. */
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || (rl.rlim_cur = rl.rlim_max) < 10300 ||
+            setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                die("cannot raise RLIMIT_NOFILE: %m");
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        bus = dbus_daemon_start(arg.tmp, arg.bus_address, sizeof(arg.bus_address));
+
+        printf("Broker bench%s: fake kernel, fake sysfs (no umockdev), each device in its own group.\n",
+               arg.short_mode ? " (--short: tiny samples, figures meaningless)" : "");
+        header();
+        bench_list(16, arg.tree16, 25000);
+        bench_list(256, arg.tree256, 10000);
+        bench_acquire();
+        bench_sessions();
+        bench_startup();
+        kill_and_wait(bus);
+        printf("bench: %u goals met, %u not met%s\n", arg.goals_met, arg.goals_missed,
+               arg.short_mode ? " (short mode: not meaningful)" : "");
+        return 0;
+}

@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench-lib.h"
+
+double now_sec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+void die(const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        fputs("bench: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        exit(1);
+}
+
+static void sockaddr_set(struct sockaddr_un *sa, const char *path) {
+        memset(sa, 0, sizeof(*sa));
+        sa->sun_family = AF_UNIX;
+        if (strlen(path) >= sizeof(sa->sun_path))
+                die("socket path too long: %s", path);
+        strcpy(sa->sun_path, path);
+}
+
+void kill_and_wait(pid_t pid) {
+        if (pid <= 0)
+                return;
+        kill(pid, SIGTERM);
+        for (int i = 0; i < 200; i++) {
+                if (waitpid(pid, NULL, WNOHANG) == pid)
+                        return;
+                usleep(10000);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+}
+
+/* --- the broker process --- */
+
+static int notify_socket(const char *path) {
+        struct sockaddr_un sa;
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                die("socket: %m");
+        unlink(path);
+        sockaddr_set(&sa, path);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                die("bind %s: %m", path);
+        return fd;
+}
+
+static void exec_broker(const BrokerOptions *o, const char *socket_path, const char *notify_path) {
+        char log[512], policy[512], dropins[512], maxconn[32];
+        const char *argv[16];
+        size_t n = 0;
+        int fd;
+
+        snprintf(log, sizeof(log), "%s/broker.log", o->tmpdir);
+        snprintf(policy, sizeof(policy), "%s/none.json", o->tmpdir);
+        snprintf(dropins, sizeof(dropins), "%s/none.d", o->tmpdir);
+        snprintf(maxconn, sizeof(maxconn), "%u", o->max_connections_per_uid ?: 64);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+                dup2(fd, 1);
+                dup2(fd, 2);
+        }
+        setenv("NOTIFY_SOCKET", notify_path, 1);
+        if (o->preload)
+                setenv("LD_PRELOAD", o->preload, 1);
+        argv[n++] = o->binary;
+        argv[n++] = "--varlink-listen";
+        argv[n++] = socket_path;
+        if (o->bus_address) {
+                argv[n++] = "--bus-address";
+                argv[n++] = o->bus_address;
+        } else
+                argv[n++] = "--no-dbus";
+        argv[n++] = "--policy";
+        argv[n++] = policy;
+        argv[n++] = "--policy-dir";
+        argv[n++] = dropins;
+        argv[n++] = "--max-connections-per-uid";
+        argv[n++] = maxconn;
+        argv[n] = NULL;
+        execv(o->binary, (char **) argv);
+        _exit(127);
+}
+
+void broker_start(const BrokerOptions *o, Broker *ret) {
+        char notify_path[256], buf[4096];
+        struct pollfd p;
+        double start;
+        int fd;
+
+        snprintf(ret->socket, sizeof(ret->socket), "%s/broker.sock", o->tmpdir);
+        snprintf(notify_path, sizeof(notify_path), "%s/notify", o->tmpdir);
+        unlink(ret->socket);
+        fd = notify_socket(notify_path);
+
+        start = now_sec();
+        ret->pid = fork();
+        if (ret->pid < 0)
+                die("fork: %m");
+        if (ret->pid == 0)
+                exec_broker(o, ret->socket, notify_path);
+
+        p = (struct pollfd) { .fd = fd, .events = POLLIN };
+        for (;;) {
+                ssize_t n;
+
+                if (poll(&p, 1, 10000) <= 0)
+                        die("%s did not report READY=1 within 10 s (see %s/broker.log)", o->binary, o->tmpdir);
+                n = recv(fd, buf, sizeof(buf) - 1, 0);
+                if (n < 0)
+                        die("recv: %m");
+                buf[n] = 0;
+                if (strstr(buf, "READY=1"))
+                        break;
+        }
+        ret->ready_sec = now_sec() - start;
+        close(fd);
+        unlink(notify_path);
+}
+
+void broker_stop(Broker *b) {
+        kill_and_wait(b->pid);
+        b->pid = 0;
+}
+
+uint64_t process_cpu_ns(pid_t pid) {
+        char path[64];
+        unsigned long long ns = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/schedstat", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                die("%s: %m", path);
+        if (fscanf(f, "%llu", &ns) != 1)
+                die("%s: cannot parse", path);
+        fclose(f);
+        return ns;
+}
+
+long process_rss_kib(pid_t pid) {
+        char path[64], line[256];
+        long kib = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                die("%s: %m", path);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return kib;
+}
+
+/* --- raw varlink --- */
+
+int vl_connect(const char *path) {
+        struct sockaddr_un sa;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                die("socket: %m");
+        sockaddr_set(&sa, path);
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                die("connect %s: %m", path);
+        return fd;
+}
+
+static void close_passed_fds(struct msghdr *mh) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        int *fds = (int *) CMSG_DATA(c);
+                        for (size_t i = 0; i < n; i++)
+                                close(fds[i]);
+                }
+}
+
+size_t vl_read(int fd, char **buf, size_t *size) {
+        size_t len = 0;
+
+        for (;;) {
+                char control[CMSG_SPACE(sizeof(int) * 32)];
+                struct iovec iov;
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+                                     .msg_control = control, .msg_controllen = sizeof(control) };
+                ssize_t n;
+
+                if (*size - len < 65536) {
+                        *size = *size * 2 + 65536;
+                        *buf = realloc(*buf, *size);
+                        if (!*buf)
+                                die("out of memory");
+                }
+                iov = (struct iovec) { .iov_base = *buf + len, .iov_len = *size - len };
+                n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        die("recvmsg: %m");
+                close_passed_fds(&mh);
+                if (n == 0)
+                        return 0;
+                len += (size_t) n;
+                if ((*buf)[len - 1] == 0)
+                        return len - 1;
+        }
+}
+
+size_t vl_call(int fd, const char *msg, char **buf, size_t *size) {
+        size_t len = strlen(msg) + 1, done = 0;
+        size_t r;
+
+        while (done < len) {
+                ssize_t n = send(fd, msg + done, len - done, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        die("send: %m");
+                done += (size_t) n;
+        }
+        r = vl_read(fd, buf, size);
+        if (r == 0)
+                die("the server hung up");
+        return r;
+}
+
+/* --- the transport floor --- */
+
+static int listen_on(const char *path) {
+        struct sockaddr_un sa;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        if (fd < 0)
+                die("socket: %m");
+        unlink(path);
+        sockaddr_set(&sa, path);
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0)
+                die("listen %s: %m", path);
+        return fd;
+}
+
+static void write_all(int fd, const char *p, size_t len) {
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return;
+                p += n;
+                len -= (size_t) n;
+        }
+}
+
+static void echo_serve(int lfd, const char *reply, size_t len) {
+        struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd }, events[64];
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        char buf[65536];
+
+        epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+        for (;;) {
+                int n = epoll_wait(ep, events, 64, -1);
+                for (int i = 0; i < n; i++) {
+                        int fd = events[i].data.fd;
+                        if (fd == lfd) {
+                                int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                                if (c < 0)
+                                        continue;
+                                ev = (struct epoll_event) { .events = EPOLLIN, .data.fd = c };
+                                epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
+                                continue;
+                        }
+                        ssize_t r = read(fd, buf, sizeof(buf));
+                        if (r <= 0) {
+                                close(fd);
+                                continue;
+                        }
+                        for (ssize_t j = 0; j < r; j++)
+                                if (buf[j] == 0)
+                                        write_all(fd, reply, len);
+                }
+        }
+}
+
+pid_t echo_server_start(const char *path, const char *reply, size_t len) {
+        int lfd = listen_on(path);
+        pid_t pid = fork();
+
+        if (pid < 0)
+                die("fork: %m");
+        if (pid == 0) {
+                echo_serve(lfd, reply, len);
+                _exit(0);
+        }
+        close(lfd);
+        return pid;
+}
+
+/* --- Monitor subscribers --- */
+
+static void monitors_run(const char *socket, unsigned n, int ready_fd) {
+        static const char call[] = "{\"method\":\"io.iommufd.Broker.Monitor\",\"more\":true}";
+        struct epoll_event events[64];
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        char *buf = NULL, drain[65536];
+        size_t size = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                int fd = vl_connect(socket);
+                struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+                if (vl_call(fd, call, &buf, &size) == 0 || !strstr(buf, "ready"))
+                        die("Monitor did not answer 'ready'");
+                epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        }
+        write_all(ready_fd, "x", 1);
+        close(ready_fd);
+        for (;;) {
+                int k = epoll_wait(ep, events, 64, -1);
+                for (int i = 0; i < k; i++)
+                        if (read(events[i].data.fd, drain, sizeof(drain)) <= 0)
+                                _exit(0);
+        }
+}
+
+pid_t monitors_start(const char *socket, unsigned n) {
+        int p[2];
+        char c;
+        pid_t pid;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                die("pipe: %m");
+        pid = fork();
+        if (pid < 0)
+                die("fork: %m");
+        if (pid == 0) {
+                close(p[0]);
+                monitors_run(socket, n, p[1]);
+                _exit(0);
+        }
+        close(p[1]);
+        if (read(p[0], &c, 1) != 1)
+                die("the Monitor subscribers did not start");
+        close(p[0]);
+        return pid;
+}
+
+/* --- the private bus --- */
+
+pid_t dbus_daemon_start(const char *tmpdir, char *address, size_t size) {
+        char conf[512], sockarg[600];
+        int p[2];
+        pid_t pid;
+        FILE *f;
+        ssize_t n;
+
+        snprintf(conf, sizeof(conf), "%s/bus.conf", tmpdir);
+        f = fopen(conf, "we");
+        if (!f)
+                die("%s: %m", conf);
+        fprintf(f, "<busconfig><listen>unix:path=%s/bus</listen><auth>EXTERNAL</auth>"
+                   "<policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>"
+                   "<allow send_destination=\"*\"/><allow receive_sender=\"*\"/></policy>"
+                   "<limit name=\"max_completed_connections\">20000</limit></busconfig>\n", tmpdir);
+        fclose(f);
+        if (pipe2(p, 0) < 0)
+                die("pipe: %m");
+        pid = fork();
+        if (pid < 0)
+                die("fork: %m");
+        if (pid == 0) {
+                snprintf(sockarg, sizeof(sockarg), "--print-address=%d", p[1]);
+                snprintf(conf, sizeof(conf), "%s/dbus-daemon.log", tmpdir);
+                close(p[0]);
+                if (!freopen(conf, "a", stderr))
+                        _exit(127);
+                snprintf(conf, sizeof(conf), "%s/bus.conf", tmpdir);
+                execlp("dbus-daemon", "dbus-daemon", "--config-file", conf, "--nofork", sockarg, (char *) NULL);
+                _exit(127);
+        }
+        close(p[1]);
+        n = read(p[0], address, size - 1);
+        close(p[0]);
+        if (n <= 0)
+                die("dbus-daemon did not start");
+        address[n] = 0;
+        address[strcspn(address, "\n")] = 0;
+        return pid;
+}
