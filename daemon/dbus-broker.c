@@ -3,7 +3,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 
 #include <systemd/sd-bus.h>
 
@@ -12,6 +11,7 @@
 #include "dbus-device.h"
 #include "log.h"
 #include "session.h"
+#include "varlink-broker.h"
 
 /* One client of the D-Bus front end: a sender unique name and its Session. */
 typedef struct DbusSession DbusSession;
@@ -67,56 +67,25 @@ static int on_name_gone(sd_bus_track *track, void *userdata) {
         return 0;
 }
 
-static int pidfd_open_pid(pid_t pid) {
-        int fd = (int) syscall(SYS_pidfd_open, pid, 0);
-        return fd < 0 ? -errno : fd;
-}
-
 /*
- * Who sent m, as the policy sees it. libsystemd 252 has no pidfd creds, so
- * the pidfd is opened from the pid the bus recorded when the client
- * connected: if that process exited and its pid was reused in between, the
- * pidfd names the wrong process. The window is small, the pid stays the
- * identity the bus vouches for, and the uid comes from the bus, not from it.
- * EGID and the unit come from /proc (AUGMENT), with the same race.
+ * Who sent m, as the policy sees it: what the bus attested when the client
+ * connected (GetConnectionCredentials: uid, groups, and with dbus 1.15.8+
+ * ProcessFD), never /proc/<pid> at call time, where a recycled pid or a
+ * setgid exec would describe someone else. Without ProcessFD the caller has
+ * no pidfd and hence no unit (see principal.h).
  */
 static int principal_from_message(sd_bus_message *m, Principal **ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL, *unit_creds = NULL;
-        _cleanup_close_ int pidfd = -EBADF;
-        const gid_t *groups = NULL;
-        const char *unit = NULL;
-        gid_t gid = (gid_t) -1;
-        uid_t uid;
-        pid_t pid;
-        int r, n_groups;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        sd_bus *bus = sd_bus_message_get_bus(m);
+        int r;
 
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_PID | SD_BUS_CREDS_EUID | SD_BUS_CREDS_EGID |
-                                              SD_BUS_CREDS_SUPPLEMENTARY_GIDS | SD_BUS_CREDS_AUGMENT,
-                                      &creds);
+        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                               "GetConnectionCredentials", &error, &reply, "s", sd_bus_message_get_sender(m));
         if (r < 0)
-                return r;
-        /* The unit comes from the cgroup tree, which may be missing (containers,
-         * tests): without it the caller is still identified. */
-        if (sd_bus_query_sender_creds(m, SD_BUS_CREDS_UNIT | SD_BUS_CREDS_AUGMENT, &unit_creds) >= 0)
-                (void) sd_bus_creds_get_unit(unit_creds, &unit);
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_pid(creds, &pid);
-        if (r < 0)
-                return r;
-        (void) sd_bus_creds_get_egid(creds, &gid);
-        n_groups = sd_bus_creds_get_supplementary_gids(creds, &groups);
-        if (n_groups < 0)
-                n_groups = 0;
-
-        pidfd = pidfd_open_pid(pid);
-        if (pidfd == -ESRCH)
-                return -ESRCH;  /* the caller is already gone */
-        if (pidfd < 0)
-                pidfd = -EBADF; /* kernel without pidfds: go by pid */
-
-        return principal_new(uid, gid, pid, TAKE_FD(pidfd), groups, (size_t) n_groups, unit, ret);
+                return log_debug_errno(r, "GetConnectionCredentials(%s): %s", sd_bus_message_get_sender(m),
+                                       error.message ?: strerror(-r));
+        return principal_from_bus_credentials(reply, ret);
 }
 
 /* The session of m's sender, created and tracked on first use. *ret_created
@@ -291,13 +260,20 @@ static int read_one_option(sd_bus_message *m, AcquireRequest *req, BrokerError *
         return 0;
 }
 
+/* Options are few: a longer list is abuse, refused before reading on. */
+#define MAX_ACQUIRE_OPTIONS 16
+
 static int read_acquire_options(sd_bus_message *m, AcquireRequest *req, BrokerError *err) {
+        unsigned n = 0;
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                if (++n > MAX_ACQUIRE_OPTIONS)
+                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                                "more than %d options given", MAX_ACQUIRE_OPTIONS);
                 r = read_one_option(m, req, err);
                 if (r < 0)
                         return r;
@@ -364,6 +340,41 @@ static void undo_acquire(Session *s, const AcquireReply *a) {
                 (void) session_release(s, addresses, &err);
 }
 
+/* The device list of a call: at most BROKER_VARLINK_MAX_DEVICES_PER_CALL,
+ * like varlink. Counted while reading, so a 200,000-entry array costs 65
+ * reads, and read into one array grown geometrically (sd-bus's strv reader
+ * is quadratic). */
+static int read_devices(sd_bus_message *m, char ***ret, BrokerError *err) {
+        _cleanup_strv_free_ char **l = NULL;
+        size_t n = 0;
+        const char *s;
+        int r;
+
+        l = calloc(BROKER_VARLINK_MAX_DEVICES_PER_CALL + 1, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(m, 'a', "s");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read_basic(m, 's', &s)) > 0) {
+                if (n >= BROKER_VARLINK_MAX_DEVICES_PER_CALL)
+                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                                "more than %d devices given, at most %d per call",
+                                                BROKER_VARLINK_MAX_DEVICES_PER_CALL,
+                                                BROKER_VARLINK_MAX_DEVICES_PER_CALL);
+                l[n] = strdup(s);
+                if (!l[n++])
+                        return -ENOMEM;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
 static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         DbusBroker *b = userdata;
         _cleanup_strv_free_ char **devices = NULL;
@@ -374,11 +385,9 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         bool created = false;
         int r;
 
-        r = sd_bus_message_read_strv(m, &devices);
+        r = read_devices(m, &devices, &err);
         if (r < 0)
-                return r;
-        if (!devices && !(devices = calloc(1, sizeof(char *))))
-                return -ENOMEM;
+                return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
         r = read_acquire_options(m, &req, &err);
         if (r < 0)
                 return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
@@ -430,9 +439,9 @@ static int method_release_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         DbusSession *s;
         int r;
 
-        r = sd_bus_message_read_strv(m, &devices);
+        r = read_devices(m, &devices, &err);
         if (r < 0)
-                return r;
+                return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
 
         s = dbus_session_find(b, strna(sd_bus_message_get_sender(m)));
         if (!s)
@@ -510,15 +519,19 @@ static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
         case BROKER_EVENT_DEVICE_CHANGED:
                 emit_changed(b, ev->address);
                 break;
+        /* Signals go to every listener, so they carry what every listener may
+         * see: the holder's session is shown to root and the holder only
+         * (varlink's Monitor rule), who read it from HolderSession or their
+         * own AcquireDevices reply; here it is 0. */
         case BROKER_EVENT_LEASE_ACQUIRED:
                 emit_changed(b, ev->address);
                 (void) sd_bus_emit_signal(b->bus, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "LeaseAcquired",
-                                          "st", ev->address, ev->session_id);
+                                          "st", ev->address, UINT64_C(0));
                 break;
         case BROKER_EVENT_LEASE_ENDED:
                 emit_changed(b, ev->address);
                 (void) sd_bus_emit_signal(b->bus, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "LeaseEnded",
-                                          "sts", ev->address, ev->session_id, strna(ev->reason));
+                                          "sts", ev->address, UINT64_C(0), strna(ev->reason));
                 break;
         default:
                 break;

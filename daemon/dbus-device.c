@@ -13,9 +13,11 @@ struct DbusDevices {
         sd_bus_slot *enumerator_slot;
 
         /* The holder properties depend on who asks. A GetAll reads several of
-         * them for one message, so remember the last asker's uid. The ref
-         * keeps the pointer from being reused for another message. */
-        sd_bus_message *viewer_message;
+         * them for one message, so remember the last asker's uid, by the
+         * message's sender and cookie: a reference would keep the message,
+         * and any fds a client attached to it, until the next read. */
+        char *viewer_sender;
+        uint64_t viewer_cookie;
         uid_t viewer_uid;
 };
 
@@ -157,13 +159,17 @@ static int property_get_state(sd_bus *bus, const char *path, const char *interfa
 static int viewer_uid(DbusDevices *dd, sd_bus *bus, uid_t *ret) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         sd_bus_message *m;
+        uint64_t cookie = 0;
+        const char *sender;
         uid_t uid;
         int r;
 
         m = sd_bus_get_current_message(bus);
         if (!m)
                 return -ENODATA;
-        if (m == dd->viewer_message) {
+        sender = sd_bus_message_get_sender(m);
+        (void) sd_bus_message_get_cookie(m, &cookie);
+        if (sender && cookie != 0 && cookie == dd->viewer_cookie && streq_ptr(sender, dd->viewer_sender)) {
                 *ret = dd->viewer_uid;
                 return 0;
         }
@@ -175,9 +181,10 @@ static int viewer_uid(DbusDevices *dd, sd_bus *bus, uid_t *ret) {
         if (r < 0)
                 return r;
 
-        sd_bus_message_unref(dd->viewer_message);
-        dd->viewer_message = sd_bus_message_ref(m);
-        dd->viewer_uid = uid;
+        if (sender && free_and_strdup(&dd->viewer_sender, sender) >= 0) {
+                dd->viewer_cookie = cookie;
+                dd->viewer_uid = uid;
+        }
         *ret = uid;
         return 0;
 }
@@ -270,7 +277,7 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
                 return NULL;
         sd_bus_slot_unref(dd->vtable_slot);
         sd_bus_slot_unref(dd->enumerator_slot);
-        sd_bus_message_unref(dd->viewer_message);
+        free(dd->viewer_sender);
         sd_bus_unref(dd->bus);
         free(dd);
         return NULL;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include <fcntl.h>
+#include <systemd/sd-bus.h>
 #include <systemd/sd-login.h>
 
 #include "log.h"
@@ -63,14 +65,24 @@ static int pidfd_get_pid(int pidfd, pid_t *ret) {
         return -ENODATA;        /* not a pidfd */
 }
 
-/* The unit of pid, or NULL. Not being in a unit (or cgroupfs missing) is not
- * an error: a principal without a unit simply matches no unit rule. */
-static int lookup_unit(pid_t pid, char **ret) {
+/* The unit of the process pidfd pins, or NULL. Not being in a unit (or
+ * cgroupfs missing) is not an error: a principal without a unit simply
+ * matches no unit rule. Without a pidfd there is no unit at all: a pid
+ * number alone may have been recycled by a process of another unit. The
+ * caller checks afterwards that the pidfd still names that pid. */
+static int lookup_unit(int pidfd, char **ret) {
         char *unit = NULL;
+        pid_t pid = 0;
         int r;
 
         *ret = NULL;
-        /* sd_pid_get_unit(0) would describe ourselves, not the peer. */
+        if (pidfd < 0)
+                return 0;
+        r = pidfd_get_pid(pidfd, &pid);
+        if (r < 0)
+                return r;
+        /* sd_pid_get_unit(0) would describe ourselves, not the peer; -1:
+         * exited, which verify_pidfd() reports. */
         if (pid <= 0)
                 return 0;
         r = sd_pid_get_unit(pid, &unit);
@@ -128,7 +140,7 @@ static int principal_finish(Principal *p, const char *unit) {
                 if (!p->unit)
                         return -ENOMEM;
         } else {
-                r = lookup_unit(p->pid, &p->unit);
+                r = lookup_unit(p->pidfd, &p->unit);
                 if (r < 0)
                         return r;
         }
@@ -161,16 +173,22 @@ int principal_new(uid_t uid, gid_t gid, pid_t pid, int pidfd, const gid_t *group
         return 0;
 }
 
-/* Kernels before 6.5 know no SO_PEERPIDFD; we then go by the pid alone. */
+/* Kernels before 6.5 know no SO_PEERPIDFD (ENOPROTOOPT): the peer then has
+ * no pidfd, hence no unit, and nothing is ever done by its pid number.
+ * 6.5-6.15 answer EINVAL when the peer that connected has already exited
+ * (a child may hold the socket): that is no peer to serve, not an old
+ * kernel. */
 static int socket_get_peer_pidfd(int fd, int *ret) {
         int pidfd = -EBADF;
         socklen_t len = sizeof(pidfd);
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
-                if (errno == ENOPROTOOPT || errno == EINVAL) {
+                if (errno == ENOPROTOOPT) {
                         *ret = -EBADF;
                         return 0;
                 }
+                if (errno == EINVAL)
+                        return log_debug_errno(ESRCH, "Peer has exited before we could pin it.");
                 return -errno;
         }
         *ret = pidfd;
@@ -225,6 +243,113 @@ int principal_from_socket(int fd, Principal **ret) {
                 return r;
 
         r = principal_finish(p, NULL);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/* UnixGroupIDs: the kernel's SO_PEERGROUPS at connect, as the bus saw it.
+ * Read with one growing array: linear, and bounded before it grows. */
+static int bus_read_groups(sd_bus_message *m, gid_t **ret, size_t *ret_n) {
+        _cleanup_free_ gid_t *groups = NULL;
+        size_t n = 0, allocated = 0;
+        uint32_t g;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', "au");
+        if (r <= 0)
+                return r < 0 ? r : -EBADMSG;
+        r = sd_bus_message_enter_container(m, 'a', "u");
+        if (r <= 0)
+                return r < 0 ? r : -EBADMSG;
+        while ((r = sd_bus_message_read_basic(m, 'u', &g)) > 0) {
+                if (n >= PRINCIPAL_MAX_GROUPS)
+                        return -E2BIG;
+                if (n == allocated) {
+                        gid_t *b = realloc(groups, sizeof(gid_t) * (allocated = allocated ? allocated * 2 : 32));
+                        if (!b)
+                                return -ENOMEM;
+                        groups = b;
+                }
+                groups[n++] = (gid_t) g;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        free(*ret);
+        *ret = TAKE_PTR(groups);
+        *ret_n = n;
+        return 0;
+}
+
+/* The fd belongs to the message: keep a duplicate. */
+static int bus_read_pidfd(sd_bus_message *m, int *ret) {
+        int fd, copy;
+        int r;
+
+        r = sd_bus_message_read(m, "v", "h", &fd);
+        if (r < 0)
+                return r;
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return -errno;
+        safe_close(*ret);
+        *ret = copy;
+        return 0;
+}
+
+static int bus_read_u32(sd_bus_message *m, uint32_t *ret) {
+        return sd_bus_message_read(m, "v", "u", ret);
+}
+
+int principal_from_bus_credentials(sd_bus_message *reply, Principal **ret) {
+        _cleanup_(principal_freep) Principal *p = NULL;
+        _cleanup_close_ int pidfd = -EBADF;
+        _cleanup_free_ gid_t *groups = NULL;
+        uint32_t uid = UINT32_MAX, pid = 0;
+        size_t n_groups = 0;
+        const char *key;
+        int r;
+
+        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "UnixUserID"))
+                        r = bus_read_u32(reply, &uid);
+                else if (streq(key, "ProcessID"))
+                        r = bus_read_u32(reply, &pid);
+                else if (streq(key, "UnixGroupIDs"))
+                        r = bus_read_groups(reply, &groups, &n_groups);
+                else if (streq(key, "ProcessFD"))
+                        r = bus_read_pidfd(reply, &pidfd);
+                else
+                        r = sd_bus_message_skip(reply, "v");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(reply);
+        if (r < 0)
+                return r;
+        if (uid == UINT32_MAX)
+                return -ENODATA;
+
+        /* The bus does not say the primary gid: a peer is in a group only
+         * through UnixGroupIDs (which login sessions fill from initgroups). */
+        r = principal_new((uid_t) uid, (gid_t) -1, (pid_t) pid, TAKE_FD(pidfd), groups, n_groups, NULL, &p);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(p);

@@ -7,8 +7,11 @@
 #include "util.h"
 
 /*
- * Who is asking. Both front ends build the same thing: varlink from
- * SO_PEERCRED/SO_PEERPIDFD/SO_PEERGROUPS, D-Bus from sd-bus creds.
+ * Who is asking, only from what the kernel attested when the peer
+ * connected: varlink from SO_PEERCRED/SO_PEERPIDFD/SO_PEERGROUPS, D-Bus from
+ * the bus's GetConnectionCredentials (which dbus-daemon took from the same
+ * socket options at connect time). Nothing comes from /proc/<pid> by
+ * number: a pid may be recycled, a pidfd may not.
  */
 typedef struct Principal {
         uid_t uid;
@@ -23,8 +26,20 @@ typedef struct Principal {
 /* Identity of the peer of a connected AF_UNIX socket. */
 int principal_from_socket(int fd, Principal **ret);
 
-/* Build from parts (D-Bus creds); takes ownership of pidfd, copies groups.
- * Looks up the unit with sd_pid_get_unit() unless unit is given. */
+/* Identity from a reply to org.freedesktop.DBus.GetConnectionCredentials
+ * (a{sv}): UnixUserID (required), ProcessID, UnixGroupIDs, ProcessFD (dbus
+ * 1.15.8+; without it: no pidfd, no unit). Unknown keys are skipped; more
+ * than PRINCIPAL_MAX_GROUPS groups is -E2BIG. */
+typedef struct sd_bus_message sd_bus_message;
+int principal_from_bus_credentials(sd_bus_message *reply, Principal **ret);
+
+#define PRINCIPAL_MAX_GROUPS 65536      /* NGROUPS_MAX */
+
+/* Build from parts; takes ownership of pidfd, copies groups. Unless unit is
+ * given, it is derived from the pidfd (the pid it pins now, that pid's
+ * cgroup, then a check that the pidfd still names a live process with that
+ * pid); without a pidfd there is no unit. -ESRCH if the pidfd's process has
+ * exited. */
 int principal_new(uid_t uid, gid_t gid, pid_t pid, int pidfd, const gid_t *groups, size_t n_groups,
                   const char *unit, Principal **ret);
 

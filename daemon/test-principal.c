@@ -155,6 +155,15 @@ static void test_new(void) {
         r = principal_new(1000, 1000, 0, -EBADF, NULL, 0, NULL, &z);
         CHECK_MSG(r == 0 && z->unit == NULL && z->n_groups == 0, "pid 0: no unit, no groups (r=%d)", r);
 
+        /* A live pid without a pidfd (a bus without ProcessFD, a kernel
+         * without SO_PEERPIDFD) gets no unit: the number may be recycled. */
+        {
+                _cleanup_(principal_freep) Principal *np = NULL;
+                r = principal_new(0, 0, getpid(), -EBADF, NULL, 0, NULL, &np);
+                CHECK_MSG(r == 0 && np->unit == NULL, "no pidfd: no unit from the pid (r=%d, unit %s)", r,
+                          r == 0 ? strna(np->unit) : "-");
+        }
+
         /* A pidfd whose process is gone: refused, and the pidfd closed. */
         child = fork();
         if (child == 0)
