@@ -7,13 +7,14 @@ cd "$(dirname "$0")"
 
 build=${BUILD_DIR:-build}
 
-# Debian packages: build, fast tier (umockdev, dbus-daemon, python3), VM tier
-# (qemu, kernel build tools).
+# Debian packages: build (scdoc: man pages), fast tier (umockdev, dbus-daemon,
+# python3, man-db), VM tier (qemu, kernel build tools), chroot builds.
 packages=(
-        gcc meson ninja-build pkg-config
+        gcc meson ninja-build pkg-config scdoc
         libsystemd-dev libudev-dev libseccomp-dev libjansson-dev
-        umockdev libumockdev-dev dbus systemd python3
+        umockdev libumockdev-dev dbus systemd python3 man-db
         qemu-system-x86 bc bison flex libelf-dev libssl-dev xz-utils cpio kmod
+        mmdebstrap
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -41,7 +42,8 @@ build() {
         if [ ! -f "$build/build.ninja" ]; then
                 # meson reports errors on stdout: keep it, show it on failure.
                 local out
-                out=$(meson setup "$build" -Dwerror=true 2>&1) || { printf '%s\n' "$out" >&2; exit 1; }
+                # /etc, as an installed broker would: README's policy path.
+                out=$(meson setup "$build" -Dwerror=true --sysconfdir=/etc 2>&1) || { printf '%s\n' "$out" >&2; exit 1; }
         fi
         ninja -C "$build" >/dev/null || ninja -C "$build"
 }
@@ -72,6 +74,11 @@ vm_tier() {
         tests/vm/run-vm.sh --build-dir "$build"
 }
 
+chroot_builds() {
+        log "chroot builds: the dist tarball on Debian bookworm, trixie and sid"
+        tests/builds/run-chroot-builds.sh --build-dir "$build"
+}
+
 case "${1:-}" in
 deps) deps ;;
 build) deps; build ;;
@@ -86,6 +93,13 @@ test)
                 log "VM tier skipped (IOMMUFD_SKIP_VM=1)"
         else
                 vm_tier || status=$?
+        fi
+        # After the VM tier, which extracts the linux-source-7.x tree whose
+        # uAPI headers the chroot builds check uapi.h against.
+        if [ "${IOMMUFD_SKIP_CHROOTS:-0}" = 1 ]; then
+                log "chroot builds skipped (IOMMUFD_SKIP_CHROOTS=1)"
+        else
+                chroot_builds || status=$?
         fi
         exit $status
         ;;
