@@ -113,6 +113,9 @@ log "meson dist"
 out=$(meson dist -C "$build" --no-tests --allow-dirty --formats xztar 2>&1) ||
         { printf '%s\n' "$out" >&2; log "meson dist failed"; exit 1; }
 dist=$(ls -t "$build"/meson-dist/*.tar.xz | head -n1)
+if [ -n "$(git -C "$source_root" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+        log "note: the tarball holds the last commit; uncommitted changes are not built"
+fi
 
 # uapi.h against the newest linux-source-7.x that the VM tier extracted.
 uapi_dir=$(ls -d "$cache"/src/linux-source-7.*/linux-source-7.*/include/uapi/linux 2>/dev/null | sort -V | tail -n1 || true)
