@@ -74,7 +74,7 @@ static int on_name_gone(sd_bus_track *track, void *userdata) {
  * setgid exec would describe someone else. Without ProcessFD the caller has
  * no pidfd and hence no unit (see principal.h).
  */
-static int principal_from_message(sd_bus_message *m, Principal **ret) {
+int dbus_principal_from_message(sd_bus_message *m, Principal **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus *bus = sd_bus_message_get_bus(m);
@@ -105,7 +105,7 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
                 return 0;
         }
 
-        r = principal_from_message(m, &principal);
+        r = dbus_principal_from_message(m, &principal);
         if (r < 0)
                 return log_debug_errno(r, "Cannot identify D-Bus client %s: %s", sender, strerror(-r));
 
@@ -489,7 +489,7 @@ static void emit_device_signal(DbusBroker *b, const char *member, const char *ad
 }
 
 static void emit_changed(DbusBroker *b, const char *address) {
-        int r = dbus_device_emit_changed(b->bus, address);
+        int r = dbus_devices_emit_changed(b->devices, address);
         /* A lease that ended because its device left has no object to report on. */
         if (r < 0 && r != -ENOENT)
                 log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
@@ -505,12 +505,15 @@ static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
 
         switch (ev->type) {
         case BROKER_EVENT_DEVICE_ADDED:
+                if (ev->device)
+                        (void) dbus_devices_remember(b->devices, ev->device);
                 r = sd_bus_emit_interfaces_added(b->bus, path, BROKER_DBUS_DEVICE_INTERFACE, NULL);
                 if (r < 0)
                         log_warning_errno(r, "Cannot emit InterfacesAdded for %s: %s", ev->address, strerror(-r));
                 emit_device_signal(b, "DeviceAdded", ev->address, path);
                 break;
         case BROKER_EVENT_DEVICE_REMOVED:
+                dbus_devices_forget(b->devices, ev->address);
                 r = sd_bus_emit_interfaces_removed(b->bus, path, BROKER_DBUS_DEVICE_INTERFACE, NULL);
                 if (r < 0)
                         log_warning_errno(r, "Cannot emit InterfacesRemoved for %s: %s", ev->address, strerror(-r));

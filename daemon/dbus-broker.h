@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <systemd/sd-bus.h>
+
 #include "manager.h"
 
 /*
@@ -18,4 +20,7 @@ int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret);
 
 /* Ends every D-Bus session, then leaves the bus. NULL is fine. */
 DbusBroker *dbus_broker_free(DbusBroker *b);
+
+/* Who sent m, as policy sees it (uid, groups, unit, pidfd). */
+int dbus_principal_from_message(sd_bus_message *m, Principal **ret);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DbusBroker *, dbus_broker_free);

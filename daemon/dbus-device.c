@@ -4,7 +4,26 @@
 #include <string.h>
 
 #include "dbus-device.h"
+#include "dbus-broker.h"
 #include "log.h"
+
+typedef struct DeviceSnapshot {
+        char address[16];
+        char *driver, *vfio_cdev, *reason;
+        char **group_members;
+        int iommu_group;
+        IommuHwInfo hw_info;
+        bool noiommu, sriov_vf;
+        DeviceState state;
+        uint64_t holder_session;        /* 0: not leased */
+} DeviceSnapshot;
+
+static void snapshot_done(DeviceSnapshot *s) {
+        free(s->driver);
+        free(s->vfio_cdev);
+        free(s->reason);
+        strv_free(s->group_members);
+}
 
 struct DbusDevices {
         Manager *manager;
@@ -12,13 +31,19 @@ struct DbusDevices {
         sd_bus_slot *vtable_slot;
         sd_bus_slot *enumerator_slot;
 
-        /* The holder properties depend on who asks. A GetAll reads several of
-         * them for one message, so remember the last asker's uid, by the
-         * message's sender and cookie: a reference would keep the message,
-         * and any fds a client attached to it, until the next read. */
+        /* The holder and access properties depend on who asks. A GetAll or
+         * GetManagedObjects reads them for many devices in one message, so
+         * remember the last asker, by the message's sender and cookie: a
+         * reference would keep the message, and any fds a client attached to
+         * it, until the next read. */
         char *viewer_sender;
         uint64_t viewer_cookie;
-        uid_t viewer_uid;
+        Principal *viewer;
+
+        /* What the last PropertiesChanged said of each device, sorted by
+         * address, so the next one names only what changed. */
+        DeviceSnapshot *snapshots;
+        size_t n_snapshots;
 };
 
 int dbus_device_path(const char *address, char **ret) {
@@ -153,50 +178,39 @@ static int property_get_state(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_append(reply, "s", reason ?: "");
 }
 
-/* The uid of whoever sent the message being answered, or -ENODATA when we
- * are not answering anyone (a signal being built). Only the effective uid
- * matters: manager_device_holder() shows a holder to root and to its own uid. */
-static int viewer_uid(DbusDevices *dd, sd_bus *bus, uid_t *ret) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+/* Whoever sent the message being answered, or NULL when we are not
+ * answering anyone (a signal being built) or cannot tell who it is. */
+static const Principal *current_viewer(DbusDevices *dd, sd_bus *bus) {
+        Principal *p = NULL;
         sd_bus_message *m;
         uint64_t cookie = 0;
         const char *sender;
-        uid_t uid;
-        int r;
 
         m = sd_bus_get_current_message(bus);
         if (!m)
-                return -ENODATA;
+                return NULL;
         sender = sd_bus_message_get_sender(m);
         (void) sd_bus_message_get_cookie(m, &cookie);
-        if (sender && cookie != 0 && cookie == dd->viewer_cookie && streq_ptr(sender, dd->viewer_sender)) {
-                *ret = dd->viewer_uid;
-                return 0;
-        }
-
-        r = sd_bus_query_sender_creds(m, SD_BUS_CREDS_EUID, &creds);
-        if (r < 0)
-                return r;
-        r = sd_bus_creds_get_euid(creds, &uid);
-        if (r < 0)
-                return r;
-
-        if (sender && free_and_strdup(&dd->viewer_sender, sender) >= 0) {
+        if (sender && cookie != 0 && cookie == dd->viewer_cookie && streq_ptr(sender, dd->viewer_sender))
+                return dd->viewer;
+        if (dbus_principal_from_message(m, &p) < 0)
+                return NULL;
+        /* Only the identity is needed to read properties; keep no fd. */
+        p->pidfd = safe_close(p->pidfd);
+        principal_free(dd->viewer);
+        dd->viewer = p;
+        dd->viewer_cookie = 0;
+        if (sender && free_and_strdup(&dd->viewer_sender, sender) >= 0)
                 dd->viewer_cookie = cookie;
-                dd->viewer_uid = uid;
-        }
-        *ret = uid;
-        return 0;
+        return p;
 }
 
 /* The holder as the caller may see it; all zero when hidden or not leased. */
 static void visible_holder(DbusDevices *dd, sd_bus *bus, const Device *d, Holder *ret) {
-        Principal viewer = { .pidfd = -EBADF };
+        const Principal *viewer = current_viewer(dd, bus);
 
         *ret = (Holder) {};
-        if (viewer_uid(dd, bus, &viewer.uid) < 0)
-                return;
-        if (!manager_device_holder(dd->manager, d, &viewer, ret))
+        if (!viewer || !manager_device_holder(dd->manager, d, viewer, ret))
                 *ret = (Holder) {};
 }
 
@@ -215,6 +229,32 @@ static int property_get_holder(sd_bus *bus, const char *path, const char *interf
         if (streq(property, "HolderPid"))
                 return sd_bus_message_append(reply, "u", (uint32_t) h.pid);
         return sd_bus_message_append(reply, "s", h.session_id ? h.unit ?: "" : "");
+}
+
+/* What the caller may do with the device (see the varlink Device type). */
+static int property_get_access(sd_bus *bus, const char *path, const char *interface,
+                               const char *property, sd_bus_message *reply, void *userdata,
+                               sd_bus_error *error) {
+        DbusDevices *dd = userdata;
+        Device *d = DEVICE_OR_FAIL(dd, path, error);
+        const Principal *viewer = current_viewer(dd, bus);
+        DeviceAccess a;
+        int r;
+
+        manager_device_access(dd->manager, d, viewer, &a);
+        if (streq(property, "Access"))
+                return sd_bus_message_append(reply, "s", strna(device_access_level_to_string(a.level)));
+        if (streq(property, "ManagedAllowed"))
+                return sd_bus_message_append(reply, "b", (int) a.managed);
+        if (streq(property, "AccessReason"))
+                return sd_bus_message_append(reply, "s", a.reason ?: "");
+        if (streq(property, "PolkitAction"))
+                return sd_bus_message_append(reply, "s", a.polkit_action ?: "");
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        for (AcquireMode mode = 0; r >= 0 && mode < _ACQUIRE_MODE_MAX; mode++)
+                if (a.modes & (1u << mode))
+                        r = sd_bus_message_append(reply, "s", acquire_mode_to_string(mode));
+        return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
 #define CONST_PROPERTY(name, sig, getter) \
@@ -246,8 +286,15 @@ static const sd_bus_vtable device_vtable[] = {
         PER_CALLER_PROPERTY("HolderUid", "u", property_get_holder),
         PER_CALLER_PROPERTY("HolderPid", "u", property_get_holder),
         PER_CALLER_PROPERTY("HolderUnit", "s", property_get_holder),
+        PER_CALLER_PROPERTY("Access", "s", property_get_access),
+        PER_CALLER_PROPERTY("AllowedModes", "as", property_get_access),
+        PER_CALLER_PROPERTY("ManagedAllowed", "b", property_get_access),
+        PER_CALLER_PROPERTY("AccessReason", "s", property_get_access),
+        PER_CALLER_PROPERTY("PolkitAction", "s", property_get_access),
         SD_BUS_VTABLE_END,
 };
+
+static int dbus_devices_remember_all(DbusDevices *dd);
 
 int dbus_devices_new(sd_bus *bus, Manager *m, DbusDevices **ret) {
         _cleanup_(dbus_devices_freep) DbusDevices *dd = NULL;
@@ -268,6 +315,9 @@ int dbus_devices_new(sd_bus *bus, Manager *m, DbusDevices **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to add the D-Bus device enumerator: %s", strerror(-r));
 
+        r = dbus_devices_remember_all(dd);
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(dd);
         return 0;
 }
@@ -278,18 +328,182 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
         sd_bus_slot_unref(dd->vtable_slot);
         sd_bus_slot_unref(dd->enumerator_slot);
         free(dd->viewer_sender);
+        principal_free(dd->viewer);
+        for (size_t i = 0; i < dd->n_snapshots; i++)
+                snapshot_done(&dd->snapshots[i]);
+        free(dd->snapshots);
         sd_bus_unref(dd->bus);
         free(dd);
         return NULL;
 }
 
-int dbus_device_emit_changed(sd_bus *bus, const char *address) {
-        _cleanup_free_ char *path = NULL;
+/* --- PropertiesChanged with what changed --- */
+
+static int snapshot_take(Manager *m, const Device *d, DeviceSnapshot *ret) {
+        const char *reason = NULL;
+        Holder h;
+        DeviceSnapshot s = {
+                .iommu_group = d->iommu_group,
+                .hw_info = d->hw_info,
+                .noiommu = d->noiommu,
+                .sriov_vf = d->sriov_vf,
+        };
+
+        memcpy(s.address, d->address, sizeof(s.address));
+        s.state = manager_device_state(m, d, &reason);
+        if (manager_device_holder(m, d, NULL, &h))
+                s.holder_session = h.session_id;
+        if (free_and_strdup(&s.driver, d->driver) < 0 || free_and_strdup(&s.vfio_cdev, d->vfio_cdev) < 0 ||
+            free_and_strdup(&s.reason, reason) < 0)
+                goto fail;
+        for (char **member = d->group_members; member && *member; member++)
+                if (strv_extend(&s.group_members, *member) < 0)
+                        goto fail;
+        *ret = s;
+        return 0;
+fail:
+        snapshot_done(&s);
+        return -ENOMEM;
+}
+
+static bool strv_same(char *const *a, char *const *b) {
+        size_t n = strv_length(a);
+
+        if (n != strv_length(b))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}
+
+/* The names of the properties that differ between old (NULL: all) and new. */
+static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new, const char **names) {
+        static const char *const per_caller[] = {
+                "HolderSession", "HolderUid", "HolderPid", "HolderUnit",
+                "Access", "AllowedModes", "ManagedAllowed", "AccessReason", "PolkitAction",
+        };
+        size_t n = 0;
+
+#define CHANGED(cond, name) do { if (!old || (cond)) names[n++] = name; } while (0)
+        CHANGED(!streq_ptr(old->driver, new->driver), "Driver");
+        CHANGED(old->iommu_group != new->iommu_group, "IommuGroup");
+        CHANGED(!strv_same(old->group_members, new->group_members), "GroupMembers");
+        CHANGED(!streq_ptr(old->vfio_cdev, new->vfio_cdev), "VfioCdev");
+        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.type != new->hw_info.type, "IommuType");
+        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.capabilities != new->hw_info.capabilities,
+                "IommuCapabilities");
+        CHANGED(old->noiommu != new->noiommu, "NoIommu");
+        CHANGED(old->sriov_vf != new->sriov_vf, "SriovVf");
+        CHANGED(old->state != new->state, "State");
+        CHANGED(!streq_ptr(old->reason, new->reason), "StateReason");
+#undef CHANGED
+        /* The holder moves with the lease. Access only moves with policy or
+         * the device itself; the first announcement names everything. */
+        if (!old || old->holder_session != new->holder_session)
+                for (size_t i = 0; i < 4; i++)
+                        names[n++] = per_caller[i];
+        if (!old || !streq_ptr(old->driver, new->driver) || old->iommu_group != new->iommu_group)
+                for (size_t i = 4; i < ELEMENTSOF(per_caller); i++)
+                        names[n++] = per_caller[i];
+        names[n] = NULL;
+        return n;
+}
+
+static size_t snapshot_lower_bound(DbusDevices *dd, const char *address) {
+        size_t lo = 0, hi = dd->n_snapshots;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(dd->snapshots[mid].address, address) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* Store s (taken) at i, replacing an entry for the same device. */
+static int snapshot_store(DbusDevices *dd, size_t i, bool replace, DeviceSnapshot *s) {
+        DeviceSnapshot *t;
+
+        if (replace) {
+                snapshot_done(&dd->snapshots[i]);
+                dd->snapshots[i] = *s;
+                return 0;
+        }
+        t = realloc(dd->snapshots, sizeof(DeviceSnapshot) * (dd->n_snapshots + 1));
+        if (!t) {
+                snapshot_done(s);
+                return -ENOMEM;
+        }
+        dd->snapshots = t;
+        memmove(t + i + 1, t + i, sizeof(DeviceSnapshot) * (dd->n_snapshots - i));
+        t[i] = *s;
+        dd->n_snapshots++;
+        return 0;
+}
+
+void dbus_devices_forget(DbusDevices *dd, const char *address) {
+        size_t i = snapshot_lower_bound(dd, address);
+
+        if (i >= dd->n_snapshots || !streq(dd->snapshots[i].address, address))
+                return;
+        snapshot_done(&dd->snapshots[i]);
+        memmove(dd->snapshots + i, dd->snapshots + i + 1, sizeof(DeviceSnapshot) * (dd->n_snapshots - i - 1));
+        dd->n_snapshots--;
+}
+
+int dbus_devices_remember(DbusDevices *dd, const Device *d) {
+        DeviceSnapshot now;
+        size_t i;
         int r;
 
-        r = dbus_device_path(address, &path);
+        r = snapshot_take(dd->manager, d, &now);
         if (r < 0)
                 return r;
-        /* No names: every property that emits a change (or invalidation). */
-        return sd_bus_emit_properties_changed_strv(bus, path, BROKER_DBUS_DEVICE_INTERFACE, NULL);
+        i = snapshot_lower_bound(dd, d->address);
+        return snapshot_store(dd, i, i < dd->n_snapshots && streq(dd->snapshots[i].address, d->address), &now);
+}
+
+/* What a client that read the properties at start saw. */
+static int dbus_devices_remember_all(DbusDevices *dd) {
+        size_t n;
+        Device *const *devices = inventory_devices(manager_inventory(dd->manager), &n);
+
+        for (size_t i = 0; i < n; i++) {
+                int r = dbus_devices_remember(dd, devices[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
+        const char *names[32];
+        _cleanup_free_ char *path = NULL;
+        DeviceSnapshot now;
+        Device *d;
+        size_t i, n;
+        bool known;
+        int r;
+
+        d = inventory_find(manager_inventory(dd->manager), address);
+        if (!d)
+                return -ENOENT;
+        r = snapshot_take(dd->manager, d, &now);
+        if (r < 0)
+                return r;
+        i = snapshot_lower_bound(dd, d->address);
+        known = i < dd->n_snapshots && streq(dd->snapshots[i].address, d->address);
+        n = changed_names(known ? &dd->snapshots[i] : NULL, &now, names);
+        r = snapshot_store(dd, i, known, &now);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return 0;
+        r = dbus_device_path(d->address, &path);
+        if (r < 0)
+                return r;
+        return sd_bus_emit_properties_changed_strv(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE, (char **) names);
 }

@@ -23,7 +23,13 @@ int dbus_device_path(const char *address, char **ret);
 /* Address of a device object path, or -ENXIO if path is not one. Caller frees. */
 int dbus_device_address_from_path(const char *path, char **ret);
 
-/* PropertiesChanged for every property of the device (the per-caller holder
- * properties are only invalidated). Returns 0 or negative errno; -ENOENT if
- * the device is gone. */
-int dbus_device_emit_changed(sd_bus *bus, const char *address);
+/* PropertiesChanged naming only the properties that changed since the last
+ * one for this device (all of them the first time); the per-caller holder and
+ * access properties are only invalidated. -ENOENT if the device is gone. */
+int dbus_devices_emit_changed(DbusDevices *dd, const char *address);
+
+/* Note what a new device looks like (InterfacesAdded carries it all). */
+int dbus_devices_remember(DbusDevices *dd, const Device *d);
+
+/* The device is gone: forget what was last said of it. */
+void dbus_devices_forget(DbusDevices *dd, const char *address);

@@ -265,9 +265,11 @@ static void watch_add(Watch *w, const char *fmt, ...) {
         strv_extend(&w->lines, line);
 }
 
-/* "State=VALUE" if the changed properties carry State. */
+/* " State=VALUE" if the changed properties carry State, then " keys=A,B;"
+ * naming every property that came with a value. */
 static void read_changed_state(sd_bus_message *m, char *state, size_t size) {
         const char *iface, *key, *contents, *value;
+        char keys[512] = "";
 
         *state = 0;
         if (sd_bus_message_read(m, "s", &iface) < 0 || sd_bus_message_enter_container(m, 'a', "{sv}") < 0)
@@ -276,6 +278,7 @@ static void read_changed_state(sd_bus_message *m, char *state, size_t size) {
                 if (sd_bus_message_read(m, "s", &key) < 0 ||
                     sd_bus_message_peek_type(m, NULL, &contents) < 0)
                         return;
+                snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%s", keys[0] ? "," : "", key);
                 if (streq(key, "State") && streq(contents, "s") && sd_bus_message_read(m, "v", "s", &value) >= 0)
                         snprintf(state, size, " State=%s", value);
                 else if (sd_bus_message_skip(m, "v") < 0)
@@ -283,13 +286,14 @@ static void read_changed_state(sd_bus_message *m, char *state, size_t size) {
                 if (sd_bus_message_exit_container(m) < 0)
                         return;
         }
+        snprintf(state + strlen(state), size - strlen(state), " keys=%s;", keys);
 }
 
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         Watch *w = userdata;
         const char *member = sd_bus_message_get_member(m), *a = NULL, *b = NULL, *reason = NULL;
         uint64_t session = 0;
-        char state[64];
+        char state[600];
 
         if (streq(member, "LeaseEnded") && sd_bus_message_read(m, "sts", &a, &session, &reason) >= 0)
                 watch_add(w, "LeaseEnded %s %" PRIu64 " %s", a, session, reason);

@@ -136,7 +136,8 @@ static int scenario_acquire(void) {
         check_visible_holder(bus, d.path_a, a.session);
         snprintf(line, sizeof(line), "LeaseAcquired %s 0", d.free_a);
         CHECK_MSG(watch_wait(&w, line), "signal %s", line);
-        snprintf(line, sizeof(line), "PropertiesChanged %s State=leased", d.path_a);
+        /* Only what changed comes with a value: the state. */
+        snprintf(line, sizeof(line), "PropertiesChanged %s State=leased keys=State;", d.path_a);
         CHECK_MSG(watch_wait(&w, line), "signal %s", line);
 
         /* Another connection is another session: busy. */
@@ -265,6 +266,11 @@ static _Noreturn void deny_as_nobody(const Devices *d) {
         CHECK_MSG(property_is(bus, d->path_a, "State", "leased"), "uid %d sees %s leased", NOBODY, d->free_a);
         CHECK_MSG(get_number(bus, d->path_a, "HolderSession", 't') == 0 && get_number(bus, d->path_a, "HolderPid", 'u') == 0,
                   "uid %d does not see root's session or pid", NOBODY);
+        /* Per caller: the device is free, but not for this caller. */
+        _cleanup_free_ char *access = get_string(bus, d->path_b, "Access");
+        _cleanup_free_ char *why = get_string(bus, d->path_b, "AccessReason");
+        CHECK_MSG(access && streq(access, "denied") && why && strstr(why, "no policy rule"),
+                  "uid %d: Access %s, AccessReason '%s'", NOBODY, strna(access), strna(why));
         r = acquire_one(bus, d->free_b, "unbound", &error, NULL);
         check_error(r, &error, ERR("PermissionDenied"), "uid 65534 acquires without a policy rule");
         CHECK_MSG(property_is(bus, d->path_b, "State", "available"), "%s still available", d->free_b);
@@ -292,6 +298,8 @@ static int scenario_deny(void) {
         if (r < 0)
                 return -1;
         CHECK_MSG(get_number(bus, d.path_a, "HolderSession", 't') == a.session, "root sees its own session");
+        _cleanup_free_ char *access = get_string(bus, d.path_b, "Access");
+        CHECK_MSG(access && streq(access, "allowed"), "root: Access %s", strna(access));
 
         fflush(stdout);
         pid = fork();

@@ -714,6 +714,53 @@ def policy_default_denies(ctx):
 
 
 @case
+def per_caller_state(ctx):
+    """ListDevices/GetDevice/Monitor say what this caller may do, and follow a policy reload."""
+    d = ctx.daemon(policy={"rules": []})
+    d.take_baseline()
+    addr = "0000:00:02.0"
+
+    def views():
+        with d.connect() as c:
+            listed = {x["address"]: x for x in expect_ok(c.call(B + "ListDevices"), "ListDevices")["devices"]}
+            got = expect_ok(c.call(B + "GetDevice", {"address": addr}), "GetDevice")["device"]
+            return listed, got
+
+    listed, got = run_as(NOBODY, views)
+    for what, dev in (("ListDevices", listed[addr]), ("GetDevice", got)):
+        check_eq((dev["state"], dev.get("access"), dev.get("allowedModes")), ("unavailable", "denied", []),
+                 f"uid {NOBODY} without a rule, {what}")
+        check("no policy rule" in dev.get("reason", "") and dev.get("reason") == dev.get("accessReason"),
+              f"{what} says why: {dev}")
+    check(all(x["state"] != "available" for x in listed.values()), f"nothing available to uid {NOBODY}: {listed}")
+    # Root sees the same devices as available, with every mode.
+    root_dev = d.get_device(addr)
+    check_eq((root_dev["state"], root_dev.get("access"), root_dev.get("allowedModes"), root_dev.get("managedAllowed")),
+             ("available", "allowed", ["unbound", "bound", "attached"], True), "root's view")
+
+    # A reload that allows the user (one mode) shows at once, to the same user.
+    with open(d.policy_path, "w") as f:
+        json.dump({"rules": [{"devices": {"address": addr}, "principals": {"users": [NOBODY]},
+                              "modes": ["attached"]}]}, f)
+    os.kill(d.pid, signal.SIGHUP)
+
+    def allowed():
+        listed2, got2 = run_as(NOBODY, views)
+        return listed2[addr].get("access") == "allowed" and got2.get("access") == "allowed"
+    wait_for(allowed, what="the reload to reach the list")
+    listed, got = run_as(NOBODY, views)
+    for what, dev in (("ListDevices", listed[addr]), ("GetDevice", got)):
+        check_eq((dev["state"], dev.get("access"), dev.get("allowedModes"), dev.get("managedAllowed")),
+                 ("available", "allowed", ["attached"], False), f"uid {NOBODY} after the reload, {what}")
+        check("accessReason" not in dev and "reason" not in dev, f"no reason left: {dev}")
+    check_eq(listed["0000:00:08.0"]["state"], "unavailable", "a device the rule does not name")
+    out = nobody_acquire(d, [addr], "attached")
+    check(out["error"] is None, f"the list said allowed, Acquire must agree: {out}")
+    d.wait_state(addr, "available")
+    finish(d)
+
+
+@case
 def policy_allow_rule(ctx):
     policy = {"rules": [{
         "devices": {"address": "0000:00:02.0"},
