@@ -7,6 +7,7 @@
 #include <systemd/sd-bus.h>
 
 #include "config.h"
+#include "dbus-args.h"
 #include "dbus-broker.h"
 #include "dbus-device.h"
 #include "log.h"
@@ -212,80 +213,6 @@ static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_reply_method_return(m, "o", path);
 }
 
-/* Read one option's variant, which must hold type `want`. */
-static int read_option(sd_bus_message *m, const char *key, const char *want, void *p, BrokerError *err) {
-        const char *contents = NULL;
-        int r;
-
-        r = sd_bus_message_peek_type(m, NULL, &contents);
-        if (r < 0)
-                return r;
-        if (!streq_ptr(contents, want))
-                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
-                                        "Option '%s' must be of type '%s', not '%s'.", key, want,
-                                        strna(contents));
-        return sd_bus_message_read(m, "v", want, p);
-}
-
-static int read_one_option(sd_bus_message *m, AcquireRequest *req, BrokerError *err) {
-        const char *key, *mode;
-        int r, b;
-
-        r = sd_bus_message_read(m, "s", &key);
-        if (r < 0)
-                return r;
-
-        if (streq(key, "mode")) {
-                r = read_option(m, key, "s", &mode, err);
-                if (r < 0)
-                        return r;
-                req->mode = acquire_mode_from_string(mode);
-                if (req->mode < 0)
-                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
-                                                "Unknown mode '%s': expected unbound, bound or attached.",
-                                                mode);
-        } else if (streq(key, "managed")) {
-                r = read_option(m, key, "b", &b, err);
-                if (r < 0)
-                        return r;
-                req->managed = b;
-        } else if (streq(key, "interactive")) {
-                r = read_option(m, key, "b", &b, err);
-                if (r < 0)
-                        return r;
-                req->allow_interactive = b;
-        } else
-                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
-                                        "Unknown option '%s': expected mode, managed or interactive.", key);
-        return 0;
-}
-
-/* Options are few: a longer list is abuse, refused before reading on. */
-#define MAX_ACQUIRE_OPTIONS 16
-
-static int read_acquire_options(sd_bus_message *m, AcquireRequest *req, BrokerError *err) {
-        unsigned n = 0;
-        int r;
-
-        r = sd_bus_message_enter_container(m, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                if (++n > MAX_ACQUIRE_OPTIONS)
-                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
-                                                "more than %d options given", MAX_ACQUIRE_OPTIONS);
-                r = read_one_option(m, req, err);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(m);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        return sd_bus_message_exit_container(m);
-}
-
 static int append_acquired_devices(sd_bus_message *reply, const AcquireReply *a) {
         int r;
 
@@ -340,41 +267,6 @@ static void undo_acquire(Session *s, const AcquireReply *a) {
                 (void) session_release(s, addresses, &err);
 }
 
-/* The device list of a call: at most BROKER_VARLINK_MAX_DEVICES_PER_CALL,
- * like varlink. Counted while reading, so a 200,000-entry array costs 65
- * reads, and read into one array grown geometrically (sd-bus's strv reader
- * is quadratic). */
-static int read_devices(sd_bus_message *m, char ***ret, BrokerError *err) {
-        _cleanup_strv_free_ char **l = NULL;
-        size_t n = 0;
-        const char *s;
-        int r;
-
-        l = calloc(BROKER_VARLINK_MAX_DEVICES_PER_CALL + 1, sizeof(char *));
-        if (!l)
-                return -ENOMEM;
-        r = sd_bus_message_enter_container(m, 'a', "s");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_read_basic(m, 's', &s)) > 0) {
-                if (n >= BROKER_VARLINK_MAX_DEVICES_PER_CALL)
-                        return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
-                                                "more than %d devices given, at most %d per call",
-                                                BROKER_VARLINK_MAX_DEVICES_PER_CALL,
-                                                BROKER_VARLINK_MAX_DEVICES_PER_CALL);
-                l[n] = strdup(s);
-                if (!l[n++])
-                        return -ENOMEM;
-        }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(m);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(l);
-        return 0;
-}
-
 static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         DbusBroker *b = userdata;
         _cleanup_strv_free_ char **devices = NULL;
@@ -385,10 +277,10 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         bool created = false;
         int r;
 
-        r = read_devices(m, &devices, &err);
+        r = dbus_read_devices(m, &devices, &err);
         if (r < 0)
                 return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
-        r = read_acquire_options(m, &req, &err);
+        r = dbus_read_acquire_options(m, &req, &err);
         if (r < 0)
                 return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
         req.devices = devices;
@@ -439,7 +331,7 @@ static int method_release_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         DbusSession *s;
         int r;
 
-        r = read_devices(m, &devices, &err);
+        r = dbus_read_devices(m, &devices, &err);
         if (r < 0)
                 return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
 
