@@ -265,8 +265,10 @@ static int reader_take_fds(VarlinkReader *r, uint64_t msg_end, int **ret_fds, si
                 r->n_fds -= b->n_fds;
                 free(b->fds);
         }
-        memmove(r->batches, r->batches + n_batches, sizeof(FdBatch) * (r->n_batches - n_batches));
-        r->n_batches -= n_batches;
+        if (n_batches > 0) {
+                memmove(r->batches, r->batches + n_batches, sizeof(FdBatch) * (r->n_batches - n_batches));
+                r->n_batches -= n_batches;
+        }
 
         if (oom)
                 return -ENOMEM;
