@@ -10,8 +10,29 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include <linux/fs.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+
 #include "sandbox.h"
 #include "test.h"
+#include "uapi.h"
+
+#ifndef SYS_io_uring_setup
+#define SYS_io_uring_setup 425
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fspick
+#define SYS_fspick 433
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
 
 
 
@@ -30,6 +51,36 @@ static int run_child(void) {
         CHECK(unshare(CLONE_NEWNS) < 0 && errno == EPERM);
         errno = 0;
         CHECK(syscall(SYS_ptrace, 0, 0, 0, 0) < 0 && errno == EPERM);
+        errno = 0;
+        CHECK(syscall(SYS_fsconfig, -1, 0, NULL, NULL, 0) < 0 && errno == EPERM);
+        errno = 0;
+        CHECK(syscall(SYS_fspick, AT_FDCWD, "/", 0) < 0 && errno == EPERM);
+        errno = 0;
+        CHECK(mknod("/tmp/iommufd-test-sandbox-node", S_IFCHR | 0600, makedev(1, 3)) < 0 && errno == EPERM);
+        errno = 0;
+        CHECK(syscall(SYS_io_uring_setup, 1, NULL) < 0 && errno == EPERM);
+        errno = 0;
+        CHECK(syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0) < 0 && errno == EPERM);
+        errno = 0;
+        CHECK(syscall(SYS_clone, CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, 0) < 0 && errno == EPERM);
+        errno = 0;
+        CHECK(syscall(SYS_clone3, NULL, 0) < 0 && errno == ENOSYS);
+
+        /* ioctl: the broker's own requests reach the kernel (EBADF on a bad
+         * fd, not the filter's ENOTTY), anything else is refused. */
+        errno = 0;
+        CHECK(ioctl(-1, UAPI_VFIO_DEVICE_BIND_IOMMUFD, NULL) < 0 && errno == EBADF);
+        errno = 0;
+        CHECK(ioctl(-1, UAPI_IOMMU_IOAS_ALLOC, NULL) < 0 && errno == EBADF);
+        errno = 0;
+        CHECK(ioctl(-1, TCGETS, NULL) < 0 && errno == EBADF);
+        errno = 0;
+        CHECK(ioctl(-1, TIOCSTI, "x") < 0 && errno == ENOTTY);
+        errno = 0;
+        CHECK(ioctl(-1, FIFREEZE, 0) < 0 && errno == ENOTTY);
+        /* the upper half of the request does not sneak one past */
+        errno = 0;
+        CHECK(syscall(SYS_ioctl, -1, 0x100000000UL | TIOCSTI, "x") < 0 && errno == ENOTTY);
 
         /* what the broker does do keeps working */
         fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
