@@ -1,8 +1,10 @@
 #!/bin/bash
 # Build the project where users are: its `meson dist` tarball, in minimal
 # Debian bookworm, trixie and sid chroots, as a packager would (see
-# build-in-chroot.sh for the steps).
-#   run-chroot-builds.sh [--build-dir DIR] [SUITE...]
+# build-in-chroot.sh for the steps). The name "fresh" instead checks the
+# README's two commands in a bare Debian 12 chroot (fresh-run-in-chroot.sh);
+# it downloads all the dependencies every time, so it is not in the default set.
+#   run-chroot-builds.sh [--build-dir DIR] [SUITE... | fresh]
 #
 # Each chroot is made once by mmdebstrap (minbase plus the build dependencies
 # below) and cached under $IOMMUFD_TEST_CACHE/chroots, keyed by suite, month
@@ -20,7 +22,7 @@ log() { echo "chroot-builds: $*" >&2; }
 # Stage 2, inside a private mount namespace: overlay the cached chroot, build in it.
 if [ "${1:-}" = --in-namespace ]; then
         shift
-        suite=$1 lower=$2 dist=$3 uapi_dir=$4 extra=${5:-}
+        name=$1 lower=$2 dist=$3 uapi_dir=$4 extra=${5:-}
         scratch=$(mktemp -d /tmp/chroot-build-XXXXXX)
         mount -t tmpfs -o size=4g tmpfs "$scratch"
         mkdir "$scratch/upper" "$scratch/work" "$scratch/root"
@@ -28,9 +30,12 @@ if [ "${1:-}" = --in-namespace ]; then
         root=$scratch/root
         mount -t proc proc "$root/proc"
         mount --rbind /dev "$root/dev"
+        mount --rbind /sys "$root/sys"
         mount -t tmpfs tmpfs "$root/tmp"
+        mount -t tmpfs tmpfs "$root/run"
         cp "$dist" "$root/tmp/dist.tar.xz"
-        cp "$here/build-in-chroot.sh" "$root/tmp/"
+        cp "$here/build-in-chroot.sh" "$here/fresh-run-in-chroot.sh" "$root/tmp/"
+        cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
         chroot_uapi=
         if [ -n "$uapi_dir" ]; then
                 mkdir -p "$root/tmp/uapi"
@@ -38,11 +43,15 @@ if [ "${1:-}" = --in-namespace ]; then
                 chroot_uapi=/tmp/uapi
         fi
         status=0
+        if [ "$name" = fresh ]; then
+                inner=(/tmp/fresh-run-in-chroot.sh "$name" /tmp/dist.tar.xz)
+        else
+                inner=(/tmp/build-in-chroot.sh "$name" /tmp/dist.tar.xz "$chroot_uapi" "$extra")
+        fi
         env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-                chroot "$root" /bin/bash /tmp/build-in-chroot.sh "$suite" /tmp/dist.tar.xz \
-                "$chroot_uapi" "$extra" || status=$?
+                chroot "$root" /bin/bash "${inner[@]}" || status=$?
         # The namespace's mounts go with it; the scratch dir is all that is left.
-        umount -l "$root/dev" 2>/dev/null || true
+        umount -l "$root/dev" "$root/sys" 2>/dev/null || true
         umount -R "$scratch" 2>/dev/null || umount -l "$scratch" || true
         rmdir "$scratch" 2>/dev/null || true
         exit $status
@@ -71,22 +80,30 @@ packages=(gcc libc6-dev meson ninja-build pkg-config xz-utils
 # files have expired.
 mmdebstrap_opts=(--variant=minbase --aptopt='Acquire::Check-Valid-Until "false"'
                  --aptopt='Acquire::Retries "3"' --include="$(IFS=,; echo "${packages[*]}")")
+# "fresh": a bare Debian 12, where ./dev.sh must install everything itself.
+fresh_opts=(--variant=minbase --aptopt='Acquire::Check-Valid-Until "false"' --aptopt='Acquire::Retries "3"')
 recipe=1
-recipe_hash=$(printf '%s\n' "${mmdebstrap_opts[@]}" "recipe=$recipe" | sha256sum | cut -c1-12)
 month=$(date -u +%Y-%m)
 mkdir -p "$cache/chroots"
 
-chroot_dir() { echo "$cache/chroots/$1-$month-$recipe_hash"; }
+opts_of() { if [ "$1" = fresh ]; then printf '%s\n' "${fresh_opts[@]}"; else printf '%s\n' "${mmdebstrap_opts[@]}"; fi; }
+suite_of() { if [ "$1" = fresh ]; then echo bookworm; else echo "$1"; fi; }
+chroot_dir() {
+        local hash
+        hash=$( (opts_of "$1"; echo "recipe=$recipe") | sha256sum | cut -c1-12)
+        echo "$cache/chroots/$1-$month-$hash"
+}
 
 # mmdebstrap into a temporary name, renamed when complete; older keys of the
-# same suite go.
+# same name go.
 make_chroot() {
-        local suite=$1 dir
-        dir=$(chroot_dir "$suite")
+        local name=$1 dir opts
+        dir=$(chroot_dir "$name")
+        mapfile -t opts < <(opts_of "$name")
         rm -rf "$dir.tmp"
-        mmdebstrap "${mmdebstrap_opts[@]}" "$suite" "$dir.tmp" > "$dir.log" 2>&1 || return 1
+        mmdebstrap "${opts[@]}" "$(suite_of "$name")" "$dir.tmp" > "$dir.log" 2>&1 || return 1
         mv "$dir.tmp" "$dir"
-        find "$cache/chroots" -mindepth 1 -maxdepth 1 -name "$suite-*" ! -name "$(basename "$dir")*" \
+        find "$cache/chroots" -mindepth 1 -maxdepth 1 -name "$name-*" ! -name "$(basename "$dir")*" \
                 -exec rm -rf {} +
 }
 
