@@ -4,18 +4,15 @@
 # a chroot allows. `./dev.sh run` must install the dependencies, build, and
 # start a daemon that `iommufdctl list` reaches; then the fast tier of
 # `./dev.sh test` (the VM tier and chroot builds are CI's, not a chroot's).
-#   fresh-run-in-chroot.sh NAME DIST_TARBALL
+#   fresh-run-in-chroot.sh NAME SOURCE_TREE
 set -euo pipefail
 
-name=$1 dist=$2
-work=/tmp/fresh
+name=$1 tree=$2
 sock=/run/iommufd-broker/io.iommufd.Broker
 step() { printf '  %s: [%3d s] %s\n' "$name" "$SECONDS" "$*"; }
 fail() { printf '  %s: FAIL: %s\n' "$name" "$*" >&2; exit 1; }
 
-mkdir -p "$work"
-tar -xf "$dist" -C "$work"
-cd "$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'iommufd-broker-*' | head -n1)"
+cd "$tree"
 
 step "./dev.sh run (installs the dependencies, builds, starts the daemon)"
 ./dev.sh run > /tmp/dev-run.log 2>&1 &

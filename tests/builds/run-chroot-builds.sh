@@ -44,7 +44,9 @@ if [ "${1:-}" = --in-namespace ]; then
         fi
         status=0
         if [ "$name" = fresh ]; then
-                inner=(/tmp/fresh-run-in-chroot.sh "$name" /tmp/dist.tar.xz)
+                # The user's checkout: unpacked here, as a bare system has no xz.
+                tar -xf "$dist" -C "$root/root"
+                inner=(/tmp/fresh-run-in-chroot.sh "$name" "/root/$(basename "$dist" .tar.xz)")
         else
                 inner=(/tmp/build-in-chroot.sh "$name" /tmp/dist.tar.xz "$chroot_uapi" "$extra")
         fi
