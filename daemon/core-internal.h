@@ -5,18 +5,43 @@
 
 #include "session.h"
 
-Session *lease_session(const Lease *l);
+#include "lease-store.h"
 
-/* End a lease: notify, unlink from session and device, give a managed device
- * back to its driver unless it is going away. reason: see BrokerEvent. */
-void lease_end(Lease *l, const char *reason);
+/* A lease leaves its session when it starts releasing. */
+void session_forget_lease(Session *s, Lease *l);
+
+/* Every lease in any state, linked through Lease.next; d->lease points back. */
+Lease *manager_leases(Manager *m);
+void manager_link_lease(Manager *m, Lease *l);
+void manager_unlink_lease(Manager *m, Lease *l);
+LeaseStore *manager_lease_store(Manager *m);
+
+/* Write l's record and put its fds into the fd store. */
+int lease_persist(Lease *l);
+
+/* The fds the service manager kept for us, by FDNAME. */
+typedef struct StoredFdSet {
+        int *fds;
+        char **names;
+        bool *used;
+        size_t n;
+} StoredFdSet;
+
+/* On start: re-adopt the leases of the records, finish cut-short rebinds
+ * and restores; the highest session id seen goes to *ret_max_session_id. */
+int manager_adopt_leases(Manager *m, const StoredFdSet *set, uint64_t *ret_max_session_id);
+
+/* Before a managed rebind: record the way back (state "binding"). */
+int manager_record_rebind(Manager *m, const Device *d, const char *original_driver, const char *original_override);
 
 const KernelOps *manager_kernel(Manager *m);
 unsigned manager_max_devices_per_session(Manager *m);
 uint64_t manager_next_session_id(Manager *m);
 
 bool manager_is_restoring(Manager *m, const char *address);
-void manager_restore_driver(Manager *m, Device *d, const char *original_driver);
+/* Give d back to original_driver with original_override, in a worker; its
+ * record says "restoring" until done. Call only once the device is free. */
+void manager_restore_driver(Manager *m, Device *d, const char *original_driver, const char *original_override);
 
 /* A member of d's group (other than d and also_requested) on a driver that
  * makes the group unusable through vfio, or NULL. */

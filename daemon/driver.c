@@ -22,8 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include "driver.h"
 #include "log.h"
+#include "worker.h"
 
 #define VFIO_PCI_DRIVER     "vfio-pci"
 #define DEFAULT_BUS_PATH    "/sys/bus/pci"
@@ -32,7 +35,7 @@
 /* vfio-pci's remove blocks until every fd of the device is closed (it keeps
  * asking the holder through the request irq); a worker stuck past this is
  * killed by SIGALRM and reported as -ETIMEDOUT. */
-#define RESTORE_TIMEOUT_SEC 60
+#define RESTORE_TIMEOUT_USEC (60ULL * 1000 * 1000)
 
 /* The kernel binds synchronously on a drivers_probe or bind write, except
  * when a probe is deferred and retried from a workqueue. Wait this long for
@@ -52,7 +55,8 @@ void driver_set_bus_path_for_test(const char *path) {
  */
 typedef struct DriverPaths {
         char address[16];
-        char original[DRIVER_NAME_MAX];              /* driver to go back to, "" if any will do */
+        char original[DRIVER_NAME_MAX];              /* driver to go back to, "" for none */
+        char override[DRIVER_NAME_MAX];              /* driver_override to go back to, "" for none */
         char driver_override[PATH_MAX];
         char driver_link[PATH_MAX];     /* <syspath>/driver -> .../drivers/<name> */
         char unbind[PATH_MAX];          /* <syspath>/driver/unbind: the current driver's */
@@ -71,18 +75,19 @@ static int path_join(char *buf, size_t size, const char *a, const char *b) {
         return 0;
 }
 
-static int driver_paths_init(DriverPaths *p, const Device *d, const char *original) {
+static int driver_paths_init(DriverPaths *p, const Device *d, const char *original, const char *override) {
         char drivers_dir[PATH_MAX];
         int r = 0;
 
         if (!d || !d->syspath || !*d->address)
                 return -EINVAL;
-        if (original && !driver_name_is_valid(original))
+        if ((original && !driver_name_is_valid(original)) || (override && !driver_name_is_valid(override)))
                 return -EINVAL;
 
         *p = (DriverPaths) {};
         snprintf(p->address, sizeof(p->address), "%s", d->address);
         snprintf(p->original, sizeof(p->original), "%s", original ?: "");
+        snprintf(p->override, sizeof(p->override), "%s", override ?: "");
 
         r = r ?: path_join(p->driver_override, sizeof(p->driver_override), d->syspath, "driver_override");
         r = r ?: path_join(p->driver_link, sizeof(p->driver_link), d->syspath, "driver");
@@ -157,36 +162,39 @@ static int wait_for_driver(const char *driver_link, const char *want) {
 }
 
 /*
- * Give the device back to p->original (or to whatever the kernel picks).
- * Runs in the restore worker and, to undo a failed bind, in the daemon.
- * Async-signal-safe.
+ * Put the device back exactly as it was: driver_override as before us (an
+ * admin's pci-stub or driverctl fence included), and on p->original, or on
+ * no driver at all if it had none. Runs in the restore worker once every fd
+ * is closed (so vfio-pci's unbind returns at once) and, to undo a failed
+ * bind, in the daemon. Async-signal-safe.
  */
 static int restore_driver(const DriverPaths *p) {
         char cur[DRIVER_NAME_MAX];
         int r;
 
         /* An empty write stores nothing: "\n" is what clears the override. */
-        r = write_attr(p->driver_override, "\n");
+        r = write_attr(p->driver_override, *p->override ? p->override : "\n");
         if (r < 0)
                 return r;
 
         r = read_driver(p->driver_link, cur, sizeof(cur));
         if (r < 0)
                 return r;
-        if (*p->original && streq(cur, p->original))
+        if (streq(cur, p->original))
                 return 0;
-        if (streq(cur, VFIO_PCI_DRIVER)) {
-                /* Blocks until every fd of the device is closed. */
+        if (*cur && !streq(cur, VFIO_PCI_DRIVER))
+                return -EBUSY;  /* some other driver took the device */
+        if (*cur) {
                 r = write_attr(p->unbind, p->address);
                 if (r < 0)
                         return r;
         }
+        if (!*p->original)
+                return 0;       /* it had no driver: leave it without */
 
         r = write_attr(p->drivers_probe, p->address);
         if (r < 0)
                 return r;
-        if (!*p->original)
-                return 0;       /* whatever the kernel picked, if anything */
         if (wait_for_driver(p->driver_link, p->original) >= 0)
                 return 0;
 
@@ -196,7 +204,7 @@ static int restore_driver(const DriverPaths *p) {
         if (r < 0)
                 return r;
         if (*cur)
-                return -EBUSY;  /* some other driver took the device */
+                return -EBUSY;
         r = write_attr(p->original_bind, p->address);
         if (r < 0)
                 return r;
@@ -208,7 +216,12 @@ int driver_bind_vfio(const Device *d) {
         char cur[DRIVER_NAME_MAX];
         int r, q;
 
-        r = driver_paths_init(&p, d, NULL);
+        _cleanup_free_ char *override = NULL;
+
+        r = driver_read_override(d, &override);
+        if (r < 0)
+                return r;
+        r = driver_paths_init(&p, d, NULL, override);
         if (r < 0)
                 return r;
         r = read_driver(p.driver_link, cur, sizeof(cur));
@@ -217,7 +230,7 @@ int driver_bind_vfio(const Device *d) {
         if (streq(cur, VFIO_PCI_DRIVER))
                 return 0;
         /* Undo goes back to the driver the device had, or to none. */
-        if (*cur && driver_paths_init(&p, d, cur) < 0)
+        if (*cur && driver_paths_init(&p, d, cur, override) < 0)
                 return -EINVAL;
 
         r = write_attr(p.driver_override, VFIO_PCI_DRIVER);
@@ -257,167 +270,107 @@ undo:
 
 /* --- Restore worker --- */
 
-typedef struct RestoreWorker {
+typedef struct RestoreJob {
         DriverPaths paths;
-        pid_t pid;
         DriverRestoreDone done;
         void *userdata;
-} RestoreWorker;
+} RestoreJob;
 
-static _Noreturn void restore_worker_run(const DriverPaths *p, int go_fd) {
-        struct sigaction sa = { .sa_handler = SIG_DFL };
-        sigset_t mask;
-        ssize_t n;
-        char c;
-        int r;
-
-        /* The daemon blocks and handles signals for sd-event; the worker must
-         * die of SIGTERM and of its own SIGALRM. */
-        for (int sig = 1; sig < _NSIG; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
-                        (void) sigaction(sig, &sa, NULL);
-        sigemptyset(&mask);
-        (void) sigprocmask(SIG_SETMASK, &mask, NULL);
-
-        /* Start only once the daemon watches us: a worker it could not watch
-         * must not leave a device half-restored. EOF means "give up". */
-        while ((n = read(go_fd, &c, 1)) < 0 && errno == EINTR)
-                ;
-        if (n != 1)
-                _exit(ECANCELED);
-
-        /* A device fd inherited from the daemon would make our own unbind
-         * wait for ourselves: keep nothing beyond stdio. */
-        (void) close_range(3, ~0U, 0);
-
-        alarm(RESTORE_TIMEOUT_SEC);
-        r = restore_driver(p);
-        _exit(r < 0 ? -r : 0);
+static int restore_worker(void *arg, int out_fd) {
+        return restore_driver(&((RestoreJob *) arg)->paths);
 }
 
-static int worker_result(const siginfo_t *si) {
-        switch (si->si_code) {
-        case CLD_EXITED:
-                return -si->si_status;  /* the worker exits with 0 or an errno */
-        case CLD_KILLED:
-        case CLD_DUMPED:
-                return si->si_status == SIGALRM ? -ETIMEDOUT : -EINTR;
-        default:
-                return -EIO;
-        }
-}
+static void on_restore_done(int result, const char *output, void *userdata) {
+        RestoreJob *job = userdata;
 
-static void restore_worker_free(void *userdata) {
-        free(userdata);
-}
-
-static int on_worker_exit(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        RestoreWorker *w = userdata;
-        DriverRestoreDone done = w->done;
-        void *done_userdata = w->userdata;
-        char address[sizeof(w->paths.address)];
-        siginfo_t si = {};
-        int result;
-
-        if (waitid((idtype_t) P_PIDFD, fd, &si, WEXITED | WNOHANG) < 0)
-                result = -errno;        /* ECHILD: someone else reaped it (SIGCHLD ignored?) */
-        else if (si.si_pid == 0)
-                return 0;               /* not exited yet */
-        else
-                result = worker_result(&si);
-
-        memcpy(address, w->paths.address, sizeof(address));
         if (result < 0)
-                log_warning_errno(result, "%s: restoring driver %s failed: %m", address,
-                                  *w->paths.original ? w->paths.original : "(kernel's choice)");
+                log_warning_errno(result, "%s: restoring driver %s failed: %m", job->paths.address,
+                                  *job->paths.original ? job->paths.original : "(none)");
         else
-                log_info("%s: driver restored%s%s", address, *w->paths.original ? " to " : "",
-                         w->paths.original);
-
-        /* Drop the source (closing the pidfd and freeing w) before calling
-         * out, so done() runs exactly once whatever it does to the loop. */
-        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
-        /* Un-floating drops the loop's reference, the only one. */
-        (void) sd_event_source_set_floating(s, false);
-
-        if (done)
-                done(address, result, done_userdata);
-        return 0;
-}
-
-static int pidfd_open_child(pid_t pid) {
-        int fd = (int) syscall(SYS_pidfd_open, pid, 0);
-        return fd >= 0 ? fd : -errno;
-}
-
-/* Tell a worker that was never started to exit, and reap it. */
-static void cancel_worker(pid_t pid, int *go_fd) {
-        *go_fd = safe_close(*go_fd);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
+                log_info("%s: driver restored to %s%s%s", job->paths.address,
+                         *job->paths.original ? job->paths.original : "no driver",
+                         *job->paths.override ? ", driver_override " : "", job->paths.override);
+        if (job->done)
+                job->done(job->paths.address, result, job->userdata);
+        free(job);
 }
 
 int driver_restore_async(sd_event *event, const Device *d, const char *original_driver,
-                         DriverRestoreDone done, void *userdata) {
-        _cleanup_free_ RestoreWorker *w = NULL;
-        _cleanup_close_ int pidfd = -EBADF, go_read = -EBADF, go_write = -EBADF;
-        sd_event_source *s = NULL;
-        int go[2];
-        pid_t pid;
+                         const char *original_override, DriverRestoreDone done, void *userdata) {
+        _cleanup_free_ RestoreJob *job = NULL;
         int r;
 
         if (!event)
                 return -EINVAL;
-        w = calloc(1, sizeof(*w));
-        if (!w)
+        job = calloc(1, sizeof(*job));
+        if (!job)
                 return -ENOMEM;
-        r = driver_paths_init(&w->paths, d, original_driver);
+        r = driver_paths_init(&job->paths, d, original_driver, original_override);
         if (r < 0)
                 return r;
-        w->done = done;
-        w->userdata = userdata;
-
-        if (pipe2(go, O_CLOEXEC) < 0)
-                return -errno;
-        go_read = go[0];
-        go_write = go[1];
-
-        pid = fork();
-        if (pid < 0)
-                return log_error_errno(errno, "%s: fork: %m", w->paths.address);
-        if (pid == 0) {
-                safe_close(go_write);
-                restore_worker_run(&w->paths, go_read);
-        }
-        w->pid = pid;
-        go_read = safe_close(go_read);
-
-        /* Nobody else reaps our children (the daemon does not ignore
-         * SIGCHLD), so the pid cannot have been reused yet. */
-        pidfd = pidfd_open_child(pid);
-        if (pidfd < 0) {
-                cancel_worker(pid, &go_write);
-                return log_error_errno(pidfd, "%s: pidfd_open: %m", w->paths.address);
-        }
-
-        r = sd_event_add_io(event, &s, pidfd, EPOLLIN, on_worker_exit, w);
-        if (r < 0) {
-                cancel_worker(pid, &go_write);
-                return log_error_errno(r, "%s: watching restore worker: %m", w->paths.address);
-        }
-        (void) sd_event_source_set_io_fd_own(s, true);
-        TAKE_FD(pidfd);
-        (void) sd_event_source_set_description(s, "driver-restore");
-        /* The loop owns the source from now on; freeing the loop frees w. */
-        (void) sd_event_source_set_destroy_callback(s, restore_worker_free);
-        TAKE_PTR(w);
-        (void) sd_event_source_set_floating(s, true);
-        sd_event_source_unref(s);
-
-        if (write(go_write, "x", 1) != 1)
-                /* Cannot happen with the read end open in the worker; if it
-                 * did, the worker exits ECANCELED and done() says so. */
-                log_warning_errno(errno, "%s: starting restore worker: %m", d->address);
-        log_debug("%s: restoring driver in worker %d", d->address, (int) pid);
+        job->done = done;
+        job->userdata = userdata;
+        r = worker_start(event, job->paths.address, RESTORE_TIMEOUT_USEC, restore_worker, job, on_restore_done,
+                         job, NULL);
+        if (r < 0)
+                return r;
+        TAKE_PTR(job);
+        log_debug("%s: restoring driver in a worker", d->address);
         return 0;
+}
+
+static int read_attr_line(const char *path, char *buf, size_t size) {
+        ssize_t n;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, size - 1);
+        close(fd);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        return 0;
+}
+
+int driver_read_override(const Device *d, char **ret) {
+        char path[PATH_MAX], buf[DRIVER_NAME_MAX + 2];
+        int r;
+
+        *ret = NULL;
+        if (!d || !d->syspath)
+                return -EINVAL;
+        r = path_join(path, sizeof(path), d->syspath, "driver_override");
+        if (r < 0)
+                return r;
+        r = read_attr_line(path, buf, sizeof(buf));
+        if (r == -ENOENT)
+                return 0;       /* very old kernel, or a fake tree without it */
+        if (r < 0)
+                return r;
+        if (!*buf || streq(buf, "(null)"))
+                return 0;
+        if (!driver_name_is_valid(buf))
+                return -EINVAL;
+        *ret = strdup(buf);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int driver_sriov_numvfs(const Device *d) {
+        char path[PATH_MAX], buf[32];
+        int r;
+
+        if (!d || !d->syspath)
+                return -EINVAL;
+        r = path_join(path, sizeof(path), d->syspath, "sriov_numvfs");
+        if (r < 0)
+                return r;
+        r = read_attr_line(path, buf, sizeof(buf));
+        if (r == -ENOENT)
+                return 0;       /* not an SR-IOV PF */
+        if (r < 0)
+                return r;
+        return atoi(buf);
 }

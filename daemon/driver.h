@@ -17,13 +17,20 @@ int driver_bind_vfio(const Device *d);
 typedef void (*DriverRestoreDone)(const char *address, int result, void *userdata);
 
 /*
- * Give d back to original_driver (NULL: let the kernel pick) in a worker
- * process: vfio-pci's remove waits until every open device fd is closed, and
- * that wait must never stall the event loop. done() runs on the loop when
- * the worker exits, with 0 or a negative errno.
+ * Give d back exactly as it was: driver_override to original_override
+ * (NULL: cleared) and bound to original_driver (NULL: left without a
+ * driver), in a worker process with a timeout. Call only once every fd of
+ * the device is closed: vfio-pci's unbind otherwise waits, uninterruptibly,
+ * for the holder. done() runs on the loop with 0 or a negative errno.
  */
 int driver_restore_async(sd_event *event, const Device *d, const char *original_driver,
-                         DriverRestoreDone done, void *userdata);
+                         const char *original_override, DriverRestoreDone done, void *userdata);
+
+/* d's driver_override into *ret (NULL if none set). */
+int driver_read_override(const Device *d, char **ret);
+
+/* How many VFs an SR-IOV PF has enabled (0 if not a PF), or negative errno. */
+int driver_sriov_numvfs(const Device *d);
 
 /* Tests only: use path instead of /sys/bus/pci for the bus-wide files
  * (drivers_probe, drivers/<drv>/bind). NULL restores the default. */

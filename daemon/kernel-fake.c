@@ -15,15 +15,21 @@
  *     lock on the memfd (it lives exactly as long as the open file) and
  *     /proc/locks, so the fake keeps no reference to the file.
  *   - dev_id, ioas_id and hwpt_id come from one counter starting at 1.
- *   - hw_info() reports intel-vtd with IOMMU_HW_CAP_DIRTY_TRACKING.
+ *   - hw_info() reports intel-vtd with IOMMU_HW_CAP_DIRTY_TRACKING for a
+ *     dev_id whose bound file is still open, and -ENOENT once it closed,
+ *     as the kernel drops the device object from the iommufd on unbind.
+ *   - file_is_device() recognises the memfd by its name in /proc/<pid>/fd
+ *     and by its size, which is the pid of the process that made it (so
+ *     that parallel test daemons never see each other's devices).
  *
  * Configured only by environment variables, read once at first use:
  *
  *   IOMMUFD_BROKER_FAKE_UNSUPPORTED=<reason>
  *           unsupported_reason() returns <reason>.
  *   IOMMUFD_BROKER_FAKE_GROUP_OPEN=<addr>[,<addr>...]
- *           open_device() fails with -EBUSY for these devices, as when their
- *           legacy group /dev/vfio/N is open elsewhere.
+ *           bind() fails with -EBUSY for these devices, as the real kernel's
+ *           vfio_device_block_group() does when their legacy group
+ *           /dev/vfio/N is open elsewhere; opening the cdev still works.
  *   IOMMUFD_BROKER_FAKE_BIND_FAIL=<addr>[,<addr>...]
  *           bind() fails with -EINVAL for these devices.
  *
@@ -50,6 +56,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
 /* One device bound through a file, identified by that file's inode. */
 typedef struct FakeBinding {
         char address[16];
+        uint32_t dev_id;
         dev_t st_dev;
         ino_t st_ino;
 } FakeBinding;
@@ -93,6 +100,15 @@ static bool address_in_list(const char *list, const char *address) {
                 p += *p == ',';
         }
         return false;
+}
+
+/* The daemon whose fake kernel this is; workers inherit it over fork(). */
+static pid_t fake_owner(void) {
+        static pid_t owner;
+
+        if (owner == 0)
+                owner = getpid();
+        return owner;
 }
 
 static uint32_t fake_new_id(void) {
@@ -228,12 +244,19 @@ static int fake_open_device(const Device *d) {
         fake_load();
         if (!d || !d->vfio_cdev || d->vfio_devnum == 0)
                 return -ENODEV;
-        if (address_in_list(fake.group_open, d->address))
-                return -EBUSY;  /* legacy group open elsewhere */
-
         snprintf(name, sizeof(name), FAKE_VFIO_PREFIX "%s", d->address);
         fd = memfd_create(name, MFD_CLOEXEC);
-        return fd >= 0 ? fd : -errno;
+        if (fd < 0)
+                return -errno;
+        /* The size says which fake kernel made it: parallel test daemons
+         * hand out memfds of the same names, and a /proc scan must find
+         * only its own. Sparse: costs nothing. */
+        if (ftruncate(fd, fake_owner()) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
 }
 
 static int fake_bind(int device_fd, int iommufd, uint32_t *ret_dev_id) {
@@ -249,6 +272,8 @@ static int fake_bind(int device_fd, int iommufd, uint32_t *ret_dev_id) {
         r = fake_check_iommufd(iommufd);
         if (r < 0)
                 return r;
+        if (address_in_list(fake.group_open, address))
+                return -EBUSY;  /* legacy group open elsewhere */
         if (address_in_list(fake.bind_fail, address))
                 return -EINVAL;
         if (fake_device_is_bound(address))
@@ -263,12 +288,12 @@ static int fake_bind(int device_fd, int iommufd, uint32_t *ret_dev_id) {
         if (fcntl(device_fd, F_OFD_SETLK, &lock) < 0)
                 return -errno;
 
-        fake.bindings[fake.n_bindings] = (FakeBinding) { .st_dev = st.st_dev, .st_ino = st.st_ino };
+        fake.bindings[fake.n_bindings] = (FakeBinding) {
+                .st_dev = st.st_dev, .st_ino = st.st_ino, .dev_id = fake_new_id() };
         strcpy(fake.bindings[fake.n_bindings].address, address);
-        fake.n_bindings++;
-
         if (ret_dev_id)
-                *ret_dev_id = fake_new_id();
+                *ret_dev_id = fake.bindings[fake.n_bindings].dev_id;
+        fake.n_bindings++;
         return 0;
 }
 
@@ -317,8 +342,12 @@ static int fake_hw_info(int iommufd, uint32_t dev_id, IommuHwInfo *ret) {
         r = fake_check_iommufd(iommufd);
         if (r < 0)
                 return r;
-        if (dev_id == 0)
-                return -ENOENT;
+        fake_drop_stale_bindings();
+        bool found = false;
+        for (size_t i = 0; i < fake.n_bindings; i++)
+                found = found || fake.bindings[i].dev_id == dev_id;
+        if (!found)
+                return -ENOENT; /* never bound, or every fd of it closed */
         *ret = (IommuHwInfo) {
                 .valid = true,
                 .type = UAPI_IOMMU_HW_INFO_TYPE_INTEL_VTD,
@@ -333,6 +362,15 @@ static int fake_set_request_eventfd(int device_fd, int eventfd) {
         return fake_device_address(device_fd, address);
 }
 
+static bool fake_file_is_device(const struct stat *st, const char *link_target, const char *address,
+                                dev_t devnum) {
+        char want[64];
+
+        snprintf(want, sizeof(want), "/memfd:" FAKE_VFIO_PREFIX "%s", address);
+        return st->st_size == fake_owner() && strncmp(link_target, want, strlen(want)) == 0 &&
+               (link_target[strlen(want)] == 0 || link_target[strlen(want)] == ' ');
+}
+
 const KernelOps kernel_ops_fake = {
         .unsupported_reason = fake_unsupported_reason,
         .open_iommufd = fake_open_iommufd,
@@ -343,4 +381,5 @@ const KernelOps kernel_ops_fake = {
         .detach = fake_detach,
         .hw_info = fake_hw_info,
         .set_request_eventfd = fake_set_request_eventfd,
+        .file_is_device = fake_file_is_device,
 };

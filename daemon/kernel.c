@@ -132,6 +132,24 @@ static int open_vfio_cdev(const Device *d) {
         return fd >= 0 ? fd : -errno;
 }
 
+/* Whether /sys/dev/char/MAJ:MIN is <syspath>/vfio-dev/vfioN: the open fd is
+ * the approved device, not one that got the minor after a rebind race. */
+static bool cdev_belongs_to(dev_t devnum, const char *syspath) {
+        char link[64], resolved[PATH_MAX], *slash;
+
+        snprintf(link, sizeof(link), "/sys/dev/char/%u:%u", major(devnum), minor(devnum));
+        if (!syspath || !realpath(link, resolved))
+                return false;
+        /* Strip "/vfioN" and "/vfio-dev". */
+        for (int i = 0; i < 2; i++) {
+                slash = strrchr(resolved, '/');
+                if (!slash)
+                        return false;
+                *slash = 0;
+        }
+        return streq(resolved, syspath);
+}
+
 static int real_open_device(const Device *d) {
         _cleanup_close_ int fd = -EBADF;
         struct stat st;
@@ -150,6 +168,9 @@ static int real_open_device(const Device *d) {
         if (!S_ISCHR(st.st_mode) || st.st_rdev != d->vfio_devnum)
                 return log_debug_errno(ENXIO, "%s: %s is not char device %u:%u", d->address, d->vfio_cdev,
                                        major(d->vfio_devnum), minor(d->vfio_devnum));
+        if (!cdev_belongs_to(st.st_rdev, d->syspath))
+                return log_debug_errno(ENXIO, "%s: char device %u:%u now belongs to another device",
+                                       d->address, major(st.st_rdev), minor(st.st_rdev));
 
         return TAKE_FD(fd);
 }
@@ -250,6 +271,11 @@ static int real_set_request_eventfd(int device_fd, int eventfd) {
         return ioctl_errno(device_fd, UAPI_VFIO_DEVICE_SET_IRQS, &u.set);
 }
 
+static bool real_file_is_device(const struct stat *st, const char *link_target, const char *address,
+                                dev_t devnum) {
+        return S_ISCHR(st->st_mode) && st->st_rdev == devnum;
+}
+
 const KernelOps kernel_ops_real = {
         .unsupported_reason = real_unsupported_reason,
         .open_iommufd = real_open_iommufd,
@@ -260,4 +286,5 @@ const KernelOps kernel_ops_real = {
         .detach = real_detach,
         .hw_info = real_hw_info,
         .set_request_eventfd = real_set_request_eventfd,
+        .file_is_device = real_file_is_device,
 };

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "device.h"
@@ -23,10 +24,14 @@ typedef struct KernelOps {
 
         /* Open /dev/vfio/devices/<cdev> O_RDWR|O_CLOEXEC|O_NOCTTY, falling back
          * to /dev/char/MAJ:MIN, and verify with fstat that it is the char
-         * device d->vfio_devnum. -EBUSY when the legacy group is open. */
+         * device d->vfio_devnum and through /sys/dev/char/MAJ:MIN that this
+         * char device belongs to d->syspath (-ENXIO otherwise: a minor reused
+         * after a rebind race). Opening succeeds even while the legacy group
+         * is open elsewhere: the kernel refuses that only at bind. */
         int (*open_device)(const Device *d);
 
-        /* VFIO_DEVICE_BIND_IOMMUFD. -EINVAL if already bound elsewhere. */
+        /* VFIO_DEVICE_BIND_IOMMUFD. -EINVAL if already bound elsewhere,
+         * -EBUSY if the device's legacy group is open (vfio_device_block_group). */
         int (*bind)(int device_fd, int iommufd, uint32_t *ret_dev_id);
 
         /* IOMMU_IOAS_ALLOC. */
@@ -44,6 +49,10 @@ typedef struct KernelOps {
         /* Route vfio-pci's "please release this device" request (VFIO_PCI_REQ_IRQ_INDEX)
          * to eventfd, so the broker learns of hot unplug while a client holds the device. */
         int (*set_request_eventfd)(int device_fd, int eventfd);
+
+        /* Whether an open file, as /proc/<pid>/fd shows it (its stat and link
+         * target), is the device cdev of address/devnum. Called in a worker. */
+        bool (*file_is_device)(const struct stat *st, const char *link_target, const char *address, dev_t devnum);
 } KernelOps;
 
 /* main.c picks one at build time: kernel_ops_real in iommufd-broker,

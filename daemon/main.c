@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -7,6 +10,7 @@
 
 #include "config.h"
 #include "dbus-broker.h"
+#include "lease-store.h"
 #include "log.h"
 #include "manager.h"
 #include "sandbox.h"
@@ -17,6 +21,8 @@
 #ifndef KERNEL_OPS
 #error "KERNEL_OPS must name the kernel backend"
 #endif
+
+#define DEFAULT_STATE_DIR "/run/iommufd-broker"
 
 typedef enum FrontEndMode { FRONT_END_AUTO, FRONT_END_ON, FRONT_END_OFF } FrontEndMode;
 
@@ -31,6 +37,7 @@ static struct {
         bool seccomp;
         unsigned idle_timeout_sec;
         unsigned max_connections_per_uid;
+        const char *state_dir;
 } arg = {
         .varlink = FRONT_END_ON,
         .dbus = FRONT_END_AUTO,
@@ -51,8 +58,10 @@ static void help(void) {
                "  --idle-timeout SEC       close idle varlink connections after SEC seconds\n"
                "  --max-connections-per-uid N\n"
                "  --no-seccomp             do not install the in-process seccomp filter (debugging)\n"
+               "  --state-dir DIR          lease records under DIR/leases (default %s; the fast\n"
+               "                           tier's fake-kernel daemon keeps none unless given)\n"
                "  --version, --help\n",
-               POLICY_PATH, POLICY_DROPIN_DIR, BROKER_DEFAULT_SOCKET);
+               POLICY_PATH, POLICY_DROPIN_DIR, BROKER_DEFAULT_SOCKET, DEFAULT_STATE_DIR);
 }
 
 static int parse_uint(const char *s, unsigned *ret) {
@@ -69,7 +78,8 @@ static int parse_uint(const char *s, unsigned *ret) {
 
 static int parse_argv(int argc, char *argv[]) {
         enum { ARG_POLICY = 0x100, ARG_POLICY_DIR, ARG_CHECK_CONFIG, ARG_VARLINK_LISTEN, ARG_NO_VARLINK,
-               ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_NO_SECCOMP, ARG_VERSION };
+               ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_NO_SECCOMP, ARG_VERSION,
+               ARG_STATE_DIR };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -84,6 +94,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
                 { "max-connections-per-uid", required_argument, NULL, ARG_MAX_CONN },
                 { "no-seccomp", no_argument, NULL, ARG_NO_SECCOMP },
+                { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 {}
         };
         int c;
@@ -136,6 +147,9 @@ static int parse_argv(int argc, char *argv[]) {
                         break;
                 case ARG_NO_SECCOMP:
                         arg.seccomp = false;
+                        break;
+                case ARG_STATE_DIR:
+                        arg.state_dir = optarg;
                         break;
                 case '?':
                         return -EINVAL;
@@ -221,9 +235,57 @@ static int start_varlink(Manager *m, VarlinkServer **ret) {
         return varlink_broker_start(m, path, &limits, ret);
 }
 
+/* What the service manager kept for us across a restart: our own fds by
+ * name (iommufd-<session>, pidfd-<session>); sockets stay for varlink. */
+typedef struct StoredFds {
+        int *fds;
+        char **names;
+        size_t n;
+} StoredFds;
+
+static void stored_fds_done(StoredFds *s) {
+        for (size_t i = 0; i < s->n; i++)
+                safe_close(s->fds[i]);
+        free(s->fds);
+        strv_free(s->names);
+        *s = (StoredFds) {};
+}
+
+static int collect_stored_fds(StoredFds *ret) {
+        _cleanup_strv_free_ char **names = NULL;
+        int n;
+
+        *ret = (StoredFds) {};
+        n = sd_listen_fds_with_names(false, &names);
+        if (n <= 0)
+                return 0;
+        ret->fds = calloc(n, sizeof(int));
+        if (!ret->fds)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                int fd = SD_LISTEN_FDS_START + i;
+                char kind[16];
+                uint64_t id;
+
+                if (!names || !names[i] || fdstore_parse_name(names[i], kind, sizeof(kind), &id) < 0)
+                        continue;
+                (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+                if (strv_extend(&ret->names, names[i]) < 0)
+                        return -ENOMEM;
+                ret->fds[ret->n++] = fd;
+        }
+        return 0;
+}
+
+/* The fake-kernel test daemon must not touch the real lease records. */
+static bool kernel_is_real(const KernelOps *k) {
+        return k == &kernel_ops_real;
+}
+
 static int run(void) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(manager_freep) Manager *m = NULL;
+        StoredFds stored = {};
         VarlinkServer *varlink = NULL;
         DbusBroker *dbus = NULL;
         sigset_t mask;
@@ -247,11 +309,30 @@ static int run(void) {
         (void) sd_event_add_signal(event, NULL, SIGINT, NULL, NULL);
         (void) sd_event_set_watchdog(event, true);
 
+        char lease_dir[PATH_MAX] = "";
+        const char *state_dir = arg.state_dir ?: (kernel_is_real(&KERNEL_OPS) ? DEFAULT_STATE_DIR : NULL);
+        if (state_dir) {
+                (void) mkdir(state_dir, 0755);
+                snprintf(lease_dir, sizeof(lease_dir), "%s/leases", state_dir);
+        }
+        if (!fdstore_available())
+                log_notice("Not started by systemd (no $NOTIFY_SOCKET): no fd store, so a restart keeps leases "
+                           "only as far as their records under %s allow", *lease_dir ? lease_dir : "(none)");
+
+        r = collect_stored_fds(&stored);
+        if (r < 0)
+                return log_error_errno(r, "Cannot take the stored fds: %m");
         r = manager_new(event, &(ManagerConfig) {
                 .policy_path = arg.policy_path,
                 .policy_dropin_dir = arg.policy_dir,
                 .kernel = &KERNEL_OPS,
+                .lease_dir = *lease_dir ? lease_dir : NULL,
+                .stored_fds = stored.fds,
+                .stored_fd_names = stored.names,
+                .n_stored_fds = stored.n,
         }, &m);
+        stored.n = 0;   /* taken */
+        stored_fds_done(&stored);
         if (r < 0)
                 return log_error_errno(r, "Cannot start: %m");
         (void) sd_event_add_signal(event, NULL, SIGHUP, on_reload, m);
@@ -275,9 +356,18 @@ static int run(void) {
         sd_notify(false, "READY=1\nSTATUS=Processing requests...");
         r = sd_event_loop(event);
         sd_notify(false, "STOPPING=1\nSTATUS=Shutting down...");
+        /* sd-bus exits the loop with EXIT_FAILURE when it loses the bus: fail,
+         * so that Restart=on-failure brings us back. */
+        if (r > 0) {
+                log_error("Lost the D-Bus connection; exiting with failure so the service manager restarts us");
+                r = -ECONNRESET;
+        }
 
 finish:
-        /* Front ends first: they own the sessions, which end their leases. */
+        /* Leases outlive the daemon: the front ends' sessions go, their
+         * leases stay in the records and the fd store for the next start. */
+        if (m)
+                manager_begin_shutdown(m);
         dbus_broker_free(dbus);
         varlink_server_free(varlink);
         return r;

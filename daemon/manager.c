@@ -8,6 +8,7 @@
 #include "manager.h"
 #include "core-internal.h"
 #include "driver.h"
+#include "lease.h"
 
 struct Subscription {
         Manager *manager;
@@ -27,6 +28,9 @@ struct Manager {
         uint64_t next_session_id;
         Subscription *subscriptions;
         char **restoring;               /* addresses whose driver a worker is restoring */
+        Lease *leases;                  /* every lease, in any state */
+        LeaseStore *store;              /* NULL: leases do not survive a restart */
+        bool shutting_down;             /* leases outlive the daemon from here on */
         char reason_buf[256];           /* backing store for a composed state reason */
 
         AccessCache *access;            /* what policy lets each recent principal do */
@@ -50,6 +54,8 @@ const char *broker_event_type_to_string(BrokerEventType t) {
 static const char *const device_state_names[_DEVICE_STATE_MAX] = {
         [DEVICE_STATE_AVAILABLE] = "available",
         [DEVICE_STATE_LEASED] = "leased",
+        [DEVICE_STATE_RELEASING] = "releasing",
+        [DEVICE_STATE_BUSY] = "busy",
         [DEVICE_STATE_UNAVAILABLE] = "unavailable",
 };
 
@@ -152,6 +158,9 @@ static void on_driver_restored(const char *address, int result, void *userdata) 
 
         restoring_remove(m, address);
         invalidate_address(m, address);
+        /* A failed restore is not retried on the loop; the record goes, so a
+         * restart does not retry it forever either. The log says what failed. */
+        (void) lease_store_remove(m->store, address);
         d = inventory_find(m->inventory, address);
         if (!d)
                 return;
@@ -159,18 +168,66 @@ static void on_driver_restored(const char *address, int result, void *userdata) 
         emit_device_event(m, BROKER_EVENT_DEVICE_CHANGED, d, d->address);
 }
 
-void manager_restore_driver(Manager *m, Device *d, const char *original_driver) {
+static int record_driver_state(Manager *m, const Device *d, RecordState state, const char *original_driver,
+                               const char *original_override) {
+        LeaseRecord r = { .state = state, .managed = true };
+
+        snprintf(r.address, sizeof(r.address), "%s", d->address);
+        snprintf(r.mode, sizeof(r.mode), "none");
+        snprintf(r.original_driver, sizeof(r.original_driver), "%s", original_driver ?: "");
+        snprintf(r.original_override, sizeof(r.original_override), "%s", original_override ?: "");
+        return lease_store_write(m->store, &r);
+}
+
+int manager_record_rebind(Manager *m, const Device *d, const char *original_driver, const char *original_override) {
+        return record_driver_state(m, d, RECORD_BINDING, original_driver, original_override);
+}
+
+void manager_restore_driver(Manager *m, Device *d, const char *original_driver, const char *original_override) {
         int r;
 
+        if (manager_is_restoring(m, d->address))
+                return;
         r = strv_extend(&m->restoring, d->address);
         if (r < 0) {
                 log_error("%s: out of memory; driver not restored", d->address);
                 return;
         }
         invalidate_device_and_group(m, d);
-        r = driver_restore_async(m->event, d, original_driver, on_driver_restored, m);
+        (void) record_driver_state(m, d, RECORD_RESTORING, original_driver, original_override);
+        emit_device_event(m, BROKER_EVENT_DEVICE_CHANGED, d, d->address);
+        r = driver_restore_async(m->event, d, original_driver, original_override, on_driver_restored, m);
         if (r < 0)
                 on_driver_restored(d->address, r, m);
+}
+
+/* --- leases --- */
+
+Lease *manager_leases(Manager *m) { return m->leases; }
+LeaseStore *manager_lease_store(Manager *m) { return m->store; }
+
+void manager_link_lease(Manager *m, Lease *l) {
+        l->next = m->leases;
+        m->leases = l;
+        l->device->lease = l;
+}
+
+void manager_unlink_lease(Manager *m, Lease *l) {
+        for (Lease **p = &m->leases; *p; p = &(*p)->next)
+                if (*p == l) {
+                        *p = l->next;
+                        break;
+                }
+        if (l->session)
+                session_forget_lease(l->session, l);
+        if (l->device && l->device->lease == l)
+                l->device->lease = NULL;
+}
+
+bool manager_is_shutting_down(Manager *m) { return m->shutting_down; }
+
+void manager_begin_shutdown(Manager *m) {
+        m->shutting_down = true;
 }
 
 /* --- inventory --- */
@@ -253,6 +310,33 @@ int manager_reload_policy(Manager *m) {
         return 0;
 }
 
+/* Open the lease records and re-adopt what they describe. Without a
+ * store (tests, or /run not writable) leases end with the daemon. */
+static int manager_start_leases(Manager *m, const ManagerConfig *config) {
+        _cleanup_free_ bool *used = NULL;
+        StoredFdSet set = { .fds = config->stored_fds, .names = config->stored_fd_names, .n = config->n_stored_fds };
+        uint64_t max_id = 0;
+        int r;
+
+        if (config->lease_dir) {
+                r = lease_store_open(config->lease_dir, &m->store);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot open lease records in %s, leases will not survive a "
+                                          "restart: %m", config->lease_dir);
+        }
+        used = calloc(set.n + 1, sizeof(bool));
+        if (!used)
+                return -ENOMEM;
+        set.used = used;
+        r = manager_adopt_leases(m, &set, &max_id);
+        for (size_t i = 0; i < set.n; i++)
+                safe_close(set.fds[i]);
+        if (r < 0)
+                return r;
+        m->next_session_id = max_id + 1;
+        return 0;
+}
+
 int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
@@ -288,6 +372,10 @@ int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
         }
 
         manager_recheck_kernel(m);
+        r = manager_start_leases(m, config);
+        if (r < 0)
+                return r;
+
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -297,6 +385,17 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         while (m->subscriptions)
                 subscription_free(m->subscriptions);
+        /* Leases outlive the daemon: their records and fds stay for the next
+         * start. Only our memory goes. */
+        while (m->leases) {
+                Lease *l = m->leases;
+                m->leases = l->next;
+                if (l->device)
+                        l->device->lease = NULL;
+                lease_free(l);
+        }
+        (void) worker_kill_all(2 * 1000 * 1000);
+        lease_store_free(m->store);
         inventory_free(m->inventory);
         policy_free(m->policy);
         access_cache_free(m->access);
@@ -361,7 +460,7 @@ const Lease *manager_group_lease(Manager *m, const Device *d, const Session *exc
         for (char **member = d->group_members; member && *member; member++) {
                 const Device *md = inventory_find(m->inventory, *member);
 
-                if (md && md->lease && lease_session(md->lease) != except)
+                if (md && md->lease && (!except || md->lease->session != except))
                         return md->lease;
         }
         return NULL;
@@ -372,10 +471,18 @@ DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_r
         const Device *blocker;
         DeviceState state = DEVICE_STATE_UNAVAILABLE;
 
-        if (d->lease)
+        if (d->lease && d->lease->state == LEASE_STATE_LEASED)
                 state = DEVICE_STATE_LEASED;
-        else if (manager_is_restoring(m, d->address))
+        else if (d->lease) {
+                /* Seen by everyone: which processes hold it is for
+                 * manager_device_lease_info() and a viewer allowed to know. */
+                state = DEVICE_STATE_RELEASING;
+                lease_describe(d->lease, false, m->reason_buf, sizeof(m->reason_buf));
+                reason = m->reason_buf;
+        } else if (manager_is_restoring(m, d->address)) {
+                state = DEVICE_STATE_BUSY;
                 reason = "the original driver is being restored";
+        }
         else if ((reason = manager_kernel_unsupported_reason(m)))
                 ;
         else if (d->noiommu)
@@ -409,22 +516,34 @@ DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_r
 }
 
 bool manager_device_holder(Manager *m, const Device *d, const Principal *viewer, Holder *ret) {
-        const Principal *holder;
-        const Session *s;
+        const Lease *l = d->lease;
 
-        if (!d->lease)
+        if (!l)
                 return false;
-        s = lease_session(d->lease);
-        holder = session_principal(s);
-        if (viewer && viewer->uid != 0 && viewer->uid != holder->uid)
+        if (viewer && viewer->uid != 0 && viewer->uid != l->uid)
                 return false;
         if (ret)
                 *ret = (Holder) {
-                        .session_id = session_id(s),
-                        .uid = holder->uid,
-                        .pid = holder->pid,
-                        .unit = holder->unit,
+                        .session_id = l->session_id,
+                        .uid = l->uid,
+                        .pid = l->pid,
+                        .unit = l->unit,
                 };
+        return true;
+}
+
+bool manager_device_lease_info(Manager *m, const Device *d, const Principal *viewer, LeaseInfo *ret) {
+        const Lease *l = d->lease;
+        bool show;
+
+        if (!l)
+                return false;
+        show = !viewer || viewer->uid == 0 || viewer->uid == l->uid;
+        *ret = (LeaseInfo) {
+                .state = lease_state_to_string(l->state),
+                .reason = l->state == LEASE_STATE_RELEASING ? l->reason : NULL,
+                .held_by = show ? l->held_by : NULL,
+        };
         return true;
 }
 

@@ -26,6 +26,10 @@ typedef struct ManagerConfig {
         unsigned max_devices_per_session; /* 0: 64 */
         Inventory *inventory;           /* taken if set (tests); else enumerated with udev */
         Policy *policy;                 /* taken if set (tests); else loaded from policy_path */
+        const char *lease_dir;          /* lease records; NULL: none (leases die with the daemon) */
+        int *stored_fds;                /* from the fd store, taken; names in stored_fd_names */
+        char **stored_fd_names;
+        size_t n_stored_fds;
 } ManagerConfig;
 
 int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret);
@@ -35,6 +39,11 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 sd_event *manager_event(Manager *m);
 Inventory *manager_inventory(Manager *m);
 const Policy *manager_policy(Manager *m);
+
+/* Stop: from now on a session that goes away leaves its leases as they are
+ * (records and fd store keep them for the next start). */
+void manager_begin_shutdown(Manager *m);
+bool manager_is_shutting_down(Manager *m);
 
 /* Re-read the policy (SIGHUP). On error the old policy stays. */
 int manager_reload_policy(Manager *m);
@@ -75,15 +84,19 @@ void manager_emit(Manager *m, const BrokerEvent *event);
 
 typedef enum DeviceState {
         DEVICE_STATE_AVAILABLE,
-        DEVICE_STATE_LEASED,
+        DEVICE_STATE_LEASED,            /* reason: who holds it */
+        DEVICE_STATE_RELEASING,         /* released or holder gone, still open somewhere; reason: by whom */
+        DEVICE_STATE_BUSY,              /* a driver rebind or restore is running */
         DEVICE_STATE_UNAVAILABLE,
         _DEVICE_STATE_MAX,
 } DeviceState;
 
 const char *device_state_to_string(DeviceState s);
 
-/* State, and for UNAVAILABLE (or a device that needs managed acquire) a
- * human reason in *ret_reason (static or owned by the manager). */
+/* State, and a human reason in *ret_reason (static or owned by the manager,
+ * valid until the next call): for LEASED and RELEASING the lease's state
+ * and who still holds the device, for BUSY and UNAVAILABLE why, for
+ * AVAILABLE whether it needs managed acquire. */
 DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_reason);
 
 typedef struct Holder {
@@ -95,6 +108,21 @@ typedef struct Holder {
 
 /* Whether d is leased and viewer may see who holds it (root, or the holder's uid). */
 bool manager_device_holder(Manager *m, const Device *d, const Principal *viewer, Holder *ret);
+
+/* The lease on d, in any state, for GetDevice/ListDevices/properties/Monitor:
+ * state "leased" or "releasing"; reason why it is releasing ("released",
+ * "client-exited", "disconnected", "unplug-requested", "revoked"), NULL while
+ * leased; held_by the processes that still have it open ("pid 7 (qemu)"),
+ * NULL if unknown or if viewer (NULL: anyone) may not see the holder.
+ * Strings are owned by the lease: valid until the next loop iteration.
+ * False if d has no lease. */
+typedef struct LeaseInfo {
+        const char *state;
+        const char *reason;
+        const char *held_by;
+} LeaseInfo;
+
+bool manager_device_lease_info(Manager *m, const Device *d, const Principal *viewer, LeaseInfo *ret);
 
 /* Resolve a client-supplied address: DeviceNotFound or InvalidParameter on failure. */
 int manager_get_device(Manager *m, const char *address, Device **ret, BrokerError *err);

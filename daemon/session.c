@@ -5,25 +5,14 @@
 #include <stdlib.h>
 #include <sys/eventfd.h>
 
+#include <assert.h>
+
 #include "audit.h"
 #include "core-internal.h"
+#include "lease-store.h"
+#include "lease.h"
 #include "driver.h"
 #include "log.h"
-
-struct Lease {
-        Session *session;
-        Device *device;
-        char address[16];
-        AcquireMode mode;
-        uint32_t dev_id;
-        uint32_t hwpt_id;
-        bool managed;                   /* we rebound it to vfio-pci */
-        char *rule;                     /* the policy rule that granted it, for the audit trail */
-        char *original_driver;          /* to give it back to; NULL: let the kernel pick */
-        int request_fd;                 /* eventfd vfio-pci signals on unplug, -EBADF if none */
-        sd_event_source *request_source;
-        Lease *next;
-};
 
 struct Session {
         Manager *manager;
@@ -31,108 +20,36 @@ struct Session {
         Principal *principal;
         int iommufd;                    /* opened on first acquire */
         uint32_t ioas_id;               /* allocated on first attached acquire */
-        Lease *leases;
-        size_t n_leases;
-        sd_event_source *pidfd_source;
+        size_t n_leases;                /* leases in state leased; they sit in the manager's list */
 };
 
-Session *lease_session(const Lease *l) { return l->session; }
 uint64_t session_id(const Session *s) { return s->id; }
 const Principal *session_principal(const Session *s) { return s->principal; }
 size_t session_n_leases(const Session *s) { return s->n_leases; }
 
-static Lease *lease_free(Lease *l) {
-        if (!l)
-                return NULL;
-        sd_event_source_disable_unref(l->request_source);
-        safe_close(l->request_fd);
-        free(l->original_driver);
-        free(l->rule);
-        free(l);
+void session_forget_lease(Session *s, Lease *l) {
+        assert(l->session == s);
+        l->session = NULL;
+        s->n_leases--;
+}
+
+static Lease *session_first_lease(Session *s) {
+        for (Lease *l = manager_leases(s->manager); l; l = l->next)
+                if (l->session == s)
+                        return l;
         return NULL;
 }
 
-static bool reason_means_device_gone(const char *reason) {
-        return streq(reason, "device-removed") || streq(reason, "unplug-requested");
-}
+/* Every lease goes to releasing: it ends once the kernel says its device is free. */
+static void session_release_all(Session *s, const char *reason) {
+        Lease *l;
 
-/* What the audit trail says about l; borrows l's strings. */
-static AuditLease lease_audit_record(const Lease *l) {
-        const Principal *p = l->session->principal;
-
-        return (AuditLease) {
-                .device = l->address,
-                .session = l->session->id,
-                .uid = p->uid,
-                .pid = p->pid,
-                .unit = p->unit,
-                .mode = acquire_mode_to_string(l->mode),
-                .rule = l->rule,
-                .managed = l->managed,
-        };
-}
-
-static void lease_audit_end(const Lease *l, const char *reason) {
-        AuditLease record = lease_audit_record(l);
-
-        if (streq(reason, "released"))
-                audit_release(&record);
-        else
-                audit_lease_end(&record, reason);
-}
-
-void lease_end(Lease *l, const char *reason) {
-        Session *s = l->session;
-        Manager *m = s->manager;
-        Device *d = l->device;
-
-        lease_audit_end(l, reason);
-
-        for (Lease **p = &s->leases; *p; p = &(*p)->next)
-                if (*p == l) {
-                        *p = l->next;
-                        s->n_leases--;
-                        break;
-                }
-        d->lease = NULL;
-
-        log_info("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, s->id,
-                 (unsigned) s->principal->uid, reason);
-        manager_emit(m, &(BrokerEvent) {
-                .type = BROKER_EVENT_LEASE_ENDED,
-                .address = l->address,
-                .device = d,
-                .session_id = s->id,
-                .holder_uid = s->principal->uid,
-                .reason = reason,
-        });
-
-        /* The broker holds no device fd: the device is free once the client's
-         * copies close. Restoring the driver waits for that in a worker. */
-        if (l->managed && !reason_means_device_gone(reason))
-                manager_restore_driver(m, d, l->original_driver);
-
-        manager_emit(m, &(BrokerEvent) { .type = BROKER_EVENT_DEVICE_CHANGED, .address = l->address, .device = d });
-        lease_free(l);
-}
-
-static void session_end_all(Session *s, const char *reason) {
-        while (s->leases)
-                lease_end(s->leases, reason);
-}
-
-static int on_peer_exit(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
-        Session *s = userdata;
-
-        log_debug("session %" PRIu64 ": peer process %d exited", s->id, (int) s->principal->pid);
-        session_end_all(s, "client-exited");
-        sd_event_source_set_enabled(source, SD_EVENT_OFF);
-        return 0;
+        while ((l = session_first_lease(s)))
+                lease_release(l, reason);
 }
 
 int session_new(Manager *m, Principal *principal, Session **ret) {
         Session *s;
-        int r;
 
         s = calloc(1, sizeof(*s));
         if (!s) {
@@ -145,26 +62,22 @@ int session_new(Manager *m, Principal *principal, Session **ret) {
                 .principal = principal,
                 .iommufd = -EBADF,
         };
-
-        /* The pidfd turns readable when the process exits, even if it passed
-         * its connection on to another process. */
-        if (principal->pidfd >= 0) {
-                r = sd_event_add_io(manager_event(m), &s->pidfd_source, principal->pidfd, EPOLLIN, on_peer_exit, s);
-                if (r < 0) {
-                        session_destroy(s);
-                        return r;
-                }
-        }
-
         *ret = s;
         return 0;
 }
 
 void session_destroy(Session *s) {
+        Lease *l;
+
         if (!s)
                 return;
-        session_end_all(s, "disconnected");
-        sd_event_source_disable_unref(s->pidfd_source);
+        if (manager_is_shutting_down(s->manager))
+                /* The daemon stops, the holder does not: its leases stay as
+                 * they are, for the next start to re-adopt. */
+                while ((l = session_first_lease(s)))
+                        session_forget_lease(s, l);
+        else
+                session_release_all(s, "disconnected");
         safe_close(s->iommufd);
         principal_free(s->principal);
         free(s);
@@ -178,7 +91,7 @@ static int on_unplug_request(sd_event_source *source, int fd, uint32_t revents, 
 
         (void) read(fd, &count, sizeof(count));
         log_info("%s: the kernel asks for the device back (unplug or unbind)", l->address);
-        lease_end(l, "unplug-requested");
+        lease_release(l, l->revoking ? "revoked" : "unplug-requested");
         return 0;
 }
 
@@ -190,6 +103,7 @@ typedef struct Pending {
         uint32_t hwpt_id;
         bool rebound;
         char *original_driver;
+        char *original_override;
         int request_fd;
         Lease *lease;                   /* allocated before anything is handed out */
 } Pending;
@@ -198,9 +112,10 @@ static void pending_undo(Manager *m, Pending *p) {
         p->fd = safe_close(p->fd);
         p->request_fd = safe_close(p->request_fd);
         if (p->rebound)
-                manager_restore_driver(m, p->device, p->original_driver);
+                manager_restore_driver(m, p->device, p->original_driver, p->original_override);
         free(p->original_driver);
-        p->original_driver = NULL;
+        free(p->original_override);
+        p->original_driver = p->original_override = NULL;
         p->lease = lease_free(p->lease);
 }
 
@@ -255,9 +170,15 @@ static int check_device(Session *s, const AcquireRequest *req, const Device *d, 
         const Device *blocker;
         const Lease *group_lease;
 
-        if (d->lease)
-                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address, "%s is already leased%s",
-                                        d->address, lease_session(d->lease) == s ? " to this session" : "");
+        if (d->lease) {
+                char state[256];
+
+                lease_describe(d->lease, s->principal->uid == 0 || s->principal->uid == d->lease->uid, state,
+                               sizeof(state));
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address, "%s is %s%s: %s", d->address,
+                                        lease_state_to_string(d->lease->state),
+                                        d->lease->session == s ? " by this session" : "", state);
+        }
         if ((why = manager_kernel_unsupported_reason(m)))
                 return broker_error_set(err, BROKER_ERROR_KERNEL_UNSUPPORTED, d->address, "%s: %s", d->address, why);
         if (d->noiommu)
@@ -273,7 +194,12 @@ static int check_device(Session *s, const AcquireRequest *req, const Device *d, 
                                         "%s is a PCI bridge, which cannot be passed through", d->address);
         if (manager_is_restoring(m, d->address))
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
-                                        "%s is still being given back to its original driver", d->address);
+                                        "%s is busy: still being given back to its original driver", d->address);
+        if (req->managed && !device_is_on_vfio(d) && driver_sriov_numvfs(d) > 0)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
+                                        "%s is an SR-IOV physical function with VFs enabled: unbinding its "
+                                        "driver would pull the VFs from their users; managed acquire refused",
+                                        d->address);
 
         int r = check_policy(s, req, d, err);
         if (r < 0)
@@ -282,9 +208,9 @@ static int check_device(Session *s, const AcquireRequest *req, const Device *d, 
         group_lease = manager_group_lease(m, d, s);
         if (group_lease)
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
-                                        "%s: IOMMU group %d is in use by another session (%s is leased); "
+                                        "%s: IOMMU group %d is in use by another session (%s is %s); "
                                         "a group is never split", d->address, d->iommu_group,
-                                        group_lease->address);
+                                        group_lease->address, lease_state_to_string(group_lease->state));
         blocker = manager_group_blocker(m, d, requested);
         if (blocker)
                 return broker_error_set(err, BROKER_ERROR_GROUP_NOT_VIABLE, d->address,
@@ -343,6 +269,16 @@ static int rebind_to_vfio(Session *s, Pending *p, BrokerError *err) {
         p->original_driver = d->driver ? strdup(d->driver) : NULL;
         if (d->driver && !p->original_driver)
                 return -ENOMEM;
+        r = driver_read_override(d, &p->original_override);
+        if (r < 0)
+                return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
+                                        "%s: cannot read driver_override: %s", d->address, strerror(-r));
+        /* Persist the way back first: a crash mid-rebind is undone on next start. */
+        r = manager_record_rebind(s->manager, d, p->original_driver, p->original_override);
+        if (r < 0)
+                return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
+                                        "%s: cannot record the original driver before rebinding: %s",
+                                        d->address, strerror(-r));
         log_info("%s: rebinding from %s to vfio-pci", d->address, d->driver ?: "no driver");
         r = driver_bind_vfio(d);
         p->rebound = true; /* even a failed attempt may have moved it: restore either way */
@@ -362,10 +298,6 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
         int r;
 
         p->fd = k->open_device(d);
-        if (p->fd == -EBUSY)
-                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
-                                        "%s: its legacy group /dev/vfio/%d is open elsewhere", d->address,
-                                        d->iommu_group);
         if (p->fd < 0)
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address, "%s: cannot open %s: %s",
                                         d->address, strna(d->vfio_cdev), strerror(-p->fd));
@@ -373,10 +305,14 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
                 return 0;
 
         r = k->bind(p->fd, s->iommufd, &p->dev_id);
-        if (r == -EINVAL || r == -EBUSY)
+        if (r == -EBUSY)
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
-                                        "%s: VFIO_DEVICE_BIND_IOMMUFD refused (%s): another opener holds the "
-                                        "device or its group", d->address, strerror(-r));
+                                        "%s: VFIO_DEVICE_BIND_IOMMUFD refused (EBUSY): its legacy group "
+                                        "/dev/vfio/%d is open elsewhere", d->address, d->iommu_group);
+        if (r == -EINVAL)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
+                                        "%s: VFIO_DEVICE_BIND_IOMMUFD refused (EINVAL): another open file of "
+                                        "the device is bound", d->address);
         if (r < 0)
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address,
                                         "%s: VFIO_DEVICE_BIND_IOMMUFD failed: %s", d->address, strerror(-r));
@@ -406,11 +342,19 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
         if (!l)
                 return NULL;
         *l = (Lease) {
+                .manager = s->manager,
                 .session = s,
                 .device = p->device,
+                .devnum = p->device->vfio_devnum,
+                .state = LEASE_STATE_LEASED,
                 .mode = req->mode,
                 .dev_id = p->dev_id,
                 .hwpt_id = p->hwpt_id,
+                .session_id = s->id,
+                .uid = s->principal->uid,
+                .pid = s->principal->pid,
+                .pidfd = -EBADF,
+                .iommufd = -EBADF,
                 .request_fd = -EBADF,
         };
         /* The rule's name is kept: a policy reload may drop the rule itself. */
@@ -420,6 +364,14 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
                 return NULL;
         }
         snprintf(l->address, sizeof(l->address), "%s", p->device->address);
+        /* Copies that outlive the session: the lease may be releasing long
+         * after the connection is gone. */
+        l->iommufd = fcntl(s->iommufd, F_DUPFD_CLOEXEC, 3);
+        if (s->principal->pidfd >= 0)
+                l->pidfd = fcntl(s->principal->pidfd, F_DUPFD_CLOEXEC, 3);
+        if (l->iommufd < 0 || (s->principal->pidfd >= 0 && l->pidfd < 0) ||
+            (s->principal->unit && !(l->unit = strdup(s->principal->unit))))
+                return lease_free(l);
         return l;
 }
 
@@ -430,6 +382,7 @@ static void lease_link(Lease *l, Pending *p) {
 
         l->managed = p->rebound;
         l->original_driver = TAKE_PTR(p->original_driver);
+        l->original_override = TAKE_PTR(p->original_override);
         l->request_fd = TAKE_FD(p->request_fd);
         p->rebound = false;
         if (l->request_fd >= 0) {
@@ -438,10 +391,12 @@ static void lease_link(Lease *l, Pending *p) {
                 if (r < 0)
                         log_warning_errno(r, "%s: cannot watch unplug requests: %m", l->address);
         }
-        p->device->lease = l;
-        l->next = s->leases;
-        s->leases = l;
+        r = lease_watch_holder(l);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot watch the holder's pidfd: %m", l->address);
+        manager_link_lease(s->manager, l);
         s->n_leases++;
+        (void) lease_persist(l);
 }
 
 /* The largest "memlock" the deciding rules give, raised on the caller now
@@ -568,6 +523,9 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
         ret->memlock_limit = memlock_limit;
         for (size_t i = 0; i < n; i++)
                 lease_link(TAKE_PTR(pending[i].lease), &pending[i]);
+        if (!fdstore_available())
+                log_notice("session %" PRIu64 ": no fd store (not started by systemd): if the broker restarts, "
+                           "these leases are recovered from their records only", s->id);
         for (size_t i = 0; i < n; i++) {
                 Device *d = pending[i].device;
 
@@ -603,8 +561,8 @@ void acquire_reply_done(AcquireReply *r) {
 /* --- release --- */
 
 static Lease *session_find_lease(Session *s, const char *address) {
-        for (Lease *l = s->leases; l; l = l->next)
-                if (streq(l->address, address))
+        for (Lease *l = manager_leases(s->manager); l; l = l->next)
+                if (l->session == s && streq(l->address, address))
                         return l;
         return NULL;
 }
@@ -613,8 +571,9 @@ int session_release(Session *s, char **devices, BrokerError *err) {
         _cleanup_strv_free_ char **addresses = NULL;
         int r;
 
-        if (!devices) {
-                session_end_all(s, "released");
+        /* No list and an empty list mean the same on both front ends: all. */
+        if (!devices || !devices[0]) {
+                session_release_all(s, "released");
                 return 0;
         }
 
@@ -635,6 +594,6 @@ int session_release(Session *s, char **devices, BrokerError *err) {
                 }
         }
         for (char **a = addresses; a && *a; a++)
-                lease_end(session_find_lease(s, *a), "released");
+                lease_release(session_find_lease(s, *a), "released");
         return 0;
 }

@@ -53,5 +53,7 @@ typedef struct AcquireReply {
 int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, BrokerError *err);
 void acquire_reply_done(AcquireReply *r);
 
-/* End the leases on the given devices (NULL: all). NotHeld if one is not ours. */
+/* Release the leases on the given devices (NULL or empty: all of this
+ * session's). Each goes to releasing and ends once the kernel says the
+ * device is free. NotHeld if one is not ours. */
 int session_release(Session *s, char **devices, BrokerError *err);

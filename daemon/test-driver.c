@@ -22,8 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include "driver.h"
 #include "test.h"
+#include "worker.h"
 
 #define ADDRESS "0000:03:00.0"
 
@@ -357,7 +360,7 @@ static void test_restore(Device *d) {
 
         printf("# restore to e1000e by reprobe\n");
         reset("vfio-pci", "vfio-pci", "e1000e", true);
-        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", NULL, on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
         CHECK_INT_WHAT(res.calls, 1, "done() calls");
         CHECK_INT_WHAT(res.result, 0, "result");
@@ -371,41 +374,67 @@ static void test_restore(Device *d) {
         printf("# restore to e1000e when reprobe picks nothing\n");
         res = (RestoreResult) {};
         reset("vfio-pci", "vfio-pci", "", true);
-        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", NULL, on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
         CHECK_INT_WHAT(res.calls, 1, "done() calls");
         CHECK_INT_WHAT(res.result, 0, "result");
         CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
         CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
 
-        printf("# restore to the kernel's choice (no original driver)\n");
+        printf("# no original driver (an admin fence): left without one, no reprobe\n");
         res = (RestoreResult) {};
-        reset("vfio-pci", "vfio-pci", "", true);
-        CHECK_INT_WHAT(driver_restore_async(e, d, NULL, on_restored, &res), 0, "driver_restore_async");
+        reset("vfio-pci", "vfio-pci", "e1000e", true);
+        CHECK_INT_WHAT(driver_restore_async(e, d, NULL, NULL, on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
         CHECK_INT_WHAT(res.calls, 1, "done() calls");
         CHECK_INT_WHAT(res.result, 0, "result");
+        CHECK_INT_WHAT(count_of(FIFO_PROBE), 0, "drivers_probe writes");
         CHECK_STR_WHAT(driver_now(), "", "driver afterwards");
+
+        printf("# an admin's driver_override (pci-stub fence) comes back as it was\n");
+        res = (RestoreResult) {};
+        reset("vfio-pci", "vfio-pci", "e1000e", true);
+        CHECK_INT_WHAT(driver_restore_async(e, d, NULL, "pci-stub", on_restored, &res), 0, "driver_restore_async");
+        run_until_done(e, &res);
+        CHECK_INT_WHAT(res.result, 0, "result");
+        CHECK_STR_WHAT(override_now(), "pci-stub", "driver_override restored");
+        CHECK_STR_WHAT(driver_now(), "", "driver afterwards");
+
+        printf("# driver_read_override: none, then a value\n");
+        {
+                char *o = NULL;
+                reset("e1000e", "\n", "e1000e", true);
+                CHECK_INT_WHAT(driver_read_override(d, &o), 0, "read empty override");
+                CHECK_MSG(o == NULL, "no override read as NULL");
+                reset("e1000e", "pci-stub\n", "e1000e", true);
+                CHECK_INT_WHAT(driver_read_override(d, &o), 0, "read override");
+                CHECK_STR_WHAT(o ?: "", "pci-stub", "override value");
+                free(o);
+                reset("e1000e", "(null)\n", "e1000e", true);
+                o = NULL;
+                CHECK_INT_WHAT(driver_read_override(d, &o), 0, "read (null) override");
+                CHECK_MSG(o == NULL, "(null) read as NULL");
+        }
 
         printf("# restore to a driver that does not exist\n");
         res = (RestoreResult) {};
         reset("vfio-pci", "vfio-pci", "", true);
-        CHECK_INT_WHAT(driver_restore_async(e, d, "nosuchdrv", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "nosuchdrv", NULL, on_restored, &res), 0, "driver_restore_async");
         run_until_done(e, &res);
         CHECK_INT_WHAT(res.calls, 1, "done() calls");
         CHECK_INT_WHAT(res.result, -ENOENT, "result");
 
         printf("# bad arguments fail at once, without calling done()\n");
         res = (RestoreResult) {};
-        CHECK_INT_WHAT(driver_restore_async(e, d, "../x", on_restored, &res), -EINVAL, "driver name with a slash");
-        CHECK_INT_WHAT(driver_restore_async(NULL, d, NULL, on_restored, &res), -EINVAL, "no event loop");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "../x", NULL, on_restored, &res), -EINVAL, "driver name with a slash");
+        CHECK_INT_WHAT(driver_restore_async(NULL, d, NULL, NULL, on_restored, &res), -EINVAL, "no event loop");
         for (int i = 0; i < 4; i++)
                 (void) sd_event_run(e, 50 * 1000);
         CHECK_INT_WHAT(res.calls, 0, "done() calls");
 
         printf("# a loop freed while the worker runs frees the watch\n");
         reset("vfio-pci", "vfio-pci", "e1000e", true);
-        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", on_restored, &res), 0, "driver_restore_async");
+        CHECK_INT_WHAT(driver_restore_async(e, d, "e1000e", NULL, on_restored, &res), 0, "driver_restore_async");
         e = sd_event_unref(e);
         /* The worker carries on without the loop; let it finish before the
          * fake tree goes away. */
@@ -413,6 +442,8 @@ static void test_restore(Device *d) {
                 usleep(10 * 1000);
         CHECK_STR_WHAT(driver_now(), "e1000e", "driver restored without the loop");
         CHECK_INT_WHAT(res.calls, 0, "done() calls after the loop was freed");
+        CHECK_INT_WHAT(worker_kill_all(1000 * 1000), 0, "workers left stuck");
+        CHECK_INT_WHAT(worker_count(), 0, "workers left");
 }
 
 int main(void) {

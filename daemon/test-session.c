@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "lease.h"
 #include "manager.h"
 #include "session.h"
 #include "test.h"
@@ -105,6 +106,18 @@ static BrokerErrorCode try_acquire(Session *s, AcquireMode mode, const char *con
         return BROKER_OK;
 }
 
+/* Run the loop until d has no lease (or 5 s): a releasing lease ends only
+ * when the (fake) kernel says every fd is closed. Returns the time taken. */
+static uint64_t run_until_free(Manager *m, const Device *d) {
+        uint64_t start, now;
+
+        sd_event_now(manager_event(m), CLOCK_MONOTONIC, &start);
+        for (int i = 0; i < 500 && d->lease; i++)
+                (void) sd_event_run(manager_event(m), 10 * 1000);
+        sd_event_now(manager_event(m), CLOCK_MONOTONIC, &now);
+        return now - start;
+}
+
 static ino_t inode_of(int fd) {
         struct stat st;
         return fstat(fd, &st) < 0 ? 0 : st.st_ino;
@@ -183,13 +196,51 @@ static void test_rules(Manager *m) {
         CHECK(session_release(other_root, (char *[]) { "0000:00:02.0", NULL }, &err) == broker_error_errno(BROKER_ERROR_NOT_HELD));
         CHECK(err.code == BROKER_ERROR_NOT_HELD);
         CHECK(session_release(root, (char *[]) { "0000:00:02.0", NULL }, &err) == 0);
-        CHECK(d->lease == NULL && manager_device_state(m, d, NULL) == DEVICE_STATE_AVAILABLE);
         CHECK(session_n_leases(root) == 3);
 
+        /* the client still holds the fd: releasing, and nobody else gets it in any mode */
+        CHECK(d->lease && manager_device_state(m, d, &why) == DEVICE_STATE_RELEASING);
+        CHECK(why && strstr(why, "releasing (released)"));
+        for (AcquireMode mode = 0; mode < _ACQUIRE_MODE_MAX; mode++) {
+                CHECK(try_acquire(other_root, mode, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) ==
+                      BROKER_ERROR_DEVICE_BUSY);
+                CHECK(strstr(err.message, "is releasing") != NULL);
+        }
+        CHECK(try_acquire(root, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) ==
+              BROKER_ERROR_DEVICE_BUSY);
+        CHECK(session_release(root, (char *[]) { "0000:00:02.0", NULL }, &err) ==
+              broker_error_errno(BROKER_ERROR_NOT_HELD));
+        /* the holder is still shown while it holds the device */
+        CHECK(manager_device_holder(m, d, session_principal(root), &h) && h.session_id == session_id(root));
+
+        /* closing every fd ends it, and the device is free again */
         acquire_reply_done(&a);
-        acquire_reply_done(&b);
-        session_destroy(user);
+        CHECK(run_until_free(m, d) < 1000 * 1000);
+        CHECK(d->lease == NULL && manager_device_state(m, d, NULL) == DEVICE_STATE_AVAILABLE);
+        CHECK(try_acquire(other_root, ACQUIRE_MODE_BOUND, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) ==
+              BROKER_OK);
         session_destroy(other_root);
+        CHECK(run_until_free(m, d) < 1000 * 1000 && d->lease == NULL);
+
+        /* an unbound lease is decided by the /proc scan: it ends once b's fd closes */
+        Device *nine = inventory_find(manager_inventory(m), "0000:00:09.0");
+        CHECK(session_release(root, (char *[]) { "0000:00:09.0", NULL }, &err) == 0);
+        /* until the scan worker has named who holds it (3 s at most, under load) */
+        for (int i = 0; i < 300 && nine->lease && !nine->lease->held_by; i++)
+                (void) sd_event_run(manager_event(m), 10 * 1000);
+        CHECK(nine->lease && nine->lease->state == LEASE_STATE_RELEASING);
+        LeaseInfo info;
+        CHECK(manager_device_lease_info(m, nine, session_principal(root), &info));
+        CHECK(streq(info.state, "releasing") && streq_ptr(info.reason, "released"));
+        CHECK(info.held_by && strstr(info.held_by, "pid "));
+        /* another uid sees the state, not who holds it */
+        CHECK(manager_device_lease_info(m, nine, session_principal(user), &info) && !info.held_by);
+        manager_device_state(m, nine, &why);
+        CHECK(why && strstr(why, "releasing (released)") && !strstr(why, "pid"));
+        acquire_reply_done(&b);
+        CHECK(run_until_free(m, nine) < 3 * 1000 * 1000 && nine->lease == NULL);
+
+        session_destroy(user);
         session_destroy(root);
         CHECK(inventory_find(manager_inventory(m), "0000:00:03.0")->lease == NULL);
 }
@@ -206,10 +257,11 @@ static void test_cleanup_and_events(Manager *m) {
               BROKER_OK);
         CHECK(rec.lease_acquired == 2);
         session_destroy(s);
+        run_until_free(m, inventory_find(manager_inventory(m), "0000:00:09.0"));
         CHECK(rec.lease_ended == 2 && streq(rec.last_reason, "disconnected"));
         CHECK(test_count_open_fds() == fds_before);
 
-        /* legacy group open elsewhere (the fake kernel's EBUSY on open) */
+        /* legacy group open elsewhere (the fake kernel's EBUSY on bind, like the real one) */
         s = new_session(m, 0);
         CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:08.0", NULL }, NULL, &err) ==
               BROKER_ERROR_DEVICE_BUSY);

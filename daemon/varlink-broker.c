@@ -205,6 +205,12 @@ static int method_acquire(VarlinkCall *call, json_t *parameters, void *userdata)
                 return 0;
         if (!s)
                 return -ENOTCONN;
+        /* Nobody would receive the fds: refuse rather than lease a device
+         * to a reply that is never sent. */
+        if (varlink_call_is_oneway(call)) {
+                log_debug("varlink: oneway Acquire refused");
+                return varlink_call_error_invalid_parameter(call, "oneway");
+        }
 
         mode = json_string_value(json_object_get(parameters, "mode"));
         if (mode) {

@@ -160,7 +160,10 @@ static int scenario_acquire(void) {
         char *one[] = { d.free_a, NULL }, *none[] = { NULL };
         CHECK_MSG(release(bus, one, &error) >= 0, "ReleaseDevices([%s])", d.free_a);
         sd_bus_error_free(&error);
-        CHECK_MSG(property_is(bus, d.path_a, "State", "available"), "%s available again", d.free_a);
+        /* We still hold its fd: releasing until we close it. */
+        CHECK_MSG(property_is(bus, d.path_a, "State", "releasing"), "%s releasing while its fd is open", d.free_a);
+        acquired_done(&a);
+        CHECK_MSG(wait_property(bus, d.path_a, "State", "available"), "%s available again", d.free_a);
         snprintf(line, sizeof(line), "LeaseEnded %s 0 released", d.free_a);
         CHECK_MSG(watch_wait(&w, line), "signal %s", line);
         CHECK_MSG(property_is(bus, d.path_b, "State", "leased"), "%s still leased", d.free_b);
@@ -168,10 +171,9 @@ static int scenario_acquire(void) {
         check_error(r, &error, ERR("NotHeld"), "releasing it twice");
         CHECK_MSG(release(bus, none, &error) >= 0, "ReleaseDevices([]) releases the rest");
         sd_bus_error_free(&error);
-        CHECK_MSG(property_is(bus, d.path_b, "State", "available"), "%s available again", d.free_b);
+        CHECK_MSG(wait_property(bus, d.path_b, "State", "available"), "%s available again", d.free_b);
         CHECK_MSG(get_number(bus, d.path_b, "HolderSession", 't') == 0, "no holder shown");
 
-        acquired_done(&a);
         watch_done(&w);
         devices_done(&d);
         return 0;
@@ -197,12 +199,15 @@ static int scenario_disconnect(void) {
                 return -1;
         CHECK_MSG(property_is(bus, d.path_a, "State", "leased"), "%s leased", d.free_a);
 
-        /* Leave the bus but keep the fds: the lease ends anyway. */
+        /* Leave the bus but keep the fds: releasing, and the lease ends
+         * only once the fds are closed. */
         sd_bus_flush_close_unref(client);
-        CHECK_MSG(wait_property(bus, d.path_a, "State", "available"), "%s available after the client left", d.free_a);
+        CHECK_MSG(wait_property(bus, d.path_a, "State", "releasing"), "%s releasing after the client left",
+                  d.free_a);
+        acquired_done(&a);
+        CHECK_MSG(wait_property(bus, d.path_a, "State", "available"), "%s available once its fd closed", d.free_a);
         snprintf(line, sizeof(line), "LeaseEnded %s 0 disconnected", d.free_a);
         CHECK_MSG(watch_wait(&w, line), "signal %s", line);
-        acquired_done(&a);
         watch_done(&w);
         devices_done(&d);
         return 0;

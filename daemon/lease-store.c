@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "lease-store.h"
+#include "log.h"
+
+#define DEFAULT_LEASE_DIR   "/run/iommufd-broker/leases"
+#define RECORD_VERSION_LINE "IOMMUFD_BROKER_LEASE=1"
+#define RECORD_END_LINE     "END=1"
+#define RECORD_MAX_SIZE     4096
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+struct LeaseStore {
+        char *dir;
+        int dir_fd;
+};
+
+static const char *const record_state_names[_RECORD_STATE_MAX] = {
+        [RECORD_BINDING] = "binding",
+        [RECORD_LEASED] = "leased",
+        [RECORD_RELEASING] = "releasing",
+        [RECORD_RESTORING] = "restoring",
+};
+
+const char *record_state_to_string(RecordState s) {
+        return s >= 0 && s < _RECORD_STATE_MAX ? record_state_names[s] : NULL;
+}
+
+RecordState record_state_from_string(const char *s) {
+        for (int i = 0; i < _RECORD_STATE_MAX; i++)
+                if (streq_ptr(s, record_state_names[i]))
+                        return i;
+        return -EINVAL;
+}
+
+/* Values are single-line and free of control characters by construction;
+ * refuse to write one that is not, so parsing stays trivial. */
+static bool value_is_safe(const char *v) {
+        for (; *v; v++)
+                if ((unsigned char) *v < 0x20 || *v == 0x7f)
+                        return false;
+        return true;
+}
+
+int lease_record_format(const LeaseRecord *r, FILE *f) {
+        const char *strings[] = { r->address, r->reason, r->mode, r->unit, r->rule, r->original_driver,
+                                  r->original_override };
+
+        for (size_t i = 0; i < ELEMENTSOF(strings); i++)
+                if (!value_is_safe(strings[i]))
+                        return -EINVAL;
+        fprintf(f, RECORD_VERSION_LINE "\n"
+                   "ADDRESS=%s\nSTATE=%s\nREASON=%s\nMODE=%s\nDEV_ID=%" PRIu32 "\nHWPT_ID=%" PRIu32 "\n"
+                   "DEVNUM=%u:%u\nSESSION=%" PRIu64 "\nUID=%u\nPID=%d\nPID_STARTTIME=%" PRIu64 "\nUNIT=%s\nRULE=%s\n"
+                   "MANAGED=%d\nORIGINAL_DRIVER=%s\nORIGINAL_OVERRIDE=%s\n" RECORD_END_LINE "\n",
+                r->address, record_state_to_string(r->state), r->reason, r->mode, r->dev_id, r->hwpt_id,
+                r->devnum_major, r->devnum_minor, r->session_id, (unsigned) r->uid, (int) r->pid,
+                r->pid_starttime, r->unit, r->rule, r->managed, r->original_driver, r->original_override);
+        return ferror(f) ? -EIO : 0;
+}
+
+static int parse_u64(const char *v, uint64_t max, uint64_t *ret) {
+        char *end;
+        unsigned long long x;
+
+        if (!*v || *v == '-' || *v == ' ')
+                return -EINVAL;
+        errno = 0;
+        x = strtoull(v, &end, 10);
+        if (errno || *end || x > max)
+                return -EINVAL;
+        *ret = x;
+        return 0;
+}
+
+static int copy_value(char *dst, size_t size, const char *v) {
+        if (strlen(v) >= size)
+                return -EINVAL;
+        strcpy(dst, v);
+        return 0;
+}
+
+/* Parse one KEY=value line into r. Returns the key's bit (each key must
+ * appear exactly once), 0 for an unknown key (from a newer version), or
+ * -EINVAL. */
+static int parse_field(LeaseRecord *r, const char *key, const char *v) {
+        uint64_t x;
+        int bit = 0;
+
+#define NUM(name, field, max) \
+        bit++; if (streq(key, name)) { if (parse_u64(v, max, &x) < 0) return -EINVAL; r->field = x; return 1 << bit; }
+#define STR(name, field) \
+        bit++; if (streq(key, name)) return copy_value(r->field, sizeof(r->field), v) < 0 ? -EINVAL : 1 << bit;
+        STR("ADDRESS", address);
+        STR("REASON", reason);
+        STR("MODE", mode);
+        STR("UNIT", unit);
+        STR("RULE", rule);
+        STR("ORIGINAL_DRIVER", original_driver);
+        STR("ORIGINAL_OVERRIDE", original_override);
+        NUM("DEV_ID", dev_id, UINT32_MAX);
+        NUM("HWPT_ID", hwpt_id, UINT32_MAX);
+        NUM("SESSION", session_id, UINT64_MAX);
+        NUM("UID", uid, UINT32_MAX - 1);
+        NUM("PID", pid, INT_MAX);
+        NUM("PID_STARTTIME", pid_starttime, UINT64_MAX);
+        NUM("MANAGED", managed, 1);
+#undef NUM
+#undef STR
+        bit++;
+        if (streq(key, "STATE")) {
+                int state = record_state_from_string(v);   /* an enum may be unsigned */
+                if (state < 0)
+                        return -EINVAL;
+                r->state = state;
+                return 1 << bit;
+        }
+        bit++;
+        if (streq(key, "DEVNUM"))
+                return sscanf(v, "%u:%u", &r->devnum_major, &r->devnum_minor) == 2 ? 1 << bit : -EINVAL;
+        return 0;
+}
+
+/* Bits 1..16: one per key above. */
+#define RECORD_ALL_KEYS 0x1fffe
+
+int lease_record_parse(const char *text, LeaseRecord *ret) {
+        _cleanup_free_ char *copy = NULL;
+        LeaseRecord r = {};
+        int seen = 0;
+        bool ended = false;
+        char *save = NULL;
+        char address[16];
+        int q;
+
+        if (!text || strncmp(text, RECORD_VERSION_LINE "\n", strlen(RECORD_VERSION_LINE) + 1) != 0)
+                return -EBADMSG;
+        copy = strdup(text + strlen(RECORD_VERSION_LINE) + 1);
+        if (!copy)
+                return -ENOMEM;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                char *eq = strchr(line, '=');
+
+                if (ended)
+                        return -EBADMSG;        /* nothing may follow the end */
+                if (streq(line, RECORD_END_LINE)) {
+                        ended = true;
+                        continue;
+                }
+                if (!eq)
+                        return -EBADMSG;
+                *eq = 0;
+                q = parse_field(&r, line, eq + 1);
+                if (q < 0 || (seen & q))
+                        return -EBADMSG;        /* bad value, or a key twice */
+                seen |= q;
+        }
+        /* A record cut short by a crash lacks its end line or fields. */
+        if (!ended || seen != RECORD_ALL_KEYS)
+                return -EBADMSG;
+        if (pci_address_normalize(r.address, address) < 0 || !streq(address, r.address))
+                return -EBADMSG;
+        *ret = r;
+        return 0;
+}
+
+int lease_store_open(const char *dir, LeaseStore **ret) {
+        _cleanup_free_ LeaseStore *s = NULL;
+        const char *path = dir ?: DEFAULT_LEASE_DIR;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->dir = strdup(path);
+        if (!s->dir)
+                return -ENOMEM;
+        if (mkdir(path, 0700) < 0 && errno != EEXIST) {
+                free(s->dir);
+                return -errno;
+        }
+        s->dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->dir_fd < 0) {
+                free(s->dir);
+                return -errno;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+LeaseStore *lease_store_free(LeaseStore *s) {
+        if (!s)
+                return NULL;
+        safe_close(s->dir_fd);
+        free(s->dir);
+        free(s);
+        return NULL;
+}
+
+static bool record_name_is_valid(const char *name) {
+        char normalized[16];
+
+        return pci_address_normalize(name, normalized) >= 0 && streq(name, normalized);
+}
+
+int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
+        _cleanup_free_ char *text = NULL;
+        char tmp[64];
+        size_t size = 0;
+        FILE *f;
+        int fd, q;
+
+        if (!s)
+                return 0;
+        if (!record_name_is_valid(r->address))
+                return -EINVAL;
+        f = open_memstream(&text, &size);
+        if (!f)
+                return -ENOMEM;
+        q = lease_record_format(r, f);
+        fclose(f);
+        if (q < 0)
+                return q;
+
+        snprintf(tmp, sizeof(tmp), ".%s.tmp", r->address);
+        fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return log_warning_errno(errno, "%s: cannot write lease record: %m", r->address);
+        if (write(fd, text, size) != (ssize_t) size || fsync(fd) < 0) {
+                q = errno ? -errno : -EIO;
+                close(fd);
+                (void) unlinkat(s->dir_fd, tmp, 0);
+                return log_warning_errno(q, "%s: cannot write lease record: %m", r->address);
+        }
+        close(fd);
+        if (renameat(s->dir_fd, tmp, s->dir_fd, r->address) < 0) {
+                q = -errno;
+                (void) unlinkat(s->dir_fd, tmp, 0);
+                return log_warning_errno(q, "%s: cannot install lease record: %m", r->address);
+        }
+        (void) fsync(s->dir_fd);
+        return 0;
+}
+
+int lease_store_remove(LeaseStore *s, const char *address) {
+        if (!s)
+                return 0;
+        if (!record_name_is_valid(address))
+                return -EINVAL;
+        if (unlinkat(s->dir_fd, address, 0) < 0 && errno != ENOENT)
+                return log_warning_errno(errno, "%s: cannot remove lease record: %m", address);
+        (void) fsync(s->dir_fd);
+        return 0;
+}
+
+static int read_record(int dir_fd, const char *name, LeaseRecord *ret) {
+        char buf[RECORD_MAX_SIZE + 1];
+        ssize_t n;
+        int fd;
+
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, RECORD_MAX_SIZE + 1);
+        close(fd);
+        if (n < 0)
+                return -errno;
+        if (n > RECORD_MAX_SIZE)
+                return -EBADMSG;
+        buf[n] = 0;
+        if (strlen(buf) != (size_t) n)
+                return -EBADMSG;        /* NUL bytes: a torn write */
+        return lease_record_parse(buf, ret);
+}
+
+int lease_store_load(LeaseStore *s, LeaseRecord **ret, size_t *ret_n) {
+        _cleanup_(closedirp) DIR *dir = NULL;
+        _cleanup_free_ LeaseRecord *records = NULL;
+        size_t n = 0;
+        struct dirent *de;
+        int fd;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (!s)
+                return 0;
+        fd = dup(s->dir_fd);
+        if (fd < 0)
+                return -errno;
+        dir = fdopendir(fd);
+        if (!dir) {
+                close(fd);
+                return -errno;
+        }
+        rewinddir(dir);
+        while ((de = readdir(dir))) {
+                LeaseRecord r, *grown;
+                int q;
+
+                if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+                        continue;
+                q = record_name_is_valid(de->d_name) ? read_record(s->dir_fd, de->d_name, &r) : -EBADMSG;
+                if (q >= 0 && !streq(r.address, de->d_name))
+                        q = -EBADMSG;
+                if (q < 0) {
+                        /* A crash between write and rename leaves a .tmp; a
+                         * hand-edited or truncated file is no record either. */
+                        log_warning("lease record %s/%s is torn or invalid, removing it: %s", s->dir, de->d_name,
+                                    strerror(-q));
+                        (void) unlinkat(s->dir_fd, de->d_name, 0);
+                        continue;
+                }
+                grown = realloc(records, (n + 1) * sizeof(*records));
+                if (!grown)
+                        return -ENOMEM;
+                records = grown;
+                records[n++] = r;
+        }
+        *ret = TAKE_PTR(records);
+        *ret_n = n;
+        return 0;
+}
+
+/* --- the service manager's fd store --- */
+
+bool fdstore_available(void) {
+        const char *e = getenv("NOTIFY_SOCKET");
+        return e && *e;
+}
+
+static void fdstore_name(char *buf, size_t size, const char *kind, uint64_t session_id) {
+        snprintf(buf, size, "%s-%" PRIu64, kind, session_id);
+}
+
+int fdstore_push(int fd, const char *kind, uint64_t session_id) {
+        char name[64], msg[128];
+        int r;
+
+        if (!fdstore_available() || fd < 0)
+                return 0;
+        fdstore_name(name, sizeof(name), kind, session_id);
+        /* FDPOLL=0: a pidfd turns readable when its process exits and must
+         * not be dropped from the store for it. */
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
+        r = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
+        if (r < 0)
+                return log_warning_errno(r, "Cannot put %s into the fd store: %m", name);
+        return 0;
+}
+
+int fdstore_remove(const char *kind, uint64_t session_id) {
+        char name[64], msg[128];
+
+        if (!fdstore_available())
+                return 0;
+        fdstore_name(name, sizeof(name), kind, session_id);
+        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+        return sd_notify(false, msg);
+}
+
+int fdstore_parse_name(const char *name, char *kind, size_t kind_size, uint64_t *ret_session_id) {
+        const char *dash = name ? strrchr(name, '-') : NULL;
+        uint64_t id;
+
+        if (!dash || (size_t) (dash - name) >= kind_size || parse_u64(dash + 1, UINT64_MAX, &id) < 0)
+                return -EINVAL;
+        memcpy(kind, name, dash - name);
+        kind[dash - name] = 0;
+        if (!streq(kind, "iommufd") && !streq(kind, "pidfd"))
+                return -EINVAL;
+        *ret_session_id = id;
+        return 0;
+}
+
+uint64_t pid_starttime(pid_t pid) {
+        char path[64], buf[1024];
+        unsigned long long start = 0;
+        const char *p;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        /* comm may contain anything: fields start after its last ')'. */
+        p = strrchr(buf, ')');
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                         &start) != 1)
+                return 0;
+        return start;
+}
