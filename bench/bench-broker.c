@@ -8,6 +8,7 @@
  *
  *   bench-broker [--short] [--baseline OLD_BROKER] --broker BROKER --tmp DIR
  *                --tree16 DIR --tree256 DIR --tree1024 DIR [--preload SO]
+ *                [--only list,acquire,sessions,startup]
  */
 #include <getopt.h>
 #include <sched.h>
@@ -26,6 +27,7 @@
 
 static struct {
         bool short_mode;
+        const char *only;               /* list, acquire, sessions or startup; NULL: all */
         const char *builds[MAX_BUILDS];
         const char *names[MAX_BUILDS];
         size_t n_builds;
@@ -385,6 +387,10 @@ static void bench_startup(void) {
 
 /* --- main --- */
 
+static bool wanted(const char *group) {
+        return !arg.only || strstr(arg.only, group);
+}
+
 static void parse_argv(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "short", no_argument, NULL, 's' },
@@ -395,6 +401,7 @@ static void parse_argv(int argc, char *argv[]) {
                 { "tree256", required_argument, NULL, '2' },
                 { "tree1024", required_argument, NULL, '3' },
                 { "preload", required_argument, NULL, 'p' },
+                { "only", required_argument, NULL, 'o' },
                 {}
         };
         const char *broker = NULL, *baseline = NULL;
@@ -410,6 +417,7 @@ static void parse_argv(int argc, char *argv[]) {
                 case '2': arg.tree256 = optarg; break;
                 case '3': arg.tree1024 = optarg; break;
                 case 'p': arg.preload = optarg; break;
+                case 'o': arg.only = optarg; break;
                 default: exit(2);
                 }
         if (!broker || !arg.tmp || !arg.tree16 || !arg.tree256 || !arg.tree1024)
@@ -438,11 +446,16 @@ int main(int argc, char *argv[]) {
         printf("Broker bench%s: fake kernel, fake sysfs (no umockdev), each device in its own group.\n",
                arg.short_mode ? " (--short: tiny samples, figures meaningless)" : "");
         header();
-        bench_list(16, arg.tree16, 25000);
-        bench_list(256, arg.tree256, 10000);
-        bench_acquire();
-        bench_sessions();
-        bench_startup();
+        if (wanted("list")) {
+                bench_list(16, arg.tree16, 25000);
+                bench_list(256, arg.tree256, 10000);
+        }
+        if (wanted("acquire"))
+                bench_acquire();
+        if (wanted("sessions"))
+                bench_sessions();
+        if (wanted("startup"))
+                bench_startup();
         kill_and_wait(bus);
         printf("bench: %u goals met, %u not met%s\n", arg.goals_met, arg.goals_missed,
                arg.short_mode ? " (short mode: not meaningful)" : "");

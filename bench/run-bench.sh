@@ -2,6 +2,7 @@
 # The fast-path bench: every figure of the goals, with its goal, in one run.
 #
 #   bench/run-bench.sh [--short] [--build-dir DIR] [--baseline GIT_REF | --baseline-build DIR]
+#                      [--only list,acquire,sessions,startup]
 #
 # Builds a release build in build-bench/ (or uses --build-dir), writes fake
 # sysfs trees of 16, 256 and 1,024 devices, and runs bench-broker as root (it
@@ -12,14 +13,15 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
-short=() build="" baseline_ref="" baseline_build=""
+short=() only=() build="" baseline_ref="" baseline_build=""
 while [ $# -gt 0 ]; do
         case $1 in
         --short) short=(--short) ;;
+        --only) only=(--only "$2"); shift ;;
         --build-dir) build=$2; shift ;;
         --baseline) baseline_ref=$2; shift ;;
         --baseline-build) baseline_build=$2; shift ;;
-        *) echo "usage: $0 [--short] [--build-dir DIR] [--baseline GIT_REF | --baseline-build DIR]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--short] [--build-dir DIR] [--baseline GIT_REF | --baseline-build DIR] [--only GROUPS]" >&2; exit 2 ;;
         esac
         shift
 done
@@ -60,6 +62,6 @@ mkdir -p "$tmp/run"
 baseline=()
 [ -n "$baseline_build" ] && baseline=(--baseline "$(cd "$baseline_build" && pwd)/daemon/iommufd-broker-fake")
 
-"$build/bench/bench-broker" "${short[@]}" "${baseline[@]}" \
+"$build/bench/bench-broker" "${short[@]}" "${only[@]}" "${baseline[@]}" \
         --broker "$build/daemon/iommufd-broker-fake" --preload "$build/bench/sysfs-magic-preload.so" \
         --tmp "$tmp/run" --tree16 "$tmp/sys16" --tree256 "$tmp/sys256" --tree1024 "$tmp/sys1024"
