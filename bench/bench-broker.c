@@ -311,10 +311,20 @@ static void bench_sessions(void) {
                 close(fds[0]);
                 usleep(50000);
                 rss0 = process_rss_kib(b.pid);
-                for (unsigned k = 0; k < n; k++) {
+                unsigned made = 0;
+                for (unsigned k = 0; k < n; k++, made++) {
                         double t = now_sec();
-                        fds[k] = vl_connect(b.socket);
-                        vl_call(fds[k], info_call, &buf, &size);
+                        char reply[4096];
+                        int r;
+
+                        fds[k] = vl_try_connect(b.socket);
+                        r = fds[k] < 0 ? fds[k] : vl_try_call(fds[k], info_call, reply, sizeof(reply));
+                        if (r < 0) {
+                                printf("  (%s: session %u of %u failed: %s)\n", arg.names[i], k + 1, n, strerror(-r));
+                                if (fds[k] >= 0)
+                                        close(fds[k]);
+                                break;
+                        }
                         t = now_sec() - t;
                         if (k < tenth)
                                 first += t;
@@ -322,18 +332,18 @@ static void bench_sessions(void) {
                                 final += t;
                 }
                 total[i] = now_sec() - t0;
-                rss_per[i] = (double) (process_rss_kib(b.pid) - rss0) / n;
-                linear[i] = final / first;
-                for (unsigned k = 0; k < n; k++)
+                rss_per[i] = made == n ? (double) (process_rss_kib(b.pid) - rss0) / n : -1;
+                linear[i] = made == n ? final / first : -1;
+                for (unsigned k = 0; k < made; k++)
                         close(fds[k]);
                 broker_stop(&b);
                 free(fds);
                 free(buf);
         }
         snprintf(figure, sizeof(figure), "%u sessions: set-up time, last/first 10%%", n);
-        row(figure, "<= 1.20", linear, 2, last(linear) <= 1.20);
+        row(figure, "<= 1.20", linear, 2, last(linear) >= 0 && last(linear) <= 1.20);
         row("  set-up total, s", "", total, 2, true);
-        row("  RSS per session, KiB", "<= 8", rss_per, 2, last(rss_per) <= 8);
+        row("  RSS per session, KiB", "<= 8", rss_per, 2, last(rss_per) >= 0 && last(rss_per) <= 8);
 }
 
 /* --- start-up and memory --- */

@@ -180,16 +180,47 @@ long process_rss_kib(pid_t pid) {
 
 /* --- raw varlink --- */
 
-int vl_connect(const char *path) {
+int vl_try_connect(const char *path) {
         struct sockaddr_un sa;
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
         if (fd < 0)
-                die("socket: %m");
+                return -errno;
         sockaddr_set(&sa, path);
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
-                die("connect %s: %m", path);
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
         return fd;
+}
+
+int vl_connect(const char *path) {
+        int fd = vl_try_connect(path);
+
+        if (fd < 0)
+                die("connect %s: %s", path, strerror(-fd));
+        return fd;
+}
+
+int vl_try_call(int fd, const char *msg, char *buf, size_t size) {
+        size_t len = strlen(msg) + 1, got = 0;
+
+        if (send(fd, msg, len, MSG_NOSIGNAL) != (ssize_t) len)
+                return -errno ?: -EIO;
+        while (got == 0 || buf[got - 1] != 0) {
+                ssize_t n = recv(fd, buf + got, size - got, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -ECONNRESET;
+                got += (size_t) n;
+                if (got == size)
+                        return -E2BIG;
+        }
+        return 0;
 }
 
 static void close_passed_fds(struct msghdr *mh) {

@@ -37,6 +37,9 @@ long process_rss_kib(pid_t pid);
 
 /* Raw varlink: NUL framing; received fds are closed. */
 int vl_connect(const char *path);
+/* Without dying: an fd or negative errno; 0 or negative errno (small replies). */
+int vl_try_connect(const char *path);
+int vl_try_call(int fd, const char *msg, char *buf, size_t size);
 /* Send msg (a JSON text) and read the reply into *buf (grown as needed).
  * Returns the reply's length without its NUL. */
 size_t vl_call(int fd, const char *msg, char **buf, size_t *size);

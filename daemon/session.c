@@ -316,8 +316,13 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
         if (r < 0)
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address,
                                         "%s: VFIO_DEVICE_BIND_IOMMUFD failed: %s", d->address, strerror(-r));
-        if (!d->hw_info.valid)
-                (void) k->hw_info(s->iommufd, p->dev_id, &d->hw_info);
+        /* sysfs gave the IOMMU's kind before anyone acquired it; now that the
+         * client's bind allows it, the kernel's own answer replaces it. */
+        {
+                IommuHwInfo info;
+                if (k->hw_info(s->iommufd, p->dev_id, &info) >= 0 && info.valid)
+                        d->hw_info = info;
+        }
 
         /* Learn of hot unplug while the client holds the device. Not fatal:
          * the removal uevent ends the lease too, just later. */

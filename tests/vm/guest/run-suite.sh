@@ -22,7 +22,7 @@ say() {
         echo "vm-suite [$up]: $*"
 }
 
-echo "smoke ${cases[*]}" > "$results/planned"
+echo "smoke ${cases[*]} bench" > "$results/planned"
 touch "$results/started"
 say "started"
 
@@ -93,6 +93,9 @@ export BROKER_SOCKET=$socket BROKER_PID=$broker_pid
 for c in "${cases[@]}"; do
         run_case "$c" "$build/tests/vm/vm-cases" "$c"
 done
+# The fast-path ratios (printed, not asserted as timings).
+run_case bench "$build/tests/vm/vm-bench"
+grep -h "fast path" "$results/bench.log" 2>/dev/null | sed 's/^/vm-suite: /' || true
 
 if ! kill -0 "$broker_pid" 2>/dev/null; then
         say "the daemon is no longer running"

@@ -256,6 +256,13 @@ static void dbus_iommu_properties(const char *bdf, char **ret_type, uint64_t *re
 static int client_capabilities(void *userdata) {
         _cleanup_broker_ iommufd_broker *b = connect_or_fail(IOMMUFD_BROKER_TRANSPORT_VARLINK);
         wait_available(b, edu);
+
+        /* Before anyone acquired it, the kind of IOMMU comes from sysfs (no bind). */
+        iommufd_broker_device before;
+        CHECK_OK(iommufd_broker_get(b, edu, &before), "GetDevice before acquiring");
+        CHECK(streq(before.iommu_type, "intel-vtd"), "before any acquire: iommu type '%s', expected intel-vtd",
+              before.iommu_type);
+
         _cleanup_lease_ iommufd_broker_lease *l = acquire_or_fail(b, edu, IOMMUFD_BROKER_MODE_ATTACHED, 0);
 
         /* What the kernel tells us directly... */
