@@ -7,7 +7,10 @@
  * ratios; not asserted as timings (TCG timing says little), only that every
  * run worked. Run as root by run-suite.sh with the broker up.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "iommufd-broker.h"
