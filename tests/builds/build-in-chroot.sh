@@ -41,7 +41,8 @@ find "$work/destdir" -name libiommufd-broker.so.0 | grep -q . ||
 
 # Into the chroot's own /usr, with meson's default libdir for this system:
 # the installed iommufdctl must find its library with no help.
-step "meson install into /usr, then the installed programs run"
+step "meson install into /usr (libdir $(meson introspect --buildoptions "$work/build" |
+        python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "libdir"][0])')), then the installed programs run"
 quiet meson install -C "$work/build"
 quiet /usr/bin/iommufdctl --version
 quiet /usr/bin/iommufdctl --help
@@ -55,11 +56,14 @@ for page in /usr/share/man/man1/iommufdctl.1 /usr/share/man/man8/iommufd-broker.
 done
 
 if [ "$also_usr_local" = --also-usr-local ]; then
+        # With the libdir meson picks where dpkg-dev is installed:
         # /usr/local/lib/<multiarch> is in Debian's ld.so.conf, but only an
         # ldconfig run makes the linker see a new library there.
-        step "--prefix=/usr/local: meson install, then the installed iommufdctl runs"
+        multiarch=$(gcc -print-multiarch)
+        step "--prefix=/usr/local --libdir=lib/$multiarch: meson install, then the installed iommufdctl runs"
         # Only the loader is in question here: no optimisation, no man pages.
-        quiet meson setup "$work/build-local" "$src" --prefix=/usr/local --buildtype=plain -Dman=disabled
+        quiet meson setup "$work/build-local" "$src" --prefix=/usr/local --libdir="lib/$multiarch" \
+                --buildtype=plain -Dman=disabled
         quiet ninja -C "$work/build-local"
         quiet meson install -C "$work/build-local"
         quiet /usr/local/bin/iommufdctl --version

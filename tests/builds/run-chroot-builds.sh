@@ -102,8 +102,12 @@ make_chroot() {
         local name=$1 dir opts
         dir=$(chroot_dir "$name")
         mapfile -t opts < <(opts_of "$name")
-        rm -rf "$dir.tmp"
-        mmdebstrap "${opts[@]}" "$(suite_of "$name")" "$dir.tmp" > "$dir.log" 2>&1 || return 1
+        # A second try for a download that failed on the way.
+        for try in 1 2; do
+                rm -rf "$dir.tmp"
+                mmdebstrap "${opts[@]}" "$(suite_of "$name")" "$dir.tmp" > "$dir.log" 2>&1 && break
+                [ "$try" = 2 ] && return 1
+        done
         mv "$dir.tmp" "$dir"
         find "$cache/chroots" -mindepth 1 -maxdepth 1 -name "$name-*" ! -name "$(basename "$dir")*" \
                 -exec rm -rf {} +
