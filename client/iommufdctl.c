@@ -275,7 +275,9 @@ static bool lease_has_device(const iommufd_broker_lease *l, const char *address)
 }
 
 static bool event_ends_lease(const iommufd_broker_event *e, uint64_t session, const iommufd_broker_lease *l) {
-        if (!streq(e->type, "lease-ended") || e->session != session)
+        /* releasing: the broker or the kernel wants the device back (unplug,
+         * revoke) and waits for our fds to close; let go. */
+        if ((!streq(e->type, "lease-ended") && !streq(e->type, "lease-releasing")) || e->session != session)
                 return false;
         return !l || lease_has_device(l, e->address);
 }

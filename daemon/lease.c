@@ -230,7 +230,7 @@ static void on_scan_done(int result, const char *output, void *userdata) {
                 log_debug_errno(result, "%s: scanning for holders failed: %m", l->address);
                 return;
         }
-        free(l->held_by);
+        _cleanup_free_ char *before = TAKE_PTR(l->held_by);
         l->held_by = holders_summary(output);
         bool held_by_process = l->held_by;
         if (!l->held_by && strstr(output, "BOUND"))
@@ -254,8 +254,9 @@ static void on_scan_done(int result, const char *output, void *userdata) {
                 }
         } else
                 l->unseen_scans = 0;
-        manager_emit(l->manager, &(BrokerEvent) {
-                .type = BROKER_EVENT_DEVICE_CHANGED, .address = l->address, .device = l->device });
+        if (!streq_ptr(before, l->held_by))
+                manager_emit(l->manager, &(BrokerEvent) {
+                        .type = BROKER_EVENT_DEVICE_CHANGED, .address = l->address, .device = l->device });
 }
 
 static uint64_t now_usec(void) {
@@ -356,6 +357,16 @@ void lease_release(Lease *l, const char *reason) {
         log_info("%s: lease of session %" PRIu64 " (uid %u) is releasing: %s", l->address, l->session_id,
                  (unsigned) l->uid, reason);
         (void) lease_persist(l);
+        /* The holder learns it here too: for a bound lease the broker, not
+         * the client, gets vfio-pci's request to let go. */
+        manager_emit(l->manager, &(BrokerEvent) {
+                .type = BROKER_EVENT_LEASE_RELEASING,
+                .address = l->address,
+                .device = l->device,
+                .session_id = l->session_id,
+                .holder_uid = l->uid,
+                .reason = l->reason,
+        });
         manager_emit(l->manager, &(BrokerEvent) {
                 .type = BROKER_EVENT_DEVICE_CHANGED, .address = l->address, .device = l->device });
         lease_check_now(l);

@@ -45,6 +45,7 @@ static const char *const event_type_names[_BROKER_EVENT_MAX] = {
         [BROKER_EVENT_DEVICE_CHANGED] = "device-changed",
         [BROKER_EVENT_LEASE_ACQUIRED] = "lease-acquired",
         [BROKER_EVENT_LEASE_ENDED] = "lease-ended",
+        [BROKER_EVENT_LEASE_RELEASING] = "lease-releasing",
 };
 
 const char *broker_event_type_to_string(BrokerEventType t) {

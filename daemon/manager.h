@@ -55,7 +55,8 @@ typedef enum BrokerEventType {
         BROKER_EVENT_DEVICE_REMOVED,    /* device is NULL */
         BROKER_EVENT_DEVICE_CHANGED,    /* driver, state, ... */
         BROKER_EVENT_LEASE_ACQUIRED,
-        BROKER_EVENT_LEASE_ENDED,       /* reason: "released", "disconnected", "client-exited", "device-removed", "unplug-requested" */
+        BROKER_EVENT_LEASE_ENDED,       /* reason: "released", "disconnected", "client-exited", "device-removed", "unplug-requested", "revoked" */
+        BROKER_EVENT_LEASE_RELEASING,   /* the lease waits for its fds to close; reason as for LEASE_ENDED */
         _BROKER_EVENT_MAX,
 } BrokerEventType;
 

@@ -292,7 +292,7 @@ struct Monitor {
 static MonitorHub *hubs;
 
 static bool event_is_lease(BrokerEventType t) {
-        return t == BROKER_EVENT_LEASE_ACQUIRED || t == BROKER_EVENT_LEASE_ENDED;
+        return t == BROKER_EVENT_LEASE_ACQUIRED || t == BROKER_EVENT_LEASE_ENDED || t == BROKER_EVENT_LEASE_RELEASING;
 }
 
 static void append_string_member(TextBuf *b, const char *key, const char *value) {
