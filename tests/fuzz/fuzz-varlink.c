@@ -59,36 +59,54 @@ static void drain(sd_event *e) {
                 ;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
-        _cleanup_(varlink_server_freep) VarlinkServer *s = NULL;
+/* One loop and server for all inputs (each input is its own connection,
+ * which ends before the next): setting them up is most of an input's cost. */
+static sd_event *event;
+static VarlinkServer *server;
+
+static void teardown(void) {
+        server = varlink_server_free(server);
+        event = sd_event_unref(event);
+}
+
+static void setup(void) {
         VarlinkLimits limits = varlink_limits_default();
+
+        limits.max_message = 4096;      /* reach the oversized paths with small inputs */
+        if (sd_event_new(&event) < 0 || varlink_server_new(event, &limits, &server) < 0 ||
+            varlink_server_add_interface(server, &fuzz_interface, NULL) < 0)
+                abort();
+        atexit(teardown);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        char sink[16384];
         int sv[2];
-        char sink[65536];
 
         if (size > 48 * 1024)           /* what one write puts in the socket buffer */
                 return 0;
-        limits.max_message = 4096;      /* reach the oversized paths with small inputs */
-        if (sd_event_new(&e) < 0 || varlink_server_new(e, &limits, &s) < 0 ||
-            varlink_server_add_interface(s, &fuzz_interface, NULL) < 0)
-                abort();
+        if (!server)
+                setup();
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
                 abort();
-        if (varlink_server_add_connection(s, sv[0], NULL) < 0) {
+        if (varlink_server_add_connection(server, sv[0], NULL) < 0) {
                 close(sv[1]);
                 return 0;
         }
         if (size > 0 && write(sv[1], data, size) < 0)
                 abort();
-        drain(e);
+        drain(event);
         /* Read what came back (so the server may go on), then hang up. */
         while (read(sv[1], sink, sizeof(sink)) > 0)
-                drain(e);
+                drain(event);
         shutdown(sv[1], SHUT_WR);
-        drain(e);
+        drain(event);
         while (read(sv[1], sink, sizeof(sink)) > 0)
-                drain(e);
+                drain(event);
         close(sv[1]);
-        drain(e);
+        drain(event);
+        /* Every connection ends with its input. */
+        if (varlink_server_n_connections(server) != 0)
+                abort();
         return 0;
 }
