@@ -1,7 +1,9 @@
 #!/bin/bash
 # Developer entry point: ./dev.sh run | test | build | deps | vm
 #   run   install dependencies, build, and run the daemon in the foreground
-#   test  install dependencies, build with -Werror, run the fast tier, then the VM tier
+#   test  install dependencies, build with -Werror, run the fast tier, the fast
+#         tier again under ASan+UBSan (build-asan), each fuzzer briefly
+#         (build-fuzz, clang), then the VM tier
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -69,6 +71,30 @@ fast_tier() {
         meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
 }
 
+# The fast tier again, built with ASan+UBSan: any report fails the test that
+# hit it (halt_on_error; the daemons the tests exec inherit the options).
+# umockdev preloads itself, hence verify_asan_link_order=0; latency bounds of
+# the hostile suite are looser for the slower build.
+asan_tier() {
+        local dir=${ASAN_BUILD_DIR:-build-asan} out
+        log "fast tier under ASan+UBSan ($dir)"
+        if [ ! -f "$dir/build.ninja" ]; then
+                out=$(meson setup "$dir" -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=false 2>&1) ||
+                        { printf '%s\n' "$out" >&2; return 1; }
+        fi
+        ninja -C "$dir" >/dev/null || ninja -C "$dir" || return 1
+        ASAN_OPTIONS=verify_asan_link_order=0:halt_on_error=1:abort_on_error=1:detect_leaks=1 \
+        UBSAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1 \
+        HOSTILE_LATENCY_MS=500 HOSTILE_RSS_BOUND_MIB=160 \
+                meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"
+}
+
+# Each libFuzzer target for a short, bounded time (tests/fuzz/run-fuzz.sh).
+fuzz_tier() {
+        log "fuzzing each target for ${FUZZ_SECONDS:-20} s"
+        tests/fuzz/run-fuzz.sh all "${FUZZ_SECONDS:-20}"
+}
+
 vm_tier() {
         log "VM tier: the real kernel"
         tests/vm/run-vm.sh --build-dir "$build"
@@ -89,6 +115,8 @@ test)
         build
         status=0
         fast_tier "$@" || status=$?
+        asan_tier "$@" || status=$?
+        fuzz_tier || status=$?
         if [ "${IOMMUFD_SKIP_VM:-0}" = 1 ]; then
                 log "VM tier skipped (IOMMUFD_SKIP_VM=1)"
         else

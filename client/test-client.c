@@ -66,7 +66,8 @@ static void check_subst(const char *in, const char *expected) {
 }
 
 static void test_substitute(void) {
-        const int dev_fds[] = { 7, 8 };
+        /* Three fds: run_substitute_argv() below is told there are three. */
+        const int dev_fds[] = { 7, 8, 9 };
         char *argv[] = { (char *) "qemu", (char *) "fd={dev0}", (char *) "{dev2}", NULL };
         _cleanup_free_ char *out = NULL;
         char **res = NULL;

@@ -25,7 +25,7 @@ fi
 
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
-        out=$(CC=clang meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+        out=$(CC=${FUZZ_CC:-clang-14} meson setup "$build" -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
                 -Dwerror=false -Dc_args=-fno-sanitize-recover=undefined 2>&1) ||
                 { printf '%s\n' "$out" >&2; exit 1; }
 fi

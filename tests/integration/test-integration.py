@@ -864,7 +864,9 @@ def socket_activation(ctx):
         raise Skip("systemd-socket-activate not installed")
     d = Daemon()
     # It clears the environment: pass umockdev's on so the fake devices stay.
-    cmd = [d.wrapper, "--", activate, "-l", d.socket, "-E", "LD_PRELOAD", "-E", "UMOCKDEV_DIR",
+    # The sanitizer run (dev.sh test) needs its options passed on too.
+    sanitizer_env = [a for v in ("ASAN_OPTIONS", "UBSAN_OPTIONS") if v in os.environ for a in ("-E", v)]
+    cmd = [d.wrapper, "--", activate, "-l", d.socket, "-E", "LD_PRELOAD", "-E", "UMOCKDEV_DIR"] + sanitizer_env + [
            os.path.realpath(env_path("BROKER_FAKE")), "--no-dbus",
            "--policy", d.policy_path, "--policy-dir", d.policy_dir]
     log = open(d.log_path, "w")
