@@ -383,6 +383,23 @@ static int run(char *const argv[]) {
         return WEXITSTATUS(status) == 0 ? 0 : WEXITSTATUS(status) == 127 ? 127 : 1;
 }
 
+/* Whether build-kernel.sh finished extracting the tree that holds this
+ * <srcdir>/<tree>/include/uapi/linux: it marks <srcdir>/.extracted last. */
+static bool kernel_tree_complete(const char *uapi_dir) {
+        char marker[4096];
+        char *slash;
+
+        snprintf(marker, sizeof(marker), "%s", uapi_dir);
+        for (int i = 0; i < 4; i++) {
+                slash = strrchr(marker, '/');
+                if (!slash)
+                        return false;
+                *slash = '\0';
+        }
+        strncat(marker, "/.extracted", sizeof(marker) - strlen(marker) - 1);
+        return access(marker, F_OK) == 0;
+}
+
 /* The newest linux-source-7.x tree that build-kernel.sh extracted, or NULL. */
 static char *find_cached_kernel_tree(void) {
         const char *cache = getenv("IOMMUFD_TEST_CACHE") ?: "/var/cache/iommufd-broker-test";
@@ -395,7 +412,7 @@ static char *find_cached_kernel_tree(void) {
         if (glob(pattern, GLOB_ONLYDIR, NULL, &g) != 0)
                 return NULL;
         for (size_t i = 0; i < g.gl_pathc; i++)
-                if (!best || strverscmp(g.gl_pathv[i], best) > 0)
+                if (kernel_tree_complete(g.gl_pathv[i]) && (!best || strverscmp(g.gl_pathv[i], best) > 0))
                         best = g.gl_pathv[i];
         best = best ? strdup(best) : NULL;
         globfree(&g);

@@ -140,8 +140,13 @@ if [ -n "$(git -C "$source_root" status --porcelain --untracked-files=no 2>/dev/
         log "note: the tarball holds the last commit; uncommitted changes are not built"
 fi
 
-# uapi.h against the newest linux-source-7.x that the VM tier extracted.
-uapi_dir=$(ls -d "$cache"/src/linux-source-7.*/linux-source-7.*/include/uapi/linux 2>/dev/null | sort -V | tail -n1 || true)
+# uapi.h against the newest linux-source-7.x that the VM tier extracted (in
+# full: build-kernel.sh marks a finished extraction with .extracted).
+uapi_dir=
+for d in "$cache"/src/linux-source-7.*/.extracted; do
+        [ -e "$d" ] && uapi_dir+=$(ls -d "$(dirname "$d")"/linux-source-7.*/include/uapi/linux 2>/dev/null)$'\n'
+done
+uapi_dir=$(printf '%s' "$uapi_dir" | grep . | sort -V | tail -n1 || true)
 [ -n "$uapi_dir" ] || log "no linux-source-7.x in $cache/src: uapi.h is checked against each suite's headers only"
 
 results=()
