@@ -6,6 +6,7 @@
 
 #include <systemd/sd-bus.h>
 
+#include "acquire-job.h"
 #include "config.h"
 #include "dbus-args.h"
 #include "dbus-broker.h"
@@ -16,12 +17,23 @@
 
 /* One client of the D-Bus front end: a sender unique name and its Session. */
 typedef struct DbusSession DbusSession;
+typedef struct PendingAcquire PendingAcquire;
 struct DbusSession {
         DbusBroker *broker;
         char *name;
         Session *session;
         sd_bus_track *track;
+        PendingAcquire *pending;        /* AcquireDevices calls waiting for polkit */
         DbusSession *next;
+};
+
+/* An AcquireDevices call whose reply waits for polkit; it dies with its session. */
+struct PendingAcquire {
+        DbusSession *session;
+        sd_bus_message *message;
+        AcquireJob *job;
+        bool created;                   /* the call created the session */
+        PendingAcquire *next;
 };
 
 struct DbusBroker {
@@ -45,9 +57,30 @@ static DbusSession *dbus_session_find(DbusBroker *b, const char *name) {
 
 /* Unlink and end everything the name held: session_destroy() is the same
  * call a varlink disconnect makes. */
+static void pending_acquire_unlink(PendingAcquire *p) {
+        for (PendingAcquire **i = &p->session->pending; *i; i = &(*i)->next)
+                if (*i == p) {
+                        *i = p->next;
+                        break;
+                }
+}
+
+static PendingAcquire *pending_acquire_free(PendingAcquire *p) {
+        if (!p)
+                return NULL;
+        pending_acquire_unlink(p);
+        acquire_job_cancel(p->job);
+        sd_bus_message_unref(p->message);
+        free(p);
+        return NULL;
+}
+
 static void dbus_session_free(DbusSession *s) {
         if (!s)
                 return;
+        /* The caller is gone: nobody to answer, no polkit check worth finishing. */
+        while (s->pending)
+                pending_acquire_free(s->pending);
         for (DbusSession **p = &s->broker->sessions; *p; p = &(*p)->next)
                 if (*p == s) {
                         *p = s->next;
@@ -267,12 +300,45 @@ static void undo_acquire(Session *s, const AcquireReply *a) {
                 (void) session_release(s, addresses, &err);
 }
 
+/* The broker error as an error reply to m, sent now. */
+static int send_broker_error(sd_bus_message *m, int r, const BrokerError *e) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        (void) reply_broker_error(&error, r, e);
+        return sd_bus_reply_method_error(m, &error);
+}
+
+static void on_acquire_done(int r, AcquireReply *reply, BrokerError *err, void *userdata) {
+        PendingAcquire *p = userdata;
+        DbusSession *s = p->session;
+        sd_bus_message *m = p->message;
+
+        p->job = NULL;          /* finishing: the job frees itself */
+        if (r < 0) {
+                if (send_broker_error(m, r, err) < 0)
+                        log_debug("Cannot send the AcquireDevices error to %s.", s->name);
+                /* A first call that failed leaves nothing worth keeping. */
+                if (p->created && session_n_leases(s->session) == 0 && s->pending == p && !p->next)
+                        dbus_session_free(s);   /* frees p too */
+                else
+                        pending_acquire_free(p);
+                return;
+        }
+        r = send_acquire_reply(m, reply);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot send AcquireDevices reply to %s, releasing: %s", s->name, strerror(-r));
+                undo_acquire(s->session, reply);
+        }
+        acquire_reply_done(reply);
+        pending_acquire_free(p);
+}
+
 static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         DbusBroker *b = userdata;
         _cleanup_strv_free_ char **devices = NULL;
         AcquireRequest req = { .mode = ACQUIRE_MODE_ATTACHED };
-        AcquireReply reply = { .iommufd = -EBADF };
         BrokerError err = {};
+        PendingAcquire *p;
         DbusSession *s = NULL;
         bool created = false;
         int r;
@@ -289,6 +355,9 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         if (r < 0)
                 return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;
         req.devices = devices;
+        /* The caller said it may wait for an authentication dialog. */
+        if (sd_bus_message_get_allow_interactive_authorization(m) > 0)
+                req.allow_interactive = true;
 
         r = dbus_session_get(b, m, &s, &created);
         if (r < 0) {
@@ -297,22 +366,25 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
                 return reply_error(error, r, BROKER_ERROR_KERNEL_ERROR, NULL, err.message);
         }
 
-        r = session_acquire(s->session, &req, &reply, &err);
-        if (r < 0) {
-                /* A first call that failed leaves nothing worth keeping. */
-                if (created && session_n_leases(s->session) == 0)
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+                if (created)
                         dbus_session_free(s);
-                return reply_broker_error(error, r, &err);
+                return -ENOMEM;
         }
-
-        r = send_acquire_reply(m, &reply);
+        *p = (PendingAcquire) { .session = s, .message = sd_bus_message_ref(m), .created = created, .next = s->pending };
+        s->pending = p;
+        /* Replies at once unless polkit must be asked; then the call stays pending. */
+        r = acquire_job_start(b->manager, manager_polkit(b->manager), s->session, &req, on_acquire_done, p,
+                              &p->job);
         if (r < 0) {
-                log_warning_errno(r, "Cannot send AcquireDevices reply to %s, releasing: %s",
-                                  s->name, strerror(-r));
-                undo_acquire(s->session, &reply);
+                if (created)
+                        dbus_session_free(s);
+                else
+                        pending_acquire_free(p);
+                return r;
         }
-        acquire_reply_done(&reply);
-        return r;
+        return 1;
 }
 
 /* A caller without a session holds nothing; say which device, and why. */

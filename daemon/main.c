@@ -38,6 +38,7 @@ static struct {
         unsigned idle_timeout_sec;
         unsigned max_connections_per_uid;
         const char *state_dir;
+        unsigned polkit_timeout_sec;
 } arg = {
         .varlink = FRONT_END_ON,
         .dbus = FRONT_END_AUTO,
@@ -57,6 +58,8 @@ static void help(void) {
                "                           bus if there is one)\n"
                "  --idle-timeout SEC       close idle varlink connections after SEC seconds\n"
                "  --max-connections-per-uid N\n"
+               "  --polkit-timeout SEC     give up on polkit after SEC seconds (default 20; 12x that\n"
+               "                           when interactive authentication is allowed)\n"
                "  --no-seccomp             do not install the in-process seccomp filter (debugging)\n"
                "  --state-dir DIR          lease records under DIR/leases (default %s; the fast\n"
                "                           tier's fake-kernel daemon keeps none unless given)\n"
@@ -79,7 +82,7 @@ static int parse_uint(const char *s, unsigned *ret) {
 static int parse_argv(int argc, char *argv[]) {
         enum { ARG_POLICY = 0x100, ARG_POLICY_DIR, ARG_CHECK_CONFIG, ARG_VARLINK_LISTEN, ARG_NO_VARLINK,
                ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_NO_SECCOMP, ARG_VERSION,
-               ARG_STATE_DIR };
+               ARG_STATE_DIR, ARG_POLKIT_TIMEOUT };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -95,6 +98,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "max-connections-per-uid", required_argument, NULL, ARG_MAX_CONN },
                 { "no-seccomp", no_argument, NULL, ARG_NO_SECCOMP },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
+                { "polkit-timeout", required_argument, NULL, ARG_POLKIT_TIMEOUT },
                 {}
         };
         int c;
@@ -142,6 +146,12 @@ static int parse_argv(int argc, char *argv[]) {
                         if (parse_uint(optarg, &arg.max_connections_per_uid) < 0 ||
                             arg.max_connections_per_uid == 0) {
                                 log_error("--max-connections-per-uid: not a positive number: %s", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_POLKIT_TIMEOUT:
+                        if (parse_uint(optarg, &arg.polkit_timeout_sec) < 0 || arg.polkit_timeout_sec == 0) {
+                                log_error("--polkit-timeout: not a positive number of seconds: %s", optarg);
                                 return -EINVAL;
                         }
                         break;
@@ -330,6 +340,9 @@ static int run(void) {
                 .stored_fds = stored.fds,
                 .stored_fd_names = stored.names,
                 .n_stored_fds = stored.n,
+                /* polkit lives on the bus the D-Bus front end uses (a test bus, or the system bus). */
+                .polkit_bus_address = arg.bus_address,
+                .polkit_timeout_usec = (uint64_t) arg.polkit_timeout_sec * 1000000ULL,
         }, &m);
         stored.n = 0;   /* taken */
         stored_fds_done(&stored);

@@ -21,6 +21,7 @@ struct Manager {
         sd_event *event;
         Inventory *inventory;
         Policy *policy;
+        PolkitClient *polkit;
         const KernelOps *kernel;
         char *policy_path;
         char *policy_dropin_dir;
@@ -354,6 +355,9 @@ int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
         m->access = access_cache_new();
         if (!m->policy_path || !m->policy_dropin_dir || !m->access)
                 return -ENOMEM;
+        r = polkit_client_new(event, config->polkit_bus_address, config->polkit_timeout_usec, &m->polkit);
+        if (r < 0)
+                return r;
 
         if (config->policy)
                 m->policy = config->policy;
@@ -400,6 +404,7 @@ Manager *manager_free(Manager *m) {
         inventory_free(m->inventory);
         policy_free(m->policy);
         access_cache_free(m->access);
+        polkit_client_free(m->polkit);
         free(m->policy_path);
         free(m->policy_dropin_dir);
         strv_free(m->restoring);
@@ -411,6 +416,7 @@ Manager *manager_free(Manager *m) {
 sd_event *manager_event(Manager *m) { return m->event; }
 Inventory *manager_inventory(Manager *m) { return m->inventory; }
 const Policy *manager_policy(Manager *m) { return m->policy; }
+PolkitClient *manager_polkit(Manager *m) { return m->polkit; }
 const KernelOps *manager_kernel(Manager *m) { return m->kernel; }
 unsigned manager_max_devices_per_session(Manager *m) { return m->max_devices_per_session; }
 uint64_t manager_next_session_id(Manager *m) { return m->next_session_id++; }

@@ -9,6 +9,7 @@
 #include "inventory.h"
 #include "kernel.h"
 #include "policy.h"
+#include "polkit.h"
 #include "principal.h"
 
 /*
@@ -30,6 +31,8 @@ typedef struct ManagerConfig {
         int *stored_fds;                /* from the fd store, taken; names in stored_fd_names */
         char **stored_fd_names;
         size_t n_stored_fds;
+        const char *polkit_bus_address; /* NULL: polkit on the system bus */
+        uint64_t polkit_timeout_usec;   /* 0: POLKIT_DEFAULT_TIMEOUT_USEC */
 } ManagerConfig;
 
 int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret);
@@ -39,6 +42,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 sd_event *manager_event(Manager *m);
 Inventory *manager_inventory(Manager *m);
 const Policy *manager_policy(Manager *m);
+/* Where front ends ask polkit (acquire-job.h). */
+PolkitClient *manager_polkit(Manager *m);
 
 /* Stop: from now on a session that goes away leaves its leases as they are
  * (records and fd store keep them for the next start). */

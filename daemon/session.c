@@ -150,11 +150,11 @@ static int check_policy(Session *s, const AcquireRequest *req, const Device *d, 
         case POLICY_ALLOW:
                 return 0;
         case POLICY_ALLOW_WITH_POLKIT:
-                if (req->polkit_authorized)
+                if (strv_contains(req->polkit_authorized, decision.polkit_action))
                         return 0;
                 return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, d->address,
-                                        "%s: %s requires polkit action %s, and this broker cannot ask polkit yet",
-                                        d->address, strna(decision.rule), strna(decision.polkit_action));
+                                        "%s: %s requires polkit action %s, which was not granted", d->address,
+                                        strna(decision.rule), strna(decision.polkit_action));
         case POLICY_DENY:
         default:
                 return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, d->address, "%s: %s", d->address,

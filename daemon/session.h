@@ -24,7 +24,7 @@ typedef struct AcquireRequest {
         AcquireMode mode;
         bool managed;                   /* rebind to vfio-pci and back, if policy allows */
         bool allow_interactive;         /* polkit may ask the user */
-        bool polkit_authorized;         /* set by the front end once polkit said yes */
+        char **polkit_authorized;       /* polkit actions polkit allowed this caller (acquire-job.h) */
 } AcquireRequest;
 
 typedef struct AcquiredDevice {

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "acquire-job.h"
 #include "config.h"
 #include "device-json.h"
 #include "log.h"
@@ -185,6 +186,39 @@ static int send_acquire_reply(VarlinkCall *call, const AcquireRequest *req, cons
         return varlink_call_reply_with_fds(call, o, fds, reply->n_devices + 1);
 }
 
+/* An Acquire whose reply waits for polkit. Freed with the call: after its
+ * reply, or when the connection closes first (then the job is cancelled). */
+typedef struct PendingAcquire {
+        VarlinkCall *call;
+        AcquireMode mode;
+        AcquireJob *job;
+} PendingAcquire;
+
+static void pending_acquire_destroy(VarlinkCall *call, void *userdata) {
+        PendingAcquire *p = userdata;
+
+        acquire_job_cancel(p->job);
+        free(p);
+}
+
+static void on_acquire_done(int r, AcquireReply *reply, BrokerError *err, void *userdata) {
+        PendingAcquire *p = userdata;
+        VarlinkCall *call = p->call;
+        AcquireRequest req = { .mode = p->mode };
+
+        p->job = NULL;          /* finishing; the reply below may free p */
+        if (r < 0) {
+                (void) reply_broker_error(call, r, err);
+                return;
+        }
+        /* The reply holds duplicates until sent; ours close here either way,
+         * and the lease stays with the session (which ends it on disconnect). */
+        r = send_acquire_reply(call, &req, reply);
+        acquire_reply_done(reply);
+        if (r < 0)
+                log_warning_errno(r, "varlink: could not send the Acquire reply: %m");
+}
+
 static int method_acquire(VarlinkCall *call, json_t *parameters, void *userdata) {
         static const VarlinkField fields[] = {
                 { "devices", VARLINK_TYPE_ARRAY },
@@ -195,9 +229,10 @@ static int method_acquire(VarlinkCall *call, json_t *parameters, void *userdata)
         };
         _cleanup_strv_free_ char **devices = NULL;
         AcquireRequest req = { .mode = ACQUIRE_MODE_ATTACHED };
-        AcquireReply reply = {};
         BrokerError err = {};
         Session *s = call_session(call);
+        Manager *m = userdata;
+        PendingAcquire *p;
         const char *mode;
         int r;
 
@@ -225,17 +260,14 @@ static int method_acquire(VarlinkCall *call, json_t *parameters, void *userdata)
         req.managed = json_is_true(json_object_get(parameters, "managed"));
         req.allow_interactive = json_is_true(json_object_get(parameters, "allowInteractiveAuthentication"));
 
-        r = session_acquire(s, &req, &reply, &err);
-        if (r < 0)
-                return reply_broker_error(call, r, &err);
-
-        /* The reply holds duplicates until sent; ours close here either way,
-         * and the lease stays with the session (which ends it on disconnect). */
-        r = send_acquire_reply(call, &req, &reply);
-        acquire_reply_done(&reply);
-        if (r < 0)
-                log_warning_errno(r, "varlink: could not send the Acquire reply: %m");
-        return r;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        *p = (PendingAcquire) { .call = call, .mode = req.mode };
+        varlink_call_set_destroy(call, pending_acquire_destroy, p);
+        /* Finishes at once unless polkit must be asked; then the call stays pending. */
+        r = acquire_job_start(m, manager_polkit(m), s, &req, on_acquire_done, p, &p->job);
+        return r < 0 ? r : 0;
 }
 
 static int method_release(VarlinkCall *call, json_t *parameters, void *userdata) {

@@ -22,7 +22,9 @@
         X(DRIVER_BIND_FAILED,     "DriverBindFailed",   EIO)            \
         X(NOT_HELD,               "NotHeld",            ENOENT)         \
         X(LIMIT_EXCEEDED,         "LimitExceeded",      EUSERS)         \
-        X(KERNEL_ERROR,           "KernelError",        EIO)
+        X(KERNEL_ERROR,           "KernelError",        EIO)            \
+        X(INTERACTIVE_AUTHORIZATION_REQUIRED, "InteractiveAuthorizationRequired", EACCES) \
+        X(AUTHORIZATION_UNAVAILABLE, "AuthorizationUnavailable", EHOSTDOWN)
 
 typedef enum BrokerErrorCode {
         BROKER_OK = 0,

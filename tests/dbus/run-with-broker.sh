@@ -12,7 +12,10 @@
 #   BROKER_PID         the broker's pid
 #   UMOCKDEV_DIR       the testbed, for tests/fixtures/fake-sysfs-ctl
 #   DBUS_TEST_DIR      a scratch directory (world-readable)
-# FIXTURE (env) picks the device table, default "default".
+# FIXTURE (env) picks the device table, default "default". Also from the
+# environment: BROKER_VARLINK=1 serves varlink too, on $VARLINK_TEST_SOCKET;
+# BROKER_POLICY is a policy.json text (@UID@ becomes the caller's uid);
+# BROKER_ARGS are more broker options.
 set -u
 
 broker=$1 wrapper=$2
@@ -62,10 +65,21 @@ export DBUS_TEST_ADDRESS DBUS_TEST_DIR="$tmp"
 
 bus() { busctl --address="$DBUS_TEST_ADDRESS" "$@"; }
 
+varlink_args=(--no-varlink)
+if [ "${BROKER_VARLINK:-0}" = 1 ]; then
+        export VARLINK_TEST_SOCKET=$tmp/varlink
+        varlink_args=(--varlink-listen "$VARLINK_TEST_SOCKET")
+fi
+policy=$tmp/no-policy.json
+if [ -n "${BROKER_POLICY:-}" ]; then
+        policy=$tmp/policy.json
+        printf '%s\n' "${BROKER_POLICY//@UID@/$(id -u)}" >"$policy"
+fi
+# shellcheck disable=SC2086 # BROKER_ARGS is a list of options
 # The testbed directory only exists inside the wrapper: have it tell us.
 "$wrapper" "${FIXTURE:-default}" -- sh -c 'echo "$UMOCKDEV_DIR" >"$0"; exec "$@"' "$tmp/umockdev-dir" \
-        "$broker" --bus-address "$DBUS_TEST_ADDRESS" --no-varlink \
-        --policy "$tmp/no-policy.json" --policy-dir "$tmp/no-policy.d" \
+        "$broker" --bus-address "$DBUS_TEST_ADDRESS" "${varlink_args[@]}" \
+        --policy "$policy" --policy-dir "$tmp/no-policy.d" ${BROKER_ARGS:-} \
         >"$tmp/broker.log" 2>&1 &
 broker_pid=$!
 

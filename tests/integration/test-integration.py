@@ -843,14 +843,17 @@ def policy_allow_rule(ctx):
 
 @case
 def policy_polkit_rule(ctx):
-    # polkit is not consulted yet: a rule that requires it denies, and says so.
+    # Without a bus to ask polkit on, a rule that requires it fails with a
+    # typed error that says so (tests/dbus/test-polkit.c covers a live polkit).
     policy = {"rules": [{"devices": {"address": "0000:00:02.0"}, "principals": {"users": [NOBODY]},
                          "polkit": True}]}
-    d = ctx.daemon(policy=policy)
+    d = ctx.daemon(policy=policy, env={"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/bus"})
     d.take_baseline()
     out = nobody_acquire(d, ["0000:00:02.0"], "attached")
-    check_denied(out, "0000:00:02.0", "a rule that requires polkit")
+    check_eq(out["error"], B + "AuthorizationUnavailable", "a rule that requires polkit, without polkit")
+    check_eq(out["parameters"].get("device"), "0000:00:02.0", "parameters.device")
     check("polkit" in out["parameters"]["message"], f"message does not mention polkit: {out}")
+    check_eq(out["names"], [], "fds with an error")
     finish(d)
 
 
