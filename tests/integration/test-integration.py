@@ -875,8 +875,13 @@ def socket_activation(ctx):
     log = open(d.log_path, "w")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: os.path.exists(d.socket), what="the activation socket")
-        with Conn(d.socket, timeout=15.0) as c:
+        # The path appears at bind(), before listen(): until then connect() is refused.
+        def listening():
+            try:
+                return Conn(d.socket, timeout=15.0)
+            except (FileNotFoundError, ConnectionRefusedError):
+                return None
+        with wait_for(listening, what="the activation socket to listen") as c:
             info = c.call("org.varlink.service.GetInfo")
             check(info.error is None, f"GetInfo over the activated socket: {info}")
             check("io.iommufd.Broker" in info.parameters["interfaces"], f"interfaces: {info.parameters}")
