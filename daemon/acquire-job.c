@@ -10,6 +10,7 @@ struct AcquireJob {
         PolkitClient *polkit;
         Session *session;
         AcquireRequest req;             /* owns devices and polkit_authorized */
+        char *bus_name;                 /* D-Bus callers: the subject polkit is asked about */
         char *asking;                   /* the action in flight */
         char asking_device[16];
         PolkitQuery *query;
@@ -23,6 +24,7 @@ static AcquireJob *job_free(AcquireJob *j) {
         polkit_query_free(j->query);
         strv_free(j->req.devices);
         strv_free(j->req.polkit_authorized);
+        free(j->bus_name);
         free(j->asking);
         free(j);
         return NULL;
@@ -136,12 +138,12 @@ static int job_step(AcquireJob *j) {
         snprintf(j->asking_device, sizeof(j->asking_device), "%s", device);
         if (!j->polkit)
                 return -EHOSTDOWN;
-        return polkit_check_async(j->polkit, session_principal(j->session), action, j->req.allow_interactive,
-                                  on_polkit_answer, j, &j->query);
+        return polkit_check_async(j->polkit, session_principal(j->session), j->bus_name, action,
+                                  j->req.allow_interactive, on_polkit_answer, j, &j->query);
 }
 
-static int job_new(Manager *m, PolkitClient *polkit, Session *s, const AcquireRequest *req, AcquireJobDone done,
-                   void *userdata, AcquireJob **ret) {
+static int job_new(Manager *m, PolkitClient *polkit, Session *s, const AcquireRequest *req, const char *bus_name,
+                   AcquireJobDone done, void *userdata, AcquireJob **ret) {
         AcquireJob *j = calloc(1, sizeof(*j));
 
         if (!j)
@@ -151,6 +153,8 @@ static int job_new(Manager *m, PolkitClient *polkit, Session *s, const AcquireRe
         };
         j->req.devices = NULL;
         j->req.polkit_authorized = NULL;
+        if (bus_name && !(j->bus_name = strdup(bus_name)))
+                return job_free(j), -ENOMEM;
         for (char *const *a = req->devices; a && *a; a++)
                 if (strv_extend(&j->req.devices, *a) < 0)
                         return job_free(j), -ENOMEM;
@@ -162,14 +166,14 @@ static int job_new(Manager *m, PolkitClient *polkit, Session *s, const AcquireRe
 }
 
 int acquire_job_start(Manager *m, PolkitClient *polkit, Session *s, const AcquireRequest *req,
-                      AcquireJobDone done, void *userdata, AcquireJob **ret) {
+                      const char *bus_name, AcquireJobDone done, void *userdata, AcquireJob **ret) {
         BrokerError err = {};
         AcquireJob *j;
         int r;
 
         /* Set first: done may free the memory ret points into. */
         *ret = NULL;
-        r = job_new(m, polkit, s, req, done, userdata, &j);
+        r = job_new(m, polkit, s, req, bus_name, done, userdata, &j);
         if (r < 0)
                 return r;
         r = job_step(j);

@@ -25,9 +25,11 @@ typedef void (*AcquireJobDone)(int r, AcquireReply *reply, BrokerError *err, voi
  * touched after: done may free it), 0 if the job is pending (*ret set;
  * the caller must drop its pointer in done or acquire_job_cancel() it), or a
  * negative errno if it could not start (done not called). polkit may be
- * NULL: then a rule that needs polkit fails with AuthorizationUnavailable. */
+ * NULL: then a rule that needs polkit fails with AuthorizationUnavailable.
+ * bus_name: a D-Bus caller's unique name, which polkit is asked about
+ * (system-bus-name); NULL for varlink callers (unix-process, by pidfd). */
 int acquire_job_start(Manager *m, PolkitClient *polkit, Session *s, const AcquireRequest *req,
-                      AcquireJobDone done, void *userdata, AcquireJob **ret);
+                      const char *bus_name, AcquireJobDone done, void *userdata, AcquireJob **ret);
 
 /* The client went away: drop the polkit check, call nothing. NULL is fine. */
 AcquireJob *acquire_job_cancel(AcquireJob *j);

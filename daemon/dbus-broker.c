@@ -375,8 +375,9 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         *p = (PendingAcquire) { .session = s, .message = sd_bus_message_ref(m), .created = created, .next = s->pending };
         s->pending = p;
         /* Replies at once unless polkit must be asked; then the call stays pending. */
-        r = acquire_job_start(b->manager, manager_polkit(b->manager), s->session, &req, on_acquire_done, p,
-                              &p->job);
+        /* polkit asks the bus who s->name is (the broker's bus is the one polkit is asked on). */
+        r = acquire_job_start(b->manager, manager_polkit(b->manager), s->session, &req, s->name, on_acquire_done,
+                              p, &p->job);
         if (r < 0) {
                 if (created)
                         dbus_session_free(s);

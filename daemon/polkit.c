@@ -215,6 +215,10 @@ static int append_subject(sd_bus_message *m, const Principal *who) {
         return r;
 }
 
+static int append_bus_name_subject(sd_bus_message *m, const char *bus_name) {
+        return sd_bus_message_append(m, "(sa{sv})", "system-bus-name", 1, "name", "s", bus_name);
+}
+
 static int read_result(sd_bus_message *reply, bool *ret_authorized, bool *ret_challenge) {
         int authorized = 0, challenge = 0, r;
 
@@ -265,15 +269,15 @@ static size_t pending_of_uid(const PolkitClient *c, uid_t uid) {
         return n;
 }
 
-int polkit_check_async(PolkitClient *c, const Principal *who, const char *action, bool interactive,
-                       PolkitCallback callback, void *userdata, PolkitQuery **ret) {
+int polkit_check_async(PolkitClient *c, const Principal *who, const char *bus_name, const char *action,
+                       bool interactive, PolkitCallback callback, void *userdata, PolkitQuery **ret) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_free_ PolkitQuery *q = NULL;
         uint64_t timeout = c->timeout_usec;
         sd_bus *bus;
         int r;
 
-        if (who->pidfd < 0)
+        if (!bus_name && who->pidfd < 0)
                 return -EBADF;
         if (pending_of_uid(c, who->uid) >= POLKIT_MAX_PENDING_PER_UID)
                 return -EUSERS;
@@ -290,7 +294,7 @@ int polkit_check_async(PolkitClient *c, const Principal *who, const char *action
         r = sd_bus_message_new_method_call(bus, &m, POLKIT_NAME, POLKIT_PATH, POLKIT_INTERFACE,
                                            "CheckAuthorization");
         if (r >= 0)
-                r = append_subject(m, who);
+                r = bus_name ? append_bus_name_subject(m, bus_name) : append_subject(m, who);
         if (r >= 0)
                 r = sd_bus_message_append(m, "sa{ss}us", action, 0,
                                           interactive ? POLKIT_CHECK_ALLOW_USER_INTERACTION : 0u,

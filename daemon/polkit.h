@@ -10,8 +10,10 @@
 /*
  * Asking polkitd (org.freedesktop.PolicyKit1.Authority.CheckAuthorization)
  * whether a process may do an action, without ever blocking the event loop.
- * The subject is unix-process with the peer's pidfd (polkit >= 121 uses it
- * and ignores the racy pid), pid, start-time and uid. The bus connection is
+ * The subject is the caller's D-Bus unique name (system-bus-name: polkit
+ * asks the bus who it is) for D-Bus callers, else unix-process with the
+ * peer's pidfd (polkit >= 121 uses it and ignores the racy pid), pid,
+ * start-time and uid. The bus connection is
  * opened on first use, so a broker whose policy never names polkit never
  * talks to it; a lost connection is reopened on the next check.
  *
@@ -47,10 +49,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(PolkitClient *, polkit_client_free);
 
 size_t polkit_client_n_pending(const PolkitClient *c);
 
-/* Start a check. -EUSERS: too many checks of who->uid in flight; -EBADF: who has no pidfd
- * (a pid alone could be recycled: never authorized by pid). */
-int polkit_check_async(PolkitClient *c, const Principal *who, const char *action, bool interactive,
-                       PolkitCallback callback, void *userdata, PolkitQuery **ret);
+/* Start a check. bus_name: the caller's unique name on the bus polkit is
+ * asked on, or NULL (then who's pidfd names it). -EUSERS: too many checks of
+ * who->uid in flight; -EBADF: neither a bus name nor a pidfd (a pid alone
+ * could be recycled: never authorized by pid). */
+int polkit_check_async(PolkitClient *c, const Principal *who, const char *bus_name, const char *action,
+                       bool interactive, PolkitCallback callback, void *userdata, PolkitQuery **ret);
 
 /* Cancel a check that has not called back yet. NULL is fine. */
 PolkitQuery *polkit_query_free(PolkitQuery *q);

@@ -266,7 +266,7 @@ static int method_acquire(VarlinkCall *call, json_t *parameters, void *userdata)
         *p = (PendingAcquire) { .call = call, .mode = req.mode };
         varlink_call_set_destroy(call, pending_acquire_destroy, p);
         /* Finishes at once unless polkit must be asked; then the call stays pending. */
-        r = acquire_job_start(m, manager_polkit(m), s, &req, on_acquire_done, p, &p->job);
+        r = acquire_job_start(m, manager_polkit(m), s, &req, NULL, on_acquire_done, p, &p->job);
         return r < 0 ? r : 0;
 }
 

@@ -11,11 +11,12 @@
  *   hang        never answers (until CancelCheckAuthorization)
  *   slow MS     answers "allow" after MS milliseconds
  * Every call is logged to $FAKE_POLKIT_DIR/log, one line each:
- *   check ACTION uid=U pid=P start-time=T pidfd-pid=Q flags=F interactive-flag=0|1
+ *   check ACTION uid=U pid=P start-time=T pidfd-pid=Q flags=F interactive-flag=0|1 kind=K
  *   cancel ID
  * where pidfd-pid is the pid the passed pidfd names (its fdinfo), -2 if none
- * was passed. Like polkitd, it refuses a subject without a uid, and one
- * whose pidfd and pid disagree.
+ * was passed, and K the subject kind. A system-bus-name subject is resolved
+ * through the bus (pid, uid), as polkitd does. Like polkitd, it refuses a
+ * unix-process subject without a uid, and one whose pidfd and pid disagree.
  *
  *   fake-polkitd BUS_ADDRESS     runs until killed; prints "ready" on stdout
  */
@@ -83,6 +84,7 @@ static int pidfd_pid(int fd) {
 }
 
 typedef struct Subject {
+        char kind[32];
         uint32_t pid;
         uint64_t start_time;
         int32_t uid;
@@ -90,8 +92,34 @@ typedef struct Subject {
         int pidfd_pid;
 } Subject;
 
+/* What the bus says about a unique name. */
+static int resolve_bus_name(sd_bus *bus, const char *name, Subject *s) {
+        uint32_t pid = 0, uid = 0;
+        int r;
+
+        {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *a = NULL, *b = NULL;
+
+                r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                                       "GetConnectionUnixProcessID", NULL, &a, "s", name);
+                if (r >= 0)
+                        r = sd_bus_message_read(a, "u", &pid);
+                if (r >= 0)
+                        r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus",
+                                               "org.freedesktop.DBus", "GetConnectionUnixUser", NULL, &b, "s", name);
+                if (r >= 0)
+                        r = sd_bus_message_read(b, "u", &uid);
+                if (r < 0)
+                        return r;
+        }
+        s->pid = pid;
+        s->uid = (int32_t) uid;
+        s->has_uid = true;
+        return 0;
+}
+
 static int read_subject(sd_bus_message *m, Subject *s) {
-        const char *kind, *key;
+        const char *kind, *key, *name = NULL;
         int r;
 
         *s = (Subject) { .pidfd_pid = -2 };
@@ -99,8 +127,9 @@ static int read_subject(sd_bus_message *m, Subject *s) {
         if (r < 0)
                 return r;
         r = sd_bus_message_read(m, "s", &kind);
-        if (r < 0 || !streq(kind, "unix-process"))
+        if (r < 0 || (!streq(kind, "unix-process") && !streq(kind, "system-bus-name")))
                 return -EINVAL;
+        snprintf(s->kind, sizeof(s->kind), "%s", kind);
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
         if (r < 0)
                 return r;
@@ -117,7 +146,9 @@ static int read_subject(sd_bus_message *m, Subject *s) {
                 else if (streq(key, "uid")) {
                         r = sd_bus_message_read(m, "v", "i", &s->uid);
                         s->has_uid = true;
-                } else if (streq(key, "pidfd")) {
+                } else if (streq(key, "name"))
+                        r = sd_bus_message_read(m, "v", "s", &name);
+                else if (streq(key, "pidfd")) {
                         r = sd_bus_message_read(m, "v", "h", &fd);
                         if (r >= 0)
                                 s->pidfd_pid = pidfd_pid(fd);
@@ -134,6 +165,8 @@ static int read_subject(sd_bus_message *m, Subject *s) {
         r = sd_bus_message_exit_container(m);
         if (r >= 0)
                 r = sd_bus_message_exit_container(m);
+        if (r >= 0 && streq(kind, "system-bus-name"))
+                r = name ? resolve_bus_name(sd_bus_message_get_bus(m), name, s) : -EINVAL;
         return r;
 }
 
@@ -167,9 +200,9 @@ static int method_check(sd_bus_message *m, void *userdata, sd_bus_error *error) 
                 r = sd_bus_message_read(m, "us", &flags, &cancellation_id);
         if (r < 0)
                 return r;
-        log_line("check %s uid=%d pid=%u start-time=%" PRIu64 " pidfd-pid=%d flags=%u interactive-flag=%d", action,
-                 s.has_uid ? s.uid : -1, s.pid, s.start_time, s.pidfd_pid, flags,
-                 sd_bus_message_get_allow_interactive_authorization(m) > 0);
+        log_line("check %s uid=%d pid=%u start-time=%" PRIu64 " pidfd-pid=%d flags=%u interactive-flag=%d kind=%s",
+                 action, s.has_uid ? s.uid : -1, s.pid, s.start_time, s.pidfd_pid, flags,
+                 sd_bus_message_get_allow_interactive_authorization(m) > 0, s.kind);
         if (!s.has_uid || (s.pidfd_pid != -2 && s.pidfd_pid != (int) s.pid))
                 return sd_bus_error_set(error, "org.freedesktop.PolicyKit1.Error.Failed",
                                         "subject's pidfd, pid and uid disagree");

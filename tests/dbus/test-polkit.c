@@ -221,9 +221,11 @@ static void test_allow_deny(sd_bus *bus) {
         CHECK_MSG(last_check_has(want), "varlink: subject pidfd names the caller");
         CHECK_MSG(!last_check_has("start-time=0 "), "varlink: subject start-time");
         CHECK_MSG(last_check_has("flags=0 "), "varlink: not interactive by default");
+        CHECK_MSG(last_check_has("kind=unix-process"), "varlink: subject unix-process");
         expect_dbus(bus, DEV_A, NULL, 0, NULL, "polkit allows");
-        snprintf(want, sizeof(want), "pidfd-pid=%d ", (int) getpid());
-        CHECK_MSG(last_check_has(want), "D-Bus: subject pidfd names the caller");
+        snprintf(want, sizeof(want), "pid=%d ", (int) getpid());
+        CHECK_MSG(last_check_has("kind=system-bus-name") && last_check_has(want),
+                  "D-Bus: subject system-bus-name, which the bus resolves to the caller");
 
         set_mode("deny");
         expect_varlink(DEV_A, 0, "PermissionDenied", "polkit denies");
