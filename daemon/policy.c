@@ -13,41 +13,10 @@
 
 #include "log.h"
 #include "memlock.h"
-#include "policy.h"
-
-#define MODE_BIT(m) (1u << (m))
-#define ALL_MODES (MODE_BIT(ACQUIRE_MODE_UNBOUND) | MODE_BIT(ACQUIRE_MODE_BOUND) | MODE_BIT(ACQUIRE_MODE_ATTACHED))
-#define DEFAULT_POLKIT_ACTION "io.iommufd.broker.acquire"
-#define DEFAULT_POLKIT_ACTION_MANAGED "io.iommufd.broker.acquire-managed"
-#define BUILTIN_RULE "built-in default"
+#include "policy-internal.h"
 
 #define HEX_CHARS "0123456789abcdef"
 #define UNIT_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.@"
-
-/* uids, gids or IOMMU group numbers; NULL v means "not given". */
-typedef struct NumList {
-        unsigned *v;
-        size_t n;
-} NumList;
-
-typedef struct Rule {
-        char *name;                     /* "policy.d/10-vm.json rule 2" */
-        char **addresses, **ids, **classes;     /* globs, NULL: any */
-        NumList iommu_groups;
-        NumList uids, gids;
-        char **units;                   /* globs */
-        bool allow, managed;
-        unsigned modes;                 /* MODE_BIT()s */
-        char *polkit_action;            /* NULL: no polkit check */
-        bool polkit_default;            /* "polkit": true: the action depends on managed */
-        uint64_t memlock;               /* least RLIMIT_MEMLOCK to give; 0: leave it alone */
-} Rule;
-
-struct Policy {
-        Rule *rules;
-        size_t n_rules;
-        MemlockAccounting memlock_accounting;
-};
 
 /* Where we are while loading, so every error line can say so. */
 typedef struct Loader {
@@ -58,7 +27,7 @@ typedef struct Loader {
         unsigned n_errors;
 } Loader;
 
-static const char *const mode_names[_ACQUIRE_MODE_MAX] = {
+const char *const policy_mode_names[_ACQUIRE_MODE_MAX] = {
         [ACQUIRE_MODE_UNBOUND] = "unbound",
         [ACQUIRE_MODE_BOUND] = "bound",
         [ACQUIRE_MODE_ATTACHED] = "attached",
@@ -67,12 +36,12 @@ static const char *const mode_names[_ACQUIRE_MODE_MAX] = {
 const char *acquire_mode_to_string(AcquireMode m) {
         if (m < 0 || m >= _ACQUIRE_MODE_MAX)
                 return NULL;
-        return mode_names[m];
+        return policy_mode_names[m];
 }
 
 AcquireMode acquire_mode_from_string(const char *s) {
         for (int m = 0; s && m < _ACQUIRE_MODE_MAX; m++)
-                if (streq(mode_names[m], s))
+                if (streq(policy_mode_names[m], s))
                         return (AcquireMode) m;
         return _ACQUIRE_MODE_INVALID;
 }
@@ -734,104 +703,4 @@ int policy_load(const char *path, const char *dropin_dir, FILE *errors, Policy *
         log_debug("policy: %zu rules", p->n_rules);
         *ret = TAKE_PTR(p);
         return 0;
-}
-
-/* ---- checking ---- */
-
-static bool globs_match(char **globs, const char *s) {
-        if (!globs)
-                return true;
-        for (char **g = globs; *g; g++)
-                if (fnmatch(*g, s, 0) == 0)
-                        return true;
-        return false;
-}
-
-static bool nums_contain(const NumList *l, unsigned v) {
-        for (size_t i = 0; i < l->n; i++)
-                if (l->v[i] == v)
-                        return true;
-        return false;
-}
-
-static bool rule_matches_device(const Rule *r, const Device *d) {
-        char id[16], class[16];
-
-        snprintf(id, sizeof(id), "%04x:%04x", d->vendor_id, d->device_id);
-        snprintf(class, sizeof(class), "0x%06x", d->class & 0xffffffu);
-        if (!globs_match(r->addresses, d->address) || !globs_match(r->ids, id) || !globs_match(r->classes, class))
-                return false;
-        if (r->iommu_groups.v && (d->iommu_group < 0 || !nums_contain(&r->iommu_groups, d->iommu_group)))
-                return false;
-        return true;
-}
-
-static bool rule_matches_principal(const Rule *r, const Principal *who) {
-        if (nums_contain(&r->uids, who->uid))
-                return true;
-        for (size_t i = 0; i < r->gids.n; i++)
-                if (principal_in_group(who, r->gids.v[i]))
-                        return true;
-        return who->unit && r->units && globs_match(r->units, who->unit);
-}
-
-static void format_modes(unsigned modes, char *buf, size_t size) {
-        size_t n = 0;
-
-        buf[0] = 0;
-        for (int m = 0; m < _ACQUIRE_MODE_MAX; m++)
-                if (modes & MODE_BIT(m))
-                        n += snprintf(buf + n, size - n, "%s%s", n ? "," : "", mode_names[m]);
-}
-
-static void decide_by_rule(const Rule *r, const Principal *who, const Device *d, AcquireMode mode,
-                           bool managed, PolicyDecision *ret) {
-        char modes[64];
-
-        ret->rule = r->name;
-        if (!r->allow) {
-                snprintf(ret->reason, sizeof(ret->reason), "%s denies uid %u access to %s", r->name,
-                         (unsigned) who->uid, d->address);
-                return;
-        }
-        if (!(r->modes & MODE_BIT(mode))) {
-                format_modes(r->modes, modes, sizeof(modes));
-                snprintf(ret->reason, sizeof(ret->reason), "%s allows modes %s; %s was asked", r->name, modes,
-                         mode_names[mode]);
-                return;
-        }
-        if (managed && !r->managed) {
-                snprintf(ret->reason, sizeof(ret->reason),
-                         "%s does not allow managed acquire (driver rebinding) of %s", r->name, d->address);
-                return;
-        }
-        ret->managed_allowed = r->managed;
-        ret->polkit_action = r->polkit_default && managed ? DEFAULT_POLKIT_ACTION_MANAGED : r->polkit_action;
-        ret->verdict = r->polkit_action ? POLICY_ALLOW_WITH_POLKIT : POLICY_ALLOW;
-        ret->memlock = r->memlock;
-}
-
-void policy_check(const Policy *p, const Principal *who, const Device *d, AcquireMode mode, bool managed,
-                  PolicyDecision *ret) {
-        *ret = (PolicyDecision) { .verdict = POLICY_DENY, .rule = BUILTIN_RULE };
-
-        if (!who || !d || mode < 0 || mode >= _ACQUIRE_MODE_MAX) {
-                snprintf(ret->reason, sizeof(ret->reason), "invalid policy query");
-                return;
-        }
-        for (size_t i = 0; p && i < p->n_rules; i++) {
-                const Rule *r = &p->rules[i];
-
-                if (rule_matches_device(r, d) && rule_matches_principal(r, who)) {
-                        decide_by_rule(r, who, d, mode, managed, ret);
-                        return;
-                }
-        }
-        if (who->uid == 0) {
-                ret->verdict = POLICY_ALLOW;
-                ret->managed_allowed = true;
-                return;
-        }
-        snprintf(ret->reason, sizeof(ret->reason), "no policy rule grants uid %u access to %s",
-                 (unsigned) who->uid, d->address);
 }
