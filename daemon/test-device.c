@@ -308,6 +308,51 @@ static void check_normalize(const char *in, const char *expect) {
                 test_failures++;
 }
 
+/* The IOMMU's kind comes from the class device behind <device>/iommu. */
+static void test_iommu_from_sysfs(void) {
+        static const struct {
+                const char *bdf, *iommu, *file, *ecap;
+                uint32_t type;
+                uint64_t caps;
+        } cases[] = {
+                /* VT-d with scalable mode but no second-stage A/D: no dirty tracking. */
+                { "0000:10:00.0", "virtual/iommu/dmar0", "intel-iommu/ecap", "f0000000000", 1, 0 },
+                { "0000:10:01.0", "virtual/iommu/dmar1", "intel-iommu/ecap", "f050da", 1, 0 },
+                { "0000:10:02.0", "pci0000:00/0000:00:00.2/iommu/ivhd0", "amd-iommu/cap", "40", 4, 0 },
+                { "0000:10:03.0", "platform/arm-smmu-v3.0.auto/iommu/smmu3.0x0000000009050000", NULL, NULL, 2, 0 },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char rel[512], target[512];
+
+                make_device(cases[i].bdf, "0x1b36", "0x0010", "0x010802");
+                snprintf(rel, sizeof(rel), "devices/pci0000:00/%s/iommu", cases[i].bdf);
+                snprintf(target, sizeof(target), "../../%s", cases[i].iommu);
+                symlink_to(rel, target);
+                snprintf(rel, sizeof(rel), "devices/%s/%s", cases[i].iommu, cases[i].file ?: "name");
+                write_file(rel, cases[i].ecap ?: "smmu");
+        }
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(device_freep) Device *d = read_or_die(cases[i].bdf);
+                CHECK_MSG(d->hw_info.valid && d->hw_info.type == cases[i].type &&
+                          d->hw_info.capabilities == cases[i].caps, "%s: IOMMU type %u caps %#llx from sysfs",
+                          cases[i].bdf, d->hw_info.type, (unsigned long long) d->hw_info.capabilities);
+        }
+        {
+                _cleanup_(device_freep) Device *d = read_or_die("0000:07:00.0");
+                CHECK_MSG(!d->hw_info.valid, "no iommu link: no IOMMU info");
+        }
+        write_file("devices/virtual/iommu/dmar2/intel-iommu/ecap", "8f0000000000");
+        make_device("0000:10:04.0", "0x1b36", "0x0010", "0x010802");
+        symlink_to("devices/pci0000:00/0000:10:04.0/iommu", "../../virtual/iommu/dmar2");
+        {
+                _cleanup_(device_freep) Device *d = read_or_die("0000:10:04.0");
+                CHECK_MSG(d->hw_info.valid && d->hw_info.type == 1 && d->hw_info.capabilities == 1,
+                          "VT-d ecap with SMTS and SSADS: dirty tracking (caps %#llx)",
+                          (unsigned long long) d->hw_info.capabilities);
+        }
+}
+
 static void test_normalize(void) {
         check_normalize("0000:03:00.0", "0000:03:00.0");
         check_normalize("03:00.0", "0000:03:00.0");
@@ -431,6 +476,7 @@ int main(void) {
         test_read_errors();
         test_refresh();
         test_normalize();
+        test_iommu_from_sysfs();
         test_type_names();
         test_static_inventory();
 
