@@ -49,7 +49,7 @@ static bool use_journal(void) {
         return !test_stream && getenv("JOURNAL_STREAM");
 }
 
-static void write_line(FILE *f, Entry *e) {
+static void format_line(FILE *f, Entry *e) {
         const char *message = "";
 
         fputs("AUDIT", f);
@@ -67,6 +67,23 @@ static void write_line(FILE *f, Entry *e) {
                 else if (p[1])
                         fputs("; ", f);
         fputc('\n', f);
+}
+
+/* One write per entry: stderr is unbuffered, and a character at a time
+ * costs a system call each (160 per lease in the fast-path bench). */
+static void write_line(FILE *f, Entry *e) {
+        _cleanup_free_ char *line = NULL;
+        size_t size = 0;
+        FILE *m = open_memstream(&line, &size);
+
+        if (!m) {
+                format_line(f, e);
+                fflush(f);
+                return;
+        }
+        format_line(m, e);
+        if (fclose(m) == 0 && line)
+                fwrite(line, 1, size, f);
         fflush(f);
 }
 
