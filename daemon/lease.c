@@ -163,6 +163,12 @@ typedef struct ScanJob {
         bool test_bind;
 } ScanJob;
 
+/* Whether IOMMU_GET_HW_INFO on our context tells when the device is free:
+ * a bound lease whose iommufd we still have. */
+static bool lease_kernel_answers(const Lease *l) {
+        return l->dev_id != 0 && l->iommufd >= 0;
+}
+
 static const KernelOps *scan_kernel;   /* set in the worker before scanning */
 
 static bool file_matches(const struct stat *st, const char *link, const HolderTarget *t) {
@@ -236,16 +242,16 @@ static void on_scan_done(int result, const char *output, void *userdata) {
         if (!l->held_by && strstr(output, "BOUND"))
                 l->held_by = strdup("an fd no process shows (in flight in a socket?)");
 
-        /* Only an unbound lease is decided by the scan; a bound one by the
-         * kernel's own answer in lease_check_now(). */
-        if (l->dev_id == 0 && strstr(output, "FREE")) {
+        /* The scan decides only where the kernel gives no answer; a bound
+         * lease with its context is decided in lease_check_now(). */
+        if (!lease_kernel_answers(l) && strstr(output, "FREE")) {
                 lease_end(l, l->reason);
                 return;
         }
         /* No process holds it, yet a test bind is refused: an fd in flight
          * in a socket queue, or a device the kernel will not bind at all.
          * A queue is read or dropped soon; after a few scans, stop waiting. */
-        if (l->dev_id == 0 && !held_by_process && strstr(output, "BOUND")) {
+        if (!lease_kernel_answers(l) && !held_by_process && strstr(output, "BOUND")) {
                 if (++l->unseen_scans >= UNSEEN_SCANS_MAX) {
                         log_warning("%s: no process holds the device but the kernel refuses to bind it; "
                                     "ending the lease", l->address);
@@ -277,7 +283,9 @@ static void start_scan(Lease *l) {
         job = calloc(1, sizeof(*job));
         if (!job)
                 return;
-        *job = (ScanJob) { .kernel = k, .device = *l->device, .test_bind = l->dev_id == 0 };
+        /* Without the kernel's own answer (unbound, or a bound lease whose
+         * iommufd did not survive a restart), a test bind confirms the scan. */
+        *job = (ScanJob) { .kernel = k, .device = *l->device, .test_bind = !lease_kernel_answers(l) };
         snprintf(job->target.address, sizeof(job->target.address), "%s", l->address);
         job->target.devnum = l->devnum;
         r = worker_start(manager_event(l->manager), l->address, SCAN_TIMEOUT_USEC, scan_worker, job, on_scan_done,
@@ -303,7 +311,7 @@ void lease_check_now(Lease *l) {
 
         if (l->state != LEASE_STATE_RELEASING)
                 return;
-        if (l->dev_id != 0 && l->iommufd >= 0) {
+        if (lease_kernel_answers(l)) {
                 int r = bound_device_exists(l);
                 if (r == 0) {
                         lease_end(l, l->reason);

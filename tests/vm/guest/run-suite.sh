@@ -13,7 +13,12 @@ set -euo pipefail
 
 results=${1:?results dir}
 build=${IOMMUFD_VM_BUILD:?}
-cases=(attached dma unbound capabilities dbus managed groups hotunplug)
+cases=(attached dma unbound capabilities dbus managed groups)
+# Lease cases (vm-leases): those that restart the daemon come after hotunplug,
+# which counts the first daemon's fds; hotunplug removes the edu, so the edu
+# cases come before it.
+lease_cases=(release-holding unbound-free child-keeps admin-fence group-open-ebusy)
+lease_restart_cases=(restart rebind-crash)
 case_timeout=60
 
 say() {
@@ -22,7 +27,7 @@ say() {
         echo "vm-suite [$up]: $*"
 }
 
-echo "smoke ${cases[*]} bench" > "$results/planned"
+echo "smoke ${cases[*]} ${lease_cases[*]} hotunplug ${lease_restart_cases[*]} bench" > "$results/planned"
 touch "$results/started"
 say "started"
 
@@ -93,6 +98,19 @@ export BROKER_SOCKET=$socket BROKER_PID=$broker_pid
 for c in "${cases[@]}"; do
         run_case "$c" "$build/tests/vm/vm-cases" "$c"
 done
+for c in "${lease_cases[@]}"; do
+        run_case "$c" "$build/tests/vm/vm-leases" "$c"
+done
+run_case hotunplug "$build/tests/vm/vm-cases" hotunplug
+rm -f /run/vm-broker.pid
+for c in "${lease_restart_cases[@]}"; do
+        run_case "$c" "$build/tests/vm/vm-leases" "$c"
+done
+# A case that restarted the daemon left the new one's pid here.
+if [ -s /run/vm-broker.pid ]; then
+        broker_pid=$(cat /run/vm-broker.pid)
+        cat /run/vm-broker-restarted.log >> "$results/daemon.log" 2>/dev/null || true
+fi
 # The fast-path ratios (printed, not asserted as timings).
 run_case bench "$build/tests/vm/vm-bench"
 grep -h "fast path" "$results/bench.log" 2>/dev/null | sed 's/^/vm-suite: /' || true
@@ -103,6 +121,7 @@ if ! kill -0 "$broker_pid" 2>/dev/null; then
 fi
 kill "$broker_pid" 2>/dev/null || true
 wait "$broker_pid" 2>/dev/null || true
+for _ in $(seq 50); do kill -0 "$broker_pid" 2>/dev/null || break; sleep 0.1; done
 if [ "$failed" != 0 ]; then
         say "daemon log:"
         sed 's/^/  daemon| /' "$results/daemon.log"

@@ -426,6 +426,14 @@ static int client_hotunplug(void *userdata) {
                 CHECK_OK(r, "next event");
                 if (r > 0) {
                         vm_log("event %s %s %s", ev.type, ev.address, ev.reason);
+                        /* The kernel asked the broker (which registered the
+                         * request eventfd) for the device; it passes that on.
+                         * The lease ends once we let go. */
+                        if (streq(ev.type, "lease-releasing") && streq(ev.address, edu) && l) {
+                                CHECK(streq(ev.reason, "unplug-requested"), "releasing because '%s'", ev.reason);
+                                iommufd_broker_lease_free(l);
+                                l = NULL;
+                        }
                         if (streq(ev.type, "lease-ended") && streq(ev.address, edu))
                                 break;
                         continue;
@@ -436,7 +444,7 @@ static int client_hotunplug(void *userdata) {
         }
         CHECK(streq(ev.reason, "unplug-requested") || streq(ev.reason, "device-removed"),
               "lease ended with reason '%s'", ev.reason);
-        iommufd_broker_lease_free(l);   /* closing our fds lets the removal finish */
+        CHECK(!l, "the lease ended while we still held its fds");
         return 0;
 }
 
