@@ -39,6 +39,7 @@ typedef struct BrokerTransport {
         int (*acquire)(iommufd_broker *b, const char *const *devices, size_t n_devices,
                        iommufd_broker_mode mode, unsigned flags, iommufd_broker_lease **ret);
         int (*release)(iommufd_broker *b, const char *const *devices, size_t n_devices);
+        int (*revoke)(iommufd_broker *b, const char *device, unsigned timeout_sec);
         int (*event_fd)(iommufd_broker *b);
         int (*next_event)(iommufd_broker *b, iommufd_broker_event *ret);
 } BrokerTransport;

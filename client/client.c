@@ -266,6 +266,17 @@ _public_ int iommufd_broker_release(iommufd_broker *b, const char *const *device
         return b->transport->release(b, devices, n_devices);
 }
 
+_public_ int iommufd_broker_revoke(iommufd_broker *b, const char *device, unsigned timeout_sec) {
+        if (!b)
+                return -EINVAL;
+        client_clear_error(b);
+        if (!device || !*device)
+                return client_set_error(b, -EINVAL, CLIENT_ERROR_LOCAL, "no device given");
+        if (timeout_sec > 3600)
+                return client_set_error(b, -EINVAL, CLIENT_ERROR_LOCAL, "timeout of more than an hour");
+        return b->transport->revoke(b, device, timeout_sec ?: 30);
+}
+
 _public_ int iommufd_broker_event_fd(iommufd_broker *b) {
         if (!b)
                 return -EINVAL;

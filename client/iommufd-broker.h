@@ -124,6 +124,11 @@ void iommufd_broker_lease_free(iommufd_broker_lease *l);
 /* End leases; n_devices == 0 ends all of this connection's. */
 int iommufd_broker_release(iommufd_broker *b, const char *const *devices, size_t n_devices);
 
+/* Ask for a device leased to someone else back (root, or polkit action
+ * io.iommufd.broker.revoke). Returns once the lease ended, or -ETIMEDOUT
+ * with error RevokeTimeout naming the holder after timeout_sec (0: 30). */
+int iommufd_broker_revoke(iommufd_broker *b, const char *device, unsigned timeout_sec);
+
 typedef struct iommufd_broker_event {
         char type[32];                  /* "device-added", "device-removed", "device-changed",
                                            "lease-acquired", "lease-ended" */

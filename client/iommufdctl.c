@@ -255,6 +255,47 @@ static int cmd_info(int argc, char **argv) {
         return 0;
 }
 
+static const char *value_of(const char *arg, const char *option);
+
+/* revoke DEV [--timeout S]: ask the holder to let go; waits until it did. */
+static int cmd_revoke(int argc, char **argv) {
+        _cleanup_(broker_freep) iommufd_broker *b = NULL;
+        const char *device = NULL;
+        unsigned long timeout = 30;
+        int r;
+
+        for (int i = 1; i < argc; i++) {
+                const char *v = value_of(argv[i], "--timeout");
+
+                if (streq(argv[i], "--timeout") || v) {
+                        char *end;
+
+                        if (!v && i + 1 >= argc)
+                                return usage_error("revoke: --timeout needs seconds");
+                        v = v ?: argv[++i];
+                        errno = 0;
+                        timeout = strtoul(v, &end, 10);
+                        if (errno || end == v || *end || timeout == 0 || timeout > 3600)
+                                return usage_error("revoke: --timeout takes 1..3600 seconds, not '%s'", v);
+                } else if (argv[i][0] == '-')
+                        return usage_error("revoke: unknown option '%s'", argv[i]);
+                else if (device)
+                        return usage_error("revoke: expects exactly one device");
+                else
+                        device = argv[i];
+        }
+        if (!device)
+                return usage_error("revoke: expects a device");
+        r = connect_broker(&b);
+        if (r != 0)
+                return r;
+        r = iommufd_broker_revoke(b, device, (unsigned) timeout);
+        if (r < 0)
+                return broker_failed(b, r, "revoke");
+        printf("%s: revoked\n", device);
+        return 0;
+}
+
 /* --- Events and signals, for acquire, monitor and run --- */
 
 static void print_event(FILE *f, const char *prefix, const iommufd_broker_event *e) {
@@ -659,6 +700,9 @@ static void help(void) {
                "                                   lease devices (default mode: unbound) and run\n"
                "                                   CMD with the fds; {iommufd}, {dev0}, {dev1}...\n"
                "                                   in CMD ARGS become the fd numbers\n"
+               "  revoke DEV [--timeout S]         take DEV back from its holder (root): asks it\n"
+               "                                   through vfio-pci's device request, waits until\n"
+               "                                   it let go or S seconds (default 30) passed\n"
                "\n"
                "Options:\n"
                "  --socket PATH     varlink socket (default: $IOMMUFD_BROKER_SOCKET or\n"
@@ -727,6 +771,7 @@ int main(int argc, char **argv) {
                 { "acquire", cmd_acquire },
                 { "monitor", cmd_monitor },
                 { "run",     cmd_run },
+                { "revoke",  cmd_revoke },
         };
         int r, i = 0;
 

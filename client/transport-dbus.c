@@ -464,6 +464,30 @@ static int dbus_acquire(iommufd_broker *b, const char *const *devices, size_t n_
         return 0;
 }
 
+static int dbus_revoke(iommufd_broker *b, const char *device, unsigned timeout_sec) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        /* The broker answers once the lease ended or its timeout passed. */
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+
+        r = sd_bus_message_new_method_call(transport(b)->bus, &m, BROKER_DBUS_NAME, BROKER_DBUS_PATH,
+                                           BROKER_DBUS_INTERFACE, "Revoke");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "su", device, (uint32_t) timeout_sec);
+        if (r < 0)
+                return bus_error(b, r, NULL, "Revoke");
+        r = sd_bus_call(transport(b)->bus, m, (uint64_t) timeout_sec * 1000000ULL + CLIENT_CALL_TIMEOUT_USEC, &error,
+                        &reply);
+        if (r < 0) {
+                r = bus_error(b, r, &error, "Revoke");
+                sd_bus_error_free(&error);
+                return r;
+        }
+        return 0;
+}
+
 static int dbus_release(iommufd_broker *b, const char *const *devices, size_t n_devices) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -605,6 +629,7 @@ const BrokerTransport broker_transport_dbus = {
         .get = dbus_get,
         .acquire = dbus_acquire,
         .release = dbus_release,
+        .revoke = dbus_revoke,
         .event_fd = dbus_event_fd,
         .next_event = dbus_next_event,
 };

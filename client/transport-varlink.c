@@ -381,6 +381,17 @@ static int varlink_release(iommufd_broker *b, const char *const *devices, size_t
         return simple_call(b, "Release", call_params, &params);
 }
 
+static int varlink_revoke(iommufd_broker *b, const char *device, unsigned timeout_sec) {
+        _cleanup_json_ json_t *params = NULL;
+        json_t *call_params = json_pack("{s:s, s:I}", "device", device, "timeoutSeconds", (json_int_t) timeout_sec);
+
+        if (!call_params)
+                return client_set_error(b, -ENOMEM, CLIENT_ERROR_LOCAL, "out of memory");
+        /* The broker answers once the lease ended or its timeout passed. */
+        return connection_call(b, &transport(b)->call, "Revoke", call_params, false,
+                               (uint64_t) timeout_sec * 1000000ULL + CLIENT_CALL_TIMEOUT_USEC, &params, NULL, NULL);
+}
+
 static int set_nonblock(int fd) {
         int flags = fcntl(fd, F_GETFL);
 
@@ -472,6 +483,7 @@ const BrokerTransport broker_transport_varlink = {
         .get = varlink_get,
         .acquire = varlink_acquire,
         .release = varlink_release,
+        .revoke = varlink_revoke,
         .event_fd = varlink_event_fd,
         .next_event = varlink_next_event,
 };

@@ -12,6 +12,7 @@
 #include "dbus-broker.h"
 #include "dbus-device.h"
 #include "log.h"
+#include "revoke.h"
 #include "session.h"
 #include "varlink-broker.h"
 
@@ -424,6 +425,64 @@ static int method_release_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         return sd_bus_reply_method_return(m, NULL);
 }
 
+/* --- Revoke --- */
+
+#define REVOKE_DEFAULT_TIMEOUT_SEC 30
+#define REVOKE_MAX_TIMEOUT_SEC     3600
+
+/* Who may take a device from its holder: root. The polkit check of action
+ * io.iommufd.broker.revoke plugs in here for everyone else. */
+static bool revoke_allowed(const Principal *p) {
+        return p && p->uid == 0;
+}
+
+/* The call is answered when the lease ended or the timeout passed. */
+static void on_revoke_done(int result, const BrokerError *err, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = userdata;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        BrokerError e = err ? *err : (BrokerError) {};
+
+        if (result < 0) {
+                (void) reply_broker_error(&error, result, &e);
+                (void) sd_bus_reply_method_error(m, &error);
+        } else
+                (void) sd_bus_reply_method_return(m, NULL);
+}
+
+static int method_revoke(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        DbusBroker *b = userdata;
+        _cleanup_(principal_freep) Principal *caller = NULL;
+        BrokerError err = {};
+        const char *device;
+        uint32_t seconds;
+        int r;
+
+        r = sd_bus_message_read(m, "su", &device, &seconds);
+        if (r < 0)
+                return r;
+        if (seconds == 0)
+                seconds = REVOKE_DEFAULT_TIMEOUT_SEC;
+        if (seconds > REVOKE_MAX_TIMEOUT_SEC)
+                return reply_error(error, -EINVAL, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                   "timeout_sec is more than an hour");
+        r = dbus_principal_from_message(m, &caller);
+        if (r < 0)
+                return reply_error(error, r, BROKER_ERROR_PERMISSION_DENIED, NULL,
+                                   "cannot tell who is calling");
+        if (!revoke_allowed(caller))
+                return reply_error(error, -EPERM, BROKER_ERROR_PERMISSION_DENIED, NULL,
+                                   "Revoke needs root (or polkit action io.iommufd.broker.revoke)");
+
+        sd_bus_message_ref(m);
+        r = manager_revoke(b->manager, device, caller->uid, (uint64_t) seconds * 1000000ULL, on_revoke_done, m,
+                           NULL, &err);
+        if (r < 0) {
+                sd_bus_message_unref(m);
+                return reply_broker_error(error, r, &err);
+        }
+        return 1;       /* answered by on_revoke_done(), perhaps already */
+}
+
 static int property_get_version(sd_bus *bus, const char *path, const char *interface,
                                 const char *property, sd_bus_message *reply, void *userdata,
                                 sd_bus_error *error) {
@@ -443,6 +502,8 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_acquire_devices, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ReleaseDevices", SD_BUS_ARGS("as", devices), SD_BUS_NO_RESULT,
                                 method_release_devices, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Revoke", SD_BUS_ARGS("s", device, "u", timeout_sec), SD_BUS_NO_RESULT,
+                                method_revoke, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("DeviceAdded", SD_BUS_ARGS("s", address, "o", device), 0),
         SD_BUS_SIGNAL_WITH_ARGS("DeviceRemoved", SD_BUS_ARGS("s", address, "o", device), 0),
         SD_BUS_SIGNAL_WITH_ARGS("LeaseAcquired", SD_BUS_ARGS("s", address, "t", session), 0),

@@ -12,6 +12,7 @@
 #include "lease-store.h"
 #include "lease.h"
 #include "log.h"
+#include "revoke.h"
 
 /* A releasing lease is polled: the kernel sends no event when the last fd of
  * a vfio device closes. IOMMU_GET_HW_INFO is one cheap ioctl, so bound
@@ -94,6 +95,10 @@ void lease_end(Lease *l, const char *reason) {
         else
                 audit_lease_end(&record, reason);
 
+        /* A revoke's worker is still unbinding vfio-pci: it restores the
+         * driver when done, so the two never race over the device. */
+        if (l->revoking && !l->revoke_unbound)
+                restore = false;
         manager_unlink_lease(m, l);
         log_info("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, l->session_id,
                  (unsigned) l->uid, reason);
@@ -119,7 +124,10 @@ void lease_end(Lease *l, const char *reason) {
                 (void) lease_store_remove(manager_lease_store(m), l->address);
 
         manager_emit(m, &(BrokerEvent) { .type = BROKER_EVENT_DEVICE_CHANGED, .address = l->address, .device = d });
+        char address[16];
+        memcpy(address, l->address, sizeof(address));
         lease_free(l);
+        revoke_lease_ended(m, address);
 }
 
 AuditLease lease_audit_record(const Lease *l) {

@@ -59,6 +59,7 @@ struct Lease {
 
         int request_fd;                 /* eventfd vfio-pci signals on unplug/unbind */
         bool revoking;                  /* an admin asked for it back (Revoke) */
+        bool revoke_unbound;            /* ... and vfio-pci is off the device now */
         sd_event_source *request_source;
 
         /* While releasing: poll with backoff, plus a /proc scan worker that

@@ -8,6 +8,7 @@
 #include "device-json.h"
 #include "log.h"
 #include "protocol-data.h"
+#include "revoke.h"
 #include "session.h"
 #include "varlink-broker.h"
 
@@ -298,6 +299,84 @@ static int method_release(VarlinkCall *call, json_t *parameters, void *userdata)
         return varlink_call_reply(call, NULL);
 }
 
+/* --- Revoke --- */
+
+#define REVOKE_DEFAULT_TIMEOUT_SEC 30
+#define REVOKE_MAX_TIMEOUT_SEC     3600
+
+/* Who may take a device from its holder: root. The polkit check of action
+ * io.iommufd.broker.revoke plugs in here for everyone else. */
+static bool revoke_allowed(const Principal *p) {
+        return p && p->uid == 0;
+}
+
+typedef struct PendingRevoke {
+        VarlinkCall *call;
+        Revoke *revoke;
+} PendingRevoke;
+
+static void on_revoke_call_gone(VarlinkCall *call, void *userdata) {
+        PendingRevoke *p = userdata;
+
+        /* The caller hung up: the revoke itself goes on. */
+        revoke_cancel(p->revoke);
+        free(p);
+}
+
+static void on_revoke_done(int result, const BrokerError *err, void *userdata) {
+        PendingRevoke *p = userdata;
+        VarlinkCall *call = p->call;
+        BrokerError e = err ? *err : (BrokerError) {};
+
+        varlink_call_set_destroy(call, NULL, NULL);
+        free(p);
+        if (result < 0)
+                (void) reply_broker_error(call, result, &e);
+        else
+                (void) varlink_call_reply(call, NULL);
+}
+
+static int method_revoke(VarlinkCall *call, json_t *parameters, void *userdata) {
+        static const VarlinkField fields[] = {
+                { "device", VARLINK_TYPE_STRING },
+                { "timeoutSeconds", VARLINK_TYPE_INT, .optional = true },
+                {}
+        };
+        Manager *m = userdata;
+        const Principal *caller = call_viewer(call);
+        json_t *timeout = json_object_get(parameters, "timeoutSeconds");
+        json_int_t seconds = REVOKE_DEFAULT_TIMEOUT_SEC;
+        BrokerError err = {};
+        PendingRevoke *p;
+        int r;
+
+        if (check_parameters(call, parameters, fields) < 0)
+                return 0;
+        if (json_is_integer(timeout)) {
+                seconds = json_integer_value(timeout);
+                if (seconds <= 0 || seconds > REVOKE_MAX_TIMEOUT_SEC)
+                        return varlink_call_error_invalid_parameter(call, "timeoutSeconds");
+        }
+        if (!revoke_allowed(caller))
+                return varlink_call_error_broker(call, BROKER_ERROR_PERMISSION_DENIED,
+                                                 json_string_value(json_object_get(parameters, "device")),
+                                                 "Revoke needs root (or polkit action io.iommufd.broker.revoke)");
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->call = call;
+        varlink_call_set_destroy(call, on_revoke_call_gone, p);
+        r = manager_revoke(m, json_string_value(json_object_get(parameters, "device")), caller->uid,
+                           (uint64_t) seconds * 1000000ULL, on_revoke_done, p, &p->revoke, &err);
+        if (r < 0) {
+                varlink_call_set_destroy(call, NULL, NULL);
+                free(p);
+                return reply_broker_error(call, r, &err);
+        }
+        return 0;       /* answered by on_revoke_done(), perhaps already */
+}
+
 /* --- Monitor --- */
 
 /*
@@ -486,6 +565,7 @@ static const VarlinkMethod broker_methods[] = {
         { "GetDevice", method_get_device, 0 },
         { "Acquire", method_acquire, 0 },
         { "Release", method_release, 0 },
+        { "Revoke", method_revoke, 0 },
         { "Monitor", method_monitor, VARLINK_METHOD_MORE },
         {}
 };

@@ -24,7 +24,8 @@
         X(LIMIT_EXCEEDED,         "LimitExceeded",      EUSERS)         \
         X(KERNEL_ERROR,           "KernelError",        EIO)            \
         X(INTERACTIVE_AUTHORIZATION_REQUIRED, "InteractiveAuthorizationRequired", EACCES) \
-        X(AUTHORIZATION_UNAVAILABLE, "AuthorizationUnavailable", EHOSTDOWN)
+        X(AUTHORIZATION_UNAVAILABLE, "AuthorizationUnavailable", EHOSTDOWN) \
+        X(REVOKE_TIMEOUT,         "RevokeTimeout",      ETIMEDOUT)
 
 typedef enum BrokerErrorCode {
         BROKER_OK = 0,

@@ -723,6 +723,52 @@ def lease_child_keeps_fds(ctx):
     finish(d)
 
 
+@case
+def revoke(ctx):
+    """Revoke: root only; NotHeld for a free device; a holder that ignores the
+    request costs the caller the timeout and a RevokeTimeout naming it; one
+    that lets go (iommufdctl acquire, on lease-releasing) ends the lease."""
+    d = ctx.daemon()
+    d.take_baseline()
+    with d.connect() as c:
+        expect_device_error(c.call(B + "Revoke", {"device": "0000:00:02.0"}), "NotHeld", "0000:00:02.0",
+                            "Revoke of a device nobody holds")
+        holder = d.connect()
+        r = acquire(holder, ["0000:00:02.0"], "bound")
+
+        def as_nobody():
+            with d.connect() as c2:
+                return c2.call(B + "Revoke", {"device": "0000:00:02.0"}).error
+        check_eq(run_as(NOBODY, as_nobody), B + "PermissionDenied", f"Revoke by uid {NOBODY}")
+        expect_error(c.call(B + "Revoke", {"device": "0000:00:02.0", "timeoutSeconds": 0}), SVC + "InvalidParameter", "timeout 0")
+
+        start = time.monotonic()
+        p = expect_device_error(c.call(B + "Revoke", {"device": "0000:00:02.0", "timeoutSeconds": 1}),
+                                "RevokeTimeout", "0000:00:02.0", "a holder that ignores the request")
+        took = time.monotonic() - start
+        check(0.9 <= took < 5, f"RevokeTimeout after {took:.2f}s, asked for 1s")
+        check(f"pid {os.getpid()}" in p["message"], f"RevokeTimeout does not name the holder: {p['message']!r}")
+        dev = d.get_device("0000:00:02.0")
+        check_eq(dev["state"], "releasing", "state of a device being revoked")
+        check("revoked" in dev.get("reason", ""), f"reason: {dev.get('reason')!r}")
+        r.close_fds()
+        holder.close()
+        d.wait_state("0000:00:02.0", "available", 3.0)
+
+    # A holder that lets go when asked.
+    proc = ctx.spawn([env_path("IOMMUFDCTL"), "--socket", d.socket, "acquire", "00:02.0"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.readline()
+    d.wait_state("0000:00:02.0", "leased", 5.0)
+    p = subprocess.run([env_path("IOMMUFDCTL"), "--socket", d.socket, "revoke", "00:02.0", "--timeout", "10"],
+                       capture_output=True, text=True, timeout=30)
+    check_eq(p.returncode, 0, f"iommufdctl revoke: {p.stderr!r}")
+    check("revoked" in p.stdout, f"iommufdctl revoke said {p.stdout!r}")
+    proc.wait(10)
+    d.wait_state("0000:00:02.0", "available", 3.0)
+    finish(d)
+
+
 # ==========================================================================
 # policy
 # ==========================================================================

@@ -17,7 +17,7 @@ cases=(attached dma unbound capabilities dbus managed groups)
 # Lease cases (vm-leases): those that restart the daemon come after hotunplug,
 # which counts the first daemon's fds; hotunplug removes the edu, so the edu
 # cases come before it.
-lease_cases=(release-holding unbound-free child-keeps admin-fence group-open-ebusy)
+lease_cases=(release-holding unbound-free child-keeps admin-fence group-open-ebusy revoke)
 lease_restart_cases=(restart rebind-crash)
 case_timeout=60
 
@@ -27,7 +27,7 @@ say() {
         echo "vm-suite [$up]: $*"
 }
 
-echo "smoke ${cases[*]} ${lease_cases[*]} hotunplug ${lease_restart_cases[*]} bench" > "$results/planned"
+echo "smoke ${cases[*]} ${lease_cases[*]} bench hotunplug ${lease_restart_cases[*]}" > "$results/planned"
 touch "$results/started"
 say "started"
 
@@ -101,6 +101,9 @@ done
 for c in "${lease_cases[@]}"; do
         run_case "$c" "$build/tests/vm/vm-leases" "$c"
 done
+# The fast-path ratios (printed, not asserted as timings), while the edu is there.
+run_case bench "$build/tests/vm/vm-bench"
+grep -h "fast path" "$results/bench.log" 2>/dev/null | sed 's/^/vm-suite: /' || true
 run_case hotunplug "$build/tests/vm/vm-cases" hotunplug
 rm -f /run/vm-broker.pid
 for c in "${lease_restart_cases[@]}"; do
@@ -111,9 +114,6 @@ if [ -s /run/vm-broker.pid ]; then
         broker_pid=$(cat /run/vm-broker.pid)
         cat /run/vm-broker-restarted.log >> "$results/daemon.log" 2>/dev/null || true
 fi
-# The fast-path ratios (printed, not asserted as timings).
-run_case bench "$build/tests/vm/vm-bench"
-grep -h "fast path" "$results/bench.log" 2>/dev/null | sed 's/^/vm-suite: /' || true
 
 if ! kill -0 "$broker_pid" 2>/dev/null; then
         say "the daemon is no longer running"

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -192,6 +193,7 @@ static int client_other_session(void *userdata) {
 }
 
 static int case_release_holding(void) {
+        CHECK(edu[0], "no edu");
         Sync s;
         sync_init(&s);
         pid_t holder = client_spawn(client_release_holding, &s);
@@ -232,6 +234,7 @@ static int client_unbound_free(void *userdata) {
 }
 
 static int case_unbound_free(void) {
+        CHECK(edu[0], "no edu");
         return client_run(client_unbound_free, NULL, "unbound client");
 }
 
@@ -321,6 +324,7 @@ static int case_admin_fence(void) {
 /* -------------------------------------------- the fake follows the kernel */
 
 static int case_group_open_ebusy(void) {
+        CHECK(edu[0], "no edu");
         char path[64];
         int group = pci_iommu_group(edu);
         CHECK_OK(group, "edu's group");
@@ -335,6 +339,105 @@ static int case_group_open_ebusy(void) {
         int r = vfio_bind(dfd, iommufd, &dev_id);
         CHECK(r == -EBUSY, "bind while the group is open: expected EBUSY, got %d", r);
         vm_log("group %s open: cdev open works, BIND gives EBUSY (what kernel-fake.c does)", path);
+        return 0;
+}
+
+/* ------------------------------------------------------------- revoke */
+
+/* As QEMU does for a device it bound itself: vfio-pci's "please release"
+ * request goes to our eventfd. */
+static int register_request_eventfd(int devfd) {
+        union {
+                struct uapi_vfio_irq_set set;
+                uint8_t buf[sizeof(struct uapi_vfio_irq_set) + sizeof(int32_t)];
+        } u = {};
+        int efd = eventfd(0, EFD_CLOEXEC);
+        int32_t fd32 = efd;
+
+        CHECK(efd >= 0, "eventfd: %m");
+        u.set.argsz = sizeof(u.buf);
+        u.set.flags = UAPI_VFIO_IRQ_SET_DATA_EVENTFD | UAPI_VFIO_IRQ_SET_ACTION_TRIGGER;
+        u.set.index = UAPI_VFIO_PCI_REQ_IRQ_INDEX;
+        u.set.count = 1;
+        memcpy(u.buf + sizeof(struct uapi_vfio_irq_set), &fd32, sizeof(fd32));
+        CHECK(ioctl(devfd, UAPI_VFIO_DEVICE_SET_IRQS, &u.set) == 0, "VFIO_DEVICE_SET_IRQS(REQ): %m");
+        return efd;
+}
+
+/* A holder that answers the request by letting go, as QEMU does. */
+static int client_revoke_answers(void *userdata) {
+        Sync *s = userdata;
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_lease *l = acquire_or_fail(b, edu, IOMMUFD_BROKER_MODE_UNBOUND, 0);
+        uint32_t dev_id, ioas_id, hwpt_id;
+
+        CHECK_OK(vfio_bind(l->devices[0].fd, l->iommufd, &dev_id), "bind");
+        CHECK_OK(ioas_alloc(l->iommufd, &ioas_id), "IOAS_ALLOC");
+        CHECK_OK(vfio_attach(l->devices[0].fd, ioas_id, &hwpt_id), "attach");
+        _cleanup_close_ int efd = register_request_eventfd(l->devices[0].fd);
+        sync_child_ready(s, 0);
+
+        struct pollfd p = { .fd = efd, .events = POLLIN };
+        CHECK(poll(&p, 1, 30000) == 1, "no device request within 30 s");
+        uint64_t n;
+        CHECK(read(efd, &n, sizeof n) == sizeof n, "read eventfd: %m");
+        vm_log("the kernel asked us (count %llu): letting go", (unsigned long long) n);
+        iommufd_broker_lease_free(l);
+        return 0;
+}
+
+/* A holder that ignores it. */
+static int client_revoke_ignores(void *userdata) {
+        Sync *s = userdata;
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        _cleanup_lease_ iommufd_broker_lease *l = acquire_or_fail(b, edu, IOMMUFD_BROKER_MODE_ATTACHED, 0);
+        sync_child_ready(s, 0);
+        pause();
+        return 0;
+}
+
+static int case_revoke(void) {
+        CHECK(edu[0], "no edu");
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        Sync s;
+
+        /* A holder that answers: Revoke returns once it let go. */
+        expect_driver(edu, "vfio-pci", 0);
+        sync_init(&s);
+        pid_t holder = client_spawn(client_revoke_answers, &s);
+        sync_parent_wait(&s);
+        uint64_t t0 = now_ms();
+        int r = iommufd_broker_revoke(b, edu, 20);
+        CHECK(r >= 0, "Revoke of a holder that answers: %s: %s", strna(iommufd_broker_error_name(b)),
+              strna(iommufd_broker_error_message(b)));
+        vm_log("revoke: the holder answered, Revoke returned after %llu ms", (unsigned long long) (now_ms() - t0));
+        CHECK_OK(client_wait(holder, "answering holder"), "answering holder");
+        expect_driver(edu, "vfio-pci", 10000);
+        wait_state(b, edu, "available", 5000);
+
+        /* A holder that ignores it: the typed error, naming it, after the timeout. */
+        sync_init(&s);
+        holder = client_spawn(client_revoke_ignores, &s);
+        sync_parent_wait(&s);
+        t0 = now_ms();
+        r = iommufd_broker_revoke(b, edu, 3);
+        uint64_t took = now_ms() - t0;
+        CHECK(r == -ETIMEDOUT, "Revoke of a holder that ignores it: %d, %s: %s", r,
+              strna(iommufd_broker_error_name(b)), strna(iommufd_broker_error_message(b)));
+        CHECK(streq_ptr(iommufd_broker_error_name(b), "RevokeTimeout"), "error %s",
+              strna(iommufd_broker_error_name(b)));
+        char pid[32];
+        snprintf(pid, sizeof pid, "pid %d", (int) holder);
+        CHECK(strstr(strna(iommufd_broker_error_message(b)), pid), "RevokeTimeout does not name %s: %s", pid,
+              iommufd_broker_error_message(b));
+        CHECK(took >= 2900 && took < 10000, "RevokeTimeout after %llu ms, asked for 3 s", (unsigned long long) took);
+        vm_log("revoke: ignored, %s after %llu ms: %s", iommufd_broker_error_name(b), (unsigned long long) took,
+               iommufd_broker_error_message(b));
+        /* The kernel keeps asking; the device goes when the holder does. */
+        CHECK(kill(holder, SIGKILL) == 0, "kill: %m");
+        (void) client_wait(holder, "ignoring holder");
+        expect_driver(edu, "vfio-pci", 10000);
+        wait_state(b, edu, "available", 10000);
         return 0;
 }
 
@@ -487,6 +590,7 @@ static const struct {
         { "child-keeps", case_child_keeps },
         { "admin-fence", case_admin_fence },
         { "group-open-ebusy", case_group_open_ebusy },
+        { "revoke", case_revoke },
         { "restart", case_restart },
         { "rebind-crash", case_rebind_crash },
 };
@@ -497,7 +601,9 @@ int main(int argc, char **argv) {
         broker_socket = getenv("BROKER_SOCKET");
         broker_pid = getenv("BROKER_PID") ? atoi(getenv("BROKER_PID")) : 0;
         CHECK_OK(pci_find(PCI_VENDOR_INTEL, PCI_DEVICE_E1000E, false, e1000e), "find the e1000e");
-        CHECK_OK(pci_find(PCI_VENDOR_QEMU, PCI_DEVICE_EDU, false, edu), "find the edu");
+        /* The restart cases run after hotunplug removed the edu. */
+        if (pci_find(PCI_VENDOR_QEMU, PCI_DEVICE_EDU, false, edu) < 0)
+                edu[0] = 0;
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
                 if (streq(cases[i].name, argv[1])) {
                         CHECK_OK(cases[i].run(), argv[1]);
