@@ -462,9 +462,10 @@ static pid_t start_daemon(void) {
                       "--policy-dir", "/run/vm-policy.d", (char *) NULL);
                 _exit(127);
         }
-        char buf[32];
-        snprintf(buf, sizeof buf, "%d", (int) pid);
-        CHECK_OK(write_file_str(RESTARTED_PID_FILE, buf), "write " RESTARTED_PID_FILE);
+        FILE *f = fopen(RESTARTED_PID_FILE, "we");
+        CHECK(f, "create " RESTARTED_PID_FILE ": %m");
+        fprintf(f, "%d\n", (int) pid);
+        CHECK(fclose(f) == 0, "write " RESTARTED_PID_FILE ": %m");
         return pid;
 }
 
@@ -563,7 +564,10 @@ static int case_rebind_crash(void) {
                  "IOMMUFD_BROKER_LEASE=1\nADDRESS=%s\nSTATE=binding\nREASON=\nMODE=none\nDEV_ID=0\nHWPT_ID=0\n"
                  "DEVNUM=0:0\nSESSION=0\nUID=0\nPID=0\nPID_STARTTIME=0\nUNIT=\nRULE=\nMANAGED=1\n"
                  "ORIGINAL_DRIVER=e1000e\nORIGINAL_OVERRIDE=\nEND=1\n", e1000e);
-        CHECK_OK(write_file_str(record, text), "write the record");
+        FILE *f = fopen(record, "we");
+        CHECK(f, "create %s: %m", record);
+        fputs(text, f);
+        CHECK(fclose(f) == 0, "write %s: %m", record);
         CHECK_OK(pci_bind_vfio(e1000e), "rebind to vfio-pci as the crashed daemon had");
         expect_driver(e1000e, "vfio-pci", 0);
 
