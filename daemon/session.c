@@ -89,7 +89,9 @@ static int on_unplug_request(sd_event_source *source, int fd, uint32_t revents, 
         Lease *l = userdata;
         uint64_t count;
 
-        (void) read(fd, &count, sizeof(count));
+        /* Drain the eventfd; the count does not matter. */
+        if (read(fd, &count, sizeof(count)) < 0)
+                log_debug_errno(errno, "%s: reading the request eventfd: %m", l->address);
         log_info("%s: the kernel asks for the device back (unplug or unbind)", l->address);
         lease_release(l, l->revoking ? "revoked" : "unplug-requested");
         return 0;

@@ -472,7 +472,7 @@ int main(void) {
         test_bind_vfio_fails(&d);
         test_restore(&d);
 
-        (void) write(fake.quit[1], "q", 1);
+        CHECK(write(fake.quit[1], "q", 1) == 1);
         pthread_join(thread, NULL);
         (void) nftw(fake.root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 

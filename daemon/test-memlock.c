@@ -76,8 +76,8 @@ static pid_t spawn_child(int *ret_pidfd, int *ret_pipe, rlim_t soft, rlim_t hard
 
                 close(p[1]);
                 (void) setrlimit(RLIMIT_MEMLOCK, &rl);
-                (void) read(p[0], &c, 1);
-                _exit(0);
+                /* Until the parent closes its end. */
+                _exit(read(p[0], &c, 1) < 0 ? 1 : 0);
         }
         close(p[0]);
         *ret_pipe = p[1];
