@@ -72,10 +72,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 command -v mmdebstrap >/dev/null || { log "mmdebstrap is not installed (./dev.sh deps installs it)"; exit 1; }
 
-# The build's dependencies and nothing else: meson's default libdir is then
-# what a user without dpkg-dev gets. umockdev: the fixture unit test; man-db:
-# rendering the man pages.
-packages=(gcc libc6-dev meson ninja-build pkg-config xz-utils
+# The build's dependencies and nothing else. dpkg-dev: the packager's build
+# flags; umockdev: the fixture unit test; man-db: rendering the man pages.
+packages=(gcc libc6-dev meson ninja-build pkg-config xz-utils dpkg-dev
           libsystemd-dev libudev-dev libseccomp-dev libjansson-dev
           scdoc man-db umockdev)
 # The archive this machine reaches may be a frozen snapshot whose Release
@@ -155,8 +154,11 @@ for suite in "${suites[@]}"; do
                 results+=("$suite FAIL (mmdebstrap)")
                 continue
         fi
-        extra=
-        [ "$suite" = bookworm ] && extra=--also-usr-local
+        case $suite in
+        bookworm) extra=--also-usr-local ;;
+        trixie) extra=--also-without-dpkg-dev ;;
+        *) extra= ;;
+        esac
         log "$suite: building $(basename "$dist")"
         t=$SECONDS
         if unshare --mount --propagation private -- "$0" --in-namespace \
