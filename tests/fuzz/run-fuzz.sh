@@ -44,7 +44,7 @@ for t in "${targets[@]}"; do
         start=$(date +%s.%N)
         rc=0
         "$build/tests/fuzz/fuzz-$t" -max_total_time="$seconds" -runs="$runs" -print_final_stats=1 \
-                -max_len=8192 -timeout=10 -rss_limit_mb=2048 -close_fd_mask=1 \
+                -max_len=8192 -timeout=60 -rss_limit_mb=2048 -close_fd_mask=1 \
                 -artifact_prefix="$work/$t-artifacts/" "$work/$t" >"$work/$t.log" 2>&1 || rc=$?
         end=$(date +%s.%N)
         execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$t.log" | tail -n1)
