@@ -31,6 +31,10 @@ typedef struct StoredFdSet {
  * and restores; the highest session id seen goes to *ret_max_session_id. */
 int manager_adopt_leases(Manager *m, const StoredFdSet *set, uint64_t *ret_max_session_id);
 
+/* A lease ended but its driver is not back yet (state "restoring"). */
+int manager_record_restoring(Manager *m, const Device *d, const char *original_driver,
+                             const char *original_override);
+
 /* Before a managed rebind: record the way back (state "binding"). */
 int manager_record_rebind(Manager *m, const Device *d, const char *original_driver, const char *original_override);
 

@@ -120,6 +120,10 @@ void lease_end(Lease *l, const char *reason) {
          * driver is back, so a crash in between is finished on next start. */
         if (restore)
                 manager_restore_driver(m, d, l->original_driver, l->original_override);
+        else if (l->managed && l->revoking)
+                /* The revoke's worker restores it; until then the record says
+                 * so, in case the daemon dies first. */
+                (void) manager_record_restoring(m, d, l->original_driver, l->original_override);
         else
                 (void) lease_store_remove(manager_lease_store(m), l->address);
 

@@ -185,6 +185,11 @@ int manager_record_rebind(Manager *m, const Device *d, const char *original_driv
         return record_driver_state(m, d, RECORD_BINDING, original_driver, original_override);
 }
 
+int manager_record_restoring(Manager *m, const Device *d, const char *original_driver,
+                             const char *original_override) {
+        return record_driver_state(m, d, RECORD_RESTORING, original_driver, original_override);
+}
+
 void manager_restore_driver(Manager *m, Device *d, const char *original_driver, const char *original_override) {
         int r;
 
