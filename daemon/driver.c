@@ -298,6 +298,7 @@ static void on_restore_done(int result, const char *output, void *userdata) {
 int driver_restore_async(sd_event *event, const Device *d, const char *original_driver,
                          const char *original_override, DriverRestoreDone done, void *userdata) {
         _cleanup_free_ RestoreJob *job = NULL;
+        Worker *w = NULL;
         int r;
 
         if (!event)
@@ -311,9 +312,11 @@ int driver_restore_async(sd_event *event, const Device *d, const char *original_
         job->done = done;
         job->userdata = userdata;
         r = worker_start(event, job->paths.address, RESTORE_TIMEOUT_USEC, restore_worker, job, on_restore_done,
-                         job, NULL);
+                         job, &w);
         if (r < 0)
                 return r;
+        /* on_restore_done() frees the job; at shutdown the worker does. */
+        worker_set_destroy(w, free);
         TAKE_PTR(job);
         log_debug("%s: restoring driver in a worker", d->address);
         return 0;

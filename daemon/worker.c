@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include <stdbool.h>
+
 #include "worker.h"
 
 #define WORKER_OUTPUT_MAX (64 * 1024)
@@ -25,6 +27,8 @@ struct Worker {
         sd_event_source *timer_source;
         WorkerDone done;                /* NULL once reported or cancelled */
         void *userdata;
+        void (*destroy)(void *userdata);        /* if done() never ran */
+        bool reported;
         Worker *next;
 };
 
@@ -50,6 +54,8 @@ static void worker_unlink(Worker *w) {
 static void worker_free(Worker *w) {
         if (!w)
                 return;
+        if (!w->reported && w->destroy)
+                w->destroy(w->userdata);
         worker_unlink(w);
         sd_event_source_disable_unref(w->exit_source);
         sd_event_source_disable_unref(w->timer_source);
@@ -80,6 +86,7 @@ static void worker_report(Worker *w, int result) {
         if (!done)
                 return;
         w->done = NULL;
+        w->reported = true;
         output = read_output(w->out_fd);
         done(result, output ?: "", w->userdata);
 }
@@ -225,6 +232,11 @@ int worker_start(sd_event *event, const char *description, uint64_t timeout_usec
 fail:
         worker_free(w);
         return log_error_errno(r, "%s: cannot start a worker: %m", description ?: "worker");
+}
+
+void worker_set_destroy(Worker *w, void (*destroy)(void *userdata)) {
+        if (w)
+                w->destroy = destroy;
 }
 
 void worker_cancel(Worker *w) {

@@ -28,6 +28,11 @@ typedef void (*WorkerDone)(int result, const char *output, void *userdata);
 int worker_start(sd_event *event, const char *description, uint64_t timeout_usec, WorkerFunc fn, void *arg,
                  WorkerDone done, void *userdata, Worker **ret);
 
+/* Called with userdata if the worker goes away without done() having run
+ * (worker_kill_all() at shutdown, worker_cancel()), for a caller whose
+ * done() is what frees userdata. */
+void worker_set_destroy(Worker *w, void (*destroy)(void *userdata));
+
 /* The caller no longer wants the result: done() will not run; the worker is
  * killed and reaped in the background. NULL is fine. */
 void worker_cancel(Worker *w);
