@@ -10,6 +10,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <inttypes.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
@@ -493,6 +496,104 @@ static int case_hotunplug(void) {
 
 /* Before the daemon starts: the devices that are used without managed
  * acquire sit on vfio-pci, as an admin would have arranged. */
+/* Memlock by policy on the real kernel: a client whose RLIMIT_MEMLOCK is
+ * 1 MiB (soft and hard) cannot IOMMU_IOAS_MAP 8 MiB; after an Acquire that a
+ * rule with "memlock" decided, its limit (hard too, which it could not raise
+ * itself) is 64 MiB and the same map succeeds. */
+#define VM_POLICY "/run/vm-policy.json"
+#define SMALL_LIMIT (1u << 20)
+#define MAP_SIZE (8u << 20)
+#define POLICY_MEMLOCK (64u << 20)
+
+static void write_policy(bool with_memlock) {
+        char text[512];
+
+        snprintf(text, sizeof text,
+                 "{ \"rules\": [ { \"principals\": { \"users\": [%d] }, \"allow\": true, \"managed\": true%s } ] }\n",
+                 CLIENT_UID, with_memlock ? ", \"memlock\": \"64M\"" : "");
+        CHECK_OK(write_file_str(VM_POLICY, text), "write " VM_POLICY);
+        CHECK(kill(broker_pid, SIGHUP) == 0, "SIGHUP the broker: %m");
+}
+
+/* Map MAP_SIZE of fresh memory into the lease's IOAS, which the device is
+ * attached to: its domain makes the kernel pin (and charge) the pages now. */
+static int map_big(const iommufd_broker_lease *l) {
+        void *p;
+        int r;
+
+        p = mmap(NULL, MAP_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        CHECK(p != MAP_FAILED, "mmap %u bytes: %m", MAP_SIZE);
+        r = ioas_map(l->iommufd, l->ioas_id, p, MAP_SIZE, 0x1000000);
+        munmap(p, MAP_SIZE);
+        return r;
+}
+
+static void set_small_limit(void) {
+        struct rlimit rl = { SMALL_LIMIT, SMALL_LIMIT };
+        CHECK(setrlimit(RLIMIT_MEMLOCK, &rl) == 0, "setrlimit(RLIMIT_MEMLOCK, 1 MiB): %m");
+}
+
+static int client_memlock(void *userdata) {
+        bool with_rule = *(bool *) userdata;
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail(IOMMUFD_BROKER_TRANSPORT_VARLINK);
+        struct rlimit rl;
+        uint64_t end = now_ms() + 5000;
+        int r;
+
+        set_small_limit();
+        wait_available(b, edu);
+        for (;;) {
+                _cleanup_lease_ iommufd_broker_lease *l = acquire_or_fail(b, edu, IOMMUFD_BROKER_MODE_ATTACHED, 0);
+                uint64_t granted = iommufd_broker_lease_memlock_limit(l);
+
+                CHECK(getrlimit(RLIMIT_MEMLOCK, &rl) == 0, "getrlimit: %m");
+                /* The SIGHUP reload is asynchronous: a lease from the old policy says 0. */
+                if (with_rule && granted == 0 && now_ms() < end) {
+                        release_or_fail(b);
+                        iommufd_broker_lease_free(TAKE_PTR(l));
+                        wait_available(b, edu);
+                        usleep(100 * 1000);
+                        continue;
+                }
+                r = map_big(l);
+                if (!with_rule) {
+                        CHECK(granted == 0, "memlock_limit %" PRIu64 " without a memlock rule", granted);
+                        CHECK(rl.rlim_cur == SMALL_LIMIT && rl.rlim_max == SMALL_LIMIT,
+                              "limit changed without a memlock rule: %llu/%llu", (unsigned long long) rl.rlim_cur,
+                              (unsigned long long) rl.rlim_max);
+                        CHECK(r == -ENOMEM, "IOMMU_IOAS_MAP of %u bytes over a 1 MiB limit: expected ENOMEM, got %d",
+                              MAP_SIZE, r);
+                        vm_log("memlock: without the rule, mapping %u MiB fails with ENOMEM (limit 1 MiB)",
+                               MAP_SIZE >> 20);
+                } else {
+                        CHECK(granted == POLICY_MEMLOCK, "lease memlock_limit %" PRIu64 ", want %u", granted,
+                              POLICY_MEMLOCK);
+                        CHECK(rl.rlim_cur == POLICY_MEMLOCK && rl.rlim_max == POLICY_MEMLOCK,
+                              "limit after the acquire: %llu/%llu, want 64 MiB both",
+                              (unsigned long long) rl.rlim_cur, (unsigned long long) rl.rlim_max);
+                        CHECK_OK(r, "IOMMU_IOAS_MAP of 8 MiB under the raised limit");
+                        vm_log("memlock: the rule raised the limit from 1 MiB to 64 MiB (soft and hard); "
+                               "mapping %u MiB works", MAP_SIZE >> 20);
+                }
+                release_or_fail(b);
+                return 0;
+        }
+}
+
+static int case_memlock(void) {
+        bool without = false, with = true;
+        int r;
+
+        write_policy(false);
+        r = client_run(client_memlock, &without, "memlock client without the rule");
+        if (r >= 0) {
+                write_policy(true);
+                r = client_run(client_memlock, &with, "memlock client with the rule");
+        }
+        write_policy(false);
+        return r;
+}
+
 static int case_setup(void) {
         CHECK_OK(pci_bind_vfio(edu), "bind the edu to vfio-pci");
         CHECK_OK(pci_bind_vfio(edu_bridged), "bind the bridged edu to vfio-pci");
@@ -513,6 +614,7 @@ static const struct {
         { "managed", case_managed },
         { "groups", case_groups },
         { "hotunplug", case_hotunplug },
+        { "memlock", case_memlock },
 };
 
 int main(int argc, char **argv) {
