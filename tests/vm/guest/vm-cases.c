@@ -511,7 +511,11 @@ static void write_policy(bool with_memlock) {
         snprintf(text, sizeof text,
                  "{ \"rules\": [ { \"principals\": { \"users\": [%d] }, \"allow\": true, \"managed\": true%s } ] }\n",
                  CLIENT_UID, with_memlock ? ", \"memlock\": \"64M\"" : "");
-        CHECK_OK(write_file_str(VM_POLICY, text), "write " VM_POLICY);
+        FILE *f = fopen(VM_POLICY ".tmp", "we");
+
+        /* Whole and at once (write_file_str() is for sysfs: no truncation). */
+        CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0, "write " VM_POLICY ".tmp: %m");
+        CHECK(rename(VM_POLICY ".tmp", VM_POLICY) == 0, "rename to " VM_POLICY ": %m");
         CHECK(kill(broker_pid, SIGHUP) == 0, "SIGHUP the broker: %m");
 }
 
