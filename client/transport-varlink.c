@@ -383,7 +383,9 @@ static int varlink_release(iommufd_broker *b, const char *const *devices, size_t
 
 static int varlink_revoke(iommufd_broker *b, const char *device, unsigned timeout_sec) {
         _cleanup_json_ json_t *params = NULL;
-        json_t *call_params = json_pack("{s:s, s:I}", "device", device, "timeoutSeconds", (json_int_t) timeout_sec);
+        /* connection_call() borrows it. */
+        _cleanup_json_ json_t *call_params = json_pack("{s:s, s:I}", "device", device, "timeoutSeconds",
+                                                       (json_int_t) timeout_sec);
 
         if (!call_params)
                 return client_set_error(b, -ENOMEM, CLIENT_ERROR_LOCAL, "out of memory");
