@@ -167,6 +167,8 @@ if [ -s "$results/results.txt" ]; then
                 case $verdict in PASS) passed=$((passed + 1)) ;; *) failed=$((failed + 1)) ;; esac
         done < "$results/results.txt"
 fi
+# The fast-path ratios of the bench case (printed, not asserted).
+grep -h "fast path" "$results/bench.log" 2>/dev/null | sed 's/^.*fast path/vm: fast path/' || true
 # A planned case without a result (guest crashed or timed out) is a failure.
 if [ -s "$results/planned" ]; then
         for c in $(cat "$results/planned"); do

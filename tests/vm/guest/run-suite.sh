@@ -103,7 +103,6 @@ for c in "${lease_cases[@]}"; do
 done
 # The fast-path ratios (printed, not asserted as timings), while the edu is there.
 run_case bench "$build/tests/vm/vm-bench"
-grep -h "fast path" "$results/bench.log" 2>/dev/null | sed 's/^/vm-suite: /' || true
 run_case hotunplug "$build/tests/vm/vm-cases" hotunplug
 rm -f /run/vm-broker.pid
 for c in "${lease_restart_cases[@]}"; do
