@@ -19,7 +19,7 @@
  * leases are checked often; the /proc scan forks a worker, so it starts at
  * 100 ms and backs off to one every 2 s. */
 #define CHECK_FIRST_USEC        (20 * 1000)
-#define CHECK_MAX_USEC          (250 * 1000)
+#define CHECK_MAX_USEC          (100 * 1000)
 #define SCAN_FIRST_USEC         (100 * 1000)
 #define SCAN_MAX_USEC           (2000 * 1000)
 #define SCAN_TIMEOUT_USEC       (10 * 1000 * 1000)
