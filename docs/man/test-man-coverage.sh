@@ -1,7 +1,8 @@
 #!/bin/bash
 # The man pages keep up with the code: every option of `iommufd-broker --help`
 # and every command and option of `iommufdctl --help` is in its man page, and
-# every typed error of protocol/broker-errors.h is in iommufd-broker(8).
+# every typed error of protocol/broker-errors.h is in iommufd-broker(8), and
+# every key the policy parser accepts is in iommufd-broker.policy(5).
 #   test-man-coverage.sh SOURCE_ROOT IOMMUFD_BROKER IOMMUFDCTL
 set -euo pipefail
 src=$1 broker=$2 ctl=$3
@@ -30,5 +31,8 @@ for cmd in $("$ctl" --help | sed -n '/^Commands:/,/^Options:/p' | sed -n 's/^  \
 done
 for error in $(sed -n 's/.*X([A-Z_]*, *"\([A-Za-z]*\)".*/\1/p' "$src/protocol/broker-errors.h"); do
         check iommufd-broker.8.scd "$error"
+done
+for key in $(grep -ho 'streq(key, "[a-z_]*")' "$src"/daemon/policy*.c | sed 's/.*"\(.*\)".*/\1/' | sort -u); do
+        check iommufd-broker.policy.5.scd "$key"
 done
 exit $status
