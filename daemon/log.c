@@ -1,11 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
 
 static int max_level = -1;
+static int use_prefix = -1;
+
+/* The "<N>" level prefix is for journald's stream parser; on a terminal or in
+ * a plain log file it is noise. */
+static bool want_prefix(void) {
+        if (use_prefix < 0)
+                use_prefix = !!getenv("JOURNAL_STREAM");
+        return use_prefix;
+}
 
 void log_set_max_level(int level) { max_level = level; }
 
@@ -23,7 +33,10 @@ static void log_va(int level, const char *fmt, va_list ap) {
         if (level > log_get_max_level())
                 return;
         vsnprintf(buf, sizeof(buf), fmt, ap);
-        fprintf(stderr, "<%d>%s\n", level, buf);
+        if (want_prefix())
+                fprintf(stderr, "<%d>%s\n", level, buf);
+        else
+                fprintf(stderr, "%s\n", buf);
 }
 
 void log_internal(int level, const char *fmt, ...) {

@@ -6,8 +6,8 @@
 
 #include "util.h"
 
-/* Logging to stderr with a syslog priority prefix ("<3>"), which journald
- * understands when running as a service. LOG_LEVEL=debug shows debug lines. */
+/* Logging to stderr, with a syslog priority prefix ("<3>") when stderr is the
+ * journal ($JOURNAL_STREAM), which parses it. LOG_LEVEL=debug shows debug lines. */
 void log_set_max_level(int level);
 int log_get_max_level(void);
 void log_internal(int level, const char *fmt, ...) _printf_(2, 3);
