@@ -1,22 +1,24 @@
 #!/bin/bash
-# Developer entry point: ./dev.sh run | test | build | deps | vm
+# Developer entry point: ./dev.sh run | test | build | deps | vm | distro
 #   run   install dependencies, build, and run the daemon in the foreground
 #   test  install dependencies, build with -Werror, run the fast tier, the fast
 #         tier again under ASan+UBSan (build-asan), each fuzzer briefly
-#         (build-fuzz, clang), then the VM tier
+#         (build-fuzz, clang), then the VM tier, the chroot builds and the
+#         distro tier
 set -euo pipefail
 cd "$(dirname "$0")"
 
 build=${BUILD_DIR:-build}
 
 # Debian packages: build (scdoc: man pages), fast tier (umockdev, dbus-daemon,
-# python3, man-db), VM tier (qemu, kernel build tools), chroot builds.
+# python3, man-db), VM tier (qemu, kernel build tools), chroot builds and
+# the distro tier (mmdebstrap; mke2fs for its root image).
 packages=(
         gcc meson ninja-build pkg-config scdoc
         libsystemd-dev libudev-dev libseccomp-dev libjansson-dev
         umockdev libumockdev-dev dbus systemd python3 man-db
         qemu-system-x86 bc bison flex libelf-dev libssl-dev xz-utils cpio kmod
-        mmdebstrap
+        mmdebstrap e2fsprogs
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -106,6 +108,11 @@ chroot_builds() {
         tests/builds/run-chroot-builds.sh --build-dir "$build"
 }
 
+distro_tier() {
+        log "distro tier: Debian trixie with systemd as PID 1"
+        tests/distro/run-distro.sh --src .
+}
+
 case "${1:-}" in
 deps) deps ;;
 build) deps; build ;;
@@ -130,9 +137,15 @@ test)
         else
                 chroot_builds || status=$?
         fi
+        if [ "${IOMMUFD_SKIP_DISTRO:-0}" = 1 ]; then
+                log "distro tier skipped (IOMMUFD_SKIP_DISTRO=1)"
+        else
+                distro_tier || status=$?
+        fi
         exit $status
         ;;
 vm) deps; build; vm_tier ;;
+distro) deps; distro_tier ;;
 *)
         sed -n '2,4p' "$0" >&2
         exit 2

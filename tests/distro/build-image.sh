@@ -1,0 +1,72 @@
+#!/bin/bash
+# Build the distro tier's Debian trixie root file system with mmdebstrap.
+#
+# The result, a tarball, is cached outside the repository under
+# $IOMMUFD_TEST_CACHE/distro/<key>/rootfs.tar, where the key is the month
+# plus a hash of the package list and this recipe: a new month (or a new
+# package or step) gives a fresh image with current trixie packages, and
+# anything else reuses the cache, so a second run takes a second.
+# Prints the path of the tarball as the last line of stdout.
+set -euo pipefail
+
+# One compound command: bash parses it whole before running, so editing the
+# file during a long build cannot break the running build.
+{
+cache=${IOMMUFD_TEST_CACHE:-/var/cache/iommufd-broker-test}/distro
+mirror=${IOMMUFD_DISTRO_MIRROR:-http://deb.debian.org/debian}
+log() { echo "build-image: $*" >&2; }
+
+# What the guest needs: systemd as PID 1 with D-Bus, polkit and udev; an
+# unmodified QEMU for the headline case; python3 for a small QMP client;
+# and what a packager needs to build the project from source.
+packages=(
+        systemd systemd-sysv dbus polkitd udev kmod libpam-systemd
+        qemu-system-x86 procps python3 pciutils
+        gcc libc6-dev meson ninja-build pkg-config
+        libsystemd-dev libudev-dev libseccomp-dev libjansson-dev scdoc
+)
+
+# Bump recipe when the steps below change in a way that alters the image.
+recipe=1
+hash=$( (printf '%s\n' "${packages[@]}"; echo "recipe=$recipe"; echo "mirror=$mirror") |
+        sha256sum | cut -c1-12)
+key=$(date -u +%Y-%m)-$hash
+out=$cache/$key
+if [ -s "$out/rootfs.tar" ]; then
+        log "cached: $out"
+        echo "$out/rootfs.tar"
+        exit 0
+fi
+
+command -v mmdebstrap >/dev/null || {
+        log "installing mmdebstrap"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
+}
+
+mkdir -p "$out"
+log "building trixie image $key (a few minutes)"
+start=$SECONDS
+include=$(IFS=,; echo "${packages[*]}")
+# Documentation, man pages and translations are never read in the guest;
+# leaving them out keeps the image (and so every run's copy) small.
+# The mirror is named on the command line only: the host's apt sources
+# are neither read nor touched.
+mmdebstrap --variant=essential --mode=root --format=tar \
+        --include="$include" \
+        --aptopt='Apt::Install-Recommends "false"' \
+        --dpkgopt='path-exclude=/usr/share/doc/*' \
+        --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-exclude=/usr/share/info/*' \
+        --customize-hook='echo distro-tier > "$1/etc/hostname"' \
+        --customize-hook=': > "$1/etc/machine-id"' \
+        --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+        trixie "$out/rootfs.tar.tmp" "deb $mirror trixie main" >"$out/build.log" 2>&1 ||
+        { tail -n 40 "$out/build.log" >&2; rm -f "$out/rootfs.tar.tmp"; exit 1; }
+mv "$out/rootfs.tar.tmp" "$out/rootfs.tar"
+log "built in $((SECONDS - start)) s: $out/rootfs.tar ($(du -h "$out/rootfs.tar" | cut -f1))"
+# Older months' images are never used again.
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" -exec rm -rf {} + 2>/dev/null || true
+echo "$out/rootfs.tar"
+exit 0
+}
