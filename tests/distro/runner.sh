@@ -23,7 +23,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L results "$results" ||
         { echo "runner: cannot mount the results share"; exit 1; }
 touch "$results/started"
 echo "runner: up after $(cut -d' ' -f1 /proc/uptime) s; kernel $(uname -r); $(systemctl --version | head -n1)"
-echo "runner: system state: $(systemctl is-system-running)"
+# Until the boot transaction is done (this unit is Type=exec, so that is soon).
+echo "runner: system state: $(timeout 60 systemctl is-system-running --wait)"
 
 # Cases to run: all, or those named on the kernel command line (distro.cases=a,b).
 only=$(sed -n 's/.*distro\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')
