@@ -19,7 +19,6 @@ if ! echo "$policy" | policy_accepts; then
         iommufd-broker --check-config --policy policy.json --policy-dir /nonexistent || true
         skip "this broker's policy parser rejects \"memlock\""
 fi
-echo "$policy" | set_policy
 broker_start
 
 limit=$(run_as alice sh -c 'ulimit -l')
@@ -27,16 +26,43 @@ log "alice's memlock limit before: $limit KiB"
 [ "$limit" != unlimited ] && [ "$limit" -le 65536 ] || fail "alice does not have a default memlock limit ($limit)"
 [ "$(device_driver "$E1000E")" = e1000e ] || fail "$E1000E starts on $(device_driver "$E1000E")"
 
+# Whatever happens, no QEMU of alice's outlives the case.
+on_exit pkill -KILL -u alice
 qmp_dir=$DISTRO_SCRATCH/qmp
 install -d -o alice -g alice "$qmp_dir"
 sock=$qmp_dir/qmp.sock
-run_as alice iommufdctl run -d "$E1000E" --managed -- \
-        qemu-system-x86_64 -machine q35 -accel tcg -m 256M -nodefaults -display none -S \
-        -qmp "unix:$sock,server=on,wait=off" \
-        -object 'iommufd,id=i0,fd={iommufd}' \
-        -device 'vfio-pci,iommufd=i0,fd={dev0},id=pt0' > qemu.out 2>&1 &
+# An unmodified QEMU, stopped (-S) but with the device realized, so all its
+# RAM is already mapped for DMA and charged to its memlock limit.
+run_qemu() {
+        run_as alice iommufdctl run -d "$E1000E" --managed -- \
+                qemu-system-x86_64 -machine q35 -accel tcg -m 256M -nodefaults -display none -S \
+                -qmp "unix:$sock,server=on,wait=off" \
+                -object 'iommufd,id=i0,fd={iommufd}' \
+                -device 'vfio-pci,iommufd=i0,fd={dev0},id=pt0'
+}
+
+# Control: the same rule without "memlock" leaves alice's default limit, and
+# QEMU cannot map its RAM (the failure this feature is for).
+control_policy=$(echo "$policy" | python3 -c 'import json,sys; p=json.load(sys.stdin); del p["rules"][0]["memlock"]; print(json.dumps(p))')
+echo "$control_policy" | set_policy
+run_qemu > control.out 2>&1 < /dev/null &
+control=$!
+if ! wait_for -t 120 sh -c "! kill -0 $control 2>/dev/null"; then
+        cat control.out
+        fail "QEMU runs with 256 MiB of RAM under an 8 MiB memlock limit: the control proves nothing"
+fi
+status=0
+wait "$control" || status=$?
+[ "$status" != 0 ] || fail "QEMU exited 0 in the control"
+cat control.out
+grep -q 'Cannot allocate memory' control.out || fail "the control failed, but not for memory (above)"
+wait_for test "$(device_driver "$E1000E")" = e1000e || fail "$E1000E did not return to e1000e after the control"
+rm -f "$sock"
+log "control: without memlock QEMU fails as expected"
+
+echo "$policy" | set_policy
+run_qemu > qemu.out 2>&1 &
 qemu_job=$!
-on_exit kill "$qemu_job"
 
 if ! wait_for -t 120 test -S "$sock"; then
         cat qemu.out
