@@ -139,8 +139,14 @@ broker_stop() {
 
 # device_driver BDF: the driver the PCI device is bound to, or "none".
 device_driver() {
-        local link=/sys/bus/pci/devices/$1/driver
-        if [ -e "$link" ]; then basename "$(readlink "$link")"; else echo none; fi
+        local d
+        if d=$(readlink "/sys/bus/pci/devices/$1/driver" 2>/dev/null); then basename "$d"; else echo none; fi
+}
+
+# driver_is BDF DRIVER: is the device on DRIVER ("none": on no driver)? For
+# `wait_for driver_is "$E1000E" e1000e`.
+driver_is() {
+        [ "$(device_driver "$1")" = "$2" ]
 }
 
 # The VM tier's devices (tests/vm/run-vm.sh).

@@ -25,6 +25,9 @@ touch "$results/started"
 echo "runner: up after $(cut -d' ' -f1 /proc/uptime) s; kernel $(uname -r); $(systemctl --version | head -n1)"
 # Until the boot transaction is done (this unit is Type=exec, so that is soon).
 echo "runner: system state: $(timeout 60 systemctl is-system-running --wait)"
+# Where the boot time went, for keeping the tier fast.
+{ systemd-analyze; systemd-analyze blame | head -n 25; systemd-analyze critical-chain; } > "$results/boot.txt" 2>&1
+head -n 1 "$results/boot.txt" | sed 's/^/runner: /'
 
 # Cases to run: all, or those named on the kernel command line (distro.cases=a,b).
 only=$(sed -n 's/.*distro\.cases=\([^ ]*\).*/\1/p' /proc/cmdline | tr , ' ')

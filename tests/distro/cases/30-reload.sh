@@ -13,7 +13,7 @@ pid=$(systemctl show -P MainPID iommufd-broker.service)
 
 alice_may() { run_as alice iommufdctl run -d "$E1000E" --managed -- true; }
 alice_may || fail "the good policy does not let alice use $E1000E"
-wait_for test "$(device_driver "$E1000E")" = e1000e || fail "$E1000E did not return to e1000e"
+wait_for driver_is "$E1000E" e1000e || fail "$E1000E did not return to e1000e"
 
 # Broken: not JSON at all.
 printf '{ "rules": [ { "principals": ' > "$POLICY_FILE"
@@ -27,7 +27,7 @@ journal_grep -u iommufd-broker.service "policy: .*policy\.json" ||
 systemctl is-active -q iommufd-broker.service || fail "a broken policy stopped the broker"
 [ "$(systemctl show -P MainPID iommufd-broker.service)" = "$pid" ] || fail "the broker restarted"
 alice_may || fail "after a broken reload alice lost what the previous policy gave her"
-wait_for test "$(device_driver "$E1000E")" = e1000e || fail "$E1000E did not return to e1000e"
+wait_for driver_is "$E1000E" e1000e || fail "$E1000E did not return to e1000e"
 
 # Broken in meaning: valid JSON, unknown key.
 echo '{ "rules": [ { "principals": { "users": ["alice"] }, "no-such-key": 1 } ] }' > "$POLICY_FILE"
@@ -35,7 +35,7 @@ systemctl reload iommufd-broker.service
 wait_for journal_grep -u iommufd-broker.service 'no-such-key' ||
         fail "the journal does not say which key is wrong"
 alice_may || fail "after the second broken reload alice lost the previous policy"
-wait_for test "$(device_driver "$E1000E")" = e1000e || fail "$E1000E did not return to e1000e"
+wait_for driver_is "$E1000E" e1000e || fail "$E1000E did not return to e1000e"
 
 # A good policy that allows nothing replaces it.
 echo '{ "rules": [] }' > "$POLICY_FILE"

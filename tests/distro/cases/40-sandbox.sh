@@ -45,7 +45,7 @@ run_as alice iommufdctl run -d "$E1000E" --managed -- \
         fail "the confined broker could not hand $E1000E to alice"
 grep -qx /dev/iommu fds.txt || fail "no /dev/iommu fd: $(cat fds.txt)"
 grep -q '^/dev/vfio/devices/vfio[0-9]' fds.txt || fail "no vfio cdev fd: $(cat fds.txt)"
-wait_for test "$(device_driver "$E1000E")" = e1000e || fail "$E1000E did not return to e1000e"
+wait_for driver_is "$E1000E" e1000e || fail "$E1000E did not return to e1000e"
 if journal_grep -u iommufd-broker.service 'Operation not permitted|Permission denied'; then
         journal_since_case -u iommufd-broker.service -o cat
         fail "the broker hit a denial"

@@ -56,7 +56,7 @@ wait "$control" || status=$?
 [ "$status" != 0 ] || fail "QEMU exited 0 in the control"
 cat control.out
 grep -q 'Cannot allocate memory' control.out || fail "the control failed, but not for memory (above)"
-wait_for test "$(device_driver "$E1000E")" = e1000e || fail "$E1000E did not return to e1000e after the control"
+wait_for driver_is "$E1000E" e1000e || fail "$E1000E did not return to e1000e after the control"
 rm -f "$sock"
 log "control: without memlock QEMU fails as expected"
 
@@ -94,5 +94,5 @@ cat qemu.out
 if grep -q 'Cannot allocate memory\|vfio_container_dma_map\|error' qemu.out; then
         fail "QEMU reported an error (above)"
 fi
-wait_for test "$(device_driver "$E1000E")" = e1000e || fail "$E1000E is on $(device_driver "$E1000E") after quit"
+wait_for driver_is "$E1000E" e1000e || fail "$E1000E is on $(device_driver "$E1000E") after quit"
 log "after quit $E1000E is back on e1000e"
