@@ -1,4 +1,5 @@
 #!/bin/bash
+# timeout: 180
 # A new user's first step: enable and start the socket and the hardened
 # service. The service reaches READY (Type=notify: "active" only after
 # READY=1) under its full sandbox, with no denial of any kind in the journal,

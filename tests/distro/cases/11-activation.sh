@@ -1,4 +1,5 @@
 #!/bin/bash
+# timeout: 180
 # The broker need not run until someone asks: a varlink call starts it
 # through its socket, and a D-Bus call through dbus-daemon's activation
 # (io.iommufd.Broker1.service names SystemdService=iommufd-broker.service).

@@ -1,4 +1,5 @@
 #!/bin/bash
+# timeout: 240
 # The stock tools of a systemd distribution talk to the broker, as root and
 # as an unprivileged user: busctl (introspect, get-property, call) on the
 # system bus and varlinkctl (info, introspect, call) on the varlink socket.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# timeout: 240
 # `systemctl reload` with a broken policy keeps the policy in force and says
 # why in the journal; a fixed policy is then picked up by the next reload.
 # What is in force is shown by what alice may do: a managed run of the

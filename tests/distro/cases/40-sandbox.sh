@@ -1,7 +1,8 @@
 #!/bin/bash
+# timeout: 300
 # The unit's device sandbox is enforced by this kernel (BPF cgroup device
 # control): a probe unit with DevicePolicy=closed is refused a device outside
-# its allow list, the same probe without it is not, a probe with the
+# its allow list (/dev/vda), the same probe without it is not, a probe with the
 # broker's own allow list may open /dev/iommu but not the disk, and the
 # broker itself, under that list, still hands out working devices.
 source "$DISTRO_LIB"
@@ -17,9 +18,6 @@ cat refused.err
 grep -q 'Operation not permitted' refused.err || fail "the refusal is not EPERM: $(cat refused.err)"
 probe -p DevicePolicy=closed -p DeviceAllow=/dev/null -- sh -c 'echo x > /dev/null' ||
         fail "the probe was refused the device it is allowed"
-if [ -e /dev/mem ] && probe -p DevicePolicy=closed -p DeviceAllow=/dev/null -- head -c 1 /dev/mem >/dev/null 2>&1; then
-        fail "DevicePolicy=closed is not enforced: the probe read /dev/mem"
-fi
 
 # The broker's own allow list: /dev/iommu yes, the disk no.
 broker_start
@@ -27,7 +25,7 @@ allow=()
 while read -r dev perm; do
         allow+=(-p "DeviceAllow=$dev $perm")
 done < <(systemctl show -P DeviceAllow iommufd-broker.service | tr ',' '\n' | sed 's/^ *//')
-log "the broker's DeviceAllow: $(systemctl show -P DeviceAllow iommufd-broker.service)"
+log "the broker's DeviceAllow: $(systemctl show -P DeviceAllow iommufd-broker.service | paste -sd,)"
 [ ${#allow[@]} -gt 0 ] || fail "the broker's unit has no DeviceAllow="
 probe -p DevicePolicy=closed "${allow[@]}" -- sh -c 'exec 3< /dev/iommu' ||
         fail "the broker's allow list does not let a probe open /dev/iommu"
