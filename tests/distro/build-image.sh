@@ -21,7 +21,7 @@ log() { echo "build-image: $*" >&2; }
 # and what a packager needs to build the project from source.
 packages=(
         systemd systemd-sysv dbus polkitd udev kmod libpam-systemd
-        qemu-system-x86 procps python3 pciutils
+        qemu-system-x86 procps python3 pciutils iproute2
         gcc libc6-dev meson ninja-build pkg-config
         libsystemd-dev libudev-dev libseccomp-dev libjansson-dev scdoc
 )
