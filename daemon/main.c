@@ -238,7 +238,7 @@ static int start_varlink(Manager *m, VarlinkServer **ret) {
         if (arg.max_connections_per_uid)
                 limits.max_connections_per_uid = arg.max_connections_per_uid;
         limits.max_connections = sandbox_max_connections(limits.max_connections);
-        if (!path && sd_listen_fds(false) <= 0) {
+        if (!path && varlink_passed_fds() <= 0) {
                 path = BROKER_DEFAULT_SOCKET;
                 (void) mkdir("/run/iommufd-broker", 0755);
         }

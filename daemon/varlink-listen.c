@@ -4,11 +4,14 @@
  * accepted socket becomes a connection through varlink_server_add_connection(). */
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <systemd/sd-daemon.h>
 
 #include "log.h"
@@ -65,10 +68,27 @@ int varlink_server_listen_fd(VarlinkServer *s, int fd) {
         return 0;
 }
 
+int varlink_passed_fds(void) {
+        const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+        unsigned long p, n;
+        char *end;
+
+        if (!pid || !fds)
+                return 0;
+        errno = 0;
+        p = strtoul(pid, &end, 10);
+        if (errno || *end || p != (unsigned long) getpid())
+                return 0;
+        n = strtoul(fds, &end, 10);
+        if (errno || *end || n > INT_MAX - SD_LISTEN_FDS_START)
+                return -EINVAL;
+        return (int) n;
+}
+
 int varlink_server_listen_fds(VarlinkServer *s) {
         int n, taken = 0;
 
-        n = sd_listen_fds(false);
+        n = varlink_passed_fds();
         if (n < 0)
                 return n;
         for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {

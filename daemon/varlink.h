@@ -141,6 +141,11 @@ int varlink_server_listen_path(VarlinkServer *s, const char *path);
 /* Take every AF_UNIX stream listening socket from sd_listen_fds(); other
  * passed fds are left alone. Returns the number taken, -ENOENT if none. */
 int varlink_server_listen_fds(VarlinkServer *s);
+/* How many fds the service manager passed ($LISTEN_FDS for this pid). Not
+ * sd_listen_fds(): after a restart the range also holds the fd store's fds,
+ * and those the manager did not re-adopt are closed by the time the front
+ * ends start; sd_listen_fds() fails on any closed fd in the range. */
+int varlink_passed_fds(void);
 /* Take an already listening socket. */
 int varlink_server_listen_fd(VarlinkServer *s, int fd);
 /* Take an already connected socket as a new connection (tests, socketpair). */

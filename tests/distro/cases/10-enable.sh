@@ -32,8 +32,10 @@ grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$pid/status" || fail "the broker runs
 grep -q '^Seccomp:[[:space:]]*2' "/proc/$pid/status" || fail "the broker runs without a seccomp filter"
 bnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' "/proc/$pid/status")
 log "broker pid $pid, CapBnd $bnd"
-# CAP_DAC_OVERRIDE (1) and CAP_SYS_RESOURCE (24), nothing else.
-[ "$((16#$bnd))" = $(( (1 << 1) | (1 << 24) )) ] || fail "capability bounding set $bnd is not DAC_OVERRIDE+SYS_RESOURCE"
+# CAP_DAC_OVERRIDE (1), CAP_SYS_PTRACE (19: naming who still holds a device
+# in /proc/PID/fd) and CAP_SYS_RESOURCE (24), nothing else.
+[ "$((16#$bnd))" = $(( (1 << 1) | (1 << 19) | (1 << 24) )) ] ||
+        fail "capability bounding set $bnd is not DAC_OVERRIDE+SYS_PTRACE+SYS_RESOURCE"
 
 # It answers, and it found the devices under DevicePolicy=closed.
 varlinkctl call "$BROKER_SOCKET" io.iommufd.Broker.ListDevices '{}' | grep -q "\"$E1000E\"" ||
