@@ -72,7 +72,7 @@ cleanup() {
         if [ "$keep" = 1 ]; then
                 log "work directory kept in $work"
         else
-                rm -rf "$work"
+                rm -rf --one-file-system "$work"
         fi
 }
 trap cleanup EXIT
@@ -159,7 +159,7 @@ truncate -s "${size_mb}M" "$work/root.img"
 step=$SECONDS
 mke2fs -q -t ext4 -L distro-root -E root_owner=0:0 -d "$root" "$work/root.img"
 log "root image made in $((SECONDS - step)) s (${size_mb} MiB)"
-rm -rf "$root"
+rm -rf --one-file-system "$root"
 
 # ---- boot ------------------------------------------------------------------
 
