@@ -58,8 +58,11 @@ for transport in varlink dbus; do
                 ls /run/iommufd-broker/leases/ | grep -q "$E1000E" || fail "no lease record"
 
                 # alice's process ends: the lease ends and the driver comes back.
-                pkill -KILL -P "$runner" sleep 2>/dev/null || true
-                kill "$runner" 2>/dev/null || true
+                # $runner is the subshell around setpriv; the holder is the
+                # iommufdctl it exec'd, and its sleep inherited the fds.
+                holder=${before##* }
+                pkill -KILL -P "$holder" sleep 2>/dev/null || true
+                kill -KILL "$holder" 2>/dev/null || true
                 wait "$runner" 2>/dev/null || true
                 wait_for -t 30 sh -c "iommufdctl info --json $E1000E | grep -q '\"available\"'" ||
                         fail "lease did not end after the holder exited ($mode, $transport): $(holder_of)"
