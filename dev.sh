@@ -139,10 +139,6 @@ test)
         fi
         if [ "${IOMMUFD_SKIP_DISTRO:-0}" = 1 ]; then
                 log "distro tier skipped (IOMMUFD_SKIP_DISTRO=1)"
-        elif [ "${CI:-}" = true ] && [ "${IOMMUFD_DISTRO_IN_CI:-0}" != 1 ]; then
-                # Not yet in CI: cases 65-hostile and 70-lease-restart still
-                # fail there (tests/distro/README.md); IOMMUFD_DISTRO_IN_CI=1 runs it.
-                log "distro tier not run in CI yet (IOMMUFD_DISTRO_IN_CI=1 runs it)"
         else
                 distro_tier || status=$?
         fi
