@@ -366,17 +366,6 @@ fail:
         return -ENOMEM;
 }
 
-static bool strv_same(char *const *a, char *const *b) {
-        size_t n = strv_length(a);
-
-        if (n != strv_length(b))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!streq(a[i], b[i]))
-                        return false;
-        return true;
-}
-
 /* The names of the properties that differ between old (NULL: all) and new. */
 static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new, const char **names) {
         static const char *const per_caller[] = {
@@ -388,7 +377,7 @@ static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new
 #define CHANGED(cond, name) do { if (!old || (cond)) names[n++] = name; } while (0)
         CHANGED(!streq_ptr(old->driver, new->driver), "Driver");
         CHANGED(old->iommu_group != new->iommu_group, "IommuGroup");
-        CHANGED(!strv_same(old->group_members, new->group_members), "GroupMembers");
+        CHANGED(!strv_equal(old->group_members, new->group_members), "GroupMembers");
         CHANGED(!streq_ptr(old->vfio_cdev, new->vfio_cdev), "VfioCdev");
         CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.type != new->hw_info.type, "IommuType");
         CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.capabilities != new->hw_info.capabilities,

@@ -179,17 +179,6 @@ typedef struct Snapshot {
         char **group_members;
 } Snapshot;
 
-static bool strv_equal(char *const *a, char *const *b) {
-        size_t n = strv_length(a);
-
-        if (n != strv_length(b))
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!streq(a[i], b[i]))
-                        return false;
-        return true;
-}
-
 /* Copies, because device_refresh() frees the strings it replaces. */
 static int snapshot_take(const Device *d, Snapshot *ret) {
         Snapshot s = {

@@ -72,6 +72,15 @@ static inline size_t strv_length(char *const *l) {
                 n++;
         return n;
 }
+static inline bool strv_equal(char *const *a, char *const *b) {
+        size_t n = strv_length(a);
+        if (n != strv_length(b))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!streq(a[i], b[i]))
+                        return false;
+        return true;
+}
 static inline bool strv_contains(char *const *l, const char *s) {
         for (char *const *i = l; i && *i; i++)
                 if (streq(*i, s))
