@@ -15,6 +15,8 @@
 #
 # Environment: IOMMUFD_TEST_KERNEL=/path/to/bzImage uses that kernel instead
 # of building (or finding the cached) one with build-kernel.sh.
+# IOMMUFD_VM_CASES="case1 case2" runs only those guest cases (and smoke),
+# for iterating on one case; CI runs them all.
 # IOMMUFD_VM_FAIL_BOOTS=N makes the first N boots panic early (no root fs),
 # to exercise the retry logic itself.
 set -euo pipefail
@@ -78,6 +80,7 @@ boot() {
         append+=" init=$here/guest-init.sh"
         # Unknown name=value parameters end up in init's environment.
         append+=" IOMMUFD_VM_BUILD=$build_dir IOMMUFD_VM_SRC=$(dirname "$(dirname "$here")")"
+        [ -z "${IOMMUFD_VM_CASES:-}" ] || append+=" IOMMUFD_VM_CASES=$(echo $IOMMUFD_VM_CASES | tr ' ' ,)"
         if [ "$1" -le "${IOMMUFD_VM_FAIL_BOOTS:-0}" ]; then
                 append+=" rootfstype=iommufd-vm-no-such-fs"
         fi

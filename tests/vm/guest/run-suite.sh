@@ -27,7 +27,20 @@ say() {
         echo "vm-suite [$up]: $*"
 }
 
-echo "smoke ${cases[*]} ${lease_cases[*]} bench hotunplug ${lease_restart_cases[*]}" > "$results/planned"
+# IOMMUFD_VM_CASES (comma-separated, from run-vm.sh) runs only those cases
+# (smoke always runs): for iterating on one case, never for CI.
+wanted() {
+        [ -z "${IOMMUFD_VM_CASES:-}" ] && return 0
+        case ",$IOMMUFD_VM_CASES," in *",$1,"*) return 0 ;; esac
+        return 1
+}
+filter() { local c; for c in "$@"; do if wanted "$c"; then printf "%s " "$c"; fi; done; }
+read -ra cases <<< "$(filter "${cases[@]}")"
+read -ra lease_cases <<< "$(filter "${lease_cases[@]}")"
+read -ra lease_restart_cases <<< "$(filter "${lease_restart_cases[@]}")"
+extra_cases=$(filter bench hotunplug)
+
+echo "smoke ${cases[*]} ${lease_cases[*]} $extra_cases ${lease_restart_cases[*]}" > "$results/planned"
 touch "$results/started"
 say "started"
 
@@ -102,8 +115,8 @@ for c in "${lease_cases[@]}"; do
         run_case "$c" "$build/tests/vm/vm-leases" "$c"
 done
 # The fast-path ratios (printed, not asserted as timings), while the edu is there.
-run_case bench "$build/tests/vm/vm-bench"
-run_case hotunplug "$build/tests/vm/vm-cases" hotunplug
+wanted bench && run_case bench "$build/tests/vm/vm-bench"
+wanted hotunplug && run_case hotunplug "$build/tests/vm/vm-cases" hotunplug
 rm -f /run/vm-broker.pid
 for c in "${lease_restart_cases[@]}"; do
         run_case "$c" "$build/tests/vm/vm-leases" "$c"
