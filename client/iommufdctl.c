@@ -700,7 +700,7 @@ static void help(void) {
                "                                   lease devices (default mode: unbound) and run\n"
                "                                   CMD with the fds; {iommufd}, {dev0}, {dev1}...\n"
                "                                   in CMD ARGS become the fd numbers\n"
-               "  revoke DEV [--timeout S]         take DEV back from its holder (root): asks it\n"
+               "  revoke DEV [--timeout S]         take DEV back from its holder (root or polkit): asks\n"
                "                                   through vfio-pci's device request, waits until\n"
                "                                   it let go or S seconds (default 30) passed\n"
                "\n"

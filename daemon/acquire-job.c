@@ -73,33 +73,8 @@ static void job_finish(AcquireJob *j, int r, BrokerError *err) {
 }
 
 static int polkit_error(int r, const char *message, const AcquireJob *j, BrokerError *err) {
-        const Principal *who = session_principal(j->session);
-        const char *device = j->asking_device;
-
-        switch (r) {
-        case -EPERM:
-                return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, device,
-                                        "%s: polkit does not authorize %s for uid %u", device, j->asking,
-                                        (unsigned) who->uid);
-        case -EACCES:
-                return broker_error_set(err, BROKER_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, device,
-                                        "%s: polkit authorizes %s only after authentication; call again "
-                                        "allowing interactive authentication", device, j->asking);
-        case -EUSERS:
-                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, device,
-                                        "%s: too many polkit checks of uid %u in flight (at most %d)", device,
-                                        (unsigned) who->uid, POLKIT_MAX_PENDING_PER_UID);
-        case -EBADF:
-                return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, device,
-                                        "%s: polkit needs the caller's pidfd, which the kernel did not give",
-                                        device);
-        default:
-                return broker_error_set(err, BROKER_ERROR_AUTHORIZATION_UNAVAILABLE, device,
-                                        "%s: the policy requires polkit action %s, but %s", device, j->asking,
-                                        message ?: (r == -ETIMEDOUT ? "polkit did not answer in time"
-                                                    : r == -EHOSTDOWN ? "polkit cannot be reached"
-                                                                      : strerror(-r)));
-        }
+        return polkit_error_to_broker(r, message, j->asking, j->asking_device, session_principal(j->session)->uid,
+                                      err);
 }
 
 static int job_step(AcquireJob *j);

@@ -19,6 +19,7 @@
 /* One client of the D-Bus front end: a sender unique name and its Session. */
 typedef struct DbusSession DbusSession;
 typedef struct PendingAcquire PendingAcquire;
+typedef struct PendingRevoke PendingRevoke;
 struct DbusSession {
         DbusBroker *broker;
         char *name;
@@ -45,6 +46,7 @@ struct DbusBroker {
         DbusDevices *devices;
         Subscription *subscription;
         DbusSession *sessions;
+        PendingRevoke *revokes;
 };
 
 /* --- Sessions --- */
@@ -427,33 +429,56 @@ static int method_release_devices(sd_bus_message *m, void *userdata, sd_bus_erro
 
 /* --- Revoke --- */
 
-#define REVOKE_DEFAULT_TIMEOUT_SEC 30
-#define REVOKE_MAX_TIMEOUT_SEC     3600
+/* A Revoke call waiting for polkit or for the holder; it goes when its caller leaves the bus. */
+struct PendingRevoke {
+        DbusBroker *broker;
+        sd_bus_message *message;
+        sd_bus_track *track;
+        RevokeCall *revoke;
+        PendingRevoke *next;
+};
 
-/* Who may take a device from its holder: root. The polkit check of action
- * io.iommufd.broker.revoke plugs in here for everyone else. */
-static bool revoke_allowed(const Principal *p) {
-        return p && p->uid == 0;
+static PendingRevoke *pending_revoke_free(PendingRevoke *p) {
+        if (!p)
+                return NULL;
+        for (PendingRevoke **i = &p->broker->revokes; *i; i = &(*i)->next)
+                if (*i == p) {
+                        *i = p->next;
+                        break;
+                }
+        revoke_call_cancel(p->revoke);
+        sd_bus_track_unref(p->track);
+        sd_bus_message_unref(p->message);
+        free(p);
+        return NULL;
 }
 
-/* The call is answered when the lease ended or the timeout passed. */
+static int on_revoke_caller_gone(sd_bus_track *track, void *userdata) {
+        /* polkit stops asking; an authorized revoke goes on. */
+        pending_revoke_free(userdata);
+        return 0;
+}
+
+/* The call is answered when polkit refused, the lease ended or the timeout passed. */
 static void on_revoke_done(int result, const BrokerError *err, void *userdata) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = userdata;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        PendingRevoke *p = userdata;
         BrokerError e = err ? *err : (BrokerError) {};
 
+        p->revoke = NULL;       /* finished */
         if (result < 0) {
                 (void) reply_broker_error(&error, result, &e);
-                (void) sd_bus_reply_method_error(m, &error);
+                (void) sd_bus_reply_method_error(p->message, &error);
         } else
-                (void) sd_bus_reply_method_return(m, NULL);
+                (void) sd_bus_reply_method_return(p->message, NULL);
+        pending_revoke_free(p);
 }
 
 static int method_revoke(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         DbusBroker *b = userdata;
         _cleanup_(principal_freep) Principal *caller = NULL;
-        BrokerError err = {};
         const char *device;
+        PendingRevoke *p;
         uint32_t seconds;
         int r;
 
@@ -469,18 +494,31 @@ static int method_revoke(sd_bus_message *m, void *userdata, sd_bus_error *error)
         if (r < 0)
                 return reply_error(error, r, BROKER_ERROR_PERMISSION_DENIED, NULL,
                                    "cannot tell who is calling");
-        if (!revoke_allowed(caller))
-                return reply_error(error, -EPERM, BROKER_ERROR_PERMISSION_DENIED, NULL,
-                                   "Revoke needs root (or polkit action io.iommufd.broker.revoke)");
 
-        sd_bus_message_ref(m);
-        r = manager_revoke(b->manager, device, caller->uid, (uint64_t) seconds * 1000000ULL, on_revoke_done, m,
-                           NULL, &err);
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        *p = (PendingRevoke) { .broker = b, .message = sd_bus_message_ref(m), .next = b->revokes };
+        b->revokes = p;
+        /* Fails if the caller already left: nobody to answer then. */
+        r = sd_bus_track_new(b->bus, &p->track, on_revoke_caller_gone, p);
+        if (r >= 0)
+                r = sd_bus_track_add_sender(p->track, m);
+        if (r >= 0)
+                /* Answered by on_revoke_done(), perhaps already. polkit asks
+                 * the bus who the sender is (system-bus-name). */
+                r = revoke_call_start(b->manager, manager_polkit(b->manager), &(RevokeRequest) {
+                        .device = device,
+                        .timeout_usec = (uint64_t) seconds * 1000000ULL,
+                        .allow_interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0,
+                        .caller = caller,
+                        .bus_name = sd_bus_message_get_sender(m),
+                }, on_revoke_done, p, &p->revoke);
         if (r < 0) {
-                sd_bus_message_unref(m);
-                return reply_broker_error(error, r, &err);
+                pending_revoke_free(p);
+                return r;
         }
-        return 1;       /* answered by on_revoke_done(), perhaps already */
+        return 1;
 }
 
 static int property_get_version(sd_bus *bus, const char *path, const char *interface,
@@ -670,6 +708,8 @@ DbusBroker *dbus_broker_free(DbusBroker *b) {
         b->subscription = subscription_free(b->subscription);
         while (b->sessions)
                 dbus_session_free(b->sessions);
+        while (b->revokes)
+                pending_revoke_free(b->revokes);
         dbus_devices_free(b->devices);
         sd_bus_slot_unref(b->object_manager_slot);
         sd_bus_slot_unref(b->vtable_slot);

@@ -2,6 +2,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <systemd/sd-bus.h>
 
 #include "log.h"
@@ -337,4 +338,32 @@ PolkitQuery *polkit_query_free(PolkitQuery *q) {
         query_unlink(q);
         free(q);
         return NULL;
+}
+
+int polkit_error_to_broker(int r, const char *message, const char *action, const char *device, uid_t uid,
+                           BrokerError *err) {
+        switch (r) {
+        case -EPERM:
+                return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, device,
+                                        "%s: polkit does not authorize %s for uid %u", device, action,
+                                        (unsigned) uid);
+        case -EACCES:
+                return broker_error_set(err, BROKER_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED, device,
+                                        "%s: polkit authorizes %s only after authentication; call again "
+                                        "allowing interactive authentication", device, action);
+        case -EUSERS:
+                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, device,
+                                        "%s: too many polkit checks of uid %u in flight (at most %d)", device,
+                                        (unsigned) uid, POLKIT_MAX_PENDING_PER_UID);
+        case -EBADF:
+                return broker_error_set(err, BROKER_ERROR_PERMISSION_DENIED, device,
+                                        "%s: polkit needs the caller's pidfd, which the kernel did not give",
+                                        device);
+        default:
+                return broker_error_set(err, BROKER_ERROR_AUTHORIZATION_UNAVAILABLE, device,
+                                        "%s: polkit action %s must be checked, but %s", device, action,
+                                        message ?: (r == -ETIMEDOUT ? "polkit did not answer in time"
+                                                    : r == -EHOSTDOWN ? "polkit cannot be reached"
+                                                                      : strerror(-r)));
+        }
 }

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "error.h"
 #include "principal.h"
 
 /*
@@ -58,3 +59,10 @@ int polkit_check_async(PolkitClient *c, const Principal *who, const char *bus_na
 
 /* Cancel a check that has not called back yet. NULL is fine. */
 PolkitQuery *polkit_query_free(PolkitQuery *q);
+
+/* A check that did not authorize (r from a callback, or from
+ * polkit_check_async()) as the typed error both front ends reply with:
+ * PermissionDenied, InteractiveAuthorizationRequired, LimitExceeded or
+ * AuthorizationUnavailable. Returns the negative errno to reply with. */
+int polkit_error_to_broker(int r, const char *message, const char *action, const char *device, uid_t uid,
+                           BrokerError *err);

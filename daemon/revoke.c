@@ -230,3 +230,98 @@ int manager_revoke(Manager *m, const char *address, uid_t by_uid, uint64_t timeo
         lease_release(l, "revoked");
         return 0;
 }
+
+/* --- one call: authorize, then revoke --- */
+
+struct RevokeCall {
+        Manager *manager;
+        char *device;
+        uid_t uid;
+        uint64_t timeout_usec;
+        PolkitQuery *query;             /* while polkit is asked */
+        Revoke *revoke;                 /* once authorized, until it finishes */
+        RevokeDone done;
+        void *userdata;
+};
+
+RevokeCall *revoke_call_cancel(RevokeCall *c) {
+        if (!c)
+                return NULL;
+        polkit_query_free(c->query);
+        revoke_cancel(c->revoke);
+        free(c->device);
+        free(c);
+        return NULL;
+}
+
+static void call_finish(RevokeCall *c, int result, const BrokerError *err) {
+        RevokeDone done = c->done;
+        void *userdata = c->userdata;
+
+        c->query = NULL;
+        c->revoke = NULL;
+        revoke_call_cancel(c);
+        done(result, err, userdata);
+}
+
+static void on_call_revoked(int result, const BrokerError *err, void *userdata) {
+        RevokeCall *c = userdata;
+
+        c->revoke = NULL;       /* finished: revoke.c frees it */
+        call_finish(c, result, err);
+}
+
+static void call_revoke(RevokeCall *c) {
+        BrokerError err = {};
+        int r;
+
+        r = manager_revoke(c->manager, c->device, c->uid, c->timeout_usec, on_call_revoked, c, &c->revoke, &err);
+        if (r < 0)
+                call_finish(c, r, &err);
+}
+
+static void on_polkit_answer(PolkitQuery *q, int result, const char *message, void *userdata) {
+        RevokeCall *c = userdata;
+        BrokerError err = {};
+
+        c->query = NULL;        /* the polkit module frees it */
+        if (result < 0) {
+                log_info("%s: polkit: %s for uid %u: %s", c->device, REVOKE_POLKIT_ACTION, (unsigned) c->uid,
+                         message ?: strerror(-result));
+                result = polkit_error_to_broker(result, message, REVOKE_POLKIT_ACTION, c->device, c->uid, &err);
+                call_finish(c, result, &err);
+                return;
+        }
+        call_revoke(c);
+}
+
+int revoke_call_start(Manager *m, PolkitClient *polkit, const RevokeRequest *req, RevokeDone done, void *userdata,
+                      RevokeCall **ret) {
+        BrokerError err = {};
+        RevokeCall *c;
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        *c = (RevokeCall) {
+                .manager = m, .uid = req->caller->uid, .timeout_usec = req->timeout_usec, .done = done,
+                .userdata = userdata,
+        };
+        c->device = strdup(req->device ?: "");
+        if (!c->device)
+                return revoke_call_cancel(c), -ENOMEM;
+        *ret = c;
+        if (req->caller->uid == 0) {
+                call_revoke(c);
+                return 0;
+        }
+        r = polkit ? polkit_check_async(polkit, req->caller, req->bus_name, REVOKE_POLKIT_ACTION,
+                                        req->allow_interactive, on_polkit_answer, c, &c->query)
+                   : -EHOSTDOWN;
+        if (r < 0) {
+                r = polkit_error_to_broker(r, NULL, REVOKE_POLKIT_ACTION, c->device, c->uid, &err);
+                call_finish(c, r, &err);
+        }
+        return 0;
+}

@@ -301,25 +301,17 @@ static int method_release(VarlinkCall *call, json_t *parameters, void *userdata)
 
 /* --- Revoke --- */
 
-#define REVOKE_DEFAULT_TIMEOUT_SEC 30
-#define REVOKE_MAX_TIMEOUT_SEC     3600
-
-/* Who may take a device from its holder: root. The polkit check of action
- * io.iommufd.broker.revoke plugs in here for everyone else. */
-static bool revoke_allowed(const Principal *p) {
-        return p && p->uid == 0;
-}
-
+/* A Revoke whose reply waits for polkit or for the holder to let go. */
 typedef struct PendingRevoke {
         VarlinkCall *call;
-        Revoke *revoke;
+        RevokeCall *revoke;
 } PendingRevoke;
 
 static void on_revoke_call_gone(VarlinkCall *call, void *userdata) {
         PendingRevoke *p = userdata;
 
-        /* The caller hung up: the revoke itself goes on. */
-        revoke_cancel(p->revoke);
+        /* The caller hung up: polkit stops asking; an authorized revoke goes on. */
+        revoke_call_cancel(p->revoke);
         free(p);
 }
 
@@ -340,13 +332,13 @@ static int method_revoke(VarlinkCall *call, json_t *parameters, void *userdata) 
         static const VarlinkField fields[] = {
                 { "device", VARLINK_TYPE_STRING },
                 { "timeoutSeconds", VARLINK_TYPE_INT, .optional = true },
+                { "allowInteractiveAuthentication", VARLINK_TYPE_BOOL, .optional = true },
                 {}
         };
         Manager *m = userdata;
         const Principal *caller = call_viewer(call);
         json_t *timeout = json_object_get(parameters, "timeoutSeconds");
         json_int_t seconds = REVOKE_DEFAULT_TIMEOUT_SEC;
-        BrokerError err = {};
         PendingRevoke *p;
         int r;
 
@@ -357,24 +349,26 @@ static int method_revoke(VarlinkCall *call, json_t *parameters, void *userdata) 
                 if (seconds <= 0 || seconds > REVOKE_MAX_TIMEOUT_SEC)
                         return varlink_call_error_invalid_parameter(call, "timeoutSeconds");
         }
-        if (!revoke_allowed(caller))
-                return varlink_call_error_broker(call, BROKER_ERROR_PERMISSION_DENIED,
-                                                 json_string_value(json_object_get(parameters, "device")),
-                                                 "Revoke needs root (or polkit action io.iommufd.broker.revoke)");
+        if (!caller)
+                return -ENOTCONN;
 
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
         p->call = call;
         varlink_call_set_destroy(call, on_revoke_call_gone, p);
-        r = manager_revoke(m, json_string_value(json_object_get(parameters, "device")), caller->uid,
-                           (uint64_t) seconds * 1000000ULL, on_revoke_done, p, &p->revoke, &err);
+        /* Answered by on_revoke_done(), perhaps already. */
+        r = revoke_call_start(m, manager_polkit(m), &(RevokeRequest) {
+                .device = json_string_value(json_object_get(parameters, "device")),
+                .timeout_usec = (uint64_t) seconds * 1000000ULL,
+                .allow_interactive = json_is_true(json_object_get(parameters, "allowInteractiveAuthentication")),
+                .caller = caller,
+        }, on_revoke_done, p, &p->revoke);
         if (r < 0) {
                 varlink_call_set_destroy(call, NULL, NULL);
                 free(p);
-                return reply_broker_error(call, r, &err);
         }
-        return 0;       /* answered by on_revoke_done(), perhaps already */
+        return r < 0 ? r : 0;
 }
 
 /* --- Monitor --- */

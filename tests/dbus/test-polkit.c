@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "dbus-test-util.h"
+#include "fake-polkit-util.h"
 #include "iommufd-broker.h"
 
 #define DEV_A "0000:00:02.0"
@@ -28,8 +29,6 @@
 #define ACTION "io.iommufd.broker.acquire"
 #define MAX_PENDING 16
 
-static char polkit_dir[4096];
-static pid_t fake_pid;
 static sd_bus *bus;
 
 /* A lease ends once every fd of the device is closed (state "releasing"
@@ -41,79 +40,6 @@ static void wait_available(const char *dev) {
         CHECK_MSG(sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "GetDevice",
                                      NULL, &reply, "s", dev) >= 0 && sd_bus_message_read(reply, "o", &path) > 0 &&
                   wait_property(bus, path, "State", "available"), "%s is available again", dev);
-}
-
-static void set_mode(const char *mode) {
-        char path[4200];
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/mode", polkit_dir);
-        f = fopen(path, "we");
-        if (f) {
-                fprintf(f, "%s\n", mode);
-                fclose(f);
-        }
-}
-
-/* Lines of the fake's log starting with prefix. */
-static int count_log(const char *prefix) {
-        char path[4200], line[512];
-        int n = 0;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/log", polkit_dir);
-        f = fopen(path, "re");
-        if (!f)
-                return 0;
-        while (fgets(line, sizeof(line), f))
-                n += strncmp(line, prefix, strlen(prefix)) == 0;
-        fclose(f);
-        return n;
-}
-
-static bool last_check_has(const char *what) {
-        char path[4200], line[512], last[512] = "";
-        FILE *f;
-
-        snprintf(path, sizeof(path), "%s/log", polkit_dir);
-        f = fopen(path, "re");
-        if (!f)
-                return false;
-        while (fgets(line, sizeof(line), f))
-                if (strncmp(line, "check ", 6) == 0)
-                        snprintf(last, sizeof(last), "%s", line);
-        fclose(f);
-        if (!strstr(last, what))
-                printf("# last check: %s", last);
-        return strstr(last, what) != NULL;
-}
-
-static bool wait_log(const char *prefix, int n) {
-        for (int i = 0; i < 300; i++) {
-                if (count_log(prefix) >= n)
-                        return true;
-                usleep(50 * 1000);
-        }
-        return false;
-}
-
-static void start_fake_polkitd(void) {
-        char path[4200], *exe = getenv("FAKE_POLKITD");
-        int p[2];
-        char buf[8] = "";
-
-        snprintf(path, sizeof(path), "%s/log", polkit_dir);
-        CHECK_MSG(exe && pipe(p) == 0, "FAKE_POLKITD is set");
-        fake_pid = fork();
-        if (fake_pid == 0) {
-                dup2(p[1], STDOUT_FILENO);
-                setenv("FAKE_POLKIT_DIR", polkit_dir, 1);
-                execl(exe, exe, getenv("DBUS_TEST_ADDRESS"), (char *) NULL);
-                _exit(127);
-        }
-        close(p[1]);
-        CHECK_MSG(read(p[0], buf, sizeof(buf) - 1) > 0 && strncmp(buf, "ready", 5) == 0, "fake polkitd is ready");
-        close(p[0]);
 }
 
 /* --- varlink through the client library --- */
@@ -330,14 +256,12 @@ static void test_limit(void) {
 }
 
 int main(void) {
-        int status;
 
         if (!getenv("DBUS_TEST_ADDRESS") || !varlink_socket()) {
                 printf("skip: run through run-with-broker.sh with BROKER_VARLINK=1\n");
                 return 77;
         }
-        snprintf(polkit_dir, sizeof(polkit_dir), "%s/polkit", getenv("DBUS_TEST_DIR"));
-        (void) mkdir(polkit_dir, 0755);
+        fake_polkit_init();
         bus = connect_bus();
         CHECK_MSG(bus != NULL, "connected to the test bus");
         if (!bus)
@@ -351,10 +275,7 @@ int main(void) {
         test_gone_while_pending();
         test_limit();
 
-        if (fake_pid > 0) {
-                kill(fake_pid, SIGTERM);
-                (void) waitpid(fake_pid, &status, 0);
-        }
+        stop_fake_polkitd();
         bus = sd_bus_flush_close_unref(bus);
         return test_result();
 }

@@ -725,7 +725,8 @@ def lease_child_keeps_fds(ctx):
 
 @case
 def revoke(ctx):
-    """Revoke: root only; NotHeld for a free device; a holder that ignores the
+    """Revoke: root, or polkit (which this daemon cannot reach: see dbus-polkit-revoke
+    for polkit's answers); NotHeld for a free device; a holder that ignores the
     request costs the caller the timeout and a RevokeTimeout naming it; one
     that lets go (iommufdctl acquire, on lease-releasing) ends the lease."""
     d = ctx.daemon()
@@ -739,7 +740,9 @@ def revoke(ctx):
         def as_nobody():
             with d.connect() as c2:
                 return c2.call(B + "Revoke", {"device": "0000:00:02.0"}).error
-        check_eq(run_as(NOBODY, as_nobody), B + "PermissionDenied", f"Revoke by uid {NOBODY}")
+        # Without a bus polkit is unreachable; on a machine with polkitd it says no.
+        check(run_as(NOBODY, as_nobody) in (B + "AuthorizationUnavailable", B + "PermissionDenied",
+                                             B + "InteractiveAuthorizationRequired"), f"Revoke by uid {NOBODY}")
         expect_error(c.call(B + "Revoke", {"device": "0000:00:02.0", "timeoutSeconds": 0}), SVC + "InvalidParameter", "timeout 0")
 
         start = time.monotonic()
