@@ -14,34 +14,29 @@
 /* Only plain file I/O below: unit tests point syspath at a temp dir, and
  * umockdev's preload redirects these calls to its testbed. */
 
-static void closedirp(DIR **d) {
-        if (*d)
-                closedir(*d);
-}
-#define _cleanup_closedir_ _cleanup_(closedirp)
-
-/* dir + "/" + name, without printf: start-up joins thousands of these. */
-static int path_join(const char *dir, const char *name, char **ret) {
+/* dir + "/" + name into a PATH_MAX buffer: start-up joins thousands of
+ * these, so neither printf nor malloc. */
+static int path_join(char ret[static PATH_MAX], const char *dir, const char *name) {
         size_t a = strlen(dir), b = strlen(name);
-        char *p = malloc(a + b + 2);
 
-        *ret = p;
-        if (!p)
-                return -ENOMEM;
-        memcpy(p, dir, a);
-        p[a] = '/';
-        memcpy(p + a + 1, name, b + 1);
+        if (a + b + 2 > PATH_MAX)
+                return -ENAMETOOLONG;
+        memcpy(ret, dir, a);
+        ret[a] = '/';
+        memcpy(ret + a + 1, name, b + 1);
         return 0;
 }
 
-/* First line of a small sysfs attribute, without the trailing newline. */
-static int read_attr(const char *syspath, const char *name, char *buf, size_t size) {
-        _cleanup_free_ char *path = NULL;
+/* A small sysfs file whole, NUL-terminated; returns its length. One read:
+ * sysfs hands out an attribute in one go, and a file that fills the buffer
+ * is refused rather than cut. */
+static ssize_t read_small_file(const char *dir, const char *name, char *buf, size_t size) {
         _cleanup_close_ int fd = -EBADF;
+        char path[PATH_MAX];
         ssize_t n;
         int r;
 
-        r = path_join(syspath, name, &path);
+        r = path_join(path, dir, name);
         if (r < 0)
                 return r;
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -52,42 +47,79 @@ static int read_attr(const char *syspath, const char *name, char *buf, size_t si
         while (n < 0 && errno == EINTR);
         if (n < 0)
                 return -errno;
+        if ((size_t) n == size - 1)
+                return -EFBIG;
         buf[n] = 0;
+        return n;
+}
+
+/* First line of a small sysfs attribute, without the trailing newline. */
+static int read_attr(const char *syspath, const char *name, char *buf, size_t size) {
+        ssize_t n = read_small_file(syspath, name, buf, size);
+
+        if (n < 0)
+                return (int) n;
         buf[strcspn(buf, "\n")] = 0;
         return 0;
 }
 
+/* The whole of s[0..len) as hex ("0x" allowed), at most max. */
+static int parse_hex_n(const char *s, size_t len, uint64_t max, uint64_t *ret) {
+        char buf[32], *end;
+        unsigned long long v;
+
+        if (len == 0 || len >= sizeof(buf))
+                return -EINVAL;
+        memcpy(buf, s, len);
+        buf[len] = 0;
+        errno = 0;
+        v = strtoull(buf, &end, 16);
+        if (errno != 0 || end == buf || *end != 0 || v > max || buf[0] == '-' || buf[0] == '+')
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 static int read_attr_hex(const char *syspath, const char *name, uint32_t max, uint32_t *ret) {
-        char buf[64], *end;
-        unsigned long v;
+        char buf[64];
+        uint64_t v;
         int r;
 
         r = read_attr(syspath, name, buf, sizeof(buf));
         if (r < 0)
                 return r;
-        errno = 0;
-        v = strtoul(buf, &end, 16);
-        if (errno != 0 || end == buf || *end != 0 || v > max)
-                return -EINVAL;
+        r = parse_hex_n(buf, strlen(buf), max, &v);
+        if (r < 0)
+                return r;
         *ret = (uint32_t) v;
+        return 0;
+}
+
+/* Target of syspath/name into a PATH_MAX buffer; -ENOENT if there is no such link. */
+static int read_link_at(const char *syspath, const char *name, char ret[static PATH_MAX]) {
+        char path[PATH_MAX];
+        ssize_t n;
+        int r;
+
+        r = path_join(path, syspath, name);
+        if (r < 0)
+                return r;
+        n = readlink(path, ret, PATH_MAX - 1);
+        if (n < 0)
+                return -errno;
+        ret[n] = 0;
         return 0;
 }
 
 /* Basename of the target of syspath/name; -ENOENT if there is no such link. */
 static int read_link_basename(const char *syspath, const char *name, char **ret) {
-        _cleanup_free_ char *path = NULL;
         char target[PATH_MAX];
         const char *base;
-        ssize_t n;
         int r;
 
-        r = path_join(syspath, name, &path);
+        r = read_link_at(syspath, name, target);
         if (r < 0)
                 return r;
-        n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0)
-                return -errno;
-        target[n] = 0;
         base = strrchr(target, '/');
         base = base ? base + 1 : target;
         if (!*base)
@@ -100,43 +132,52 @@ static int cmp_strp(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* Sorted names in a directory, skipping dot entries; prefix may be NULL. */
+/* Sorted names in a directory, skipping dot entries; prefix may be NULL.
+ * getdents64() on a plain fd: opendir() would add an fstat() and a 32 KiB
+ * buffer for each of the two directories every device has. */
 static int read_dir_sorted(const char *path, const char *prefix, char ***ret) {
-        _cleanup_closedir_ DIR *dir = NULL;
         _cleanup_strv_free_ char **names = NULL;
-        struct dirent *de;
+        _cleanup_close_ int fd = -EBADF;
+        char buf[4096] __attribute__((aligned(8)));
+        size_t n_names = 0;
+        ssize_t n;
         int r;
 
-        dir = opendir(path);
-        if (!dir)
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
                 return -errno;
-        errno = 0;
-        while ((de = readdir(dir))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                if (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-                        continue;
-                r = strv_extend(&names, de->d_name);
-                if (r < 0)
-                        return r;
-        }
-        if (errno != 0)
+        while ((n = getdents64(fd, buf, sizeof(buf))) > 0)
+                for (ssize_t off = 0; off < n;) {
+                        const struct dirent64 *de = (const struct dirent64 *) (buf + off);
+
+                        off += de->d_reclen;
+                        if (de->d_name[0] == '.')
+                                continue;
+                        if (prefix && strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+                                continue;
+                        r = strv_extend(&names, de->d_name);
+                        if (r < 0)
+                                return r;
+                        n_names++;
+                }
+        if (n < 0)
                 return -errno;
         if (!names) {
                 names = calloc(1, sizeof(char *));
                 if (!names)
                         return -ENOMEM;
         }
-        qsort(names, strv_length(names), sizeof(char *), cmp_strp);
+        if (n_names > 1)
+                qsort(names, n_names, sizeof(char *), cmp_strp);
         *ret = TAKE_PTR(names);
         return 0;
 }
 
 static bool path_exists(const char *syspath, const char *name) {
-        _cleanup_free_ char *path = NULL;
+        char path[PATH_MAX];
         struct stat st;
 
-        if (path_join(syspath, name, &path) < 0)
+        if (path_join(path, syspath, name) < 0)
                 return false;
         return lstat(path, &st) == 0;
 }
@@ -157,28 +198,72 @@ static void volatile_state_done(VolatileState *s) {
         free(s->vfio_cdev);
 }
 
-static int read_group(const char *syspath, const char *address, VolatileState *s) {
-        _cleanup_free_ char *group = NULL, *group_dir = NULL, *devices_dir = NULL;
-        char name[64], *end;
+/* dir/target with target's leading "../" applied, into a PATH_MAX buffer:
+ * "/sys/devices/virtual/iommu/dmar0". Lets later reads skip following the
+ * link again. */
+static int resolve_link(const char *dir, const char *target, char ret[static PATH_MAX]) {
+        size_t len = strlen(dir);
+
+        if (target[0] == '/') {
+                if (strlen(target) >= PATH_MAX)
+                        return -ENAMETOOLONG;
+                strcpy(ret, target);
+                return 0;
+        }
+        for (;;) {
+                if (strncmp(target, "../", 3) == 0) {
+                        while (len > 0 && dir[len - 1] != '/')
+                                len--;
+                        if (len > 0)
+                                len--;
+                        target += 3;
+                } else if (strncmp(target, "./", 2) == 0)
+                        target += 2;
+                else
+                        break;
+        }
+        if (len + strlen(target) + 2 > PATH_MAX)
+                return -ENAMETOOLONG;
+        memcpy(ret, dir, len);
+        ret[len] = 0;
+        return path_join(ret, ret, target);
+}
+
+static int parse_group_number(const char *s, int *ret) {
+        char *end;
         unsigned long n;
+
+        errno = 0;
+        n = strtoul(s, &end, 10);
+        if (errno != 0 || end == s || *end != 0 || n > INT_MAX || !isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        *ret = (int) n;
+        return 0;
+}
+
+/* has_iommu: the device has an "iommu" link, so its group comes from a real
+ * IOMMU and cannot be vfio's noiommu group (vfio only makes one for devices
+ * without a group): no need to look for the group's name. */
+static int read_group(const char *syspath, const char *address, bool has_iommu, VolatileState *s) {
+        char target[PATH_MAX], group_dir[PATH_MAX], devices_dir[PATH_MAX], name[64];
+        const char *base;
         int r;
 
         s->iommu_group = -1;
-        r = read_link_basename(syspath, "iommu_group", &group);
+        r = read_link_at(syspath, "iommu_group", target);
         if (r == -ENOENT)
                 return 0;
         if (r < 0)
                 return r;
-        errno = 0;
-        n = strtoul(group, &end, 10);
-        if (errno != 0 || end == group || *end != 0 || n > INT_MAX)
-                return -EINVAL;
-        s->iommu_group = (int) n;
-
-        r = path_join(syspath, "iommu_group", &group_dir);
+        base = strrchr(target, '/');
+        r = parse_group_number(base ? base + 1 : target, &s->iommu_group);
         if (r < 0)
                 return r;
-        r = path_join(group_dir, "devices", &devices_dir);
+
+        r = resolve_link(syspath, target, group_dir);
+        if (r < 0)
+                return r;
+        r = path_join(devices_dir, group_dir, "devices");
         if (r < 0)
                 return r;
         r = read_dir_sorted(devices_dir, NULL, &s->group_members);
@@ -192,19 +277,38 @@ static int read_group(const char *syspath, const char *address, VolatileState *s
                 qsort(s->group_members, strv_length(s->group_members), sizeof(char *), cmp_strp);
         }
 
-        r = read_attr(group_dir, "name", name, sizeof(name));
-        s->noiommu = r >= 0 && streq(name, "vfio-noiommu");
+        if (!has_iommu) {
+                r = read_attr(group_dir, "name", name, sizeof(name));
+                s->noiommu = r >= 0 && streq(name, "vfio-noiommu");
+        }
+        return 0;
+}
+
+/* "MAJ:MIN" exactly, as in a "dev" attribute. */
+static int parse_devnum(const char *s, dev_t *ret) {
+        unsigned long maj, min;
+        char *end;
+
+        if (!isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        maj = strtoul(s, &end, 10);
+        if (errno != 0 || *end != ':' || !isdigit((unsigned char) end[1]) || maj > UINT_MAX)
+                return -EINVAL;
+        s = end + 1;
+        min = strtoul(s, &end, 10);
+        if (errno != 0 || *end != 0 || min > UINT_MAX)
+                return -EINVAL;
+        *ret = makedev((unsigned) maj, (unsigned) min);
         return 0;
 }
 
 static int read_vfio_cdev(const char *syspath, VolatileState *s) {
-        _cleanup_free_ char *vfio_dev_dir = NULL, *cdev_dir = NULL;
         _cleanup_strv_free_ char **names = NULL;
-        char buf[32];
-        unsigned maj, min;
-        int r, n;
+        char vfio_dev_dir[PATH_MAX], cdev_dir[PATH_MAX], buf[32];
+        int r;
 
-        r = path_join(syspath, "vfio-dev", &vfio_dev_dir);
+        r = path_join(vfio_dev_dir, syspath, "vfio-dev");
         if (r < 0)
                 return r;
         r = read_dir_sorted(vfio_dev_dir, "vfio", &names);
@@ -215,30 +319,27 @@ static int read_vfio_cdev(const char *syspath, VolatileState *s) {
         if (names[1])
                 log_debug("%s: more than one vfio cdev, using %s", syspath, names[0]);
 
-        r = path_join(vfio_dev_dir, names[0], &cdev_dir);
+        r = path_join(cdev_dir, vfio_dev_dir, names[0]);
         if (r < 0)
                 return r;
         r = read_attr(cdev_dir, "dev", buf, sizeof(buf));
         if (r < 0)
                 return r;
-        if (sscanf(buf, "%u:%u%n", &maj, &min, &n) != 2 || buf[n] != 0)
-                return -EINVAL;
-
-        s->vfio_cdev = strdup(names[0]);
-        if (!s->vfio_cdev)
-                return -ENOMEM;
-        s->vfio_devnum = makedev(maj, min);
+        r = parse_devnum(buf, &s->vfio_devnum);
+        if (r < 0)
+                return r;
+        s->vfio_cdev = TAKE_PTR(names[0]);
         return 0;
 }
 
-static int read_volatile_state(const char *syspath, const char *address, VolatileState *ret) {
+static int read_volatile_state(const char *syspath, const char *address, bool has_iommu, VolatileState *ret) {
         VolatileState s = { .iommu_group = -1 };
         int r;
 
         r = read_link_basename(syspath, "driver", &s.driver);
         if (r < 0 && r != -ENOENT)
                 goto fail;
-        r = read_group(syspath, address, &s);
+        r = read_group(syspath, address, has_iommu, &s);
         if (r < 0)
                 goto fail;
         r = read_vfio_cdev(syspath, &s);
@@ -264,27 +365,91 @@ static void device_apply_state(Device *d, VolatileState *s) {
         d->vfio_devnum = s->vfio_devnum;
 }
 
+/* The value of KEY= in a uevent buffer and its length, or NULL. */
+static const char *uevent_value(const char *buf, const char *key, size_t *ret_len) {
+        size_t k = strlen(key);
+
+        for (const char *line = buf; *line;) {
+                size_t n = strcspn(line, "\n");
+
+                if (n > k && strncmp(line, key, k) == 0 && line[k] == '=') {
+                        *ret_len = n - k - 1;
+                        return line + k + 1;
+                }
+                line += n;
+                if (*line)
+                        line++;
+        }
+        return NULL;
+}
+
+/* "XXXX:YYYY" (PCI_ID, PCI_SUBSYS_ID) as two 16-bit numbers. */
+static int parse_id_pair(const char *v, size_t len, uint16_t *ret_a, uint16_t *ret_b) {
+        const char *colon = memchr(v, ':', len);
+        uint64_t a, b;
+
+        if (!colon ||
+            parse_hex_n(v, colon - v, 0xffff, &a) < 0 ||
+            parse_hex_n(colon + 1, len - (colon - v) - 1, 0xffff, &b) < 0)
+                return -EINVAL;
+        *ret_a = (uint16_t) a;
+        *ret_b = (uint16_t) b;
+        return 0;
+}
+
+/* The kernel puts the IDs and class of a PCI device in its uevent
+ * (PCI_ID, PCI_SUBSYS_ID, PCI_CLASS): one read instead of five. Returns
+ * which of them were found; the caller reads the rest from attributes. */
+enum { HAVE_ID = 1 << 0, HAVE_SUBSYS = 1 << 1, HAVE_CLASS = 1 << 2 };
+static unsigned read_ids_from_uevent(Device *d) {
+        char buf[1024];
+        const char *v;
+        unsigned have = 0;
+        uint64_t class;
+        size_t len;
+
+        if (read_small_file(d->syspath, "uevent", buf, sizeof(buf)) < 0)
+                return 0;
+        if ((v = uevent_value(buf, "PCI_ID", &len)) &&
+            parse_id_pair(v, len, &d->vendor_id, &d->device_id) >= 0)
+                have |= HAVE_ID;
+        if ((v = uevent_value(buf, "PCI_SUBSYS_ID", &len)) &&
+            parse_id_pair(v, len, &d->subsystem_vendor_id, &d->subsystem_device_id) >= 0)
+                have |= HAVE_SUBSYS;
+        if ((v = uevent_value(buf, "PCI_CLASS", &len)) && parse_hex_n(v, len, 0xffffff, &class) >= 0) {
+                d->class = (uint32_t) class;
+                have |= HAVE_CLASS;
+        }
+        return have;
+}
+
 static int read_ids(Device *d) {
+        unsigned have = read_ids_from_uevent(d);
         uint32_t v;
         int r;
 
-        r = read_attr_hex(d->syspath, "vendor", 0xffff, &v);
-        if (r < 0)
-                return r;
-        d->vendor_id = (uint16_t) v;
-        r = read_attr_hex(d->syspath, "device", 0xffff, &v);
-        if (r < 0)
-                return r;
-        d->device_id = (uint16_t) v;
-        r = read_attr_hex(d->syspath, "class", 0xffffff, &d->class);
-        if (r < 0)
-                return r;
-
-        /* Optional: some buses leave them out. */
-        if (read_attr_hex(d->syspath, "subsystem_vendor", 0xffff, &v) >= 0)
-                d->subsystem_vendor_id = (uint16_t) v;
-        if (read_attr_hex(d->syspath, "subsystem_device", 0xffff, &v) >= 0)
-                d->subsystem_device_id = (uint16_t) v;
+        if (!(have & HAVE_ID)) {
+                r = read_attr_hex(d->syspath, "vendor", 0xffff, &v);
+                if (r < 0)
+                        return r;
+                d->vendor_id = (uint16_t) v;
+                r = read_attr_hex(d->syspath, "device", 0xffff, &v);
+                if (r < 0)
+                        return r;
+                d->device_id = (uint16_t) v;
+        }
+        if (!(have & HAVE_CLASS)) {
+                r = read_attr_hex(d->syspath, "class", 0xffffff, &d->class);
+                if (r < 0)
+                        return r;
+        }
+        if (!(have & HAVE_SUBSYS)) {
+                /* Optional: some buses leave them out. */
+                if (read_attr_hex(d->syspath, "subsystem_vendor", 0xffff, &v) >= 0)
+                        d->subsystem_vendor_id = (uint16_t) v;
+                if (read_attr_hex(d->syspath, "subsystem_device", 0xffff, &v) >= 0)
+                        d->subsystem_device_id = (uint16_t) v;
+        }
         return 0;
 }
 
@@ -299,34 +464,28 @@ static int read_ids(Device *d) {
 #define VTD_ECAP_SSADS (UINT64_C(1) << 47)
 
 static int read_attr_u64_hex(const char *dir, const char *name, uint64_t *ret) {
-        char buf[64], *end;
-        unsigned long long v;
+        char buf[64];
         int r;
 
         r = read_attr(dir, name, buf, sizeof(buf));
         if (r < 0)
                 return r;
-        errno = 0;
-        v = strtoull(buf, &end, 16);
-        if (errno != 0 || end == buf || *end != 0)
-                return -EINVAL;
-        *ret = v;
-        return 0;
+        return parse_hex_n(buf, strlen(buf), UINT64_MAX, ret);
 }
 
 /* What the IOMMU class device (the target of <device>/iommu) says about
  * itself: its kind, and for VT-d the capability registers. No ioctl, no
  * bind: a VMM needs this to pick its vIOMMU before it acquires anything. */
 static void read_iommu_class_device(const char *iommu_dir, IommuHwInfo *ret) {
-        _cleanup_free_ char *intel = NULL;
         const char *name = strrchr(iommu_dir, '/');
+        char intel[PATH_MAX];
         uint64_t ecap;
 
         *ret = (IommuHwInfo) {};
         name = name ? name + 1 : iommu_dir;
         if (path_exists(iommu_dir, "intel-iommu")) {
                 *ret = (IommuHwInfo) { .valid = true, .type = HW_INFO_TYPE_INTEL_VTD };
-                if (path_join(iommu_dir, "intel-iommu", &intel) >= 0 &&
+                if (path_join(intel, iommu_dir, "intel-iommu") >= 0 &&
                     read_attr_u64_hex(intel, "ecap", &ecap) >= 0 &&
                     (ecap & (VTD_ECAP_SMTS | VTD_ECAP_SSADS)) == (VTD_ECAP_SMTS | VTD_ECAP_SSADS))
                         ret->capabilities |= HW_CAP_DIRTY_TRACKING;
@@ -336,52 +495,23 @@ static void read_iommu_class_device(const char *iommu_dir, IommuHwInfo *ret) {
                 *ret = (IommuHwInfo) { .valid = true, .type = HW_INFO_TYPE_ARM_SMMUV3 };
 }
 
-/* dir/target with target's leading "../" applied: "/sys/devices/virtual/iommu/dmar0". */
-static int resolve_link(const char *dir, const char *target, char **ret) {
-        size_t len = strlen(dir);
-
-        if (target[0] == '/')
-                return (*ret = strdup(target)) ? 0 : -ENOMEM;
-        for (;;) {
-                if (strncmp(target, "../", 3) == 0) {
-                        while (len > 0 && dir[len - 1] != '/')
-                                len--;
-                        if (len > 0)
-                                len--;
-                        target += 3;
-                } else if (strncmp(target, "./", 2) == 0)
-                        target += 2;
-                else
-                        break;
-        }
-        {
-                _cleanup_free_ char *base = strndup(dir, len);
-                return base ? path_join(base, target, ret) : -ENOMEM;
-        }
-}
-
 /* Devices share a handful of IOMMUs: remember the last ones read (an
- * IOMMU's registers do not change while it exists). */
-static void read_iommu(const char *syspath, IommuHwInfo *ret) {
+ * IOMMU's registers do not change while it exists). Returns whether the
+ * device has an "iommu" link at all. */
+static bool read_iommu(const char *syspath, IommuHwInfo *ret) {
         static struct { char path[256]; IommuHwInfo info; } memo[4];
         static unsigned next;
-        _cleanup_free_ char *link = NULL, *path = NULL;
-        char target[PATH_MAX];
-        ssize_t n;
+        char target[PATH_MAX], path[PATH_MAX];
 
         *ret = (IommuHwInfo) {};
-        if (path_join(syspath, "iommu", &link) < 0)
-                return;
-        n = readlink(link, target, sizeof(target) - 1);
-        if (n < 0)
-                return;
-        target[n] = 0;
-        if (resolve_link(syspath, target, &path) < 0)
-                return;
+        if (read_link_at(syspath, "iommu", target) < 0)
+                return false;
+        if (resolve_link(syspath, target, path) < 0)
+                return true;
         for (size_t i = 0; i < ELEMENTSOF(memo); i++)
                 if (streq(memo[i].path, path)) {
                         *ret = memo[i].info;
-                        return;
+                        return true;
                 }
         read_iommu_class_device(path, ret);
         if (strlen(path) < sizeof(memo[next].path)) {
@@ -389,6 +519,7 @@ static void read_iommu(const char *syspath, IommuHwInfo *ret) {
                 memo[next].info = *ret;
                 next = (next + 1) % ELEMENTSOF(memo);
         }
+        return true;
 }
 
 int device_read(const char *syspath, Device **ret) {
@@ -421,12 +552,12 @@ int device_read(const char *syspath, Device **ret) {
         r = read_ids(d);
         if (r < 0)
                 return r;
-        r = read_volatile_state(d->syspath, d->address, &s);
+        d->iommu_linked = read_iommu(d->syspath, &d->hw_info);
+        r = read_volatile_state(d->syspath, d->address, d->iommu_linked, &s);
         if (r < 0)
                 return r;
         device_apply_state(d, &s);
 
-        read_iommu(d->syspath, &d->hw_info);
         d->sriov_vf = path_exists(d->syspath, "physfn");
         d->bridge = (d->class >> 8) == 0x0604;
 
@@ -466,7 +597,7 @@ int device_refresh(Device *d) {
          * rather than a device with an empty driver. */
         if (!path_exists(d->syspath, "vendor"))
                 return -ENOENT;
-        r = read_volatile_state(d->syspath, d->address, &s);
+        r = read_volatile_state(d->syspath, d->address, d->iommu_linked, &s);
         if (r < 0)
                 return r;
         device_apply_state(d, &s);

@@ -34,6 +34,7 @@ typedef struct Device {
         bool noiommu;                   /* group is a vfio-noiommu group */
         bool sriov_vf;                  /* has a physfn link */
         bool bridge;                    /* PCI-to-PCI bridge (class 0x0604) */
+        bool iommu_linked;              /* has an "iommu" link: its group is not vfio's noiommu one */
 
         IommuHwInfo hw_info;            /* from sysfs (device_read), or IOMMU_GET_HW_INFO */
         Lease *lease;                   /* current lease, owned by the session */

@@ -353,6 +353,58 @@ static void test_iommu_from_sysfs(void) {
         }
 }
 
+/* IDs and class come from the uevent when it has them (one read), from the
+ * attributes otherwise, and a uevent that does not parse is not trusted. */
+static void test_ids_from_uevent(void) {
+        write_file("devices/pci0000:00/0000:20:00.0/uevent",
+                   "DRIVER=vfio-pci\nPCI_CLASS=10802\nPCI_ID=1B36:0010\nPCI_SUBSYS_ID=1AF4:1100\n"
+                   "PCI_SLOT_NAME=0000:20:00.0\nMODALIAS=pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02\n");
+        {
+                /* No attribute files at all: everything from the uevent. */
+                _cleanup_(device_freep) Device *d = read_or_die("0000:20:00.0");
+                CHECK(d->vendor_id == 0x1b36 && d->device_id == 0x0010);
+                CHECK(d->subsystem_vendor_id == 0x1af4 && d->subsystem_device_id == 0x1100);
+                CHECK(d->class == 0x010802);
+        }
+
+        make_device("0000:20:01.0", "0x8086", "0x10d3", "0x020000");
+        write_file("devices/pci0000:00/0000:20:01.0/uevent",
+                   "PCI_CLASS=2000000\nPCI_ID=zz:10D3\nPCI_SLOT_NAME=0000:20:01.0\n");
+        {
+                /* Unparsable or out-of-range values: the attributes instead;
+                 * no PCI_SUBSYS_ID: the subsystem attributes. */
+                _cleanup_(device_freep) Device *d = read_or_die("0000:20:01.0");
+                CHECK(d->vendor_id == 0x8086 && d->device_id == 0x10d3);
+                CHECK(d->subsystem_vendor_id == 0x1af4 && d->subsystem_device_id == 0x1100);
+                CHECK(d->class == 0x020000);
+        }
+
+        /* A uevent without IDs and no attributes: not a device we can read. */
+        write_file("devices/pci0000:00/0000:20:02.0/uevent", "PCI_SLOT_NAME=0000:20:02.0\n");
+        {
+                _cleanup_free_ char *p = syspath_of("0000:20:02.0");
+                Device *d = NULL;
+                CHECK(device_read(p, &d) == -ENOENT && !d);
+        }
+}
+
+/* A group that comes from a real IOMMU ("iommu" link) is never vfio's
+ * noiommu group, so its name is not even read. */
+static void test_noiommu_needs_no_iommu(void) {
+        make_device("0000:21:00.0", "0x1b36", "0x0010", "0x010802");
+        set_group("0000:21:00.0", 21);
+        write_file("kernel/iommu_groups/21/name", "vfio-noiommu");
+        {
+                _cleanup_(device_freep) Device *d = read_or_die("0000:21:00.0");
+                CHECK(d->noiommu && !d->iommu_linked);
+        }
+        symlink_to("devices/pci0000:00/0000:21:00.0/iommu", "../../virtual/iommu/dmar0");
+        {
+                _cleanup_(device_freep) Device *d = read_or_die("0000:21:00.0");
+                CHECK(!d->noiommu && d->iommu_linked);
+        }
+}
+
 static void test_normalize(void) {
         check_normalize("0000:03:00.0", "0000:03:00.0");
         check_normalize("03:00.0", "0000:03:00.0");
@@ -477,6 +529,8 @@ int main(void) {
         test_refresh();
         test_normalize();
         test_iommu_from_sysfs();
+        test_ids_from_uevent();
+        test_noiommu_needs_no_iommu();
         test_type_names();
         test_static_inventory();
 
