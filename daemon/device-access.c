@@ -28,6 +28,7 @@ typedef struct Entry {
 struct AccessCache {
         Entry entries[ACCESS_CACHE_ENTRIES];
         uint64_t clock;
+        Entry *recent;                  /* the last one used: a list asks for one principal n times */
 };
 
 static const char *const level_names[_DEVICE_ACCESS_MAX] = {
@@ -188,6 +189,8 @@ AccessCache *access_cache_free(AccessCache *c) {
 static Entry *entry_for(AccessCache *c, const Principal *who, size_t n) {
         Entry *victim = &c->entries[0];
 
+        if (c->recent && c->recent->used && c->recent->n_slots == n && principal_same_to_policy(&c->recent->key, who))
+                return c->recent;
         for (size_t i = 0; i < ACCESS_CACHE_ENTRIES; i++) {
                 Entry *e = &c->entries[i];
 
@@ -229,6 +232,7 @@ void access_cache_get(AccessCache *c, const Policy *p, const Principal *who, con
                 return;
         }
         e->last_use = ++c->clock;
+        c->recent = e;
         s = &e->slots[index];
         if (!s->known)
                 slot_fill(s, p, who, d);

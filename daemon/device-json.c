@@ -6,19 +6,28 @@
 
 /* --- TextBuf --- */
 
+static bool text_grow(TextBuf *b, size_t size) {
+        char *t = realloc(b->data, size);
+
+        if (!t) {
+                b->failed = true;
+                return false;
+        }
+        b->data = t;
+        b->size = size;
+        return true;
+}
+
+void text_reserve(TextBuf *b, size_t n) {
+        if (!b->failed && b->len + n + 1 > b->size)
+                (void) text_grow(b, b->len + n + 1);
+}
+
 void text_append(TextBuf *b, const char *s, size_t n) {
         if (b->failed)
                 return;
-        if (b->len + n + 1 > b->size) {
-                size_t size = (b->len + n + 1) * 2;
-                char *t = realloc(b->data, size);
-                if (!t) {
-                        b->failed = true;
-                        return;
-                }
-                b->data = t;
-                b->size = size;
-        }
+        if (b->len + n + 1 > b->size && !text_grow(b, (b->len + n + 1) * 2))
+                return;
         memcpy(b->data + b->len, s, n);
         b->len += n;
         b->data[b->len] = 0;
@@ -168,7 +177,7 @@ static void append_quoted(TextBuf *b, const char *s) {
         if (json_quote(s, buf, sizeof(buf)))
                 text_puts(b, buf);
         else
-                text_puts(b, "\"\"");
+                text_literal(b, "\"\"");
 }
 
 static void append_holder(TextBuf *b, const Holder *h) {
@@ -178,33 +187,74 @@ static void append_holder(TextBuf *b, const Holder *h) {
                  (unsigned) h->uid, (int) h->pid);
         text_puts(b, buf);
         if (h->unit) {
-                text_puts(b, ",\"unit\":");
+                text_literal(b, ",\"unit\":");
                 append_quoted(b, h->unit);
         }
-        text_puts(b, "}");
+        text_literal(b, "}");
 }
 
-static void append_access(TextBuf *b, const DeviceAccess *a) {
-        /* Every subset of the modes, in IDL order, written out once. */
+/* A fragment of fixed text and its length, written out once. */
+typedef struct Fragment {
+        char text[112];
+        size_t len;
+} Fragment;
+
+static void fragment_set(Fragment *f, const char *a, const char *b, const char *c) {
+        int n = snprintf(f->text, sizeof(f->text), "%s%s%s", a, b, c);
+
+        f->len = n > 0 && (size_t) n < sizeof(f->text) ? (size_t) n : 0;
+}
+
+/* ,"state":"<state>" for each state. */
+static const Fragment *state_fragment(DeviceState s) {
+        static Fragment table[_DEVICE_STATE_MAX + 1];  /* the last for a state without a name */
+
+        if (s < 0 || s >= _DEVICE_STATE_MAX)
+                s = _DEVICE_STATE_MAX;
+        if (table[s].len == 0)
+                fragment_set(&table[s], ",\"state\":\"", strna(device_state_to_string(s)), "\"");
+        return &table[s];
+}
+
+/* ,"access":...,"allowedModes":[...],"managedAllowed":... for each level,
+ * subset of the modes and managed flag: most devices look alike to a caller,
+ * so a list copies one of these per device. */
+static const Fragment *access_fragment(const DeviceAccess *a) {
+        /* Every subset of the modes, in IDL order. */
         static const char *const modes[] = {
                 "[]", "[\"unbound\"]", "[\"bound\"]", "[\"unbound\",\"bound\"]", "[\"attached\"]",
                 "[\"unbound\",\"attached\"]", "[\"bound\",\"attached\"]", "[\"unbound\",\"bound\",\"attached\"]",
         };
+        static Fragment table[_DEVICE_ACCESS_MAX + 1][ELEMENTSOF(modes)][2];
+        unsigned level = a->level >= 0 && a->level < _DEVICE_ACCESS_MAX ? (unsigned) a->level : _DEVICE_ACCESS_MAX;
+        Fragment *f = &table[level][a->modes & 7][a->managed];
 
-        text_puts(b, ",\"access\":\"");
-        text_puts(b, strna(device_access_level_to_string(a->level)));
-        text_puts(b, "\",\"allowedModes\":");
-        text_puts(b, modes[a->modes & 7]);
-        text_puts(b, a->managed ? ",\"managedAllowed\":true" : ",\"managedAllowed\":false");
+        if (f->len == 0) {
+                char head[64];
+
+                snprintf(head, sizeof(head), ",\"access\":\"%s\",\"allowedModes\":",
+                         strna(device_access_level_to_string(level)));
+                fragment_set(f, head, modes[a->modes & 7],
+                             a->managed ? ",\"managedAllowed\":true" : ",\"managedAllowed\":false");
+        }
+        return f;
+}
+
+static void append_fragment(TextBuf *b, const Fragment *f) {
+        text_append(b, f->text, f->len);
+}
+
+static void append_access(TextBuf *b, const DeviceAccess *a) {
+        append_fragment(b, access_fragment(a));
         if (a->reason) {
-                text_puts(b, ",\"accessReason\":");
+                text_literal(b, ",\"accessReason\":");
                 if (a->reason_json)
                         text_puts(b, a->reason_json);
                 else
                         append_quoted(b, a->reason);
         }
         if (a->polkit_action) {
-                text_puts(b, ",\"polkitAction\":");
+                text_literal(b, ",\"polkitAction\":");
                 append_quoted(b, a->polkit_action);
         }
 }
@@ -215,24 +265,22 @@ static int append_view(TextBuf *b, Device *d, DeviceState state, const char *rea
         DeviceState shown = device_view_state(state, access);
 
         text_append(b, d->json_text, d->json_len);
-        text_puts(b, ",\"state\":\"");
-        text_puts(b, strna(device_state_to_string(shown)));
-        text_puts(b, "\"");
+        append_fragment(b, state_fragment(shown));
         if (shown != state) {
-                text_puts(b, ",\"reason\":");
+                text_literal(b, ",\"reason\":");
                 if (access->reason_json)
                         text_puts(b, access->reason_json);
                 else
                         append_quoted(b, access->reason);
         } else if (reason_json) {
-                text_puts(b, ",\"reason\":");
+                text_literal(b, ",\"reason\":");
                 text_puts(b, reason_json);
         }
         if (holder)
                 append_holder(b, holder);
         if (access)
                 append_access(b, access);
-        text_puts(b, "}");
+        text_literal(b, "}");
         return b->failed ? -ENOMEM : 0;
 }
 

@@ -26,6 +26,10 @@ typedef struct TextBuf {
 
 void text_append(TextBuf *b, const char *s, size_t n);
 void text_puts(TextBuf *b, const char *s);
+/* A string literal, without measuring it at run time. */
+#define text_literal(b, s) text_append((b), "" s "", sizeof(s) - 1)
+/* Room for n more bytes, so a list of known size grows once. */
+void text_reserve(TextBuf *b, size_t n);
 void text_done(TextBuf *b);
 
 /* What a caller sees: policy refusing the caller makes an available device

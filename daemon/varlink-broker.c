@@ -48,37 +48,42 @@ static int check_parameters(VarlinkCall *call, json_t *parameters, const Varlink
 
 /* --- ListDevices, GetDevice --- */
 
-/* Replies are built as text from each device's cached JSON; one buffer,
- * reused (the loop is single-threaded), so a list costs no reallocations. */
-static TextBuf reply_text;
-
-static int reply_with_text(VarlinkCall *call, TextBuf *b) {
-        int r;
-
-        r = b->failed ? -ENOMEM : varlink_call_reply_text(call, b->data, b->len);
-        b->len = 0;
-        b->failed = false;
-        return r;
+/* Replies are built as text from each device's cached JSON, framed in the
+ * buffer that goes out (no copy), sized from the previous reply so a list
+ * grows it once; the connection frees it once written, so an idle broker
+ * keeps no list-sized buffer. */
+static int reply_framed(VarlinkCall *call, TextBuf *b, size_t *size_hint) {
+        text_literal(b, "}");
+        if (b->failed) {
+                text_done(b);
+                return -ENOMEM;
+        }
+        if (size_hint)
+                *size_hint = b->len + 1;
+        return varlink_call_reply_framed(call, TAKE_PTR(b->data), b->len + 1);
 }
 
 static int method_list_devices(VarlinkCall *call, json_t *parameters, void *userdata) {
+        static size_t size_hint;
         const Principal *viewer = call_viewer(call);
         Manager *m = userdata;
         Device *const *devices;
+        TextBuf b = {};
         size_t n = 0;
 
         if (check_parameters(call, parameters, (const VarlinkField[]) { {} }) < 0)
                 return 0;
 
         devices = inventory_devices(manager_inventory(m), &n);
-        text_puts(&reply_text, "{\"devices\":[");
+        text_reserve(&b, size_hint);
+        text_literal(&b, VARLINK_REPLY_PREFIX "{\"devices\":[");
         for (size_t i = 0; i < n; i++) {
                 if (i > 0)
-                        text_puts(&reply_text, ",");
-                (void) device_json_append(m, devices[i], i, viewer, &reply_text);
+                        text_literal(&b, ",");
+                (void) device_json_append(m, devices[i], i, viewer, &b);
         }
-        text_puts(&reply_text, "]}");
-        return reply_with_text(call, &reply_text);
+        text_literal(&b, "]}");
+        return reply_framed(call, &b, &size_hint);
 }
 
 static int method_get_device(VarlinkCall *call, json_t *parameters, void *userdata) {
@@ -89,6 +94,7 @@ static int method_get_device(VarlinkCall *call, json_t *parameters, void *userda
         BrokerError err = {};
         Manager *m = userdata;
         Device *d = NULL;
+        TextBuf b = {};
         int r;
 
         if (check_parameters(call, parameters, fields) < 0)
@@ -98,10 +104,10 @@ static int method_get_device(VarlinkCall *call, json_t *parameters, void *userda
         if (r < 0)
                 return reply_broker_error(call, r, &err);
 
-        text_puts(&reply_text, "{\"device\":");
-        (void) device_json_append(m, d, SIZE_MAX, call_viewer(call), &reply_text);
-        text_puts(&reply_text, "}");
-        return reply_with_text(call, &reply_text);
+        text_literal(&b, VARLINK_REPLY_PREFIX "{\"device\":");
+        (void) device_json_append(m, d, SIZE_MAX, call_viewer(call), &b);
+        text_literal(&b, "}");
+        return reply_framed(call, &b, NULL);
 }
 
 /* --- Acquire, Release --- */

@@ -87,10 +87,23 @@ static int call_send_text(VarlinkCall *call, const char *prefix, const char *par
         return r;
 }
 
-int varlink_call_reply_text(VarlinkCall *call, const char *parameters, size_t len) {
-        if (!call || !parameters)
+int varlink_call_reply_framed(VarlinkCall *call, char *data, size_t len) {
+        int r = 0;
+
+        if (!call || !data || len < 2 || data[len - 1] != 0 || data[len - 2] != '}') {
+                free(data);
                 return -EINVAL;
-        return call_send_text(call, "{\"parameters\":", parameters, len, true);
+        }
+        if (call->done) {
+                free(data);
+                return -ESTALE;
+        }
+        if (call->oneway)
+                free(data);
+        else
+                r = varlink_connection_send_encoded(call->conn, data, len, NULL, 0);
+        call_finish(call);
+        return r;
 }
 
 int varlink_call_notify_text(VarlinkCall *call, const char *parameters, size_t len) {

@@ -185,9 +185,13 @@ int varlink_call_reply(VarlinkCall *call, json_t *parameters);
 int varlink_call_reply_with_fds(VarlinkCall *call, json_t *parameters, const int *fds, size_t n_fds);
 /* A "continues": true reply of a streaming call. reference taken. */
 int varlink_call_notify(VarlinkCall *call, json_t *parameters);
-/* Reply / notify with parameters already serialized (a JSON object's text,
- * len bytes, no NUL): for replies built from cached text. Not taken. */
-int varlink_call_reply_text(VarlinkCall *call, const char *parameters, size_t len);
+/* A final reply the handler framed itself: data is VARLINK_REPLY_PREFIX, the
+ * parameters, "}" and a NUL, len counting the NUL. Takes data either way:
+ * a large reply is built once, in the buffer that goes out. */
+#define VARLINK_REPLY_PREFIX "{\"parameters\":"
+int varlink_call_reply_framed(VarlinkCall *call, char *data, size_t len);
+/* Notify with parameters already serialized (a JSON object's text, len
+ * bytes, no NUL): for events built from cached text. Not taken. */
 int varlink_call_notify_text(VarlinkCall *call, const char *parameters, size_t len);
 /* A final error reply; error is fully qualified. parameters: reference taken. */
 int varlink_call_error(VarlinkCall *call, const char *error, json_t *parameters);
