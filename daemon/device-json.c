@@ -80,12 +80,11 @@ static json_t *holder_json(const Holder *h) {
         return o;
 }
 
-/* Everything that does not depend on who asks or on leases. */
-static json_t *static_json(const Device *d) {
-        json_t *o, *members;
+/* The members devices of one model on one driver have in common. */
+static json_t *common_json(const Device *d) {
+        json_t *o;
 
-        o = json_pack("{s:s, s:i, s:i, s:i, s:i, s:I, s:b, s:b}",
-                      "address", d->address,
+        o = json_pack("{s:i, s:i, s:i, s:i, s:I, s:b, s:b}",
                       "vendorId", (int) d->vendor_id,
                       "deviceId", (int) d->device_id,
                       "subsystemVendorId", (int) d->subsystem_vendor_id,
@@ -94,6 +93,13 @@ static json_t *static_json(const Device *d) {
                       "noiommu", d->noiommu,
                       "sriovVf", d->sriov_vf);
         set_string(o, "driver", d->driver);
+        return o;
+}
+
+/* The device's own: its group and its cdev. */
+static json_t *own_json(const Device *d) {
+        json_t *o = json_object(), *members;
+
         if (d->iommu_group >= 0)
                 set(o, "iommuGroup", json_integer(d->iommu_group));
         members = string_array(d->group_members);
@@ -103,8 +109,34 @@ static json_t *static_json(const Device *d) {
         }
         set(o, "groupMembers", members);
         set_string(o, "vfioCdev", d->vfio_cdev);
+        return o;
+}
+
+static json_t *iommu_member_json(const Device *d) {
+        json_t *o = json_object();
+
         if (d->hw_info.valid)
                 set(o, "iommu", iommu_json(&d->hw_info));
+        return o;
+}
+
+/* Moves every member of from to the end of o. */
+static int merge(json_t *o, json_t *from) {
+        int r = from && o ? json_object_update(o, from) : -1;
+
+        json_decref(from);
+        return r;
+}
+
+/* Everything that does not depend on who asks or on leases, in the order the
+ * cached text has it. */
+static json_t *static_json(const Device *d) {
+        json_t *o = json_pack("{s:s}", "address", d->address);
+
+        if (merge(o, common_json(d)) < 0 || merge(o, own_json(d)) < 0 || merge(o, iommu_member_json(d)) < 0) {
+                json_decref(o);
+                return NULL;
+        }
         return o;
 }
 
@@ -147,28 +179,110 @@ json_t *device_json_build(const Device *d, DeviceState state, const char *reason
 
 /* --- text --- */
 
-/* d->json_text: the static members, serialized once, without the closing brace. */
-static int ensure_static_text(Device *d) {
-        json_t *o;
-        char *s;
+/* o's members as compact text without the braces ("" for {}); takes o. */
+static int members_text(json_t *o, char **ret, size_t *ret_len) {
+        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         size_t n;
 
-        if (d->json_text)
-                return 0;
-        o = static_json(d);
-        s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!s)
                 return -ENOMEM;
         n = strlen(s);
-        if (n < 2 || s[n - 1] != '}') {
+        if (n < 2 || s[0] != '{' || s[n - 1] != '}') {
                 free(s);
                 return -EINVAL;
         }
-        s[n - 1] = 0;
-        d->json_text = s;
-        d->json_len = n - 1;
+        memmove(s, s + 1, n - 2);
+        s[n - 2] = 0;
+        *ret = s;
+        *ret_len = n - 2;
         return 0;
+}
+
+/* Texts that many devices share, kept once for the broker's lifetime: their
+ * number is bounded by the device models, drivers and IOMMUs seen; past the
+ * bound each device keeps its own copy. */
+#define SHARED_TEXTS_MAX 256
+static const char *shared_text(const char *s, size_t len) {
+        static char *texts[SHARED_TEXTS_MAX];
+        static size_t lengths[SHARED_TEXTS_MAX], n_texts;
+
+        for (size_t i = 0; i < n_texts; i++)
+                if (lengths[i] == len && memcmp(texts[i], s, len) == 0)
+                        return texts[i];
+        if (n_texts == SHARED_TEXTS_MAX || !(texts[n_texts] = strndup(s, len)))
+                return NULL;
+        lengths[n_texts] = len;
+        return texts[n_texts++];
+}
+
+/* The static members, serialized once: the shared runs interned, the rest in
+ * d->json_text (everything there when a run cannot be shared). */
+static int ensure_static_text(Device *d) {
+        _cleanup_free_ char *common = NULL, *own = NULL, *iommu = NULL;
+        size_t common_len, own_len, iommu_len;
+        int r;
+
+        if (d->json_text)
+                return 0;
+        r = members_text(common_json(d), &common, &common_len);
+        if (r >= 0)
+                r = members_text(own_json(d), &own, &own_len);
+        if (r >= 0)
+                r = members_text(iommu_member_json(d), &iommu, &iommu_len);
+        if (r < 0)
+                return r;
+
+        d->json_common = shared_text(common, common_len);
+        d->json_iommu = iommu_len > 0 ? shared_text(iommu, iommu_len) : NULL;
+        if (d->json_common && (iommu_len == 0 || d->json_iommu)) {
+                d->json_common_len = common_len;
+                d->json_iommu_len = d->json_iommu ? iommu_len : 0;
+                d->json_len = own_len;
+                d->json_text = TAKE_PTR(own);
+                return 0;
+        }
+
+        /* Not shared: one run with everything. */
+        TextBuf b = {};
+        text_append(&b, common, common_len);
+        if (own_len > 0) {
+                text_literal(&b, ",");
+                text_append(&b, own, own_len);
+        }
+        if (iommu_len > 0) {
+                text_literal(&b, ",");
+                text_append(&b, iommu, iommu_len);
+        }
+        if (b.failed) {
+                text_done(&b);
+                return -ENOMEM;
+        }
+        d->json_common = d->json_iommu = NULL;
+        d->json_common_len = d->json_iommu_len = 0;
+        d->json_len = b.len;
+        d->json_text = b.data;
+        return 0;
+}
+
+/* {"address":"...", the static members, no closing brace. */
+static void append_static(TextBuf *b, const Device *d) {
+        /* A normalized address needs no escaping. */
+        text_literal(b, "{\"address\":\"");
+        text_append(b, d->address, strnlen(d->address, sizeof(d->address)));
+        text_literal(b, "\"");
+        if (d->json_common) {
+                text_literal(b, ",");
+                text_append(b, d->json_common, d->json_common_len);
+        }
+        if (d->json_len > 0) {
+                text_literal(b, ",");
+                text_append(b, d->json_text, d->json_len);
+        }
+        if (d->json_iommu) {
+                text_literal(b, ",");
+                text_append(b, d->json_iommu, d->json_iommu_len);
+        }
 }
 
 static void append_quoted(TextBuf *b, const char *s) {
@@ -264,7 +378,7 @@ static int append_view(TextBuf *b, Device *d, DeviceState state, const char *rea
                        const DeviceAccess *access) {
         DeviceState shown = device_view_state(state, access);
 
-        text_append(b, d->json_text, d->json_len);
+        append_static(b, d);
         append_fragment(b, state_fragment(shown));
         if (shown != state) {
                 text_literal(b, ",\"reason\":");

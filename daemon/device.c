@@ -572,6 +572,8 @@ void device_invalidate_json(Device *d) {
         free(d->json_reason);
         d->json_text = d->json_reason = NULL;
         d->json_len = 0;
+        d->json_common = d->json_iommu = NULL;
+        d->json_common_len = d->json_iommu_len = 0;
         d->json_state_valid = false;
 }
 

@@ -41,9 +41,17 @@ typedef struct Device {
 
         /* The caller-independent part of its JSON (device-json.c), built on
          * first use and dropped by device_invalidate_json() whenever anything
-         * about the device, its group or its lease changes. */
-        char *json_text;                /* "{" and the members, no state/reason/holder, no "}" */
+         * about the device, its group or its lease changes. Three runs of
+         * members, after "address": what devices of one model on one driver
+         * have in common and what an IOMMU says are shared between devices
+         * (interned for the broker's lifetime, NULL when not), the rest is
+         * the device's own. */
+        const char *json_common;        /* "vendorId":...,"driver":"..." */
+        size_t json_common_len;
+        char *json_text;                /* "iommuGroup":...,"vfioCdev":"..." (or all members when not shared) */
         size_t json_len;
+        const char *json_iommu;         /* "iommu":{...} */
+        size_t json_iommu_len;
         bool json_state_valid;          /* json_state and json_reason were filled */
         int json_state;                 /* DeviceState when built */
         char *json_reason;              /* the state's reason as a JSON string, or NULL */

@@ -227,6 +227,11 @@ static void check_text_matches(Device *d, DeviceState state, const char *reason,
         parsed = b.data ? json_loads(b.data, 0, &error) : NULL;
         CHECK_MSG(parsed && built && json_equal(parsed, built), "%s: text equals the JSON object (%s)", what,
                   strna(b.data));
+        {
+                /* Byte for byte, key order included: the text is pieced together from runs. */
+                _cleanup_free_ char *dumped = built ? json_dumps(built, JSON_COMPACT) : NULL;
+                CHECK_MSG(dumped && b.data && streq(dumped, b.data), "%s: text is jansson's compact dump", what);
+        }
         json_decref(parsed);
         json_decref(built);
         text_done(&b);
@@ -253,6 +258,37 @@ static void test_device_text(void) {
                            "control bytes escaped, no access");
         d = (Device) { .address = "0000:00:1f.0", .iommu_group = -1 };
         check_text_matches(&d, DEVICE_STATE_UNAVAILABLE, NULL, NULL, &denied, "nothing optional");
+}
+
+/* Devices of one model on one driver keep one copy of what they share. */
+static void test_device_text_shared(void) {
+        char *members_a[] = { (char *) "0000:04:00.0", NULL }, *members_b[] = { (char *) "0000:04:01.0", NULL };
+        Device a = {
+                .address = "0000:04:00.0", .vendor_id = 0x1b36, .device_id = 0x10, .class = 0x010802,
+                .driver = (char *) "vfio-pci", .iommu_group = 20, .group_members = members_a,
+                .vfio_cdev = (char *) "vfio20", .hw_info = { .valid = true, .type = 1 },
+        };
+        Device b = a, c = a;
+        TextBuf t = {};
+
+        b.address[9] = '1';
+        b.group_members = members_b;
+        b.iommu_group = 21;
+        b.vfio_cdev = (char *) "vfio21";
+        c.driver = (char *) "nvme";
+        CHECK(device_json_append_parts(&t, &a, DEVICE_STATE_AVAILABLE, NULL, NULL, NULL) >= 0);
+        CHECK(device_json_append_parts(&t, &b, DEVICE_STATE_AVAILABLE, NULL, NULL, NULL) >= 0);
+        CHECK(device_json_append_parts(&t, &c, DEVICE_STATE_AVAILABLE, NULL, NULL, NULL) >= 0);
+        CHECK_MSG(a.json_common && a.json_common == b.json_common, "same model and driver: one common text");
+        CHECK_MSG(c.json_common && c.json_common != a.json_common, "another driver: another common text");
+        CHECK_MSG(a.json_iommu && a.json_iommu == b.json_iommu && a.json_iommu == c.json_iommu,
+                  "one IOMMU: one text");
+        CHECK_MSG(a.json_text && !strstr(a.json_text, "vendorId") && strstr(a.json_text, "\"iommuGroup\":20"),
+                  "the device's own text has only its own members (%s)", strna(a.json_text));
+        text_done(&t);
+        device_invalidate_json(&a);
+        device_invalidate_json(&b);
+        device_invalidate_json(&c);
 }
 
 /*
@@ -520,6 +556,7 @@ int main(void) {
         test_errors(idl);
         test_device_json(idl);
         test_device_text();
+        test_device_text_shared();
         test_wire();
         if (test_dbus_vtable_matches_xml() != 0)
                 test_failures++;
