@@ -10,7 +10,10 @@
  * (asynchronously, one at a time), then run session_acquire() with the
  * actions polkit allowed. The front end keeps its call pending meanwhile.
  * Policy is looked at again after every answer, so a reload in between is
- * honoured. Without polkit actions to ask, the job finishes at once.
+ * honoured. Then, for a managed Acquire, every device not on vfio-pci yet
+ * is rebound in a worker (rebind.h), shown busy meanwhile; a failure or
+ * timeout, or the client leaving, gives them back to their drivers. With
+ * nothing to ask or rebind, the job finishes at once.
  *
  * done gets the result exactly once (r < 0: err says why; else reply holds
  * fds the callee sends and then frees with acquire_reply_done()), unless the
@@ -31,5 +34,6 @@ typedef void (*AcquireJobDone)(int r, AcquireReply *reply, BrokerError *err, voi
 int acquire_job_start(Manager *m, PolkitClient *polkit, Session *s, const AcquireRequest *req,
                       const char *bus_name, AcquireJobDone done, void *userdata, AcquireJob **ret);
 
-/* The client went away: drop the polkit check, call nothing. NULL is fine. */
+/* The client went away: drop the polkit check, give back what was rebound,
+ * call nothing. NULL is fine. */
 AcquireJob *acquire_job_cancel(AcquireJob *j);

@@ -43,6 +43,10 @@ unsigned manager_max_devices_per_session(Manager *m);
 uint64_t manager_next_session_id(Manager *m);
 
 bool manager_is_restoring(Manager *m, const char *address);
+/* A managed rebind to vfio-pci runs for address (rebind.c): the device shows
+ * busy, and Acquire refuses it with DeviceBusy. */
+bool manager_is_rebinding(Manager *m, const char *address);
+void manager_set_rebinding(Manager *m, const char *address, bool on);
 /* Give d back to original_driver with original_override, in a worker; its
  * record says "restoring" until done. Call only once the device is free. */
 void manager_restore_driver(Manager *m, Device *d, const char *original_driver, const char *original_override);

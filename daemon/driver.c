@@ -11,7 +11,10 @@
  * Per-device files derive from d->syspath and bus-wide files from bus_path,
  * so the unit test can run all of it on a fake sysfs tree.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,7 +46,17 @@
 #define DRIVER_SETTLE_USEC  (500 * 1000)
 #define DRIVER_POLL_USEC    (5 * 1000)
 
+/* A rebind to vfio-pci that has not finished by then is given up (the
+ * worker is killed) and the device given back: long enough for a GPU's or
+ * NVMe's remove(), short enough that the client's own call timeout (25 s in
+ * libiommufd-broker) has not expired. */
+#define BIND_TIMEOUT_USEC (15ULL * 1000 * 1000)
+
 static const char *bus_path = DEFAULT_BUS_PATH;
+
+/* Test hooks from the daemon's environment (driver_load_test_environment()). */
+static uint64_t test_rebind_delay_usec;
+static uint64_t test_rebind_timeout_usec;
 
 void driver_set_bus_path_for_test(const char *path) {
         bus_path = path ?: DEFAULT_BUS_PATH;
@@ -61,6 +74,7 @@ typedef struct DriverPaths {
         char driver_link[PATH_MAX];     /* <syspath>/driver -> .../drivers/<name> */
         char unbind[PATH_MAX];          /* <syspath>/driver/unbind: the current driver's */
         char drivers_probe[PATH_MAX];
+        char vfio_dev[PATH_MAX];        /* <syspath>/vfio-dev: vfio-pci's cdev appears in it */
         char original_bind[PATH_MAX];   /* <bus>/drivers/<original>/bind, "" if none */
 } DriverPaths;
 
@@ -92,6 +106,7 @@ static int driver_paths_init(DriverPaths *p, const Device *d, const char *origin
         r = r ?: path_join(p->driver_override, sizeof(p->driver_override), d->syspath, "driver_override");
         r = r ?: path_join(p->driver_link, sizeof(p->driver_link), d->syspath, "driver");
         r = r ?: path_join(p->unbind, sizeof(p->unbind), d->syspath, "driver/unbind");
+        r = r ?: path_join(p->vfio_dev, sizeof(p->vfio_dev), d->syspath, "vfio-dev");
         r = r ?: path_join(p->drivers_probe, sizeof(p->drivers_probe), bus_path, "drivers_probe");
         if (r >= 0 && original) {
                 r = path_join(drivers_dir, sizeof(drivers_dir), bus_path, "drivers");
@@ -148,17 +163,26 @@ static void sleep_usec(long usec) {
                 ;
 }
 
-/* Wait briefly until the device is on driver `want`. 0, or -EIO if it is not. */
-static int wait_for_driver(const char *driver_link, const char *want) {
-        char cur[DRIVER_NAME_MAX];
-
+/* Poll ready(path, want) for up to DRIVER_SETTLE_USEC. */
+static bool wait_until(bool (*ready)(const char *path, const char *want), const char *path, const char *want) {
         for (long waited = 0;; waited += DRIVER_POLL_USEC) {
-                if (read_driver(driver_link, cur, sizeof(cur)) >= 0 && streq(cur, want))
-                        return 0;
+                if (ready(path, want))
+                        return true;
                 if (waited >= DRIVER_SETTLE_USEC)
-                        return -EIO;
+                        return false;
                 sleep_usec(DRIVER_POLL_USEC);
         }
+}
+
+static bool driver_is(const char *driver_link, const char *want) {
+        char cur[DRIVER_NAME_MAX];
+
+        return read_driver(driver_link, cur, sizeof(cur)) >= 0 && streq(cur, want);
+}
+
+/* Wait briefly until the device is on driver `want`. 0, or -EIO if it is not. */
+static int wait_for_driver(const char *driver_link, const char *want) {
+        return wait_until(driver_is, driver_link, want) ? 0 : -EIO;
 }
 
 /*
@@ -166,7 +190,7 @@ static int wait_for_driver(const char *driver_link, const char *want) {
  * admin's pci-stub or driverctl fence included), and on p->original, or on
  * no driver at all if it had none. Runs in the restore worker once every fd
  * is closed (so vfio-pci's unbind returns at once) and, to undo a failed
- * bind, in the daemon. Async-signal-safe.
+ * bind, once the bind worker is gone. Async-signal-safe.
  */
 static int restore_driver(const DriverPaths *p) {
         char cur[DRIVER_NAME_MAX];
@@ -211,61 +235,103 @@ static int restore_driver(const DriverPaths *p) {
         return wait_for_driver(p->driver_link, p->original);
 }
 
-int driver_bind_vfio(const Device *d) {
-        DriverPaths p;
+static bool has_entry_prefixed(const char *dir_path, const char *prefix) {
+        DIR *dir = opendir(dir_path);
+        struct dirent *de;
+        bool found = false;
+
+        while (dir && !found && (de = readdir(dir)))
+                found = strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+        if (dir)
+                closedir(dir);
+        return found;
+}
+
+/* Wait until vfio-pci registered the device's cdev (<syspath>/vfio-dev/vfioN):
+ * that is what the broker opens. -ENODEV if it does not appear. */
+static int wait_for_cdev(const char *vfio_dev) {
+        return wait_until(has_entry_prefixed, vfio_dev, "vfio") ? 0 : -ENODEV;
+}
+
+/*
+ * In the bind worker. Undoes nothing itself: the daemon gives the device back
+ * through the restore worker once this process is gone, whatever stopped it
+ * (an error, its timeout, the client leaving, or a crash and the next start).
+ */
+static int bind_vfio(const DriverPaths *p) {
         char cur[DRIVER_NAME_MAX];
-        int r, q;
+        int r;
 
-        _cleanup_free_ char *override = NULL;
-
-        r = driver_read_override(d, &override);
+        r = read_driver(p->driver_link, cur, sizeof(cur));
         if (r < 0)
                 return r;
-        r = driver_paths_init(&p, d, NULL, override);
-        if (r < 0)
-                return r;
-        r = read_driver(p.driver_link, cur, sizeof(cur));
-        if (r < 0)
-                return log_debug_errno(r, "%s: reading driver link: %m", p.address);
-        if (streq(cur, VFIO_PCI_DRIVER))
-                return 0;
-        /* Undo goes back to the driver the device had, or to none. */
-        if (*cur && driver_paths_init(&p, d, cur, override) < 0)
-                return -EINVAL;
-
-        r = write_attr(p.driver_override, VFIO_PCI_DRIVER);
-        if (r < 0)
-                return log_debug_errno(r, "%s: writing driver_override: %m", p.address);
-
-        if (*cur) {
-                r = write_attr(p.unbind, p.address);
-                if (r < 0) {
-                        log_debug_errno(r, "%s: unbinding from %s: %m", p.address, cur);
-                        goto undo;
+        if (!streq(cur, VFIO_PCI_DRIVER)) {
+                r = write_attr(p->driver_override, VFIO_PCI_DRIVER);
+                if (r < 0)
+                        return r;
+                /* May take seconds, or hang, in the host driver's remove(). */
+                if (*cur) {
+                        r = write_attr(p->unbind, p->address);
+                        if (r < 0)
+                                return r;
                 }
+                if (test_rebind_delay_usec > 0)
+                        sleep_usec((long) test_rebind_delay_usec);
+                r = write_attr(p->drivers_probe, p->address);
+                if (r < 0)
+                        return r;
+                r = wait_for_driver(p->driver_link, VFIO_PCI_DRIVER);
+                if (r < 0)
+                        return r;
         }
+        return wait_for_cdev(p->vfio_dev);
+}
 
-        r = write_attr(p.drivers_probe, p.address);
-        if (r < 0) {
-                log_debug_errno(r, "%s: writing drivers_probe: %m", p.address);
-                goto undo;
+static int bind_worker(void *arg, int out_fd) {
+        return bind_vfio(arg);
+}
+
+int driver_bind_vfio_async(sd_event *event, const Device *d, WorkerDone done, void *userdata, Worker **ret) {
+        DriverPaths p;
+        int r;
+
+        if (!event)
+                return -EINVAL;
+        r = driver_paths_init(&p, d, NULL, NULL);
+        if (r < 0)
+                return r;
+        /* p is copied into the child by fork(), before worker_start() returns. */
+        return worker_start(event, p.address, test_rebind_timeout_usec ?: BIND_TIMEOUT_USEC, bind_worker, &p, done,
+                            userdata, ret);
+}
+
+uint64_t driver_bind_timeout_usec(void) {
+        return test_rebind_timeout_usec ?: BIND_TIMEOUT_USEC;
+}
+
+static uint64_t env_msec_to_usec(const char *name) {
+        const char *v = getenv(name);
+        char *end = NULL;
+        unsigned long long ms;
+
+        if (!v || !*v)
+                return 0;
+        errno = 0;
+        ms = strtoull(v, &end, 10);
+        if (errno != 0 || *end || ms > 3600ULL * 1000) {
+                log_warning("Ignoring %s=%s: not a number of milliseconds up to an hour", name, v);
+                return 0;
         }
+        return ms * 1000;
+}
 
-        r = wait_for_driver(p.driver_link, VFIO_PCI_DRIVER);
-        if (r < 0) {
-                log_warning("%s: not on %s after probing (module not loaded?)", p.address, VFIO_PCI_DRIVER);
-                goto undo;
-        }
-
-        log_info("%s: bound to %s (was %s)", p.address, VFIO_PCI_DRIVER, *cur ? cur : "no driver");
-        return 0;
-
-undo:
-        q = restore_driver(&p);
-        if (q < 0)
-                log_warning_errno(q, "%s: could not give the device back to %s: %m", p.address,
-                                  *cur ? cur : "the kernel");
-        return r;
+void driver_load_test_environment(void) {
+        test_rebind_delay_usec = env_msec_to_usec("IOMMUFD_BROKER_TEST_REBIND_DELAY_MS");
+        test_rebind_timeout_usec = env_msec_to_usec("IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS");
+        if (test_rebind_delay_usec > 0 || test_rebind_timeout_usec > 0)
+                log_notice("Test hooks: managed rebinds wait %" PRIu64 " ms between unbind and probe, time out "
+                           "after %" PRIu64 " ms", test_rebind_delay_usec / 1000,
+                           driver_bind_timeout_usec() / 1000);
 }
 
 /* --- Restore worker --- */

@@ -4,15 +4,30 @@
 #include <systemd/sd-event.h>
 
 #include "device.h"
+#include "worker.h"
 
 /*
  * Moving devices between drivers through sysfs (driver_override, unbind,
  * drivers_probe), the same dance libvirt's managed='yes' does.
  */
 
-/* Bind d to vfio-pci now. Synchronous: a host driver's unbind is bounded.
- * Returns 0 or negative errno. Re-read the device afterwards. */
-int driver_bind_vfio(const Device *d);
+/*
+ * Bind d to vfio-pci in a worker process (worker.h): driver_override=vfio-pci,
+ * unbind the current driver (a GPU's, NVMe's or mlx5's remove() can take
+ * seconds or hang), drivers_probe, wait for the vfio cdev. done() gets 0 or a
+ * negative errno, -ETIMEDOUT after driver_bind_timeout_usec(). Nothing is
+ * undone on failure: the caller restores the device with
+ * driver_restore_async() once the worker is gone (worker_set_gone()), so the
+ * two never race. Re-read the device afterwards.
+ */
+int driver_bind_vfio_async(sd_event *event, const Device *d, WorkerDone done, void *userdata, Worker **ret);
+uint64_t driver_bind_timeout_usec(void);
+
+/* Read the test hooks from the daemon's environment, once at start:
+ * IOMMUFD_BROKER_TEST_REBIND_DELAY_MS (the bind worker sleeps this long
+ * between unbind and probe) and IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS (the
+ * bind timeout instead of 15 s). Only root sets the daemon's environment. */
+void driver_load_test_environment(void);
 
 typedef void (*DriverRestoreDone)(const char *address, int result, void *userdata);
 

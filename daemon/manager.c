@@ -29,6 +29,7 @@ struct Manager {
         uint64_t next_session_id;
         Subscription *subscriptions;
         char **restoring;               /* addresses whose driver a worker is restoring */
+        char **rebinding;               /* addresses a worker moves to vfio-pci (rebind.c) */
         Lease *leases;                  /* every lease, in any state */
         LeaseStore *store;              /* NULL: leases do not survive a restart */
         bool shutting_down;             /* leases outlive the daemon from here on */
@@ -136,17 +137,40 @@ bool manager_is_restoring(Manager *m, const char *address) {
         return strv_contains(m->restoring, address);
 }
 
-static void restoring_remove(Manager *m, const char *address) {
+static void strv_remove_all(char **l, const char *s) {
         size_t j = 0;
 
-        for (size_t i = 0; m->restoring && m->restoring[i]; i++) {
-                if (streq(m->restoring[i], address))
-                        free(m->restoring[i]);
+        for (size_t i = 0; l && l[i]; i++) {
+                if (streq(l[i], s))
+                        free(l[i]);
                 else
-                        m->restoring[j++] = m->restoring[i];
+                        l[j++] = l[i];
         }
-        if (m->restoring)
-                m->restoring[j] = NULL;
+        if (l)
+                l[j] = NULL;
+}
+
+static void restoring_remove(Manager *m, const char *address) {
+        strv_remove_all(m->restoring, address);
+}
+
+bool manager_is_rebinding(Manager *m, const char *address) {
+        return strv_contains(m->rebinding, address);
+}
+
+void manager_set_rebinding(Manager *m, const char *address, bool on) {
+        Device *d = inventory_find(m->inventory, address);
+
+        if (on == manager_is_rebinding(m, address))
+                return;
+        if (!on)
+                strv_remove_all(m->rebinding, address);
+        else if (strv_extend(&m->rebinding, address) < 0)
+                /* Not shown busy, but Acquire still refuses it: its
+                 * check_device() cannot pass while the worker runs either. */
+                log_warning("%s: out of memory; not shown as busy while rebinding", address);
+        if (d)
+                emit_device_event(m, BROKER_EVENT_DEVICE_CHANGED, d, d->address);
 }
 
 static void on_driver_restored(const char *address, int result, void *userdata) {
@@ -352,6 +376,7 @@ int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
         if (!m)
                 return -ENOMEM;
         m->event = sd_event_ref(event);
+        driver_load_test_environment();
         m->kernel = config->kernel ?: &kernel_ops_real;
         m->max_devices_per_session = config->max_devices_per_session ?: 64;
         m->next_session_id = 1;
@@ -413,6 +438,7 @@ Manager *manager_free(Manager *m) {
         free(m->policy_path);
         free(m->policy_dropin_dir);
         strv_free(m->restoring);
+        strv_free(m->rebinding);
         sd_event_unref(m->event);
         free(m);
         return NULL;
@@ -494,6 +520,9 @@ DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_r
         } else if (manager_is_restoring(m, d->address)) {
                 state = DEVICE_STATE_BUSY;
                 reason = "the original driver is being restored";
+        } else if (manager_is_rebinding(m, d->address)) {
+                state = DEVICE_STATE_BUSY;
+                reason = "rebinding to vfio-pci for a managed Acquire";
         }
         else if ((reason = manager_kernel_unsupported_reason(m)))
                 ;

@@ -110,11 +110,10 @@ typedef struct Pending {
         Lease *lease;                   /* allocated before anything is handed out */
 } Pending;
 
-static void pending_undo(Manager *m, Pending *p) {
+static void pending_undo(Pending *p) {
         p->fd = safe_close(p->fd);
         p->request_fd = safe_close(p->request_fd);
-        if (p->rebound)
-                manager_restore_driver(m, p->device, p->original_driver, p->original_override);
+        /* A device acquire-job.c rebound goes back through it. */
         free(p->original_driver);
         free(p->original_override);
         p->original_driver = p->original_override = NULL;
@@ -197,6 +196,9 @@ static int check_device(Session *s, const AcquireRequest *req, const Device *d, 
         if (manager_is_restoring(m, d->address))
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
                                         "%s is busy: still being given back to its original driver", d->address);
+        if (manager_is_rebinding(m, d->address))
+                return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
+                                        "%s is busy: rebinding to vfio-pci for a managed Acquire", d->address);
         if (req->managed && !device_is_on_vfio(d) && driver_sriov_numvfs(d) > 0)
                 return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
                                         "%s is an SR-IOV physical function with VFs enabled: unbinding its "
@@ -262,35 +264,25 @@ static int ensure_ioas(Session *s, BrokerError *err) {
         return 0;
 }
 
-static int rebind_to_vfio(Session *s, Pending *p, BrokerError *err) {
+/* A managed device was moved to vfio-pci by acquire-job.c: the lease
+ * remembers where it came from, to give it back when it ends. */
+static int take_rebound(const AcquireRequest *req, Pending *p, BrokerError *err) {
         Device *d = p->device;
-        int r;
 
-        if (device_is_on_vfio(d))
-                return 0;
-        p->original_driver = d->driver ? strdup(d->driver) : NULL;
-        if (d->driver && !p->original_driver)
-                return -ENOMEM;
-        r = driver_read_override(d, &p->original_override);
-        if (r < 0)
-                return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
-                                        "%s: cannot read driver_override: %s", d->address, strerror(-r));
-        /* Persist the way back first: a crash mid-rebind is undone on next start. */
-        r = manager_record_rebind(s->manager, d, p->original_driver, p->original_override);
-        if (r < 0)
-                return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
-                                        "%s: cannot record the original driver before rebinding: %s",
-                                        d->address, strerror(-r));
-        log_info("%s: rebinding from %s to vfio-pci", d->address, d->driver ?: "no driver");
-        r = driver_bind_vfio(d);
-        p->rebound = true; /* even a failed attempt may have moved it: restore either way */
-        if (r < 0)
-                return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
-                                        "%s: binding to vfio-pci failed: %s", d->address, strerror(-r));
-        (void) inventory_refresh(manager_inventory(s->manager), d);
         if (!device_is_on_vfio(d))
                 return broker_error_set(err, BROKER_ERROR_DRIVER_BIND_FAILED, d->address,
-                                        "%s: bound to vfio-pci but no vfio cdev appeared", d->address);
+                                        "%s: bound to %s, not rebound to vfio-pci", d->address,
+                                        d->driver ?: "no driver");
+        for (size_t i = 0; i < req->n_rebound; i++) {
+                const ManagedOrigin *o = &req->rebound[i];
+
+                if (!streq(o->address, d->address))
+                        continue;
+                if ((o->driver && !(p->original_driver = strdup(o->driver))) ||
+                    (o->override && !(p->original_override = strdup(o->override))))
+                        return -ENOMEM;
+                p->rebound = true;
+        }
         return 0;
 }
 
@@ -482,10 +474,11 @@ static int acquire_validate(Session *s, const AcquireRequest *req, size_t *ret_n
         return 0;
 }
 
-int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, BrokerError *err) {
+/* Validate, resolve and check every device: into *ret_pending (n entries). */
+static int acquire_check(Session *s, const AcquireRequest *req, Pending **ret_pending, size_t *ret_n,
+                         BrokerError *err) {
         _cleanup_strv_free_ char **addresses = NULL;
         _cleanup_free_ Pending *pending = NULL;
-        uint64_t memlock_limit = 0;
         size_t n = 0;
         int r;
 
@@ -498,19 +491,39 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
         r = resolve_devices(s, req, pending, n, &addresses, err);
         if (r < 0)
                 return r;
-
         for (size_t i = 0; i < n; i++) {
                 r = check_device(s, req, pending[i].device, addresses, err);
                 if (r < 0)
                         return r;
         }
+        *ret_pending = TAKE_PTR(pending);
+        *ret_n = n;
+        return 0;
+}
+
+int session_check_acquire(Session *s, const AcquireRequest *req, BrokerError *err) {
+        _cleanup_free_ Pending *pending = NULL;
+        size_t n;
+
+        return acquire_check(s, req, &pending, &n, err);
+}
+
+int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, BrokerError *err) {
+        _cleanup_free_ Pending *pending = NULL;
+        uint64_t memlock_limit = 0;
+        size_t n = 0;
+        int r;
+
+        r = acquire_check(s, req, &pending, &n, err);
+        if (r < 0)
+                return r;
 
         r = ensure_iommufd(s, err);
         if (r >= 0 && req->mode == ACQUIRE_MODE_ATTACHED)
                 r = ensure_ioas(s, err);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 if (req->managed)
-                        r = rebind_to_vfio(s, &pending[i], err);
+                        r = take_rebound(req, &pending[i], err);
                 if (r >= 0)
                         r = open_and_prepare(s, req, &pending[i], err);
         }
@@ -523,7 +536,7 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
                 r = build_reply(s, pending, n, ret);
         if (r < 0) {
                 for (size_t i = 0; i < n; i++)
-                        pending_undo(s->manager, &pending[i]);
+                        pending_undo(&pending[i]);
                 return r;
         }
 

@@ -19,12 +19,22 @@ uint64_t session_id(const Session *s);
 const Principal *session_principal(const Session *s);
 size_t session_n_leases(const Session *s);
 
+/* A device acquire-job.c moved to vfio-pci for this Acquire, and where it
+ * came from (NULL: no driver / no driver_override). */
+typedef struct ManagedOrigin {
+        const char *address;
+        const char *driver;
+        const char *override;
+} ManagedOrigin;
+
 typedef struct AcquireRequest {
         char **devices;                 /* addresses, any accepted form, NULL-terminated */
         AcquireMode mode;
         bool managed;                   /* rebind to vfio-pci and back, if policy allows */
         bool allow_interactive;         /* polkit may ask the user */
         char **polkit_authorized;       /* polkit actions polkit allowed this caller (acquire-job.h) */
+        const ManagedOrigin *rebound;   /* set by acquire-job.c only: devices it rebound */
+        size_t n_rebound;
 } AcquireRequest;
 
 typedef struct AcquiredDevice {
@@ -45,12 +55,20 @@ typedef struct AcquireReply {
 } AcquireReply;
 
 /*
- * All or nothing: either every device is leased to s and *ret holds fds the
- * caller must send and then release with acquire_reply_done(), or nothing
+ * All or nothing, and never blocking: a managed device must already be on
+ * vfio-pci (acquire-job.c rebinds it first, in a worker, and names it in
+ * req->rebound so that the lease gives it back). Either every device is
+ * leased to s and *ret holds fds the caller must send and then release with
+ * acquire_reply_done(), or nothing
  * changed and err says which device failed and why. The broker keeps no
  * copy of device fds: the kernel unbinds a device when the last copy closes.
  */
 int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, BrokerError *err);
+
+/* The checks of session_acquire() that need no kernel call, for a managed
+ * Acquire to pass before any host driver is unbound. 0 or a negative errno
+ * with err set. */
+int session_check_acquire(Session *s, const AcquireRequest *req, BrokerError *err);
 void acquire_reply_done(AcquireReply *r);
 
 /* Release the leases on the given devices (NULL or empty: all of this

@@ -15,6 +15,8 @@
  */
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
+#include <time.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -98,16 +100,23 @@ static void current_driver(char *buf, size_t size) {
         buf[n] = 0;
 }
 
+/* The driver link, and vfio-pci's cdev directory while on vfio-pci. */
 static void set_driver(const char *name) {
-        char path[256], target[256];
+        char path[256], target[256], cdev[256], vfio_dev[256];
 
         fake_path(path, sizeof(path), "dev/" ADDRESS "/driver");
+        fake_path(vfio_dev, sizeof(vfio_dev), "dev/" ADDRESS "/vfio-dev");
+        fake_path(cdev, sizeof(cdev), "dev/" ADDRESS "/vfio-dev/vfio0");
         (void) unlink(path);
+        (void) rmdir(cdev);
+        (void) rmdir(vfio_dev);
         if (!name || !*name)
                 return;
         snprintf(target, sizeof(target), "%s/bus/drivers/%s", fake.root, name);
         if (symlink(target, path) < 0)
                 perror("symlink");
+        if (streq(name, "vfio-pci") && (mkdir(vfio_dev, 0755) < 0 || mkdir(cdev, 0755) < 0))
+                perror("mkdir vfio-dev");
 }
 
 static void write_override(const char *value) {
@@ -282,51 +291,6 @@ static const char *override_now(void) {
         return buf;
 }
 
-static void test_bind_vfio(Device *d) {
-        printf("# bind to vfio-pci from e1000e\n");
-        reset("e1000e", "", "e1000e", true);
-        CHECK_INT_WHAT(driver_bind_vfio(d), 0, "driver_bind_vfio");
-        CHECK_STR_WHAT(override_now(), "vfio-pci", "driver_override");
-        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E), 1, "e1000e/unbind writes");
-        CHECK_STR_WHAT(last_of(FIFO_UNBIND_E1000E), ADDRESS, "e1000e/unbind got");
-        CHECK_INT_WHAT(count_of(FIFO_PROBE), 1, "drivers_probe writes");
-        CHECK_STR_WHAT(last_of(FIFO_PROBE), ADDRESS, "drivers_probe got");
-        CHECK_STR_WHAT(driver_now(), "vfio-pci", "driver afterwards");
-
-        printf("# bind when already on vfio-pci touches nothing\n");
-        reset("vfio-pci", "vfio-pci", "e1000e", true);
-        CHECK_INT_WHAT(driver_bind_vfio(d), 0, "driver_bind_vfio");
-        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E) + count_of(FIFO_UNBIND_VFIO) + count_of(FIFO_PROBE), 0,
-                       "sysfs writes");
-
-        printf("# bind with no driver bound skips the unbind\n");
-        reset(NULL, "", "", true);
-        CHECK_INT_WHAT(driver_bind_vfio(d), 0, "driver_bind_vfio");
-        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E), 0, "e1000e/unbind writes");
-        CHECK_STR_WHAT(driver_now(), "vfio-pci", "driver afterwards");
-}
-
-static void test_bind_vfio_fails(Device *d) {
-        printf("# vfio-pci does not bind: -EIO, override cleared, e1000e back by reprobe\n");
-        reset("e1000e", "", "e1000e", false);
-        CHECK_INT_WHAT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
-        CHECK_STR_WHAT(override_now(), "\n", "driver_override cleared");
-        CHECK_INT_WHAT(count_of(FIFO_PROBE), 2, "drivers_probe writes (bind, undo)");
-        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
-        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
-
-        printf("# same, reprobe picks nothing: e1000e bound by name\n");
-        reset("e1000e", "", "", false);
-        CHECK_INT_WHAT(driver_bind_vfio(d), -EIO, "driver_bind_vfio");
-        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
-        CHECK_STR_WHAT(last_of(FIFO_BIND_E1000E), ADDRESS, "e1000e/bind got");
-        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
-
-        printf("# invalid devices\n");
-        CHECK_INT_WHAT(driver_bind_vfio(&(Device) { .address = ADDRESS }), -EINVAL, "no syspath");
-        CHECK_INT_WHAT(driver_bind_vfio(NULL), -EINVAL, "NULL device");
-}
-
 typedef struct RestoreResult {
         unsigned calls;
         int result;
@@ -347,6 +311,145 @@ static void run_until_done(sd_event *e, RestoreResult *res) {
                 (void) sd_event_run(e, 50 * 1000);
         for (int i = 0; i < 4; i++)
                 (void) sd_event_run(e, 50 * 1000);
+}
+
+typedef struct BindResult {
+        unsigned calls, gone_calls;
+        int result;
+        bool exited;
+} BindResult;
+
+static void on_bound(int result, const char *output, void *userdata) {
+        BindResult *b = userdata;
+
+        b->calls++;
+        b->result = result;
+}
+
+static void on_bind_gone(bool exited, void *userdata) {
+        BindResult *b = userdata;
+
+        b->gone_calls++;
+        b->exited = exited;
+}
+
+/* Rebind in a worker and run the loop until the worker is gone. */
+static int bind_and_wait(sd_event *e, Device *d, BindResult *b) {
+        Worker *w = NULL;
+        int r;
+
+        *b = (BindResult) {};
+        r = driver_bind_vfio_async(e, d, on_bound, b, &w);
+        if (r < 0)
+                return r;
+        worker_set_gone(w, on_bind_gone);
+        for (int i = 0; i < 400 && b->gone_calls == 0; i++)
+                (void) sd_event_run(e, 50 * 1000);
+        CHECK_INT_WHAT(b->calls, 1, "done() calls");
+        CHECK_INT_WHAT(b->gone_calls, 1, "gone() calls");
+        CHECK_MSG(b->exited, "gone() says the worker exited");
+        return b->result;
+}
+
+static void restore_and_wait(sd_event *e, Device *d, const char *driver, const char *override) {
+        RestoreResult res = {};
+
+        CHECK_INT_WHAT(driver_restore_async(e, d, driver, override, on_restored, &res), 0, "driver_restore_async");
+        run_until_done(e, &res);
+        CHECK_INT_WHAT(res.result, 0, "restore result");
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void test_bind_vfio(sd_event *e, Device *d) {
+        BindResult b;
+
+        printf("# bind to vfio-pci from e1000e, in a worker\n");
+        reset("e1000e", "", "e1000e", true);
+        CHECK_INT_WHAT(bind_and_wait(e, d, &b), 0, "driver_bind_vfio_async");
+        CHECK_STR_WHAT(override_now(), "vfio-pci", "driver_override");
+        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E), 1, "e1000e/unbind writes");
+        CHECK_STR_WHAT(last_of(FIFO_UNBIND_E1000E), ADDRESS, "e1000e/unbind got");
+        CHECK_INT_WHAT(count_of(FIFO_PROBE), 1, "drivers_probe writes");
+        CHECK_STR_WHAT(last_of(FIFO_PROBE), ADDRESS, "drivers_probe got");
+        CHECK_STR_WHAT(driver_now(), "vfio-pci", "driver afterwards");
+
+        printf("# bind when already on vfio-pci touches nothing\n");
+        reset("vfio-pci", "vfio-pci", "e1000e", true);
+        CHECK_INT_WHAT(bind_and_wait(e, d, &b), 0, "driver_bind_vfio_async");
+        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E) + count_of(FIFO_UNBIND_VFIO) + count_of(FIFO_PROBE), 0,
+                       "sysfs writes");
+
+        printf("# bind with no driver bound skips the unbind\n");
+        reset(NULL, "", "", true);
+        CHECK_INT_WHAT(bind_and_wait(e, d, &b), 0, "driver_bind_vfio_async");
+        CHECK_INT_WHAT(count_of(FIFO_UNBIND_E1000E), 0, "e1000e/unbind writes");
+        CHECK_STR_WHAT(driver_now(), "vfio-pci", "driver afterwards");
+}
+
+static void test_bind_vfio_fails(sd_event *e, Device *d) {
+        BindResult b;
+
+        printf("# vfio-pci does not bind: -EIO, nothing undone by the worker; the restore gives e1000e back\n");
+        reset("e1000e", "", "e1000e", false);
+        CHECK_INT_WHAT(bind_and_wait(e, d, &b), -EIO, "driver_bind_vfio_async");
+        CHECK_STR_WHAT(override_now(), "vfio-pci", "driver_override left for the restore");
+        CHECK_STR_WHAT(driver_now(), "", "driver after the failed bind");
+        restore_and_wait(e, d, "e1000e", NULL);
+        CHECK_STR_WHAT(override_now(), "\n", "driver_override cleared");
+        CHECK_INT_WHAT(count_of(FIFO_PROBE), 2, "drivers_probe writes (bind, restore)");
+        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 0, "e1000e/bind writes");
+        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
+
+        printf("# same, reprobe picks nothing: e1000e bound by name\n");
+        reset("e1000e", "", "", false);
+        CHECK_INT_WHAT(bind_and_wait(e, d, &b), -EIO, "driver_bind_vfio_async");
+        restore_and_wait(e, d, "e1000e", NULL);
+        CHECK_INT_WHAT(count_of(FIFO_BIND_E1000E), 1, "e1000e/bind writes");
+        CHECK_STR_WHAT(last_of(FIFO_BIND_E1000E), ADDRESS, "e1000e/bind got");
+        CHECK_STR_WHAT(driver_now(), "e1000e", "driver afterwards");
+
+        printf("# invalid devices\n");
+        CHECK_INT_WHAT(driver_bind_vfio_async(e, &(Device) { .address = ADDRESS }, on_bound, &b, NULL), -EINVAL,
+                       "no syspath");
+        CHECK_INT_WHAT(driver_bind_vfio_async(e, NULL, on_bound, &b, NULL), -EINVAL, "NULL device");
+        CHECK_INT_WHAT(driver_bind_vfio_async(NULL, d, on_bound, &b, NULL), -EINVAL, "no event loop");
+}
+
+static void test_bind_vfio_timeout(sd_event *e, Device *d) {
+        uint64_t start, took;
+        BindResult b;
+
+        printf("# a rebind stuck between unbind and probe times out: -ETIMEDOUT at once, the worker killed\n");
+        setenv("IOMMUFD_BROKER_TEST_REBIND_DELAY_MS", "5000", 1);
+        setenv("IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS", "300", 1);
+        driver_load_test_environment();
+        CHECK_INT_WHAT(driver_bind_timeout_usec(), 300 * 1000, "timeout from the environment");
+        reset("e1000e", "", "e1000e", true);
+        start = now_usec();
+        CHECK_INT_WHAT(bind_and_wait(e, d, &b), -ETIMEDOUT, "driver_bind_vfio_async");
+        took = now_usec() - start;
+        CHECK_MSG(took < 2 * 1000 * 1000, "timed out and reaped after %" PRIu64 " ms (< 2000)", took / 1000);
+        CHECK_INT_WHAT(count_of(FIFO_PROBE), 0, "drivers_probe writes (killed before the probe)");
+        CHECK_STR_WHAT(driver_now(), "", "half-way: unbound");
+        CHECK_INT_WHAT(worker_count(), 0, "workers left");
+        restore_and_wait(e, d, "e1000e", NULL);
+        CHECK_STR_WHAT(driver_now(), "e1000e", "given back");
+        CHECK_STR_WHAT(override_now(), "\n", "driver_override cleared");
+
+        printf("# bad values are ignored\n");
+        setenv("IOMMUFD_BROKER_TEST_REBIND_DELAY_MS", "soon", 1);
+        setenv("IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS", "-1", 1);
+        driver_load_test_environment();
+        CHECK_INT_WHAT(driver_bind_timeout_usec(), 15 * 1000 * 1000, "default timeout");
+        unsetenv("IOMMUFD_BROKER_TEST_REBIND_DELAY_MS");
+        unsetenv("IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS");
+        driver_load_test_environment();
 }
 
 static void test_restore(Device *d) {
@@ -468,8 +571,14 @@ int main(void) {
         d.syspath = syspath;
         driver_set_bus_path_for_test(bus);
 
-        test_bind_vfio(&d);
-        test_bind_vfio_fails(&d);
+        {
+                _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+
+                CHECK(sd_event_new(&e) >= 0);
+                test_bind_vfio(e, &d);
+                test_bind_vfio_fails(e, &d);
+                test_bind_vfio_timeout(e, &d);
+        }
         test_restore(&d);
 
         CHECK(write(fake.quit[1], "q", 1) == 1);

@@ -28,6 +28,8 @@ struct Worker {
         WorkerDone done;                /* NULL once reported or cancelled */
         void *userdata;
         void (*destroy)(void *userdata);        /* if done() never ran */
+        WorkerGone gone;
+        bool exited;                    /* reaped by on_worker_exit() */
         bool reported;
         Worker *next;
 };
@@ -54,6 +56,8 @@ static void worker_unlink(Worker *w) {
 static void worker_free(Worker *w) {
         if (!w)
                 return;
+        if (w->gone)
+                w->gone(w->exited, w->userdata);
         if (!w->reported && w->destroy)
                 w->destroy(w->userdata);
         worker_unlink(w);
@@ -112,6 +116,7 @@ static int on_worker_exit(sd_event_source *s, int fd, uint32_t revents, void *us
         /* Unlink before calling out: done() may start new workers. */
         worker_unlink(w);
         w->next = NULL;
+        w->exited = true;
         worker_report(w, result);
         worker_free(w);
         return 0;
@@ -237,6 +242,11 @@ fail:
 void worker_set_destroy(Worker *w, void (*destroy)(void *userdata)) {
         if (w)
                 w->destroy = destroy;
+}
+
+void worker_set_gone(Worker *w, WorkerGone gone) {
+        if (w)
+                w->gone = gone;
 }
 
 void worker_cancel(Worker *w) {

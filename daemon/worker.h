@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
@@ -32,6 +33,14 @@ int worker_start(sd_event *event, const char *description, uint64_t timeout_usec
  * (worker_kill_all() at shutdown, worker_cancel()), for a caller whose
  * done() is what frees userdata. */
 void worker_set_destroy(Worker *w, void (*destroy)(void *userdata));
+
+/* Called once when the worker goes away, after done() if that ran:
+ * exited true once the process was reaped (after a timeout or cancel too,
+ * so work that must not overlap the worker, like undoing its sysfs writes,
+ * can start here); false at shutdown (worker_kill_all()), when nothing new
+ * may start. */
+typedef void (*WorkerGone)(bool exited, void *userdata);
+void worker_set_gone(Worker *w, WorkerGone gone);
 
 /* The caller no longer wants the result: done() will not run; the worker is
  * killed and reaped in the background. NULL is fine. */

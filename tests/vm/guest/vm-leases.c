@@ -443,7 +443,8 @@ static int case_revoke(void) {
 
 /* --------------------------------- kill -9 of the daemon, then a restart */
 
-static pid_t start_daemon(void) {
+/* rebind_delay_ms: IOMMUFD_BROKER_TEST_REBIND_DELAY_MS for it, or NULL. */
+static pid_t start_daemon(const char *rebind_delay_ms) {
         const char *build = getenv("IOMMUFD_VM_BUILD");
         char exe[512];
         CHECK(build, "IOMMUFD_VM_BUILD not set");
@@ -458,6 +459,8 @@ static pid_t start_daemon(void) {
                 }
                 setsid();
                 setenv("LOG_LEVEL", "debug", 1);
+                if (rebind_delay_ms)
+                        setenv("IOMMUFD_BROKER_TEST_REBIND_DELAY_MS", rebind_delay_ms, 1);
                 execl(exe, exe, "--varlink-listen", broker_socket, "--policy", "/run/vm-policy.json",
                       "--policy-dir", "/run/vm-policy.d", (char *) NULL);
                 _exit(127);
@@ -529,7 +532,7 @@ static int case_restart(void) {
 
         kill_daemon(current_daemon());
         vm_log("daemon killed with SIGKILL while pid %d holds %s (managed)", (int) holder, e1000e);
-        start_daemon();
+        start_daemon(NULL);
         wait_daemon_answers();
 
         _cleanup_broker_ iommufd_broker *b = connect_or_fail();
@@ -550,34 +553,80 @@ static int case_restart(void) {
         return 0;
 }
 
-/* A crash between unbind and bind, as the next start finds it: the record
- * says "binding", the device sits on vfio-pci with driver_override set. */
+static int client_acquire_managed_once(void *userdata) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_lease *l = NULL;
+
+        /* The daemon is killed while this call waits: any answer will do. */
+        if (acquire(b, e1000e, IOMMUFD_BROKER_MODE_ATTACHED, IOMMUFD_BROKER_ACQUIRE_MANAGED, &l) >= 0)
+                iommufd_broker_lease_free(l);
+        else
+                vm_log("the pending managed acquire ended with %s", strna(iommufd_broker_error_name(b)));
+        return 0;
+}
+
+/* While the rebind worker sleeps between unbind and probe: the loop answers
+ * everybody at once, the device is busy, a second Acquire is refused. */
+static void check_loop_answers_while_rebinding(void) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_device d, *all = NULL;
+        uint64_t worst = 0;
+        size_t n;
+
+        get_or_fail(b, e1000e, &d);
+        CHECK(streq(d.state, "busy") && strstr(strna(d.reason), "rebinding to vfio-pci"),
+              "%s while rebinding: %s (%s)", e1000e, d.state, d.reason);
+        for (int i = 0; i < 10; i++) {
+                uint64_t t0 = now_ms();
+                CHECK_OK(iommufd_broker_list(b, &all, &n), "ListDevices while rebinding");
+                free(all);
+                if (now_ms() - t0 > worst)
+                        worst = now_ms() - t0;
+                usleep(20 * 1000);
+        }
+        vm_log("ListDevices during the rebind: slowest of 10 took %llu ms", (unsigned long long) worst);
+        CHECK(worst < 100, "ListDevices took %llu ms while a rebind ran", (unsigned long long) worst);
+        expect_busy(b, e1000e, IOMMUFD_BROKER_MODE_UNBOUND, "rebinding to vfio-pci");
+}
+
+/* kill -9 of the daemon while its worker sits between the host driver's
+ * unbind and vfio-pci's probe (IOMMUFD_BROKER_TEST_REBIND_DELAY_MS widens
+ * that window): the worker dies with it, the device is left without a
+ * driver and with driver_override=vfio-pci, the record says "binding". The
+ * next start gives the device back exactly as it was. */
 static int case_rebind_crash(void) {
-        char record[128], override[64];
-        char text[1024];
+        char record[128], override[64], before[64], text[1024];
+        struct stat st;
 
         expect_driver(e1000e, "e1000e", 0);
+        read_override(e1000e, before, sizeof before);
         kill_daemon(current_daemon());
-        /* What the daemon wrote before it started, and what it did up to the crash. */
+        start_daemon("8000");
+        wait_daemon_answers();
+
+        pid_t client = client_spawn(client_acquire_managed_once, NULL);
+        expect_driver(e1000e, "", 3000);        /* the host driver's unbind is done */
         snprintf(record, sizeof record, "/run/iommufd-broker/leases/%s", e1000e);
-        snprintf(text, sizeof text,
-                 "IOMMUFD_BROKER_LEASE=1\nADDRESS=%s\nSTATE=binding\nREASON=\nMODE=none\nDEV_ID=0\nHWPT_ID=0\n"
-                 "DEVNUM=0:0\nSESSION=0\nUID=0\nPID=0\nPID_STARTTIME=0\nUNIT=\nRULE=\nMANAGED=1\n"
-                 "ORIGINAL_DRIVER=e1000e\nORIGINAL_OVERRIDE=\nEND=1\n", e1000e);
-        FILE *f = fopen(record, "we");
-        CHECK(f, "create %s: %m", record);
-        fputs(text, f);
-        CHECK(fclose(f) == 0, "write %s: %m", record);
-        CHECK_OK(pci_bind_vfio(e1000e), "rebind to vfio-pci as the crashed daemon had");
-        expect_driver(e1000e, "vfio-pci", 0);
+        CHECK_OK(read_file_str(record, text, sizeof text), "read the record");
+        CHECK(strstr(text, "STATE=binding\n") && strstr(text, "ORIGINAL_DRIVER=e1000e\n"),
+              "record before the rebind:\n%s", text);
+        check_loop_answers_while_rebinding();
+        expect_driver(e1000e, "", 0);           /* still between unbind and probe */
+
+        kill_daemon(current_daemon());
+        (void) client_wait(client, "the client of the killed daemon");
+        usleep(500 * 1000);
+        expect_driver(e1000e, "", 0);
+        read_override(e1000e, override, sizeof override);
+        CHECK(streq(override, "vfio-pci"), "driver_override after the crash: '%s'", override);
+        vm_log("crash mid-rebind: %s left without a driver, driver_override=vfio-pci, record kept", e1000e);
 
         uint64_t t0 = now_ms();
-        start_daemon();
+        start_daemon(NULL);
         wait_daemon_answers();
         expect_driver(e1000e, "e1000e", 10000);
         read_override(e1000e, override, sizeof override);
-        CHECK(streq(override, "(null)") || !override[0], "driver_override left as '%s'", override);
-        struct stat st;
+        CHECK(streq(override, before), "driver_override '%s', was '%s'", override, before);
         for (uint64_t end = now_ms() + 5000; stat(record, &st) == 0; usleep(50 * 1000))
                 CHECK(now_ms() < end, "record %s still there", record);
         vm_log("crash mid-rebind: the next start put %s back on e1000e in %llu ms", e1000e,
