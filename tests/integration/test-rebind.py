@@ -19,6 +19,7 @@ The VM tier does the same against a real 7.3 kernel (tests/vm/guest).
 import importlib.machinery
 import importlib.util
 import os
+import select
 import sys
 import threading
 import time
@@ -39,95 +40,118 @@ def case(fn):
 
 
 class FakeKernel:
-    """Plays sysfs for DEV inside the daemon's testbed, from a thread."""
+    """Plays sysfs for the devices in hosts (address -> host driver) inside
+    the daemon's testbed, from a thread. The bus-wide files the daemon
+    writes (drivers/*/unbind, drivers/*/bind, drivers_probe) become FIFOs,
+    so that no write is lost when two workers write at once; a write is
+    acted on within a few ms (the kernel acts before the write returns)."""
 
-    def __init__(self, daemon, vfio_loaded=True):
+    def __init__(self, daemon, hosts=None, refuse_vfio=()):
         with open(f"/proc/{daemon.pid}/environ", "rb") as f:
             env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
         self.root = env[b"UMOCKDEV_DIR"].decode()
-        # fake-sysfs-ctl's functions in this process: the kernel binds before
-        # the write returns, and the daemon waits only 500 ms for the driver.
+        # fake-sysfs-ctl's functions, in this process: no start-up per action.
         path = os.path.join(env_path("SOURCE_ROOT"), "tests", "fixtures", "fake-sysfs-ctl")
         loader = importlib.machinery.SourceFileLoader("fake_sysfs_ctl", path)
         self.ctl = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
         loader.exec_module(self.ctl)
-        self.vfio_loaded = vfio_loaded
-        self.writes = []        # (file, value), in the order seen
+        self.hosts = dict(hosts or {DEV: HOST_DRIVER})
+        self.refuse_vfio = set(refuse_vfio)     # vfio-pci does not bind these ("not loaded")
+        self.writes = []        # (file, address) and ("kernel-bound", driver), in order
+        self.fifos = []         # (kind, driver, read fd, write fd)
+        drivers = self.sys("bus/pci/drivers")
+        for drv in sorted(os.listdir(drivers)):
+            for kind in ("unbind", "bind"):
+                self.make_fifo(os.path.join(drivers, drv, kind), kind, drv)
+        self.make_fifo(self.sys("bus/pci/drivers_probe"), "probe", None)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
+    def make_fifo(self, path, kind, drv):
+        if os.path.lexists(path):
+            os.unlink(path)
+        os.mkfifo(path, 0o600)
+        r = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        # Our own writer end: the FIFO never hangs up between daemon writes.
+        w = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.fifos.append((kind, drv, r, w))
+
     def sys(self, *parts):
         return os.path.join(self.root, "sys", *parts)
 
-    def driver(self):
-        link = self.sys("bus/pci/devices", DEV, "driver")
+    def driver(self, bdf=DEV):
+        link = self.sys("bus/pci/devices", bdf, "driver")
         return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
 
-    def override(self):
-        with open(self.sys("bus/pci/devices", DEV, "driver_override")) as f:
+    def override(self, bdf=DEV):
+        with open(self.sys("bus/pci/devices", bdf, "driver_override")) as f:
             v = f.read().split("\n")[0].strip()
         return None if v in ("", "(null)") else v
 
-    def has_cdev(self):
-        return os.path.isdir(self.sys("bus/pci/devices", DEV, "vfio-dev"))
+    def has_cdev(self, bdf=DEV):
+        return os.path.isdir(self.sys("bus/pci/devices", bdf, "vfio-dev"))
 
-    def consume(self, path):
-        """What the daemon wrote to path since last time ("" if nothing)."""
-        try:
-            with open(path, "r+") as f:
-                v = f.read().strip()
-                if v:
-                    f.seek(0)
-                    f.truncate()
-                return v
-        except FileNotFoundError:
-            return ""
-
-    def ctl_run(self, action, driver=None):
-        ddir = self.ctl.device_dir(self.root, DEV)
+    def ctl_run(self, bdf, action, driver=None):
+        ddir = self.ctl.device_dir(self.root, bdf)
         if action == "bind":
-            self.ctl.bind(self.root, DEV, ddir, driver)
+            self.writes.append(("kernel-bound", driver))
+            self.ctl.bind(self.root, bdf, ddir, driver)
             extra = [f"DRIVER={driver}"]
         else:
-            self.ctl.unbind(self.root, DEV, ddir)
+            self.ctl.unbind(self.root, bdf, ddir)
             extra = []
         self.ctl.send_uevent(self.root, action, self.ctl.devpath_of(self.root, ddir), extra=extra)
 
+    def handle(self, kind, drv, bdf):
+        self.writes.append((f"{drv}/{kind}" if drv else "drivers_probe", bdf))
+        if bdf not in self.hosts:
+            return
+        if kind == "unbind":
+            if self.driver(bdf) == drv:
+                self.ctl_run(bdf, "unbind")
+        elif kind == "probe":
+            want = self.override(bdf) or self.hosts[bdf]
+            if self.driver(bdf) is None and not (want == "vfio-pci" and bdf in self.refuse_vfio):
+                self.ctl_run(bdf, "bind", want)
+        elif self.driver(bdf) is None:
+            self.ctl_run(bdf, "bind", drv)
+
     def step(self):
-        drivers = self.sys("bus/pci/drivers")
-        for drv in sorted(os.listdir(drivers)):
-            if self.consume(os.path.join(drivers, drv, "unbind")) == DEV:
-                self.writes.append((f"{drv}/unbind", DEV))
-                if self.driver() == drv:
-                    self.ctl_run("unbind")
-        if self.consume(self.sys("bus/pci/drivers_probe")) == DEV:
-            self.writes.append(("drivers_probe", DEV))
-            want = self.override() or HOST_DRIVER
-            if self.driver() is None and (want != "vfio-pci" or self.vfio_loaded):
-                self.writes.append(("kernel-bound", want))
-                self.ctl_run("bind", want)
-        for drv in sorted(os.listdir(drivers)):
-            if self.consume(os.path.join(drivers, drv, "bind")) == DEV:
-                self.writes.append((f"{drv}/bind", DEV))
-                if self.driver() is None:
-                    self.writes.append(("kernel-bound", drv))
-                    self.ctl_run("bind", drv)
+        ready = {fd for fd, _ in self.poller.poll(2)}
+        got = []
+        for kind, drv, r, _ in self.fifos:
+            if r in ready:
+                data = os.read(r, 4096).decode().replace("\n", "")
+                # Each write is one address (12 characters); reads may join them.
+                got += [(kind, drv, data[i:i + 12]) for i in range(0, len(data), 12)]
+        # Within one wakeup: unbinds, then probes, then binds, as the
+        # daemon's writes happen one after the other.
+        for order in ("unbind", "probe", "bind"):
+            for kind, drv, bdf in got:
+                if kind == order:
+                    self.handle(kind, drv, bdf)
 
     def run(self):
+        self.poller = select.poll()
+        for _, _, r, _ in self.fifos:
+            self.poller.register(r, select.POLLIN)
         while not self.stop.is_set():
             try:
                 self.step()
             except Exception as e:  # noqa: B902 - reported through writes, seen by the checks
                 self.writes.append(("error", repr(e)))
-            time.sleep(0.002)
+                time.sleep(0.01)
 
     def close(self):
         self.stop.set()
         self.thread.join()
+        for _, _, r, w in self.fifos:
+            os.close(r)
+            os.close(w)
 
 
-def slow_daemon(ctx, delay_ms, timeout_ms=None, vfio_loaded=True):
+def slow_daemon(ctx, delay_ms, timeout_ms=None, hosts=None, refuse_vfio=()):
     env = {"IOMMUFD_BROKER_TEST_REBIND_DELAY_MS": str(delay_ms)}
     if timeout_ms is not None:
         env["IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS"] = str(timeout_ms)
@@ -137,7 +161,7 @@ def slow_daemon(ctx, delay_ms, timeout_ms=None, vfio_loaded=True):
     d.args = ["--state-dir", d.state_dir]
     ctx.daemons.append(d)
     d.start()
-    k = FakeKernel(d, vfio_loaded)
+    k = FakeKernel(d, hosts, refuse_vfio)
     ctx.kernel = k
     d.take_baseline()
     return d, k
@@ -147,8 +171,8 @@ def send_acquire(conn, managed=True, mode="unbound"):
     conn.send_call(B + "Acquire", {"devices": [DEV], "mode": mode, "managed": managed})
 
 
-def record_path(d):
-    return os.path.join(d.state_dir, "leases", DEV)
+def record_path(d, bdf=DEV):
+    return os.path.join(d.state_dir, "leases", bdf)
 
 
 def wait_busy(d):
@@ -158,14 +182,14 @@ def wait_busy(d):
     return dev
 
 
-def wait_given_back(d, k):
-    """DEV back on e1000e, driver_override as before, available, no record."""
-    wait_for(lambda: d.get_device(DEV)["state"] == "available" and k.driver() == HOST_DRIVER, 10, 0.02,
-             f"{DEV} back on {HOST_DRIVER} and available")
-    check_eq(k.override(), None, "driver_override after giving back")
-    check(not k.has_cdev(), "a vfio cdev is left behind")
-    check(not os.path.exists(record_path(d)), "the binding record is left behind")
-    check_eq(d.get_device(DEV).get("driver"), HOST_DRIVER, "driver GetDevice shows")
+def wait_given_back(d, k, bdf=DEV):
+    """bdf back on e1000e, driver_override as before, available, no record."""
+    wait_for(lambda: d.get_device(bdf)["state"] == "available" and k.driver(bdf) == HOST_DRIVER, 10, 0.02,
+             f"{bdf} back on {HOST_DRIVER} and available")
+    check_eq(k.override(bdf), None, f"driver_override of {bdf} after giving back")
+    check(not k.has_cdev(bdf), f"a vfio cdev of {bdf} is left behind")
+    check(not os.path.exists(record_path(d, bdf)), f"the binding record of {bdf} is left behind")
+    check_eq(d.get_device(bdf).get("driver"), HOST_DRIVER, f"driver GetDevice shows for {bdf}")
 
 
 def finish(ctx, d, k):
@@ -276,12 +300,40 @@ def rebind_timeout(ctx):
 @case
 def rebind_fails(ctx):
     """vfio-pci never binds (module missing): DriverBindFailed, the device back on e1000e."""
-    d, k = slow_daemon(ctx, delay_ms=0, vfio_loaded=False)
+    d, k = slow_daemon(ctx, delay_ms=0, refuse_vfio=[DEV])
     with d.connect() as c:
         p = expect_error(c.call(B + "Acquire", {"devices": [DEV], "managed": True, "mode": "unbound"}, timeout=5),
                          B + "DriverBindFailed", "managed Acquire when vfio-pci does not bind")
         check_eq(p.get("device"), DEV, "device of DriverBindFailed")
         wait_given_back(d, k)
+    finish(ctx, d, k)
+
+
+@case
+def rebind_two_devices(ctx):
+    """Two devices rebind in parallel; when one fails, both go back."""
+    other = "0000:00:05.1"      # e1000e too; its group mate 05.0 is on vfio-pci
+    d, k = slow_daemon(ctx, delay_ms=1500, hosts={DEV: HOST_DRIVER, other: HOST_DRIVER})
+    with d.connect() as c:
+        t0 = time.monotonic()
+        r = c.call(B + "Acquire", {"devices": [DEV, other], "managed": True, "mode": "unbound"}, timeout=10)
+        took = time.monotonic() - t0
+        expect_ok(r, "managed Acquire of two devices")
+        print(f"# two devices rebound in {took * 1000:.0f} ms (each worker sleeps 1500 ms)")
+        check(took < 2.9, f"two rebinds took {took:.2f} s: not in parallel")
+        check_eq(len(r.fds), 3, "fds of the Acquire")
+        r.close_fds()
+        check_eq((k.driver(DEV), k.driver(other)), ("vfio-pci", "vfio-pci"), "drivers after the Acquire")
+    wait_given_back(d, k, DEV)
+    wait_given_back(d, k, other)
+
+    k.refuse_vfio = {other}
+    with d.connect() as c:
+        p = expect_error(c.call(B + "Acquire", {"devices": [DEV, other], "managed": True, "mode": "unbound"},
+                                timeout=10), B + "DriverBindFailed", "managed Acquire when one does not bind")
+        check_eq(p.get("device"), other, "device of DriverBindFailed")
+    wait_given_back(d, k, DEV)
+    wait_given_back(d, k, other)
     finish(ctx, d, k)
 
 
