@@ -151,8 +151,8 @@ class FakeKernel:
             os.close(w)
 
 
-def slow_daemon(ctx, delay_ms, timeout_ms=None, hosts=None, refuse_vfio=()):
-    env = {"IOMMUFD_BROKER_TEST_REBIND_DELAY_MS": str(delay_ms)}
+def slow_daemon(ctx, delay_ms, timeout_ms=None, hosts=None, refuse_vfio=(), env=None):
+    env = dict(env or {}, IOMMUFD_BROKER_TEST_REBIND_DELAY_MS=str(delay_ms))
     if timeout_ms is not None:
         env["IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS"] = str(timeout_ms)
     d = Daemon(env=env)
@@ -306,6 +306,21 @@ def rebind_fails(ctx):
                          B + "DriverBindFailed", "managed Acquire when vfio-pci does not bind")
         check_eq(p.get("device"), DEV, "device of DriverBindFailed")
         wait_given_back(d, k)
+    finish(ctx, d, k)
+
+
+@case
+def rebind_then_acquire_fails(ctx):
+    """The rebind works but a later step of the Acquire fails (the fake's BIND
+    gives EINVAL): the error is the later step's, and the device goes back."""
+    d, k = slow_daemon(ctx, delay_ms=0, env={"IOMMUFD_BROKER_FAKE_BIND_FAIL": DEV})
+    with d.connect() as c:
+        p = expect_error(c.call(B + "Acquire", {"devices": [DEV], "managed": True, "mode": "bound"}, timeout=10),
+                         B + "DeviceBusy", "managed Acquire whose BIND fails")
+        check("VFIO_DEVICE_BIND_IOMMUFD" in p.get("message", ""), f"message: {p.get('message')!r}")
+    wait_given_back(d, k)
+    check_eq([w[1] for w in k.writes if w[0] == "kernel-bound"], ["vfio-pci", HOST_DRIVER],
+             "what the device was bound to")
     finish(ctx, d, k)
 
 
