@@ -23,6 +23,8 @@ static void fclosep(FILE **f) {
 #define SO_PEERPIDFD 77
 #endif
 
+int (*principal_getsockopt)(int fd, int level, int name, void *value, socklen_t *len) = getsockopt;
+
 Principal *principal_free(Principal *p) {
         if (!p)
                 return NULL;
@@ -182,7 +184,7 @@ static int socket_get_peer_pidfd(int fd, int *ret) {
         int pidfd = -EBADF;
         socklen_t len = sizeof(pidfd);
 
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
+        if (principal_getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0) {
                 if (errno == ENOPROTOOPT) {
                         *ret = -EBADF;
                         return 0;
@@ -206,7 +208,7 @@ static int socket_get_peer_groups(int fd, gid_t **ret, size_t *ret_n) {
 
                 if (!groups)
                         return -ENOMEM;
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &got) >= 0) {
+                if (principal_getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &got) >= 0) {
                         *ret_n = got / sizeof(gid_t);
                         *ret = TAKE_PTR(groups);
                         return 0;
@@ -224,7 +226,7 @@ int principal_from_socket(int fd, Principal **ret) {
         socklen_t len = sizeof(ucred);
         int pidfd = -EBADF, r;
 
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &ucred, &len) < 0)
+        if (principal_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &ucred, &len) < 0)
                 return -errno;
         if (len != sizeof(ucred))
                 return -EIO;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "util.h"
@@ -23,8 +24,14 @@ typedef struct Principal {
         char *unit;             /* systemd unit of the peer, NULL if none */
 } Principal;
 
-/* Identity of the peer of a connected AF_UNIX socket. */
+/* Identity of the peer of a connected AF_UNIX socket. SO_PEERPIDFD failing
+ * with ENOPROTOOPT (kernel < 6.5) gives no pidfd and so no unit; EINVAL
+ * (6.5-6.15: the peer has exited) is -ESRCH, no principal at all. */
 int principal_from_socket(int fd, Principal **ret);
+
+/* The getsockopt() principal_from_socket() calls: a seam for test-principal
+ * to play kernels this machine does not run. */
+extern int (*principal_getsockopt)(int fd, int level, int name, void *value, socklen_t *len);
 
 /* Identity from a reply to org.freedesktop.DBus.GetConnectionCredentials
  * (a{sv}): UnixUserID (required), ProcessID, UnixGroupIDs, ProcessFD (dbus

@@ -10,8 +10,13 @@
 
 #include <systemd/sd-login.h>
 
+#include "policy.h"
 #include "principal.h"
 #include "test.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
 
 /* What the fdinfo of a pidfd says, read independently of principal.c. */
 static long fdinfo_pid(int fd) {
@@ -179,10 +184,103 @@ static void test_new(void) {
         CHECK_MSG(fcntl(pidfd, F_GETFD) < 0 && errno == EBADF, "its pidfd was closed anyway");
 }
 
+/* SO_PEERPIDFD answered as a kernel this machine may not run: errno
+ * peer_pidfd_errno, everything else by the real getsockopt(). */
+static int peer_pidfd_errno;
+static unsigned peer_pidfd_calls;
+
+static int getsockopt_without_pidfd(int fd, int level, int name, void *value, socklen_t *len) {
+        if (level == SOL_SOCKET && name == SO_PEERPIDFD) {
+                peer_pidfd_calls++;
+                errno = peer_pidfd_errno;
+                return -1;
+        }
+        return getsockopt(fd, level, name, value, len);
+}
+
+static int count_fds(void) {
+        int n = 0;
+
+        for (int fd = 0; fd < 1024; fd++)
+                n += fcntl(fd, F_GETFD) >= 0;
+        return n;
+}
+
+static Principal *principal_for_errno(int sv, int e, int *ret_r) {
+        Principal *p = NULL;
+
+        peer_pidfd_errno = e;
+        peer_pidfd_calls = 0;
+        principal_getsockopt = getsockopt_without_pidfd;
+        *ret_r = principal_from_socket(sv, &p);
+        principal_getsockopt = getsockopt;
+        CHECK_MSG(peer_pidfd_calls == 1, "SO_PEERPIDFD asked once (%u)", peer_pidfd_calls);
+        return p;
+}
+
+/* Kernels 6.5-6.15 answer SO_PEERPIDFD with EINVAL once the peer that
+ * connected has exited (the socket lives on in a child, or was passed on):
+ * that is no peer to serve, not an old kernel. Only ENOPROTOOPT means
+ * "unsupported", and then nothing may be learnt from the pid number. */
+static void test_peer_pidfd_errors(void) {
+        _cleanup_(policy_freep) Policy *policy = NULL;
+        Device d = { .vendor_id = 0x8086, .device_id = 0x10d3, .class = 0x020000, .iommu_group = 5 };
+        PolicyDecision dec;
+        int sv[2], r, before;
+
+        snprintf(d.address, sizeof(d.address), "0000:03:00.0");
+        CHECK_MSG(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+        before = count_fds();
+
+        {
+                _cleanup_(principal_freep) Principal *p = principal_for_errno(sv[0], EINVAL, &r);
+                CHECK_MSG(r == -ESRCH && !p, "EINVAL (peer exited) refused with -ESRCH (got %d)", r);
+                CHECK_MSG(count_fds() == before, "EINVAL left no fd behind (%d -> %d)", before, count_fds());
+        }
+        {
+                _cleanup_(principal_freep) Principal *p = principal_for_errno(sv[0], ENOPROTOOPT, &r);
+                CHECK_MSG(r == 0 && p, "ENOPROTOOPT (kernel < 6.5) still identifies the peer (r=%d)", r);
+                if (p) {
+                        CHECK_MSG(p->uid == getuid() && p->pid == getpid(), "uid and pid from SO_PEERCRED");
+                        CHECK_MSG(p->pidfd == -EBADF, "no pidfd (%d)", p->pidfd);
+                        /* We are alive and sd_pid_get_unit(getpid()) may well
+                         * name a unit: the pid number must not be used. */
+                        CHECK_MSG(!p->unit, "no unit from the pid number (got %s)", strna(p->unit));
+                }
+                CHECK_MSG(count_fds() == before, "ENOPROTOOPT opened no fd");
+
+                /* A units rule matching any unit grants it nothing. */
+                r = policy_load_string("{ \"rules\": [ { \"principals\": { \"units\": [\"*\"] } } ] }", "t",
+                                       stderr, &policy);
+                CHECK_MSG(r == 0, "units policy loads (%d)", r);
+                if (r == 0 && p) {
+                        _cleanup_(principal_freep) Principal *in_unit = NULL;
+
+                        p->uid = p->gid = 3000;         /* root would always pass */
+                        policy_check(policy, p, &d, ACQUIRE_MODE_ATTACHED, false, &dec);
+                        CHECK_MSG(dec.verdict == POLICY_DENY, "units rule refused without a pidfd: %s", dec.reason);
+                        /* Control: the same rule grants a principal that has a unit. */
+                        CHECK_MSG(principal_new(p->uid, p->gid, 0, -EBADF, NULL, 0, "vm-1.service", &in_unit) == 0,
+                                  "principal_new(vm-1.service)");
+                        policy_check(policy, in_unit, &d, ACQUIRE_MODE_ATTACHED, false, &dec);
+                        CHECK_MSG(dec.verdict == POLICY_ALLOW, "control: units rule grants vm-1.service");
+                }
+        }
+        {
+                /* Any other error is an error, not "no pidfd". */
+                _cleanup_(principal_freep) Principal *p = principal_for_errno(sv[0], ENOBUFS, &r);
+                CHECK_MSG(r == -ENOBUFS && !p, "ENOBUFS passed on (got %d)", r);
+        }
+        CHECK_MSG(count_fds() == before, "no fd leaked (%d -> %d)", before, count_fds());
+        close(sv[0]);
+        close(sv[1]);
+}
+
 int main(void) {
         setup_many_groups();
         test_socketpair();
         test_dead_peer();
         test_new();
+        test_peer_pidfd_errors();
         return test_result();
 }
