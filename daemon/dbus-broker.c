@@ -348,9 +348,12 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
 
         /* Nobody would receive the fds: refuse rather than lease a device
          * to a reply that is never sent. */
-        if (!sd_bus_message_get_expect_reply(m))
+        if (!sd_bus_message_get_expect_reply(m)) {
+                log_notice("D-Bus: refusing AcquireDevices from %s sent with NO_REPLY_EXPECTED: nobody "
+                           "would receive its fds.", strna(sd_bus_message_get_sender(m)));
                 return reply_error(error, -EINVAL, BROKER_ERROR_INVALID_PARAMETER, NULL,
                                    "AcquireDevices without a reply (NO_REPLY_EXPECTED) is refused");
+        }
         r = dbus_read_devices(m, &devices, &err);
         if (r < 0)
                 return err.code != BROKER_OK ? reply_broker_error(error, r, &err) : r;

@@ -6,7 +6,9 @@
  *   - open_iommufd() returns a fresh memfd named "fake-iommufd".
  *   - open_device() returns a fresh memfd named "fake-vfio-<address>", so a
  *     client can tell which device it got from readlink(/proc/self/fd/N).
- *     It fails with -ENODEV if the device has no vfio cdev, like the kernel.
+ *     It fails with -ENODEV if the device has no vfio cdev, like the kernel,
+ *     and with -ENXIO, like kernel_ops_real, if /sys/dev/char/<its dev_t>
+ *     now resolves to another device (a rebind race).
  *   - bind() succeeds once per device while the bound file is open: binding
  *     the same file again, or another open file of a device whose bound file
  *     is still open anywhere (even in a client after the lease ended), gives
@@ -244,6 +246,9 @@ static int fake_open_device(const Device *d) {
         fake_load();
         if (!d || !d->vfio_cdev || d->vfio_devnum == 0)
                 return -ENODEV;
+        if (!kernel_cdev_belongs_to(d->vfio_devnum, d->syspath))
+                return log_debug_errno(ENXIO, "%s: char device %u:%u now belongs to another device",
+                                       d->address, major(d->vfio_devnum), minor(d->vfio_devnum));
         snprintf(name, sizeof(name), FAKE_VFIO_PREFIX "%s", d->address);
         fd = memfd_create(name, MFD_CLOEXEC);
         if (fd < 0)

@@ -132,9 +132,7 @@ static int open_vfio_cdev(const Device *d) {
         return fd >= 0 ? fd : -errno;
 }
 
-/* Whether /sys/dev/char/MAJ:MIN is <syspath>/vfio-dev/vfioN: the open fd is
- * the approved device, not one that got the minor after a rebind race. */
-static bool cdev_belongs_to(dev_t devnum, const char *syspath) {
+bool kernel_cdev_belongs_to(dev_t devnum, const char *syspath) {
         char link[64], resolved[PATH_MAX], *slash;
 
         snprintf(link, sizeof(link), "/sys/dev/char/%u:%u", major(devnum), minor(devnum));
@@ -168,7 +166,7 @@ static int real_open_device(const Device *d) {
         if (!S_ISCHR(st.st_mode) || st.st_rdev != d->vfio_devnum)
                 return log_debug_errno(ENXIO, "%s: %s is not char device %u:%u", d->address, d->vfio_cdev,
                                        major(d->vfio_devnum), minor(d->vfio_devnum));
-        if (!cdev_belongs_to(st.st_rdev, d->syspath))
+        if (!kernel_cdev_belongs_to(st.st_rdev, d->syspath))
                 return log_debug_errno(ENXIO, "%s: char device %u:%u now belongs to another device",
                                        d->address, major(st.st_rdev), minor(st.st_rdev));
 

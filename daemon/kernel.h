@@ -59,3 +59,8 @@ typedef struct KernelOps {
  * kernel_ops_fake in the fast tier's iommufd-broker-fake. */
 extern const KernelOps kernel_ops_real;
 extern const KernelOps kernel_ops_fake;
+
+/* Whether /sys/dev/char/MAJ:MIN is <syspath>/vfio-dev/vfioN: an opened cdev
+ * is the approved device, not one that got the minor after a rebind race.
+ * Both kernel ops check it; the caller refuses the fd otherwise (-ENXIO). */
+bool kernel_cdev_belongs_to(dev_t devnum, const char *syspath);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/sysmacros.h>
 
 #include <assert.h>
 
@@ -292,6 +293,11 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
         int r;
 
         p->fd = k->open_device(d);
+        if (p->fd == -ENXIO)
+                return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
+                                        "%s: its vfio cdev %s (%u:%u) is gone or now belongs to another "
+                                        "device (rebound meanwhile?); not handed out", d->address,
+                                        strna(d->vfio_cdev), major(d->vfio_devnum), minor(d->vfio_devnum));
         if (p->fd < 0)
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address, "%s: cannot open %s: %s",
                                         d->address, strna(d->vfio_cdev), strerror(-p->fd));

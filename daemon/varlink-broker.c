@@ -250,7 +250,8 @@ static int method_acquire(VarlinkCall *call, json_t *parameters, void *userdata)
         /* Nobody would receive the fds: refuse rather than lease a device
          * to a reply that is never sent. */
         if (varlink_call_is_oneway(call)) {
-                log_debug("varlink: oneway Acquire refused");
+                log_notice("varlink: refusing a oneway Acquire from uid %u: nobody would receive its fds.",
+                           (unsigned) session_principal(s)->uid);
                 return varlink_call_error_invalid_parameter(call, "oneway");
         }
 
