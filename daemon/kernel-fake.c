@@ -8,7 +8,9 @@
  *     client can tell which device it got from readlink(/proc/self/fd/N).
  *     It fails with -ENODEV if the device has no vfio cdev, like the kernel,
  *     and with -ENXIO, like kernel_ops_real, if /sys/dev/char/<its dev_t>
- *     now resolves to another device (a rebind race).
+ *     now resolves to another device (a rebind race) or to nothing; only
+ *     for devices whose syspath is under /sys (the fixture's, not the unit
+ *     tests' made-up ones).
  *   - bind() succeeds once per device while the bound file is open: binding
  *     the same file again, or another open file of a device whose bound file
  *     is still open anywhere (even in a client after the lease ended), gives
@@ -246,7 +248,10 @@ static int fake_open_device(const Device *d) {
         fake_load();
         if (!d || !d->vfio_cdev || d->vfio_devnum == 0)
                 return -ENODEV;
-        if (!kernel_cdev_belongs_to(d->vfio_devnum, d->syspath))
+        /* Only devices from a sysfs (the fixture's); unit tests' made-up
+         * devices have no syspath there to check against. */
+        if (d->syspath && strncmp(d->syspath, "/sys/", 5) == 0 &&
+            !kernel_cdev_belongs_to(d->vfio_devnum, d->syspath))
                 return log_debug_errno(ENXIO, "%s: char device %u:%u now belongs to another device",
                                        d->address, major(d->vfio_devnum), minor(d->vfio_devnum));
         snprintf(name, sizeof(name), FAKE_VFIO_PREFIX "%s", d->address);

@@ -65,6 +65,11 @@ static void test_fake_open(void) {
         safe_close(fd);
         nocdev.vfio_cdev = NULL;
         CHECK_INT_WHAT(k->open_device(&nocdev), -ENODEV, "open_device without vfio cdev");
+        /* A sysfs device whose /sys/dev/char/511:7 does not lead back to it
+         * (here: leads nowhere) is refused, as kernel_ops_real does. */
+        d.syspath = (char *) "/sys/devices/pci0000:00/0000:03:00.0";
+        CHECK_INT_WHAT(k->open_device(&d), -ENXIO, "open_device whose /sys/dev/char link is not the device's");
+        d.syspath = NULL;
 
         fd = k->open_iommufd(MEMLOCK_ACCOUNTING_PROCESS);
         fd_target(fd, target, sizeof(target));

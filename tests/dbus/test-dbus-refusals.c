@@ -82,8 +82,8 @@ static void check_refused(int r, sd_bus_error *error, const char *name, const ch
 
 /* Play the kernel for a managed acquire: a helper (python, as the fake
  * sysfs tools are) that binds the device to vfio-pci as soon as the broker
- * writes drivers_probe, within the broker's 500 ms settle time. It says
- * "ready" before the caller sends the call, so its start-up does not count. */
+ * writes drivers_probe, within the broker's settle time. It says "ready"
+ * before the caller sends the call, so its start-up does not count. */
 static pid_t start_kernel_player(const char *address) {
         static const char script[] =
                 "import importlib.machinery, importlib.util, os, sys, time\n"
