@@ -41,6 +41,8 @@ def device(root, i):
     cdev = os.path.join(d, "vfio-dev", f"vfio{i}")
     write(os.path.join(cdev, "dev"), f"{VFIO_MAJOR}:{i}\n")
     write(os.path.join(cdev, "uevent"), f"MAJOR={VFIO_MAJOR}\nMINOR={i}\nDEVNAME=vfio/devices/vfio{i}\n")
+    # The broker checks that the cdev's dev_t leads back to the device.
+    os.symlink(f"../../{rel}/vfio-dev/vfio{i}", os.path.join(root, "dev/char", f"{VFIO_MAJOR}:{i}"))
     os.symlink(f"../../../{rel}", os.path.join(root, "bus/pci/devices", address))
     os.symlink(f"../../../../{rel}", os.path.join(root, "bus/pci/drivers/vfio-pci", address))
     g = os.path.join(root, "kernel/iommu_groups", str(i))
@@ -54,7 +56,7 @@ def main(argv):
         sys.exit("usage: make-fake-sysfs.py N ROOT")
     n, root = int(argv[0]), argv[1]
     for p in ("bus/pci/devices", "bus/pci/drivers/vfio-pci", "kernel/iommu_groups",
-              "devices/virtual/iommu/dmar0/intel-iommu", "class/iommu", "class/vfio-dev"):
+              "devices/virtual/iommu/dmar0/intel-iommu", "class/iommu", "class/vfio-dev", "dev/char"):
         os.makedirs(os.path.join(root, p), exist_ok=True)
     os.makedirs(os.path.join(root, "devices/pci0000:00"), exist_ok=True)
     write(os.path.join(root, "devices/pci0000:00/uevent"), "")

@@ -15,6 +15,13 @@
 #include "revoke.h"
 #include "session.h"
 #include "varlink-broker.h"
+#include "varlink-quota.h"
+
+/* Sessions one uid may make the broker keep over D-Bus: each holds an
+ * iommufd and a pidfd until its bus name leaves, and a user may open as many
+ * bus connections as dbus-daemon allows. As many as varlink connections
+ * (VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID); root is never refused. */
+#define DBUS_MAX_SESSIONS_PER_UID 64u
 
 /* One client of the D-Bus front end: a sender unique name and its Session. */
 typedef struct DbusSession DbusSession;
@@ -24,6 +31,7 @@ struct DbusSession {
         DbusBroker *broker;
         char *name;
         Session *session;
+        UidQuota *quota;                /* its uid's count of D-Bus sessions */
         sd_bus_track *track;
         PendingAcquire *pending;        /* AcquireDevices calls waiting for polkit */
         DbusSession *next;
@@ -47,6 +55,7 @@ struct DbusBroker {
         Subscription *subscription;
         DbusSession *sessions;
         PendingRevoke *revokes;
+        UidQuotaTable *uid_sessions;    /* D-Bus sessions per uid */
 };
 
 /* --- Sessions --- */
@@ -91,6 +100,7 @@ static void dbus_session_free(DbusSession *s) {
                 }
         if (s->session)
                 session_destroy(s->session);
+        uid_quota_unref(s->broker->uid_sessions, s->quota);
         sd_bus_track_unref(s->track);
         free(s->name);
         free(s);
@@ -125,9 +135,24 @@ int dbus_principal_from_message(sd_bus_message *m, Principal **ret) {
         return principal_from_bus_credentials(reply, ret);
 }
 
+/* Whether uid may have one more D-Bus session; err says why not. */
+static int check_session_quota(DbusBroker *b, uid_t uid, const char *sender, BrokerError *err) {
+        UidQuota *q = uid_quota_find(b->uid_sessions, uid);
+
+        if (uid == 0 || !q || q->n_connections < DBUS_MAX_SESSIONS_PER_UID)
+                return 0;
+        log_warning("D-Bus: refusing a session for %s: uid %u already has %u.", sender, (unsigned) uid,
+                    q->n_connections);
+        return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, NULL,
+                                "uid %u already has %u D-Bus sessions, the most one user may have: release "
+                                "devices through, or close, bus connections that hold sessions",
+                                (unsigned) uid, q->n_connections);
+}
+
 /* The session of m's sender, created and tracked on first use. *ret_created
  * tells the caller it may drop the session again if the first call fails. */
-static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret, bool *ret_created) {
+static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret, bool *ret_created,
+                            BrokerError *err) {
         _cleanup_(principal_freep) Principal *principal = NULL;
         const char *sender = sd_bus_message_get_sender(m);
         DbusSession *s;
@@ -145,6 +170,9 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
         r = dbus_principal_from_message(m, &principal);
         if (r < 0)
                 return log_debug_errno(r, "Cannot identify D-Bus client %s: %s", sender, strerror(-r));
+        r = check_session_quota(b, principal->uid, sender, err);
+        if (r < 0)
+                return r;
 
         s = calloc(1, sizeof(*s));
         if (!s)
@@ -153,7 +181,8 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
         s->next = b->sessions;
         b->sessions = s;
         s->name = strdup(sender);
-        if (!s->name) {
+        s->quota = uid_quota_ref(b->uid_sessions, principal->uid);
+        if (!s->name || !s->quota) {
                 dbus_session_free(s);
                 return -ENOMEM;
         }
@@ -365,7 +394,9 @@ static int method_acquire_devices(sd_bus_message *m, void *userdata, sd_bus_erro
         if (sd_bus_message_get_allow_interactive_authorization(m) > 0)
                 req.allow_interactive = true;
 
-        r = dbus_session_get(b, m, &s, &created);
+        r = dbus_session_get(b, m, &s, &created, &err);
+        if (r < 0 && err.code != BROKER_OK)
+                return reply_broker_error(error, r, &err);
         if (r < 0) {
                 snprintf(err.message, sizeof(err.message), "Cannot set up a session for the caller: %s",
                          strerror(-r));
@@ -671,6 +702,9 @@ int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
         if (!b)
                 return -ENOMEM;
         b->manager = m;
+        r = uid_quota_table_new(&b->uid_sessions);
+        if (r < 0)
+                return r;
 
         r = bus_connect(bus_address, &b->bus);
         if (r < 0)
@@ -713,6 +747,7 @@ DbusBroker *dbus_broker_free(DbusBroker *b) {
                 dbus_session_free(b->sessions);
         while (b->revokes)
                 pending_revoke_free(b->revokes);
+        b->uid_sessions = uid_quota_table_free(b->uid_sessions);
         dbus_devices_free(b->devices);
         sd_bus_slot_unref(b->object_manager_slot);
         sd_bus_slot_unref(b->vtable_slot);

@@ -13,7 +13,7 @@
 typedef struct UidQuota {
         struct UidQuota *next;          /* hash chain */
         uid_t uid;
-        unsigned n_connections;
+        unsigned n_connections;         /* varlink connections, or D-Bus sessions (dbus-broker.c) */
         size_t out_bytes;               /* output queued on all its connections */
         void *connections;              /* the owner's list of this uid's connections */
 } UidQuota;

@@ -12,6 +12,16 @@
  *                                (median; all within 2 s: see below)
  *   hostile-dbus property-fds    property Get/GetAll with 16 unsolicited fds:
  *                                the broker keeps none of them
+ *   hostile-dbus session-cap     uid 65534 opens 100 bus connections, each
+ *                                acquiring and releasing a device (a session
+ *                                that keeps an iommufd): the 65th on get
+ *                                LimitExceeded; meanwhile uid 1 is answered
+ *                                (p90 <= 100 ms) and can still acquire; root
+ *                                acquires at the cap; broker fds and RSS
+ *                                bounded (2 fds per session), fds back to
+ *                                the baseline once the connections close, and
+ *                                then uid 65534 may have sessions again.
+ *                                Needs BROKER_POLICY granting both uids.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -215,9 +225,187 @@ static int test_property_fds(void) {
         return 0;
 }
 
+static long broker_rss_kib(void) {
+        char path[64], line[256];
+        long kib = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%s/status", getenv("BROKER_PID") ?: "0");
+        f = fopen(path, "re");
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return kib;
+}
+
+/* One AcquireDevices of address (unbound) and, if it worked, its release:
+ * the session stays, holding its iommufd. A device still "releasing" from
+ * the previous round (until the broker sees its fds closed) is waited for.
+ * Returns 0, or < 0 with ret_error set to the D-Bus error name. */
+static int acquire_release(sd_bus *bus, const char *address, char *ret_error, size_t size) {
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char *devices[] = { (char *) address, NULL };
+        Acquired a = { .iommufd = -EBADF };
+        int r;
+
+        for (int i = 0;; i++) {
+                r = acquire_one(bus, address, "unbound", &error, &a);
+                snprintf(ret_error, size, "%s", r < 0 ? strna(error.name) : "");
+                if (r >= 0 || i >= 500 || !sd_bus_error_has_name(&error, ERR("DeviceBusy")))
+                        break;
+                sd_bus_error_free(&error);
+                usleep(10000);
+        }
+        sd_bus_error_free(&error);
+        if (r < 0)
+                return r;
+        acquired_done(&a);
+        r = release(bus, devices, &error);
+        if (r < 0)
+                snprintf(ret_error, size, "release: %s", strna(error.name));
+        sd_bus_error_free(&error);
+        return r;
+}
+
+enum { ATTACK_CONNECTIONS = 100, SESSION_CAP = 64 };
+
+/* uid 65534's connections; reports "ok limited other" on fd, then keeps the
+ * connections until fd `hold` reads EOF. */
+static _Noreturn void session_attacker(int report, int hold) {
+        sd_bus *buses[ATTACK_CONNECTIONS];
+        int counts[3] = {};
+        char err[256], c;
+
+        if (become(NOBODY) < 0)
+                _exit(1);
+        for (int i = 0; i < ATTACK_CONNECTIONS; i++) {
+                buses[i] = connect_bus();
+                if (!buses[i])
+                        _exit(2);
+                if (acquire_release(buses[i], "0000:00:02.0", err, sizeof(err)) >= 0)
+                        counts[0]++;
+                else if (streq(err, ERR("LimitExceeded")))
+                        counts[1]++;
+                else {
+                        fprintf(stderr, "  connection %d: %s\n", i, err);
+                        counts[2]++;
+                }
+        }
+        if (write(report, counts, sizeof(counts)) != (ssize_t) sizeof(counts))
+                _exit(3);
+        (void) read(hold, &c, 1);
+        for (int i = 0; i < ATTACK_CONNECTIONS; i++)
+                sd_bus_flush_close_unref(buses[i]);
+        _exit(0);
+}
+
+/* Another uid, with the attacker at its cap: answered, and not locked out. */
+static _Noreturn void session_bystander(int fd) {
+        enum { PROBES = 50 };
+        double lat[PROBES + 1];
+        char err[256];
+        sd_bus *bus;
+
+        if (become(PROBE_UID) < 0 || !(bus = connect_bus()))
+                _exit(1);
+        for (int i = 0; i < PROBES; i++) {
+                sd_bus_error error = SD_BUS_ERROR_NULL;
+                sd_bus_message *reply = NULL;
+                double t = now_ms();
+
+                if (sd_bus_call_method(bus, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
+                                       "ListDevices", &error, &reply, NULL) < 0)
+                        _exit(2);
+                lat[i] = now_ms() - t;
+                sd_bus_message_unref(reply);
+                usleep(20000);
+        }
+        qsort(lat, PROBES, sizeof(double), cmp_double);
+        lat[PROBES] = acquire_release(bus, "0000:00:03.0", err, sizeof(err)) >= 0 ? 1 : 0;
+        if (!lat[PROBES])
+                fprintf(stderr, "  uid %d acquire: %s\n", PROBE_UID, err);
+        if (write(fd, lat, sizeof(lat)) != (ssize_t) sizeof(lat))
+                _exit(3);
+        _exit(0);
+}
+
+static int test_session_cap(void) {
+        enum { PROBES = 50 };
+        double lat[PROBES + 1];
+        int counts[3] = {}, report[2], hold[2], probe[2], status, base_fds, peak_fds, after = -1;
+        long base_rss, peak_rss;
+        char err[256];
+        pid_t attacker, bystander;
+        sd_bus *bus;
+
+        base_fds = broker_fd_count();
+        base_rss = broker_rss_kib();
+        CHECK_MSG(pipe2(report, O_CLOEXEC) == 0 && pipe2(hold, O_CLOEXEC) == 0 && pipe2(probe, O_CLOEXEC) == 0,
+                  "pipes");
+        attacker = fork();
+        if (attacker == 0) {
+                close(hold[1]);
+                session_attacker(report[1], hold[0]);
+        }
+        close(report[1]);
+        close(hold[0]);
+        /* Another uid, during the attack and at the cap. */
+        bystander = fork();
+        if (bystander == 0)
+                session_bystander(probe[1]);
+        close(probe[1]);
+        CHECK_MSG(read(report[0], counts, sizeof(counts)) == (ssize_t) sizeof(counts), "the attacker reported");
+        printf("  uid %d, %d connections: %d sessions, %d LimitExceeded, %d other errors\n", NOBODY,
+               ATTACK_CONNECTIONS, counts[0], counts[1], counts[2]);
+        CHECK_MSG(counts[0] == SESSION_CAP && counts[1] == ATTACK_CONNECTIONS - SESSION_CAP && counts[2] == 0,
+                  "%d sessions kept, the rest refused with LimitExceeded", SESSION_CAP);
+
+        CHECK_MSG(read(probe[0], lat, sizeof(lat)) == (ssize_t) sizeof(lat), "the bystander reported");
+        waitpid(bystander, &status, 0);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "uid %d ran (status %d)", PROBE_UID, status);
+        printf("  uid %d ListDevices during the attack: median %.1f ms, p90 %.1f ms, max %.1f ms\n", PROBE_UID,
+               lat[PROBES / 2], lat[PROBES * 9 / 10], lat[PROBES - 1]);
+        CHECK_MSG(lat[PROBES * 9 / 10] <= latency_ms(), "p90 %.1f ms <= %.0f ms", lat[PROBES * 9 / 10],
+                  latency_ms());
+        CHECK_MSG(lat[PROBES] == 1, "uid %d acquires and releases 00:03.0 meanwhile", PROBE_UID);
+        bus = connect_bus();
+        CHECK_MSG(bus && acquire_release(bus, "0000:00:02.0", err, sizeof(err)) >= 0, "root acquires at the cap (%s)",
+                  err);
+        sd_bus_flush_close_unref(bus);
+
+        peak_fds = broker_fd_count();
+        peak_rss = broker_rss_kib();
+        printf("  broker at the cap: %d fds (baseline %d), RSS %ld KiB (baseline %ld)\n", peak_fds, base_fds,
+               peak_rss, base_rss);
+        /* An iommufd and at most a pidfd per session, plus slack. */
+        CHECK_MSG(peak_fds - base_fds <= 2 * SESSION_CAP + 8, "fds bounded by the cap (+%d)", peak_fds - base_fds);
+        CHECK_MSG(peak_rss - base_rss <= 8 * 1024, "RSS grew %ld KiB <= 8 MiB", peak_rss - base_rss);
+
+        /* Connections closed: sessions gone, the uid may start again. */
+        close(hold[1]);
+        waitpid(attacker, &status, 0);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "attacker exited (status %d)", status);
+        for (int i = 0; i < 250 && (after = broker_fd_count()) != base_fds; i++)
+                usleep(20000);
+        CHECK_MSG(after == base_fds, "broker fds back to the baseline (%d, baseline %d)", after, base_fds);
+        attacker = fork();
+        if (attacker == 0) {
+                sd_bus *b;
+                if (become(NOBODY) < 0 || !(b = connect_bus()))
+                        _exit(1);
+                _exit(acquire_release(b, "0000:00:02.0", err, sizeof(err)) >= 0 ? 0 : 2);
+        }
+        waitpid(attacker, &status, 0);
+        CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "uid %d has a session again (status %d)", NOBODY,
+                  status);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         if (argc != 2) {
-                fprintf(stderr, "usage: %s big-array|property-fds\n", argv[0]);
+                fprintf(stderr, "usage: %s big-array|property-fds|session-cap\n", argv[0]);
                 return 2;
         }
         if (geteuid() != 0) {
@@ -228,6 +416,8 @@ int main(int argc, char *argv[]) {
                 test_big_array();
         else if (streq(argv[1], "property-fds"))
                 test_property_fds();
+        else if (streq(argv[1], "session-cap"))
+                test_session_cap();
         else
                 return 2;
         return test_result();
