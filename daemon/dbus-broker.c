@@ -598,6 +598,15 @@ static void emit_changed(DbusBroker *b, const char *address) {
                 log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
 }
 
+/* Access follows the policy: every caller must read its own again. */
+static void on_policy_reloaded(Manager *m, void *userdata) {
+        DbusBroker *b = userdata;
+        int r = dbus_devices_invalidate_access(b->devices);
+
+        if (r < 0)
+                log_warning_errno(r, "Cannot announce the new access after the policy reload: %s", strerror(-r));
+}
+
 static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
         DbusBroker *b = userdata;
         _cleanup_free_ char *path = NULL;
@@ -728,6 +737,7 @@ int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
         r = manager_subscribe(m, on_broker_event, b, &b->subscription);
         if (r < 0)
                 return log_error_errno(r, "Cannot subscribe to broker events: %s", strerror(-r));
+        manager_set_policy_reload_handler(m, on_policy_reloaded, b);
         /* Last: calls may arrive as soon as we own the name. */
         r = request_name(b->bus);
         if (r < 0)
@@ -743,6 +753,8 @@ DbusBroker *dbus_broker_free(DbusBroker *b) {
                 return NULL;
         /* No signals about our own teardown. */
         b->subscription = subscription_free(b->subscription);
+        if (b->manager)
+                manager_set_policy_reload_handler(b->manager, NULL, NULL);
         while (b->sessions)
                 dbus_session_free(b->sessions);
         while (b->revokes)

@@ -366,12 +366,16 @@ fail:
         return -ENOMEM;
 }
 
+/* Read per caller: announced only as invalidated. The holder's, then the
+ * access the policy gives. */
+static const char *const per_caller[] = {
+        "HolderSession", "HolderUid", "HolderPid", "HolderUnit",
+        "Access", "AllowedModes", "ManagedAllowed", "AccessReason", "PolkitAction", NULL,
+};
+#define N_HOLDER_PROPERTIES 4
+
 /* The names of the properties that differ between old (NULL: all) and new. */
 static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new, const char **names) {
-        static const char *const per_caller[] = {
-                "HolderSession", "HolderUid", "HolderPid", "HolderUnit",
-                "Access", "AllowedModes", "ManagedAllowed", "AccessReason", "PolkitAction",
-        };
         size_t n = 0;
 
 #define CHANGED(cond, name) do { if (!old || (cond)) names[n++] = name; } while (0)
@@ -390,10 +394,10 @@ static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new
         /* The holder moves with the lease. Access only moves with policy or
          * the device itself; the first announcement names everything. */
         if (!old || old->holder_session != new->holder_session)
-                for (size_t i = 0; i < 4; i++)
+                for (size_t i = 0; i < N_HOLDER_PROPERTIES; i++)
                         names[n++] = per_caller[i];
         if (!old || !streq_ptr(old->driver, new->driver) || old->iommu_group != new->iommu_group)
-                for (size_t i = 4; i < ELEMENTSOF(per_caller); i++)
+                for (size_t i = N_HOLDER_PROPERTIES; per_caller[i]; i++)
                         names[n++] = per_caller[i];
         names[n] = NULL;
         return n;
@@ -495,4 +499,20 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         if (r < 0)
                 return r;
         return sd_bus_emit_properties_changed_strv(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE, (char **) names);
+}
+
+int dbus_devices_invalidate_access(DbusDevices *dd) {
+        int ret = 0;
+
+        for (size_t i = 0; i < dd->n_snapshots; i++) {
+                _cleanup_free_ char *path = NULL;
+                int r = dbus_device_path(dd->snapshots[i].address, &path);
+
+                if (r >= 0)
+                        r = sd_bus_emit_properties_changed_strv(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE,
+                                                                (char **) per_caller + N_HOLDER_PROPERTIES);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
 }

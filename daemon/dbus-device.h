@@ -27,6 +27,9 @@ int dbus_device_address_from_path(const char *path, char **ret);
  * one for this device (all of them the first time); the per-caller holder and
  * access properties are only invalidated. -ENOENT if the device is gone. */
 int dbus_devices_emit_changed(DbusDevices *dd, const char *address);
+/* PropertiesChanged invalidating every device's per-caller access
+ * properties: after a policy reload, each caller must read its own again. */
+int dbus_devices_invalidate_access(DbusDevices *dd);
 
 /* Note what a new device looks like (InterfacesAdded carries it all). */
 int dbus_devices_remember(DbusDevices *dd, const Device *d);

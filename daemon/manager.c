@@ -28,6 +28,8 @@ struct Manager {
         unsigned max_devices_per_session;
         uint64_t next_session_id;
         Subscription *subscriptions;
+        PolicyReloadHandler policy_reloaded;
+        void *policy_reloaded_userdata;
         char **restoring;               /* addresses whose driver a worker is restoring */
         char **rebinding;               /* addresses a worker moves to vfio-pci (rebind.c) */
         Lease *leases;                  /* every lease, in any state */
@@ -338,7 +340,14 @@ int manager_reload_policy(Manager *m) {
         access_cache_flush(m->access);
         manager_recheck_kernel(m);
         log_info("policy reloaded: %zu rules", policy_n_rules(p));
+        if (m->policy_reloaded)
+                m->policy_reloaded(m, m->policy_reloaded_userdata);
         return 0;
+}
+
+void manager_set_policy_reload_handler(Manager *m, PolicyReloadHandler handler, void *userdata) {
+        m->policy_reloaded = handler;
+        m->policy_reloaded_userdata = userdata;
 }
 
 /* Open the lease records and re-adopt what they describe. Without a

@@ -52,6 +52,11 @@ bool manager_is_shutting_down(Manager *m);
 
 /* Re-read the policy (SIGHUP). On error the old policy stays. */
 int manager_reload_policy(Manager *m);
+/* Called once a reload has put a new policy in place, so that per-caller
+ * views (the D-Bus Access properties) can be announced as stale. One
+ * handler; NULL removes it. */
+typedef void (*PolicyReloadHandler)(Manager *m, void *userdata);
+void manager_set_policy_reload_handler(Manager *m, PolicyReloadHandler handler, void *userdata);
 
 /* --- Events, for varlink Monitor and D-Bus signals --- */
 

@@ -6,12 +6,15 @@
  * runs in a child as uid 65534 without capabilities, through
  * libiommufd-broker. Any failed check ends the case with exit status 1.
  */
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <inttypes.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -598,6 +601,112 @@ static int case_memlock(void) {
         return r;
 }
 
+/* The cdev the broker opened must be the approved device. Two ways it may
+ * not be, played here with bind mounts the broker sees: the node at
+ * /dev/vfio/devices/vfioN is another device's (its st_rdev differs), or
+ * /sys/dev/char/MAJ:MIN leads to another device (the minor was reused after
+ * a rebind). Either way DeviceUnavailable, no fd kept, the device stays
+ * available; with the mounts gone the same acquire works. */
+static char cdev_node_mount[64], char_dir_mount[64], char_tmp[64];
+static pid_t cdev_mounts_owner;
+
+static void cdev_mounts_undo(void) {
+        if (getpid() != cdev_mounts_owner)
+                return;         /* a client child exiting */
+        if (cdev_node_mount[0])
+                (void) umount2(cdev_node_mount, MNT_DETACH);
+        if (char_dir_mount[0])
+                (void) umount2(char_dir_mount, MNT_DETACH);
+        if (char_tmp[0]) {
+                (void) umount2(char_tmp, MNT_DETACH);
+                (void) rmdir(char_tmp);
+        }
+        cdev_node_mount[0] = char_dir_mount[0] = char_tmp[0] = 0;
+}
+
+/* bdf's vfio cdev: name ("vfio3"), "MAJ:MIN", and its sysfs directory. */
+static void cdev_of(const char *bdf, char name[static 32], char devnum[static 32], char dir[static PATH_MAX]) {
+        char path[256];
+        DIR *d;
+        struct dirent *de;
+
+        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/vfio-dev", bdf);
+        d = opendir(path);
+        CHECK(d, "%s has no vfio-dev: %m", bdf);
+        name[0] = 0;
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, "vfio", 4) == 0 && strlen(de->d_name) < 32)
+                        memcpy(name, de->d_name, strlen(de->d_name) + 1);
+        closedir(d);
+        CHECK(name[0], "%s has no vfio cdev", bdf);
+        snprintf(path, sizeof path, "/sys/bus/pci/devices/%s/vfio-dev/%s", bdf, name);
+        CHECK(realpath(path, dir), "realpath %s: %m", path);
+        snprintf(path, sizeof path, "%s/dev", dir);
+        CHECK_OK(read_file_str(path, devnum, 32), "read the cdev's dev");
+}
+
+static int client_cdev_refused(void *userdata) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail(IOMMUFD_BROKER_TRANSPORT_VARLINK);
+        const char *msg = acquire_refused(b, edu, 0, "DeviceUnavailable");
+        iommufd_broker_device d;
+
+        CHECK(strstr(msg, edu), "the refusal does not name %s: %s", edu, msg);
+        CHECK_OK(iommufd_broker_get(b, edu, &d), "GetDevice");
+        CHECK(streq(d.state, "available"), "%s is %s after the refusal (%s)", edu, d.state, (const char *) userdata);
+        return 0;
+}
+
+static int client_cdev_ok(void *userdata) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail(IOMMUFD_BROKER_TRANSPORT_VARLINK);
+        wait_available(b, edu);
+        _cleanup_lease_ iommufd_broker_lease *l = acquire_or_fail(b, edu, IOMMUFD_BROKER_MODE_ATTACHED, 0);
+        release_or_fail(b);
+        return 0;
+}
+
+static int case_cdev_identity(void) {
+        char name[32], devnum[32], dir[PATH_MAX], other_name[32], other_devnum[32], other_dir[PATH_MAX];
+        char path[PATH_MAX + 64];
+        int before, now = -1;
+
+        cdev_of(edu, name, devnum, dir);
+        cdev_of(edu_bridged, other_name, other_devnum, other_dir);
+        vm_log("edu %s = %s (%s), bridged edu %s = %s (%s)", edu, name, devnum, edu_bridged, other_name,
+               other_devnum);
+        cdev_mounts_owner = getpid();
+        CHECK(atexit(cdev_mounts_undo) == 0, "atexit");
+        CHECK(client_run(client_cdev_ok, NULL, "acquire before") == 0, "acquire before the mounts");
+        before = count_fds(broker_pid);
+
+        /* 1: the node is the bridged edu's. */
+        snprintf(cdev_node_mount, sizeof cdev_node_mount, "/dev/vfio/devices/%s", name);
+        snprintf(path, sizeof path, "/dev/vfio/devices/%s", other_name);
+        CHECK(mount(path, cdev_node_mount, NULL, MS_BIND, NULL) == 0, "bind %s over %s: %m", path,
+              cdev_node_mount);
+        CHECK(client_run(client_cdev_refused, (void *) "node", "another device's node") == 0,
+              "another device's node at %s refused", cdev_node_mount);
+        cdev_mounts_undo();
+
+        /* 2: /sys/dev/char/<edu's dev_t> leads to the bridged edu's cdev. */
+        cdev_mounts_owner = getpid();
+        snprintf(char_tmp, sizeof char_tmp, "/run/vm-dev-char.XXXXXX");
+        CHECK(mkdtemp(char_tmp), "mkdtemp: %m");
+        CHECK(mount("tmpfs", char_tmp, "tmpfs", 0, "mode=0755") == 0, "tmpfs: %m");
+        snprintf(path, sizeof path, "%s/%s", char_tmp, devnum);
+        CHECK(symlink(other_dir, path) == 0, "symlink %s: %m", path);
+        snprintf(char_dir_mount, sizeof char_dir_mount, "/sys/dev/char");
+        CHECK(mount(char_tmp, char_dir_mount, NULL, MS_BIND, NULL) == 0, "bind over /sys/dev/char: %m");
+        CHECK(client_run(client_cdev_refused, (void *) "sys-dev-char", "reused minor") == 0,
+              "a dev_t that leads to another device refused");
+        cdev_mounts_undo();
+
+        for (int i = 0; i < 100 && (now = count_fds(broker_pid)) != before; i++)
+                usleep(50 * 1000);
+        CHECK(now == before, "broker fds %d, %d before the refusals", now, before);
+        CHECK(client_run(client_cdev_ok, NULL, "acquire after") == 0, "acquire after the mounts are gone");
+        return 0;
+}
+
 static int case_setup(void) {
         CHECK_OK(pci_bind_vfio(edu), "bind the edu to vfio-pci");
         CHECK_OK(pci_bind_vfio(edu_bridged), "bind the bridged edu to vfio-pci");
@@ -619,6 +728,7 @@ static const struct {
         { "groups", case_groups },
         { "hotunplug", case_hotunplug },
         { "memlock", case_memlock },
+        { "cdev-identity", case_cdev_identity },
 };
 
 int main(int argc, char **argv) {
