@@ -667,7 +667,7 @@ static int client_cdev_ok(void *userdata) {
 static int case_cdev_identity(void) {
         char name[32], devnum[32], dir[PATH_MAX], other_name[32], other_devnum[32], other_dir[PATH_MAX];
         char path[PATH_MAX + 64];
-        int before, now = -1;
+        int before = -1, now = -1;
 
         cdev_of(edu, name, devnum, dir);
         cdev_of(edu_bridged, other_name, other_devnum, other_dir);
@@ -676,7 +676,12 @@ static int case_cdev_identity(void) {
         cdev_mounts_owner = getpid();
         CHECK(atexit(cdev_mounts_undo) == 0, "atexit");
         CHECK(client_run(client_cdev_ok, NULL, "acquire before") == 0, "acquire before the mounts");
-        before = count_fds(broker_pid);
+        /* That session ends on the broker's loop: count once it settled. */
+        for (int i = 0, same = 0, last = -1; same < 5 && i < 100; i++, usleep(100 * 1000)) {
+                before = count_fds(broker_pid);
+                same = before == last ? same + 1 : 0;
+                last = before;
+        }
 
         /* 1: the node is the bridged edu's. */
         snprintf(cdev_node_mount, sizeof cdev_node_mount, "/dev/vfio/devices/%s", name);
