@@ -8,13 +8,20 @@
  * more just means re-evaluating, never a wrong answer. */
 #define ACCESS_CACHE_ENTRIES 8
 
-typedef struct Slot {
-        bool known;
-        DeviceAccessLevel level;
-        unsigned modes;
-        bool managed;
+/* What a denial or a polkit rule says; devices under one rule say the same,
+ * so an entry keeps each distinct one once. */
+typedef struct Texts {
         const char *polkit_action;      /* owned by the policy: valid until the next flush */
         char *reason, *reason_json;
+} Texts;
+
+/* One device's answer, packed: a broker may have thousands of devices. */
+typedef struct Slot {
+        uint8_t known;
+        uint8_t level;                  /* DeviceAccessLevel */
+        uint8_t modes;
+        uint8_t managed;
+        uint32_t texts;                 /* index into Entry.texts, 0 = none */
 } Slot;
 
 typedef struct Entry {
@@ -23,6 +30,8 @@ typedef struct Entry {
         Principal key;                  /* uid, gid, groups and unit copied; no pidfd */
         Slot *slots;
         size_t n_slots;
+        Texts *texts;                   /* [0] unused */
+        size_t n_texts;
 } Entry;
 
 struct AccessCache {
@@ -139,10 +148,11 @@ bool principal_same_to_policy(const Principal *a, const Principal *b) {
 }
 
 static void entry_clear(Entry *e) {
-        for (size_t i = 0; i < e->n_slots; i++) {
-                free(e->slots[i].reason);
-                free(e->slots[i].reason_json);
+        for (size_t i = 1; i < e->n_texts; i++) {
+                free(e->texts[i].reason);
+                free(e->texts[i].reason_json);
         }
+        free(e->texts);
         free(e->slots);
         free(e->key.groups);
         free(e->key.unit);
@@ -203,22 +213,56 @@ static Entry *entry_for(AccessCache *c, const Principal *who, size_t n) {
         return entry_init(victim, who, n) < 0 ? NULL : victim;
 }
 
-static void slot_fill(Slot *s, const Policy *p, const Principal *who, const Device *d) {
+/* The index of a's texts in e, added if new; 0 if there are none or memory
+ * is short (then the slot stays unknown). Compares with the last few added:
+ * devices under one rule come in runs. */
+static uint32_t entry_texts(Entry *e, const DeviceAccess *a, bool *ret_failed) {
+        Texts *t;
+
+        *ret_failed = false;
+        if (!a->reason && !a->polkit_action)
+                return 0;
+        for (size_t i = e->n_texts; i > 1 && i + 4 > e->n_texts; i--) {
+                t = &e->texts[i - 1];
+                if (t->polkit_action == a->polkit_action && streq_ptr(t->reason, a->reason) &&
+                    streq_ptr(t->reason_json, a->reason_json))
+                        return (uint32_t) (i - 1);
+        }
+        if (e->n_texts >= UINT32_MAX || (e->n_texts & (e->n_texts - 1)) == 0) {
+                /* Grow at powers of two (1, 2, 4, ...): [0] is the unused one. */
+                size_t n = e->n_texts ? e->n_texts * 2 : 2;
+                t = e->n_texts < UINT32_MAX ? reallocarray(e->texts, n, sizeof(Texts)) : NULL;
+                if (!t)
+                        goto fail;
+                e->texts = t;
+                if (e->n_texts == 0)
+                        e->n_texts = 1;
+        }
+        t = &e->texts[e->n_texts];
+        *t = (Texts) { .polkit_action = a->polkit_action };
+        if ((a->reason && !(t->reason = strdup(a->reason))) ||
+            (a->reason_json && !(t->reason_json = strdup(a->reason_json)))) {
+                free(t->reason);
+                goto fail;
+        }
+        return (uint32_t) e->n_texts++;
+fail:
+        *ret_failed = true;
+        return 0;
+}
+
+static void slot_fill(Entry *e, Slot *s, const Policy *p, const Principal *who, const Device *d) {
         DeviceAccessScratch scratch;
         DeviceAccess a;
+        bool failed;
+        uint32_t texts;
 
         device_access_evaluate(p, who, d, &a, &scratch);
-        *s = (Slot) { .known = true, .level = a.level, .modes = a.modes, .managed = a.managed,
-                      .polkit_action = a.polkit_action };
-        if (a.reason) {
-                s->reason = strdup(a.reason);
-                s->reason_json = a.reason_json ? strdup(a.reason_json) : NULL;
-                if (!s->reason || (a.reason_json && !s->reason_json)) {
-                        free(s->reason);
-                        free(s->reason_json);
-                        s->known = false;
-                }
-        }
+        texts = entry_texts(e, &a, &failed);
+        if (failed)
+                return;
+        *s = (Slot) { .known = true, .level = (uint8_t) a.level, .modes = (uint8_t) a.modes,
+                      .managed = a.managed, .texts = texts };
 }
 
 void access_cache_get(AccessCache *c, const Policy *p, const Principal *who, const Device *d, size_t index,
@@ -235,12 +279,16 @@ void access_cache_get(AccessCache *c, const Policy *p, const Principal *who, con
         c->recent = e;
         s = &e->slots[index];
         if (!s->known)
-                slot_fill(s, p, who, d);
+                slot_fill(e, s, p, who, d);
         if (!s->known) {
                 device_access_evaluate(p, who, d, ret, &fallback);
                 return;
         }
-        *ret = (DeviceAccess) { .level = s->level, .modes = s->modes, .managed = s->managed,
-                                .reason = s->reason, .reason_json = s->reason_json,
-                                .polkit_action = s->polkit_action };
+        *ret = (DeviceAccess) { .level = s->level, .modes = s->modes, .managed = s->managed };
+        if (s->texts > 0) {
+                const Texts *t = &e->texts[s->texts];
+                ret->reason = t->reason;
+                ret->reason_json = t->reason_json;
+                ret->polkit_action = t->polkit_action;
+        }
 }

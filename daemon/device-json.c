@@ -232,36 +232,33 @@ static int ensure_static_text(Device *d) {
                 r = members_text(iommu_member_json(d), &iommu, &iommu_len);
         if (r < 0)
                 return r;
+        if (common_len + own_len + iommu_len + 2 > UINT32_MAX)
+                return -E2BIG;
 
         d->json_common = shared_text(common, common_len);
         d->json_iommu = iommu_len > 0 ? shared_text(iommu, iommu_len) : NULL;
         if (d->json_common && (iommu_len == 0 || d->json_iommu)) {
-                d->json_common_len = common_len;
-                d->json_iommu_len = d->json_iommu ? iommu_len : 0;
-                d->json_len = own_len;
+                d->json_common_len = (uint32_t) common_len;
+                d->json_iommu_len = d->json_iommu ? (uint32_t) iommu_len : 0;
+                d->json_len = (uint32_t) own_len;
                 d->json_text = TAKE_PTR(own);
                 return 0;
         }
 
         /* Not shared: one run with everything. */
-        TextBuf b = {};
-        text_append(&b, common, common_len);
-        if (own_len > 0) {
-                text_literal(&b, ",");
-                text_append(&b, own, own_len);
-        }
-        if (iommu_len > 0) {
-                text_literal(&b, ",");
-                text_append(&b, iommu, iommu_len);
-        }
-        if (b.failed) {
-                text_done(&b);
+        char *all = malloc(common_len + own_len + iommu_len + 3), *p = all;
+        if (!all)
                 return -ENOMEM;
-        }
+        p = mempcpy(p, common, common_len);
+        if (own_len > 0)
+                p = mempcpy(mempcpy(p, ",", 1), own, own_len);
+        if (iommu_len > 0)
+                p = mempcpy(mempcpy(p, ",", 1), iommu, iommu_len);
+        *p = 0;
         d->json_common = d->json_iommu = NULL;
         d->json_common_len = d->json_iommu_len = 0;
-        d->json_len = b.len;
-        d->json_text = b.data;
+        d->json_len = (uint32_t) (p - all);
+        d->json_text = all;
         return 0;
 }
 
@@ -437,11 +434,12 @@ static int ensure_cache(Manager *m, Device *d) {
 int device_json_append(Manager *m, Device *d, size_t index, const Principal *viewer, TextBuf *b) {
         DeviceAccess access;
         Holder holder;
-        bool shown;
+        bool shown, built;
         int r;
 
         if (!m || !d || !b)
                 return -EINVAL;
+        built = !d->json_text;
         r = ensure_cache(m, d);
         if (r < 0)
                 return r;
@@ -450,5 +448,6 @@ int device_json_append(Manager *m, Device *d, size_t index, const Principal *vie
         else
                 manager_device_access_at(m, d, index, viewer, &access);
         shown = manager_device_holder(m, d, viewer, &holder);
-        return append_view(b, d, d->json_state, d->json_reason, shown ? &holder : NULL, &access);
+        r = append_view(b, d, d->json_state, d->json_reason, shown ? &holder : NULL, &access);
+        return r < 0 ? r : built;
 }

@@ -47,5 +47,6 @@ int device_json_append_parts(TextBuf *b, Device *d, DeviceState state, const cha
 
 /* d as viewer sees it, state and reason from the manager (cached in d), holder
  * only if viewer may see it (root or the holder's own uid), access from policy.
- * index: d's place in inventory_devices(), or SIZE_MAX. */
+ * index: d's place in inventory_devices(), or SIZE_MAX. Returns 1 if d's
+ * cached text had to be built, 0 if it was there, or negative errno. */
 int device_json_append(Manager *m, Device *d, size_t index, const Principal *viewer, TextBuf *b);

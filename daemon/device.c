@@ -352,16 +352,64 @@ fail:
         return r;
 }
 
+/* Driver names are few: each is kept once, for the broker's lifetime (past
+ * the bound, devices keep their own copy). */
+#define SHARED_DRIVERS_MAX 64
+static char *shared_drivers[SHARED_DRIVERS_MAX];
+
+static bool driver_is_shared(const char *driver) {
+        for (size_t i = 0; i < SHARED_DRIVERS_MAX && shared_drivers[i]; i++)
+                if (shared_drivers[i] == driver)
+                        return true;
+        return false;
+}
+
+/* Takes driver; returns the shared copy when there is one. */
+static char *driver_share(char *driver) {
+        size_t i;
+
+        if (!driver)
+                return NULL;
+        for (i = 0; i < SHARED_DRIVERS_MAX && shared_drivers[i]; i++)
+                if (streq(shared_drivers[i], driver)) {
+                        free(driver);
+                        return shared_drivers[i];
+                }
+        if (i < SHARED_DRIVERS_MAX)
+                shared_drivers[i] = driver;
+        return driver;
+}
+
+/* The volatile strings, wherever they live (see Device.self_group). */
+static void device_drop_state(Device *d) {
+        if (!driver_is_shared(d->driver))
+                free(d->driver);
+        if (d->group_members != d->self_group)
+                strv_free(d->group_members);
+        if (d->vfio_cdev != d->vfio_cdev_name)
+                free(d->vfio_cdev);
+        d->driver = d->vfio_cdev = NULL;
+        d->group_members = NULL;
+}
+
 static void device_apply_state(Device *d, VolatileState *s) {
         device_invalidate_json(d);
-        free(d->driver);
-        strv_free(d->group_members);
-        free(d->vfio_cdev);
-        d->driver = TAKE_PTR(s->driver);
+        device_drop_state(d);
+        d->driver = driver_share(TAKE_PTR(s->driver));
         d->iommu_group = s->iommu_group;
-        d->group_members = TAKE_PTR(s->group_members);
+        if (strv_length(s->group_members) == 1 && streq(s->group_members[0], d->address)) {
+                d->self_group[0] = d->address;
+                d->group_members = d->self_group;
+                strv_free(TAKE_PTR(s->group_members));
+        } else
+                d->group_members = TAKE_PTR(s->group_members);
         d->noiommu = s->noiommu;
-        d->vfio_cdev = TAKE_PTR(s->vfio_cdev);
+        if (s->vfio_cdev && strlen(s->vfio_cdev) < sizeof(d->vfio_cdev_name)) {
+                strcpy(d->vfio_cdev_name, s->vfio_cdev);
+                d->vfio_cdev = d->vfio_cdev_name;
+                free(TAKE_PTR(s->vfio_cdev));
+        } else
+                d->vfio_cdev = TAKE_PTR(s->vfio_cdev);
         d->vfio_devnum = s->vfio_devnum;
 }
 
@@ -582,9 +630,7 @@ Device *device_free(Device *d) {
                 return NULL;
         device_invalidate_json(d);
         free(d->syspath);
-        free(d->driver);
-        strv_free(d->group_members);
-        free(d->vfio_cdev);
+        device_drop_state(d);
         free(d);
         return NULL;
 }

@@ -26,15 +26,11 @@ typedef struct Device {
         uint16_t vendor_id, device_id;
         uint16_t subsystem_vendor_id, subsystem_device_id;
         uint32_t class;                 /* 24-bit class code, e.g. 0x020000 */
-        char *driver;                   /* bound driver name, NULL if none */
         int iommu_group;                /* -1 if the device has none */
+        char *driver;                   /* bound driver name, NULL if none */
         char **group_members;           /* BDFs of the group, sorted, including this one; NULL if no group */
         char *vfio_cdev;                /* "vfio3" when bound to a vfio driver with cdev support */
         dev_t vfio_devnum;              /* its dev_t, 0 if none */
-        bool noiommu;                   /* group is a vfio-noiommu group */
-        bool sriov_vf;                  /* has a physfn link */
-        bool bridge;                    /* PCI-to-PCI bridge (class 0x0604) */
-        bool iommu_linked;              /* has an "iommu" link: its group is not vfio's noiommu one */
 
         IommuHwInfo hw_info;            /* from sysfs (device_read), or IOMMU_GET_HW_INFO */
         Lease *lease;                   /* current lease, owned by the session */
@@ -45,16 +41,27 @@ typedef struct Device {
          * members, after "address": what devices of one model on one driver
          * have in common and what an IOMMU says are shared between devices
          * (interned for the broker's lifetime, NULL when not), the rest is
-         * the device's own. */
+         * the device's own. A broker keeps one Device per PCI function, so
+         * the fields are packed. */
         const char *json_common;        /* "vendorId":...,"driver":"..." */
-        size_t json_common_len;
         char *json_text;                /* "iommuGroup":...,"vfioCdev":"..." (or all members when not shared) */
-        size_t json_len;
         const char *json_iommu;         /* "iommu":{...} */
-        size_t json_iommu_len;
-        bool json_state_valid;          /* json_state and json_reason were filled */
-        int json_state;                 /* DeviceState when built */
         char *json_reason;              /* the state's reason as a JSON string, or NULL */
+        uint32_t json_common_len, json_len, json_iommu_len;
+        int json_state;                 /* DeviceState when built */
+
+        bool noiommu;                   /* group is a vfio-noiommu group */
+        bool sriov_vf;                  /* has a physfn link */
+        bool bridge;                    /* PCI-to-PCI bridge (class 0x0604) */
+        bool iommu_linked;              /* has an "iommu" link: its group is not vfio's noiommu one */
+        bool json_state_valid;          /* json_state and json_reason were filled */
+
+        /* Storage for the common cases, so that a broker with thousands of
+         * devices does not keep thousands of tiny allocations: a group of
+         * this device alone, a cdev name that fits. Only device.c points
+         * group_members and vfio_cdev here. */
+        char *self_group[2];
+        char vfio_cdev_name[12];
 } Device;
 
 /* Read a device from its sysfs directory. Returns 0 or negative errno. */

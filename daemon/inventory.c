@@ -300,10 +300,14 @@ static void handle_add(Inventory *inv, const char *syspath) {
 }
 
 static void handle_remove(Inventory *inv, Device *d) {
-        _cleanup_strv_free_ char **members = TAKE_PTR(d->group_members);
+        _cleanup_strv_free_ char **members = NULL;
         int group = d->iommu_group;
         char address[16];
 
+        /* A copy: the device's list may live in the device itself. */
+        for (char **m = d->group_members; m && *m; m++)
+                if (strv_extend(&members, *m) < 0)
+                        log_warning("Out of memory noting the group of %s", d->address);
         memcpy(address, d->address, sizeof(address));
         log_debug("%s: removed", address);
         notify(inv, d, INVENTORY_DEVICE_REMOVED);

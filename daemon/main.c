@@ -373,6 +373,9 @@ static int run(void) {
         }
 
         log_inventory_summary(m);
+        /* Start-up's temporaries (sysfs reads, policy parsing, libraries'
+         * set-up) are freed between what stays: their pages need not. */
+        (void) malloc_trim(0);
         sd_notify(false, "READY=1\nSTATUS=Processing requests...");
         r = sd_event_loop(event);
         sd_notify(false, "STOPPING=1\nSTATUS=Shutting down...");

@@ -122,6 +122,50 @@ static void test_cache(void) {
         CHECK_MSG(a.level == DEVICE_ACCESS_DENIED, "no principal: denied");
 }
 
+/* Many devices, two principals taking turns, runs of devices denied (each
+ * with its own reason), needing polkit (one action) or without a rule: each
+ * answer stays its own device's, however the cache stores them. */
+static void test_cache_many(void) {
+        _cleanup_(policy_freep) Policy *p = load(
+                "{ \"rules\": ["
+                "  { \"devices\": { \"id\": \"1b36:10d3\" }, \"principals\": { \"users\": [1001] },"
+                "    \"allow\": false },"
+                "  { \"devices\": { \"id\": \"1af4:10d3\" }, \"principals\": { \"users\": [1001] },"
+                "    \"polkit\": true }"
+                "] }");
+        _cleanup_(access_cache_freep) AccessCache *c = access_cache_new();
+        _cleanup_(principal_freep) Principal *user = make_principal(1001, 1001, NULL);
+        _cleanup_(principal_freep) Principal *other = make_principal(1002, 1002, NULL);
+        enum { N = 40 };
+        Device devices[N];
+        unsigned wrong = 0;
+
+        for (size_t i = 0; i < N; i++) {
+                char address[16];
+
+                snprintf(address, sizeof(address), "0000:%02zx:00.0", i + 16);
+                devices[i] = make_device(address, (int) i);
+                /* Runs of a model: 8 denied by rule, 8 polkit, 8 without a rule, ... */
+                devices[i].vendor_id = (i / 8) % 3 == 0 ? 0x1b36 : (i / 8) % 3 == 1 ? 0x1af4 : 0x8086;
+        }
+        for (int round = 0; round < 2; round++)
+                for (size_t i = 0; i < N; i++)
+                        for (int who = 0; who < 2; who++) {
+                                const Principal *viewer = who ? other : user;
+                                DeviceAccess a, fresh;
+                                DeviceAccessScratch scratch;
+
+                                access_cache_get(c, p, viewer, &devices[i], i, N, &a);
+                                device_access_evaluate(p, viewer, &devices[i], &fresh, &scratch);
+                                if (a.level != fresh.level || a.modes != fresh.modes || a.managed != fresh.managed ||
+                                    !streq_ptr(a.reason, fresh.reason) || !streq_ptr(a.reason_json, fresh.reason_json) ||
+                                    !streq_ptr(a.polkit_action, fresh.polkit_action))
+                                        wrong++;
+                        }
+        CHECK_MSG(wrong == 0, "40 devices, 2 principals, 2 rounds: every cached answer is the evaluated one (%u wrong)",
+                  wrong);
+}
+
 static void test_json_quote(void) {
         char buf[64];
 
@@ -135,6 +179,7 @@ static void test_json_quote(void) {
 int main(void) {
         test_evaluate();
         test_cache();
+        test_cache_many();
         test_json_quote();
         return test_result();
 }

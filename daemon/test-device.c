@@ -388,6 +388,44 @@ static void test_ids_from_uevent(void) {
         }
 }
 
+/* Drivers are kept once, a group of the device alone and a short cdev name
+ * in the device itself; moving between those and their general forms on a
+ * refresh keeps every value right (and, under ASan, frees what it should). */
+static void test_compact_storage(void) {
+        _cleanup_(device_freep) Device *a = read_or_die("0000:03:00.0");
+        _cleanup_(device_freep) Device *b = read_or_die("0000:04:00.0");
+
+        CHECK(a->driver && a->driver == b->driver);
+        CHECK(strv_length(a->group_members) == 2 && a->group_members != a->self_group);
+        CHECK(b->group_members == b->self_group && strv_length(b->group_members) == 1);
+        CHECK_STR(b->group_members[0], "0000:04:00.0");
+        CHECK(b->vfio_cdev == b->vfio_cdev_name);
+        CHECK_STR(b->vfio_cdev, "vfio7");
+
+        /* A second member joins group 9, the cdev gets a long name. */
+        symlink_to("kernel/iommu_groups/9/devices/0000:04:00.1", "../../../../devices/pci0000:00/0000:04:00.1");
+        remove_path("devices/pci0000:00/0000:04:00.0/vfio-dev");
+        set_cdev("0000:04:00.0", "vfio12345678", "511:99");
+        CHECK(device_refresh(b) == 0);
+        CHECK(strv_length(b->group_members) == 2 && b->group_members != b->self_group);
+        CHECK_STR(b->group_members[1], "0000:04:00.1");
+        CHECK_STR(b->vfio_cdev, "vfio12345678");
+        CHECK(b->vfio_cdev != b->vfio_cdev_name);
+
+        /* And back. */
+        remove_path("kernel/iommu_groups/9/devices/0000:04:00.1");
+        remove_path("devices/pci0000:00/0000:04:00.0/vfio-dev");
+        set_cdev("0000:04:00.0", "vfio7", "511:7");
+        set_driver("0000:04:00.0", "e1000e");
+        CHECK(device_refresh(b) == 0);
+        CHECK(b->group_members == b->self_group);
+        CHECK_STR(b->vfio_cdev, "vfio7");
+        CHECK_STR(b->driver, "e1000e");
+        set_driver("0000:04:00.0", "vfio-pci");
+        CHECK(device_refresh(b) == 0);
+        CHECK(b->driver == a->driver);
+}
+
 /* A group that comes from a real IOMMU ("iommu" link) is never vfio's
  * noiommu group, so its name is not even read. */
 static void test_noiommu_needs_no_iommu(void) {
@@ -530,6 +568,7 @@ int main(void) {
         test_normalize();
         test_iommu_from_sysfs();
         test_ids_from_uevent();
+        test_compact_storage();
         test_noiommu_needs_no_iommu();
         test_type_names();
         test_static_inventory();
