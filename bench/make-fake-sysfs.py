@@ -43,6 +43,7 @@ def device(root, i):
     write(os.path.join(cdev, "uevent"), f"MAJOR={VFIO_MAJOR}\nMINOR={i}\nDEVNAME=vfio/devices/vfio{i}\n")
     # The broker checks that the cdev's dev_t leads back to the device.
     os.symlink(f"../../{rel}/vfio-dev/vfio{i}", os.path.join(root, "dev/char", f"{VFIO_MAJOR}:{i}"))
+    os.symlink(f"../../{rel}/vfio-dev/vfio{i}", os.path.join(root, "class/vfio-dev", f"vfio{i}"))
     os.symlink(f"../../../{rel}", os.path.join(root, "bus/pci/devices", address))
     os.symlink(f"../../../../{rel}", os.path.join(root, "bus/pci/drivers/vfio-pci", address))
     g = os.path.join(root, "kernel/iommu_groups", str(i))

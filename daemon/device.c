@@ -303,23 +303,12 @@ static int parse_devnum(const char *s, dev_t *ret) {
         return 0;
 }
 
-static int read_vfio_cdev(const char *syspath, VolatileState *s) {
-        _cleanup_strv_free_ char **names = NULL;
-        char vfio_dev_dir[PATH_MAX], cdev_dir[PATH_MAX], buf[32];
+/* The cdev's dev_t from <vfio-dev dir>/<name>/dev, and its name. */
+static int read_cdev_named(const char *vfio_dev_dir, const char *name, VolatileState *s) {
+        char cdev_dir[PATH_MAX], buf[32];
         int r;
 
-        r = path_join(vfio_dev_dir, syspath, "vfio-dev");
-        if (r < 0)
-                return r;
-        r = read_dir_sorted(vfio_dev_dir, "vfio", &names);
-        if (r == -ENOENT || (r >= 0 && !names[0]))
-                return 0;
-        if (r < 0)
-                return r;
-        if (names[1])
-                log_debug("%s: more than one vfio cdev, using %s", syspath, names[0]);
-
-        r = path_join(cdev_dir, vfio_dev_dir, names[0]);
+        r = path_join(cdev_dir, vfio_dev_dir, name);
         if (r < 0)
                 return r;
         r = read_attr(cdev_dir, "dev", buf, sizeof(buf));
@@ -328,11 +317,36 @@ static int read_vfio_cdev(const char *syspath, VolatileState *s) {
         r = parse_devnum(buf, &s->vfio_devnum);
         if (r < 0)
                 return r;
-        s->vfio_cdev = TAKE_PTR(names[0]);
-        return 0;
+        s->vfio_cdev = strdup(name);
+        return s->vfio_cdev ? 0 : -ENOMEM;
 }
 
-static int read_volatile_state(const char *syspath, const char *address, bool has_iommu, VolatileState *ret) {
+/* cdev_hint: the cdev's name if the caller already knows it (from
+ * /sys/class/vfio-dev), which saves listing the directory; NULL if not. */
+static int read_vfio_cdev(const char *syspath, const char *cdev_hint, VolatileState *s) {
+        _cleanup_strv_free_ char **names = NULL;
+        char vfio_dev_dir[PATH_MAX];
+        int r;
+
+        r = path_join(vfio_dev_dir, syspath, "vfio-dev");
+        if (r < 0)
+                return r;
+        if (cdev_hint && read_cdev_named(vfio_dev_dir, cdev_hint, s) >= 0)
+                return 0;
+        s->vfio_devnum = 0;
+
+        r = read_dir_sorted(vfio_dev_dir, "vfio", &names);
+        if (r == -ENOENT || (r >= 0 && !names[0]))
+                return 0;
+        if (r < 0)
+                return r;
+        if (names[1])
+                log_debug("%s: more than one vfio cdev, using %s", syspath, names[0]);
+        return read_cdev_named(vfio_dev_dir, names[0], s);
+}
+
+static int read_volatile_state(const char *syspath, const char *address, bool has_iommu, const char *cdev_hint,
+                               VolatileState *ret) {
         VolatileState s = { .iommu_group = -1 };
         int r;
 
@@ -342,7 +356,7 @@ static int read_volatile_state(const char *syspath, const char *address, bool ha
         r = read_group(syspath, address, has_iommu, &s);
         if (r < 0)
                 goto fail;
-        r = read_vfio_cdev(syspath, &s);
+        r = read_vfio_cdev(syspath, cdev_hint, &s);
         if (r < 0)
                 goto fail;
         *ret = s;
@@ -570,7 +584,7 @@ static bool read_iommu(const char *syspath, IommuHwInfo *ret) {
         return true;
 }
 
-int device_read(const char *syspath, Device **ret) {
+int device_read_hinted(const char *syspath, const char *cdev_hint, Device **ret) {
         _cleanup_(device_freep) Device *d = NULL;
         VolatileState s;
         const char *base;
@@ -601,7 +615,7 @@ int device_read(const char *syspath, Device **ret) {
         if (r < 0)
                 return r;
         d->iommu_linked = read_iommu(d->syspath, &d->hw_info);
-        r = read_volatile_state(d->syspath, d->address, d->iommu_linked, &s);
+        r = read_volatile_state(d->syspath, d->address, d->iommu_linked, cdev_hint, &s);
         if (r < 0)
                 return r;
         device_apply_state(d, &s);
@@ -611,6 +625,10 @@ int device_read(const char *syspath, Device **ret) {
 
         *ret = TAKE_PTR(d);
         return 0;
+}
+
+int device_read(const char *syspath, Device **ret) {
+        return device_read_hinted(syspath, NULL, ret);
 }
 
 void device_invalidate_json(Device *d) {
@@ -645,7 +663,7 @@ int device_refresh(Device *d) {
          * rather than a device with an empty driver. */
         if (!path_exists(d->syspath, "vendor"))
                 return -ENOENT;
-        r = read_volatile_state(d->syspath, d->address, d->iommu_linked, &s);
+        r = read_volatile_state(d->syspath, d->address, d->iommu_linked, NULL, &s);
         if (r < 0)
                 return r;
         device_apply_state(d, &s);

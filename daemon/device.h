@@ -66,6 +66,10 @@ typedef struct Device {
 
 /* Read a device from its sysfs directory. Returns 0 or negative errno. */
 int device_read(const char *syspath, Device **ret);
+/* The same, told the name of its vfio cdev if the caller knows it
+ * (cdev_hint; NULL: look), which a start-up reading every device does. A
+ * wrong hint costs only the time: the directory is listed then. */
+int device_read_hinted(const char *syspath, const char *cdev_hint, Device **ret);
 Device *device_free(Device *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Device *, device_free);
 

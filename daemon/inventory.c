@@ -422,17 +422,97 @@ static int cmp_devices(const void *a, const void *b) {
                       strlen("0000:00:00.0") + 1);
 }
 
+#define VFIO_DEV_CLASS_DIR "/sys/class/vfio-dev"
+
+/* Which device each vfio cdev belongs to, from one listing of the class
+ * (each entry links to <device>/vfio-dev/vfioN): start-up then reads each
+ * cdev directly instead of listing every device's vfio-dev directory. */
+typedef struct CdevHint {
+        char address[16];
+        char name[NAME_MAX + 1];
+} CdevHint;
+
+static int cmp_hints(const void *a, const void *b) {
+        const CdevHint *x = a, *y = b;
+        int c = strcmp(x->address, y->address);
+
+        return c ?: strcmp(x->name, y->name);
+}
+
+/* Sorted by address, then name; none (and no error) if the class is absent. */
+static size_t read_cdev_hints(CdevHint **ret) {
+        _cleanup_(closedirp) DIR *dir = NULL;
+        _cleanup_free_ CdevHint *hints = NULL;
+        size_t n = 0, size = 0;
+        struct dirent *de;
+
+        *ret = NULL;
+        dir = opendir(VFIO_DEV_CLASS_DIR);
+        if (!dir)
+                return 0;
+        while ((de = readdir(dir))) {
+                char target[PATH_MAX], *slash, *device;
+                ssize_t len;
+
+                if (de->d_name[0] == '.' || strlen(de->d_name) > NAME_MAX)
+                        continue;
+                len = readlinkat(dirfd(dir), de->d_name, target, sizeof(target) - 1);
+                if (len < 0)
+                        continue;
+                target[len] = 0;
+                /* .../<device>/vfio-dev/<name> */
+                slash = strrchr(target, '/');
+                if (!slash || !streq(slash + 1, de->d_name) || slash - target < (ssize_t) strlen("/vfio-dev") ||
+                    strncmp(slash - strlen("/vfio-dev"), "/vfio-dev", strlen("/vfio-dev")) != 0)
+                        continue;
+                *(slash - strlen("/vfio-dev")) = 0;
+                device = strrchr(target, '/');
+                device = device ? device + 1 : target;
+                if (n == size) {
+                        CdevHint *t = reallocarray(hints, size ? size * 2 : 64, sizeof(CdevHint));
+                        if (!t)
+                                return 0;       /* no hints: every directory is listed */
+                        hints = t;
+                        size = size ? size * 2 : 64;
+                }
+                if (pci_address_normalize(device, hints[n].address) < 0)
+                        continue;
+                strcpy(hints[n].name, de->d_name);
+                n++;
+        }
+        qsort(hints, n, sizeof(CdevHint), cmp_hints);
+        *ret = TAKE_PTR(hints);
+        return n;
+}
+
+/* The first cdev name of address, or NULL. */
+static const char *cdev_hint_for(const CdevHint *hints, size_t n, const char *address) {
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(hints[mid].address, address) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo < n && streq(hints[lo].address, address) ? hints[lo].name : NULL;
+}
+
 /* One pass over /sys/bus/pci/devices, reading each device once; libudev's
  * enumeration would read every device's uevent and links first, only for us
  * to read sysfs again. Sorted once at the end. */
 static int enumerate(Inventory *inv) {
         _cleanup_(closedirp) DIR *dir = NULL;
+        _cleanup_free_ CdevHint *hints = NULL;
+        size_t n_hints;
         struct dirent *de;
         int r;
 
         dir = opendir(PCI_DEVICES_DIR);
         if (!dir)
                 return errno == ENOENT ? 0 : -errno;
+        n_hints = read_cdev_hints(&hints);
 
         while ((errno = 0, de = readdir(dir))) {
                 _cleanup_(device_freep) Device *d = NULL;
@@ -442,8 +522,13 @@ static int enumerate(Inventory *inv) {
                 if (de->d_name[0] == '.')
                         continue;
                 r = bus_entry_syspath(dirfd(dir), de->d_name, &syspath);
-                if (r >= 0)
-                        r = device_read(syspath, &d);
+                if (r >= 0) {
+                        char address[16];
+                        const char *hint = pci_address_normalize(de->d_name, address) >= 0 ?
+                                cdev_hint_for(hints, n_hints, address) : NULL;
+
+                        r = device_read_hinted(syspath, hint, &d);
+                }
                 if (r < 0) {
                         /* Vanished meanwhile, or not a function we understand. */
                         log_debug_errno(r, "%s: skipping: %m", de->d_name);

@@ -388,6 +388,27 @@ static void test_ids_from_uevent(void) {
         }
 }
 
+/* A cdev name known in advance (start-up reads /sys/class/vfio-dev) is
+ * used when right and costs nothing but time when wrong. */
+static void test_cdev_hint(void) {
+        static const struct { const char *bdf, *hint, *cdev; unsigned minor; } cases[] = {
+                { "0000:03:00.0", "vfio3", "vfio3", 3 },
+                { "0000:03:00.0", "vfio99", "vfio3", 3 },   /* stale */
+                { "0000:03:00.0", NULL, "vfio3", 3 },
+                { "0000:07:00.0", "vfio5", NULL, 0 },       /* no vfio-dev at all */
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *p = syspath_of(cases[i].bdf);
+                _cleanup_(device_freep) Device *d = NULL;
+
+                CHECK(device_read_hinted(p, cases[i].hint, &d) == 0);
+                CHECK_MSG(d && streq_ptr(d->vfio_cdev, cases[i].cdev) &&
+                          d->vfio_devnum == (cases[i].cdev ? makedev(511, cases[i].minor) : 0),
+                          "%s with hint %s: cdev %s", cases[i].bdf, strna(cases[i].hint), d ? strna(d->vfio_cdev) : "-");
+        }
+}
+
 /* Drivers are kept once, a group of the device alone and a short cdev name
  * in the device itself; moving between those and their general forms on a
  * refresh keeps every value right (and, under ASan, frees what it should). */
@@ -569,6 +590,7 @@ int main(void) {
         test_iommu_from_sysfs();
         test_ids_from_uevent();
         test_compact_storage();
+        test_cdev_hint();
         test_noiommu_needs_no_iommu();
         test_type_names();
         test_static_inventory();
