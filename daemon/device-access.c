@@ -183,6 +183,8 @@ AccessCache *access_cache_new(void) {
 }
 
 void access_cache_flush(AccessCache *c) {
+        /* The answers change: so does every device's JSON. */
+        device_json_changed();
         if (!c)
                 return;
         for (size_t i = 0; i < ACCESS_CACHE_ENTRIES; i++)

@@ -631,7 +631,20 @@ int device_read(const char *syspath, Device **ret) {
         return device_read_hinted(syspath, NULL, ret);
 }
 
+/* Bumped whenever any device's JSON may have changed: caches built from
+ * several devices (a whole list) compare it. */
+static uint64_t json_generation = 1;
+
+uint64_t device_json_generation(void) {
+        return json_generation;
+}
+
+void device_json_changed(void) {
+        json_generation++;
+}
+
 void device_invalidate_json(Device *d) {
+        json_generation++;
         if (!d)
                 return;
         free(d->json_text);

@@ -76,6 +76,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Device *, device_free);
 /* Drop the cached JSON (see Device.json_text). */
 void device_invalidate_json(Device *d);
 
+/* Changes whenever device_invalidate_json() or device_json_changed() is
+ * called: what a device looks like to anyone may have changed (a device,
+ * its state, the inventory or the policy's answers). */
+uint64_t device_json_generation(void);
+void device_json_changed(void);
+
 /* Re-read the volatile parts (driver, group, vfio cdev) in place. */
 int device_refresh(Device *d);
 

@@ -76,6 +76,7 @@ static int insert_device(Inventory *inv, Device *d) {
         memmove(t + i + 1, t + i, sizeof(Device *) * (inv->n_devices - i));
         t[i] = d;
         inv->n_devices++;
+        device_json_changed();
         return 0;
 }
 
@@ -87,6 +88,7 @@ static void unlink_device(Inventory *inv, Device *d) {
                 return;
         memmove(inv->devices + i, inv->devices + i + 1, sizeof(Device *) * (inv->n_devices - i - 1));
         inv->n_devices--;
+        device_json_changed();
 }
 
 Device *inventory_find(Inventory *inv, const char *address) {
@@ -553,6 +555,7 @@ static int enumerate(Inventory *inv) {
                         inv->n_devices--;
                         i--;
                 }
+        device_json_changed();
         return 0;
 }
 

@@ -66,29 +66,81 @@ static int reply_framed(VarlinkCall *call, TextBuf *b, size_t *size_hint) {
 
 #define TRIM_AFTER_BUILDING 64
 
+/*
+ * The last list's text, for the next caller who sees the devices the same
+ * way (equal to policy, which includes the uid that decides whether holders
+ * are shown), while nothing any device's JSON depends on has changed. Kept
+ * only up to LIST_CACHE_MAX (about 300 devices), so an idle broker with many
+ * devices keeps no list-sized buffer.
+ */
+#define LIST_CACHE_MAX (128u * 1024u)
+static struct {
+        Principal *viewer;
+        uint64_t generation;
+        char *text;                     /* {"devices":[...]} */
+        size_t len;
+} list_cache;
+
+static void list_cache_drop(void) {
+        list_cache.viewer = principal_free(list_cache.viewer);
+        free(list_cache.text);
+        list_cache.text = NULL;
+        list_cache.len = 0;
+}
+
+static bool list_cache_fits(const Principal *viewer) {
+        return list_cache.text && viewer && list_cache.generation == device_json_generation() &&
+               principal_same_to_policy(list_cache.viewer, viewer);
+}
+
+static void list_cache_keep(const Principal *viewer, const char *text, size_t len) {
+        list_cache_drop();
+        if (!viewer || len > LIST_CACHE_MAX ||
+            principal_new(viewer->uid, viewer->gid, 0, -EBADF, viewer->groups, viewer->n_groups, viewer->unit,
+                          &list_cache.viewer) < 0)
+                return;
+        list_cache.text = malloc(len);
+        if (!list_cache.text)
+                return list_cache_drop();
+        memcpy(list_cache.text, text, len);
+        list_cache.len = len;
+        list_cache.generation = device_json_generation();
+}
+
 static int method_list_devices(VarlinkCall *call, json_t *parameters, void *userdata) {
         static size_t size_hint;
-        size_t built = 0;
-        int r;
         const Principal *viewer = call_viewer(call);
         Manager *m = userdata;
         Device *const *devices;
         TextBuf b = {};
-        size_t n = 0;
+        size_t n = 0, built = 0, body;
+        bool complete = true;
+        int r;
 
         if (check_parameters(call, parameters, (const VarlinkField[]) { {} }) < 0)
                 return 0;
 
-        devices = inventory_devices(manager_inventory(m), &n);
         text_reserve(&b, size_hint);
-        text_literal(&b, VARLINK_REPLY_PREFIX "{\"devices\":[");
+        text_literal(&b, VARLINK_REPLY_PREFIX);
+        body = b.len;
+        if (list_cache_fits(viewer)) {
+                text_append(&b, list_cache.text, list_cache.len);
+                return reply_framed(call, &b, &size_hint);
+        }
+
+        devices = inventory_devices(manager_inventory(m), &n);
+        text_literal(&b, "{\"devices\":[");
         for (size_t i = 0; i < n; i++) {
                 if (i > 0)
                         text_literal(&b, ",");
-                if (device_json_append(m, devices[i], i, viewer, &b) > 0)
+                r = device_json_append(m, devices[i], i, viewer, &b);
+                if (r > 0)
                         built++;
+                complete = complete && r >= 0;
         }
         text_literal(&b, "]}");
+        if (complete && !b.failed)
+                list_cache_keep(viewer, b.data + body, b.len - body);
         r = reply_framed(call, &b, &size_hint);
         /* Building many devices' texts leaves the pages of its temporaries
          * between the ones kept: give them back, once. */

@@ -224,6 +224,45 @@ def list_states(ctx):
 
 
 @case
+def list_follows_changes(ctx):
+    """A list answered from the previous list's text (same caller, nothing
+    changed) still follows every lease change, and each caller's view."""
+    d = ctx.daemon()
+    d.take_baseline()
+    addr = "0000:00:02.0"
+    with d.connect() as c:
+        def listed():
+            devs = expect_ok(c.call(B + "ListDevices"), "ListDevices")["devices"]
+            return {x["address"]: x for x in devs}
+
+        first = listed()
+        check_eq(listed(), first, "the same list twice")
+        check_eq(first[addr]["state"], "available", f"{addr} before")
+        with d.connect() as holder:
+            r = acquire(holder, [addr], "attached")
+            check_acquire_reply(r, [addr], "attached")
+            dev = listed()[addr]
+            check_eq(dev["state"], "leased", f"{addr} leased, in root's list")
+            check(dev.get("holder", {}).get("pid") == os.getpid(), f"root sees the holder: {dev}")
+            other = run_as(NOBODY, lambda: {x["address"]: x for x in d.list_devices()})[addr]
+            check_eq(other["state"], "leased", f"{addr} leased, in uid {NOBODY}'s list")
+            check("holder" not in other and other.get("access") == "denied",
+                  f"uid {NOBODY} sees no holder and its own access: {other}")
+            check_eq(listed()[addr].get("access"), "allowed", "root's list after another caller's")
+            expect_ok(holder.call(B + "Release", {"devices": [addr]}), "Release")
+            check_eq(listed()[addr]["state"], "releasing", f"{addr} releasing, fds still open")
+            r.close_fds()
+        d.wait_state(addr, "available")
+        again = listed()
+        check_eq(again[addr]["state"], "available", f"{addr} after the lease ended")
+        # Attaching told the broker what the IOMMU is: that may be new.
+        again[addr].pop("iommu", None)
+        first[addr].pop("iommu", None)
+        check_eq(again, first, "the list as it was before the lease")
+    finish(d)
+
+
+@case
 def get_device(ctx):
     d = ctx.daemon()
     d.take_baseline()
