@@ -63,19 +63,30 @@ static int read_attr(const char *syspath, const char *name, char *buf, size_t si
         return 0;
 }
 
-/* The whole of s[0..len) as hex ("0x" allowed), at most max. */
-static int parse_hex_n(const char *s, size_t len, uint64_t max, uint64_t *ret) {
-        char buf[32], *end;
-        unsigned long long v;
+static int hex_digit(char c) {
+        return c >= '0' && c <= '9' ? c - '0' :
+               c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+               c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
 
-        if (len == 0 || len >= sizeof(buf))
+/* The whole of s[0..len) as hex ("0x" allowed), at most max. By hand:
+ * start-up parses a few per device, and strtoull() is most of its own work. */
+static int parse_hex_n(const char *s, size_t len, uint64_t max, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+                s += 2;
+                len -= 2;
+        }
+        if (len == 0)
                 return -EINVAL;
-        memcpy(buf, s, len);
-        buf[len] = 0;
-        errno = 0;
-        v = strtoull(buf, &end, 16);
-        if (errno != 0 || end == buf || *end != 0 || v > max || buf[0] == '-' || buf[0] == '+')
-                return -EINVAL;
+        for (size_t i = 0; i < len; i++) {
+                int d = hex_digit(s[i]);
+
+                if (d < 0 || v > (max - (uint64_t) d) / 16)
+                        return -EINVAL;
+                v = v * 16 + (uint64_t) d;
+        }
         *ret = v;
         return 0;
 }
@@ -701,6 +712,22 @@ static int parse_hex_field(const char **p, size_t max_digits, unsigned *ret) {
         return 0;
 }
 
+/* Already "dddd:bb:dd.f" in lower case with dd <= 1f and f <= 7, as every
+ * name sysfs gives: start-up normalizes thousands of them. */
+static bool pci_address_is_normal(const char *s) {
+        for (size_t i = 0; i < 12; i++) {
+                if (i == 4 || i == 7) {
+                        if (s[i] != ':')
+                                return false;
+                } else if (i == 10) {
+                        if (s[i] != '.')
+                                return false;
+                } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return false;
+        }
+        return s[12] == 0 && s[8] <= '1' && s[11] <= '7';
+}
+
 int pci_address_normalize(const char *s, char ret[static 16]) {
         unsigned domain = 0, bus, dev, fn;
         const char *p = s;
@@ -709,6 +736,10 @@ int pci_address_normalize(const char *s, char ret[static 16]) {
         /* "dddd:bb:dd.f" is 12 characters; refuse anything longer early. */
         if (!s || strnlen(s, 13) > 12)
                 return -EINVAL;
+        if (pci_address_is_normal(s)) {
+                memcpy(ret, s, 13);
+                return 0;
+        }
         for (const char *c = s; *c; c++)
                 colons += *c == ':';
         if (colons != 1 && colons != 2)

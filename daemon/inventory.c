@@ -431,7 +431,7 @@ static int cmp_devices(const void *a, const void *b) {
  * cdev directly instead of listing every device's vfio-dev directory. */
 typedef struct CdevHint {
         char address[16];
-        char name[NAME_MAX + 1];
+        char name[16];                  /* "vfio" and the minor: longer names get no hint */
 } CdevHint;
 
 static int cmp_hints(const void *a, const void *b) {
@@ -456,7 +456,7 @@ static size_t read_cdev_hints(CdevHint **ret) {
                 char target[PATH_MAX], *slash, *device;
                 ssize_t len;
 
-                if (de->d_name[0] == '.' || strlen(de->d_name) > NAME_MAX)
+                if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(hints->name))
                         continue;
                 len = readlinkat(dirfd(dir), de->d_name, target, sizeof(target) - 1);
                 if (len < 0)

@@ -472,6 +472,9 @@ static void test_normalize(void) {
         check_normalize("0000:AB:1F.7", "0000:ab:1f.7");
         check_normalize("1:02:03.4", "0001:02:03.4");
         check_normalize("ffff:ff:1f.7", "ffff:ff:1f.7");
+        check_normalize("abcd:ef:10.6", "abcd:ef:10.6");
+        check_normalize("0000:03:1g.0", NULL);
+        check_normalize("0000:03:f0.0", NULL);
         check_normalize("", NULL);
         check_normalize("0000:03:00", NULL);
         check_normalize("0000:03:00.8", NULL);
