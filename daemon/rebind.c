@@ -87,7 +87,9 @@ static void on_bind_gone(bool exited, void *userdata) {
         rb->worker = NULL;
         if (!rb->dropped)
                 return;         /* the caller has the result and still holds rb */
-        if (rb->give_back)
+        /* At shutdown (!exited) nothing new starts: the "binding" record makes
+         * the next start give the device back. */
+        if (rb->give_back && exited)
                 give_back_now(rb);
         rebind_free(rb);
 }

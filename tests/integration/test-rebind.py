@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from broker import (Daemon, check, check_eq, env_path, expect_error, expect_ok, fd_link,  # noqa: E402
-                    run_case, wait_for)
+                    proc_children, run_case, wait_for)
 
 B = "io.iommufd.Broker."
 DEV = "0000:00:04.0"
@@ -81,8 +81,10 @@ class FakeKernel:
         return os.path.join(self.root, "sys", *parts)
 
     def driver(self, bdf=DEV):
-        link = self.sys("bus/pci/devices", bdf, "driver")
-        return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+        try:    # the thread may unlink it at any moment
+            return os.path.basename(os.readlink(self.sys("bus/pci/devices", bdf, "driver")))
+        except FileNotFoundError:
+            return None
 
     def override(self, bdf=DEV):
         with open(self.sys("bus/pci/devices", bdf, "driver_override")) as f:
@@ -322,6 +324,31 @@ def rebind_then_acquire_fails(ctx):
     check_eq([w[1] for w in k.writes if w[0] == "kernel-bound"], ["vfio-pci", HOST_DRIVER],
              "what the device was bound to")
     finish(ctx, d, k)
+
+
+@case
+def rebind_stop(ctx):
+    """SIGTERM mid-rebind: the daemon exits at once and cleanly, its worker
+    does not outlive it, and the "binding" record stays for the next start
+    (which restores the driver: VM case rebind-crash)."""
+    d, k = slow_daemon(ctx, delay_ms=8000)
+    holder = d.connect()
+    send_acquire(holder)
+    wait_busy(d)
+    wait_for(lambda: k.driver() is None, 5, 0.01, "the unbind")
+    workers = proc_children(d.pid)
+    check_eq(len(workers), 1, f"worker processes of the daemon ({workers})")
+    t0 = time.monotonic()
+    k.close()
+    check_eq(d.stop(), 0, "exit status after SIGTERM mid-rebind")
+    took = time.monotonic() - t0
+    print(f"# stopped {took * 1000:.0f} ms after SIGTERM, mid-rebind")
+    check(took < 3, f"stopping took {took:.2f} s")
+    check(not os.path.exists(f"/proc/{workers[0]}"), f"worker {workers[0]} outlived the daemon")
+    with open(record_path(d)) as f:
+        record = f.read()
+    check("STATE=binding\n" in record and "ORIGINAL_DRIVER=e1000e\n" in record, f"record: {record!r}")
+    holder.close()
 
 
 @case
