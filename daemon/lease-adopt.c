@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * On start: re-adopt every lease the records describe, with the fds the
- * service manager kept (iommufd-<session>, pidfd-<session>), and finish what
+ * service manager kept (iommufd-<session>, pidfd-<session>, the request
+ * eventfd request.<address>-<session>, watched again), and finish what
  * ended or broke while the daemon was down: a device whose rebind or restore
  * was cut short goes back to its original driver and driver_override.
  */
@@ -21,7 +22,7 @@
 /* A dup of the stored fd called kind-session_id, or -EBADF. */
 static int stored_fd(const StoredFdSet *set, const char *kind, uint64_t session_id) {
         for (size_t i = 0; i < set->n; i++) {
-                char k[16];
+                char k[FDSTORE_KIND_MAX];
                 uint64_t id;
 
                 if (fdstore_parse_name(set->names[i], k, sizeof(k), &id) >= 0 && streq(k, kind) &&
@@ -57,6 +58,7 @@ static int holder_pidfd(const StoredFdSet *set, const LeaseRecord *r) {
 }
 
 static Lease *lease_from_record(Manager *m, Device *d, const LeaseRecord *r, const StoredFdSet *set) {
+        char kind[FDSTORE_KIND_MAX];
         Lease *l = calloc(1, sizeof(*l));
 
         if (!l)
@@ -88,6 +90,8 @@ static Lease *lease_from_record(Manager *m, Device *d, const LeaseRecord *r, con
                 l->mode = mode;
         l->iommufd = stored_fd(set, "iommufd", r->session_id);
         l->pidfd = holder_pidfd(set, r);
+        fdstore_request_kind(kind, r->address);
+        l->request_fd = stored_fd(set, kind, r->session_id);
         return l;
 }
 
@@ -105,10 +109,11 @@ static void adopt_lease(Manager *m, Device *d, const LeaseRecord *r, const Store
                 return;
         }
         manager_link_lease(m, l);
-        log_info("%s: re-adopted lease of session %" PRIu64 " (uid %u, pid %d, %s mode, %s%s%s%s)", l->address,
+        log_info("%s: re-adopted lease of session %" PRIu64 " (uid %u, pid %d, %s mode, %s%s%s%s%s)", l->address,
                  l->session_id, (unsigned) l->uid, (int) l->pid, acquire_mode_to_string(l->mode),
                  lease_state_to_string(l->state), l->iommufd >= 0 ? ", iommufd kept" : "",
-                 l->pidfd >= 0 ? ", pidfd kept" : "", l->managed ? ", managed" : "");
+                 l->pidfd >= 0 ? ", pidfd kept" : "", l->request_fd >= 0 ? ", request eventfd kept" : "",
+                 l->managed ? ", managed" : "");
 
         if (l->state == LEASE_STATE_LEASED && (l->pidfd < 0 || pidfd_has_exited(l->pidfd))) {
                 /* The holder exited while we were down (or cannot be told
@@ -117,6 +122,10 @@ static void adopt_lease(Manager *m, Device *d, const LeaseRecord *r, const Store
                 (void) free_and_strdup(&l->reason, "client-exited");
         }
         (void) lease_persist(l);
+        /* A request that came while we were down is still counted in the
+         * eventfd: it fires at once. */
+        if (lease_watch_request(l) < 0)
+                log_warning("%s: cannot watch unplug requests of the re-adopted lease", l->address);
         if (l->state == LEASE_STATE_LEASED)
                 (void) lease_watch_holder(l);
         else
@@ -171,7 +180,7 @@ int manager_adopt_leases(Manager *m, const StoredFdSet *set, uint64_t *ret_max_s
 
         /* Stored fds no record claims are stale: drop them from the store. */
         for (size_t i = 0; i < set->n; i++) {
-                char kind[16];
+                char kind[FDSTORE_KIND_MAX];
                 uint64_t id;
 
                 if (set->used[i] || fdstore_parse_name(set->names[i], kind, sizeof(kind), &id) < 0)

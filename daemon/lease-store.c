@@ -375,10 +375,17 @@ int fdstore_parse_name(const char *name, char *kind, size_t kind_size, uint64_t 
                 return -EINVAL;
         memcpy(kind, name, dash - name);
         kind[dash - name] = 0;
-        if (!streq(kind, "iommufd") && !streq(kind, "pidfd"))
+        if (!streq(kind, "iommufd") && !streq(kind, "pidfd") && strncmp(kind, "request.", 8) != 0)
                 return -EINVAL;
         *ret_session_id = id;
         return 0;
+}
+
+void fdstore_request_kind(char buf[static FDSTORE_KIND_MAX], const char *address) {
+        snprintf(buf, FDSTORE_KIND_MAX, "request.%s", address);
+        for (char *p = buf; *p; p++)
+                if (*p == ':')
+                        *p = '_';
 }
 
 uint64_t pid_starttime(pid_t pid) {

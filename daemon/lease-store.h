@@ -13,7 +13,8 @@
  * /run/iommufd-broker/leases/<address>, written atomically (temporary file,
  * fsync, rename, fsync of the directory). The fds that go with it (the
  * session's iommufd, the holder's pidfd) live in the service manager's fd
- * store under FDNAME=iommufd-<session> and pidfd-<session>.
+ * store under FDNAME=iommufd-<session> and pidfd-<session>, and each lease's
+ * vfio request eventfd under request.<address>-<session>.
  *
  * A record is also written before a managed rebind starts ("binding") and
  * kept after the lease ended until the driver is back ("restoring"), so a
@@ -72,7 +73,12 @@ int lease_store_load(LeaseStore *s, LeaseRecord **ret, size_t *ret_n);
 bool fdstore_available(void);
 int fdstore_push(int fd, const char *kind, uint64_t session_id);
 int fdstore_remove(const char *kind, uint64_t session_id);
-/* Parse an FDNAME of ours ("iommufd-12"); -EINVAL if not ours. */
+/* Parse an FDNAME of ours ("iommufd-12", "request.0000_03_00.0-12"); -EINVAL if not ours. */
 int fdstore_parse_name(const char *name, char *kind, size_t kind_size, uint64_t *ret_session_id);
+/* Room for any kind of ours. */
+#define FDSTORE_KIND_MAX 32
+/* The kind of a lease's request eventfd: per device, since a session may
+ * hold several ("request." and the address, ':' being no FDNAME character). */
+void fdstore_request_kind(char buf[static FDSTORE_KIND_MAX], const char *address);
 
 uint64_t pid_starttime(pid_t pid);     /* 0 if the process is gone */

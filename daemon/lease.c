@@ -86,6 +86,7 @@ void lease_end(Lease *l, const char *reason) {
         Manager *m = l->manager;
         Device *d = l->device;
         bool restore = l->managed && !reason_means_device_gone(reason) && !reason_means_device_gone(l->reason);
+        char kind[FDSTORE_KIND_MAX];
 
         /* One entry per lease, when it really ended: RELEASE if its holder
          * asked, LEASE_END for anything else. */
@@ -102,6 +103,8 @@ void lease_end(Lease *l, const char *reason) {
         manager_unlink_lease(m, l);
         log_info("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, l->session_id,
                  (unsigned) l->uid, reason);
+        fdstore_request_kind(kind, l->address);
+        (void) fdstore_remove(kind, l->session_id);
         if (!session_has_other_leases(m, l->session_id)) {
                 (void) fdstore_remove("iommufd", l->session_id);
                 (void) fdstore_remove("pidfd", l->session_id);
@@ -162,6 +165,25 @@ int lease_watch_holder(Lease *l) {
         if (l->pidfd < 0 || l->pidfd_source)
                 return 0;
         return sd_event_add_io(manager_event(l->manager), &l->pidfd_source, l->pidfd, EPOLLIN, on_holder_exit, l);
+}
+
+static int on_unplug_request(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        Lease *l = userdata;
+        uint64_t count;
+
+        /* Drain the eventfd; the count does not matter. */
+        if (read(fd, &count, sizeof(count)) < 0)
+                log_debug_errno(errno, "%s: reading the request eventfd: %m", l->address);
+        log_info("%s: the kernel asks for the device back (unplug or unbind)", l->address);
+        lease_release(l, l->revoking ? "revoked" : "unplug-requested");
+        return 0;
+}
+
+int lease_watch_request(Lease *l) {
+        if (l->request_fd < 0 || l->request_source)
+                return 0;
+        return sd_event_add_io(manager_event(l->manager), &l->request_source, l->request_fd, EPOLLIN,
+                               on_unplug_request, l);
 }
 
 /* --- is the device free? --- */
@@ -257,6 +279,14 @@ static void on_scan_done(int result, const char *output, void *userdata) {
         /* The scan decides only where the kernel gives no answer; a bound
          * lease with its context is decided in lease_check_now(). */
         if (!lease_kernel_answers(l) && strstr(output, "FREE")) {
+                lease_end(l, l->reason);
+                return;
+        }
+        /* The revoke's unbind returned: vfio-pci removed the device, which
+         * the kernel lets it do only once every fd is closed. With the cdev
+         * gone no test bind can confirm; the scan guards against a device
+         * that went some other way. */
+        if (!lease_kernel_answers(l) && l->revoke_unbound && !held_by_process) {
                 lease_end(l, l->reason);
                 return;
         }
@@ -417,6 +447,7 @@ static void lease_to_record(const Lease *l, LeaseRecord *r) {
 }
 
 int lease_persist(Lease *l) {
+        char kind[FDSTORE_KIND_MAX];
         LeaseRecord r;
         int q;
 
@@ -425,5 +456,9 @@ int lease_persist(Lease *l) {
         /* Every lease of a session shares one context, stored once. */
         (void) fdstore_push(l->iommufd, "iommufd", l->session_id);
         (void) fdstore_push(l->pidfd, "pidfd", l->session_id);
+        /* Still registered with vfio-pci while the client holds the device:
+         * kept, a restarted broker hears the kernel's request too. */
+        fdstore_request_kind(kind, l->address);
+        (void) fdstore_push(l->request_fd, kind, l->session_id);
         return q;
 }

@@ -79,6 +79,9 @@ Lease *lease_free(Lease *l);
 
 /* Start watching the holder's pidfd (on exit: releasing, "client-exited"). */
 int lease_watch_holder(Lease *l);
+/* Start watching the request eventfd vfio-pci signals when it wants the
+ * device back (unplug, unbind, revoke): releasing, "unplug-requested". */
+int lease_watch_request(Lease *l);
 
 /* leased -> releasing (no-op if already releasing); checks at once whether
  * the device is already free, so the lease may be gone on return. */

@@ -275,7 +275,7 @@ static int collect_stored_fds(StoredFds *ret) {
                 return -ENOMEM;
         for (int i = 0; i < n; i++) {
                 int fd = SD_LISTEN_FDS_START + i;
-                char kind[16];
+                char kind[FDSTORE_KIND_MAX];
                 uint64_t id;
 
                 if (!names || !names[i] || fdstore_parse_name(names[i], kind, sizeof(kind), &id) < 0)

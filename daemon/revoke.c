@@ -138,8 +138,11 @@ static void on_revoke_worker_done(int result, const char *output, void *userdata
                  * restore to us, so the two never race over the driver). */
                 if (job->managed && !d->lease)
                         manager_restore_driver(job->manager, d, job->original_driver, job->original_override);
-                else if (d->lease)
+                else if (d->lease) {
                         d->lease->revoke_unbound = true;        /* lease_end() restores */
+                        if (result >= 0)
+                                lease_check_now(d->lease);      /* the device should be free now */
+                }
                 if (d->lease || !job->managed)
                         manager_emit(job->manager, &(BrokerEvent) {
                                 .type = BROKER_EVENT_DEVICE_CHANGED, .address = d->address, .device = d });

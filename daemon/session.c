@@ -86,18 +86,6 @@ void session_destroy(Session *s) {
 
 /* --- acquire --- */
 
-static int on_unplug_request(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
-        Lease *l = userdata;
-        uint64_t count;
-
-        /* Drain the eventfd; the count does not matter. */
-        if (read(fd, &count, sizeof(count)) < 0)
-                log_debug_errno(errno, "%s: reading the request eventfd: %m", l->address);
-        log_info("%s: the kernel asks for the device back (unplug or unbind)", l->address);
-        lease_release(l, l->revoking ? "revoked" : "unplug-requested");
-        return 0;
-}
-
 /* Everything one device needs during an acquire, before it becomes a lease. */
 typedef struct Pending {
         Device *device;
@@ -390,12 +378,9 @@ static void lease_link(Lease *l, Pending *p) {
         l->original_override = TAKE_PTR(p->original_override);
         l->request_fd = TAKE_FD(p->request_fd);
         p->rebound = false;
-        if (l->request_fd >= 0) {
-                r = sd_event_add_io(manager_event(s->manager), &l->request_source, l->request_fd, EPOLLIN,
-                                    on_unplug_request, l);
-                if (r < 0)
-                        log_warning_errno(r, "%s: cannot watch unplug requests: %m", l->address);
-        }
+        r = lease_watch_request(l);
+        if (r < 0)
+                log_warning_errno(r, "%s: cannot watch unplug requests: %m", l->address);
         r = lease_watch_holder(l);
         if (r < 0)
                 log_warning_errno(r, "%s: cannot watch the holder's pidfd: %m", l->address);

@@ -134,8 +134,14 @@ static void test_store(const char *dir) {
         lease_store_free(s);
 
         printf("# fd store names\n");
-        char kind[16];
+        char kind[FDSTORE_KIND_MAX], request[FDSTORE_KIND_MAX], name[64];
         uint64_t id;
+        fdstore_request_kind(request, "0000:00:03.0");
+        CHECK_STR(request, "request.0000_00_03.0");     /* ':' separates FDNAMEs in $LISTEN_FDNAMES */
+        snprintf(name, sizeof(name), "%s-12", request);
+        CHECK(fdstore_parse_name(name, kind, sizeof(kind), &id) == 0 && streq(kind, request) && id == 12);
+        CHECK(fdstore_parse_name("request-12", kind, sizeof(kind), &id) < 0);
+        CHECK(fdstore_parse_name(name, kind, 8, &id) < 0);     /* no room: not ours */
         CHECK(fdstore_parse_name("iommufd-12", kind, sizeof(kind), &id) == 0 && streq(kind, "iommufd") && id == 12);
         CHECK(fdstore_parse_name("pidfd-7", kind, sizeof(kind), &id) == 0 && streq(kind, "pidfd") && id == 7);
         CHECK(fdstore_parse_name("varlink", kind, sizeof(kind), &id) < 0);
