@@ -379,6 +379,9 @@ static double startup_ms(size_t build, const char *tree, long *ret_rss) {
                         vl_call(fd, list_call, &buf, &size);       /* warm, as after first use */
                         close(fd);
                         free(buf);
+                        /* Idle: the broker may still be between its last write of
+                         * the reply and freeing it (on a loaded machine, for long). */
+                        usleep(200 * 1000);
                         *ret_rss = process_rss_kib(b.pid);
                 }
                 broker_stop(&b);

@@ -3,8 +3,9 @@
  * The sysfs device reader (device_read) on a fake tree built from the input:
  * a list of records {kind, length, bytes} that write attribute files
  * (vendor, class, ...), make the driver/iommu_group/iommu/physfn links,
- * group members and names, vfio cdevs and IOMMU registers, all inside a
- * private tmpfs directory (links are confined to it).
+ * group members and names, vfio cdevs and IOMMU registers, and the uevent
+ * (PCI_ID, PCI_CLASS, ...), all inside a private tmpfs directory (links are
+ * confined to it). Half the inputs name the last cdev as start-up's hint.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,12 +21,12 @@
 
 #define ADDRESS "0000:00:02.0"
 
-static char root[128], dev[256], group_dir[1024], iommu_dir[1024];
+static char root[128], dev[256], group_dir[1024], iommu_dir[1024], cdev_hint[40];
 
 enum {
         REC_VENDOR, REC_DEVICE, REC_CLASS, REC_SUBSYS_VENDOR, REC_SUBSYS_DEVICE,
         REC_DRIVER, REC_GROUP, REC_GROUP_NAME, REC_GROUP_MEMBER, REC_VFIO_CDEV,
-        REC_IOMMU, REC_IOMMU_REG, REC_PHYSFN, _REC_MAX,
+        REC_IOMMU, REC_IOMMU_REG, REC_PHYSFN, REC_UEVENT, _REC_MAX,
 };
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -45,7 +46,7 @@ static void reset_tree(void) {
         snprintf(p, sizeof(p), "%s/devices", root);
         (void) mkdir(p, 0755);
         (void) mkdir(dev, 0755);
-        group_dir[0] = iommu_dir[0] = 0;
+        group_dir[0] = iommu_dir[0] = cdev_hint[0] = 0;
 }
 
 static void write_file(const char *dir, const char *name, const uint8_t *data, size_t n) {
@@ -132,6 +133,7 @@ static void apply(unsigned kind, const uint8_t *data, size_t n) {
                 snprintf(p, sizeof(p), "%s/vfio-dev/vfio%s", dev, name);
                 make_dirs(p);
                 write_file(p, "dev", data, n);
+                snprintf(cdev_hint, sizeof(cdev_hint), "vfio%s", name);
                 break;
         case REC_IOMMU:
                 link_to("iommu", "iommus", name);
@@ -148,6 +150,9 @@ static void apply(unsigned kind, const uint8_t *data, size_t n) {
                 break;
         case REC_PHYSFN:
                 link_to("physfn", "devices", name);
+                break;
+        case REC_UEVENT:
+                write_file(dev, "uevent", data, n);
                 break;
         }
 }
@@ -173,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 apply(kind, data + i, n);
                 i += n;
         }
-        if (device_read(dev, &d) >= 0)
+        if (device_read_hinted(dev, size % 2 && cdev_hint[0] ? cdev_hint : NULL, &d) >= 0)
                 (void) device_refresh(d);
         return 0;
 }
