@@ -8,7 +8,13 @@
  *
  *   bench-broker [--short] [--baseline OLD_BROKER] --broker BROKER --tmp DIR
  *                --tree16 DIR --tree256 DIR --tree1024 DIR [--preload SO]
- *                [--only list,acquire,sessions,startup]
+ *                [--only list,acquire,sessions,startup,pairs]
+ *
+ * "pairs" (only when asked for) is the plain varlink Acquire+Release figure
+ * alone, for profiling with BENCH_BROKER_WRAP="perf stat -e instructions"
+ * or "valgrind --tool=callgrind" in front of the broker; BENCH_PAIRS=N makes
+ * it N pairs (after 20 to warm up) instead of a time, so that two runs with
+ * different N give the cost of one pair by difference.
  */
 #include <getopt.h>
 #include <sched.h>
@@ -33,6 +39,7 @@ static struct {
         size_t n_builds;
         const char *tmp, *tree16, *tree256, *tree1024, *preload;
         char bus_address[512];
+        size_t fixed_pairs;             /* $BENCH_PAIRS: that many pairs instead of a time */
         unsigned goals_met, goals_missed;
 } arg;
 
@@ -195,7 +202,7 @@ static PairResult varlink_pairs(const Broker *b) {
         do {
                 for (int i = 0; i < 10; i++, n++)
                         varlink_pair(fd, &buf, &size);
-        } while (now_sec() - t0 < seconds);
+        } while (arg.fixed_pairs ? n < arg.fixed_pairs : now_sec() - t0 < seconds);
         t0 = now_sec() - t0;
         close(fd);
         free(buf);
@@ -284,6 +291,25 @@ static void bench_acquire(void) {
         row(figure, "", mon_cpu, 1, true);
         snprintf(figure, sizeof(figure), "  CPU with %u Monitors / none", monitors);
         row(figure, "<= 1.50", mon_ratio, 2, last(mon_ratio) <= 1.50);
+}
+
+/* Only the plain varlink pairs, for a profiler (BENCH_BROKER_WRAP). */
+static void bench_pairs(void) {
+        double rate[MAX_BUILDS], cpu[MAX_BUILDS];
+
+        use_tree(arg.tree16);
+        for (size_t i = 0; i < arg.n_builds; i++) {
+                PairResult a;
+                Broker b;
+
+                start(i, false, 200, &b);
+                a = varlink_pairs(&b);
+                broker_stop(&b);
+                rate[i] = a.per_sec;
+                cpu[i] = a.cpu_us;
+        }
+        row("Acquire+Release pairs/s, varlink", ">= 8000", rate, 0, last(rate) >= 8000);
+        row("  broker CPU us/pair, varlink alone", "", cpu, 1, true);
 }
 
 /* --- concurrent sessions --- */
@@ -458,6 +484,8 @@ int main(int argc, char *argv[]) {
         pid_t bus;
 
         parse_argv(argc, argv);
+        if (getenv("BENCH_PAIRS"))
+                arg.fixed_pairs = strtoul(getenv("BENCH_PAIRS"), NULL, 10);
         /* 10,000 sessions: an fd each here and in the broker. */
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || (rl.rlim_cur = rl.rlim_max) < 10300 ||
             setrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -474,6 +502,8 @@ int main(int argc, char *argv[]) {
         }
         if (wanted("acquire"))
                 bench_acquire();
+        if (arg.only && strstr(arg.only, "pairs"))
+                bench_pairs();
         if (wanted("sessions"))
                 bench_sessions();
         if (wanted("startup"))

@@ -16,10 +16,37 @@
 
 #include "bench-lib.h"
 
+#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
 double now_sec(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* The children this process started and has not reaped: die() ends them,
+ * so that no broker or bus outlives the bench holding its output pipe. */
+static struct {
+        pid_t owner;
+        pid_t pids[8];
+} children;
+
+static void children_add(pid_t pid) {
+        if (children.owner != getpid()) {
+                children.owner = getpid();
+                memset(children.pids, 0, sizeof(children.pids));
+        }
+        for (size_t i = 0; i < ELEMENTSOF(children.pids); i++)
+                if (children.pids[i] == 0) {
+                        children.pids[i] = pid;
+                        return;
+                }
+}
+
+static void children_remove(pid_t pid) {
+        for (size_t i = 0; i < ELEMENTSOF(children.pids); i++)
+                if (children.pids[i] == pid)
+                        children.pids[i] = 0;
 }
 
 void die(const char *fmt, ...) {
@@ -30,6 +57,12 @@ void die(const char *fmt, ...) {
         vfprintf(stderr, fmt, ap);
         fputc('\n', stderr);
         va_end(ap);
+        if (children.owner == getpid())
+                for (size_t i = 0; i < ELEMENTSOF(children.pids); i++)
+                        if (children.pids[i] > 0) {
+                                kill(children.pids[i], SIGKILL);
+                                waitpid(children.pids[i], NULL, 0);
+                        }
         exit(1);
 }
 
@@ -44,11 +77,12 @@ static void sockaddr_set(struct sockaddr_un *sa, const char *path) {
 void kill_and_wait(pid_t pid) {
         if (pid <= 0)
                 return;
+        children_remove(pid);
         kill(pid, SIGTERM);
         for (int i = 0; i < 200; i++) {
                 if (waitpid(pid, NULL, WNOHANG) == pid)
                         return;
-                usleep(10000);
+                usleep(getenv("BENCH_BROKER_WRAP") ? 100000 : 10000);
         }
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -69,9 +103,61 @@ static int notify_socket(const char *path) {
         return fd;
 }
 
+/* The service manager's side of $NOTIFY_SOCKET after READY=1: keeps the fds
+ * pushed into the store by name and closes them on FDSTOREREMOVE, as
+ * systemd does, so that the broker's notifications cost what they cost
+ * under systemd (at least on the broker's side). */
+static void fd_store_run(int fd) {
+        static struct { char name[64]; int fd; } stored[4096];
+        size_t n_stored = 0;
+
+        for (;;) {
+                union {
+                        struct cmsghdr header;
+                        char buf[CMSG_SPACE(sizeof(int) * 16)];
+                } control;
+                char text[4096];
+                struct iovec iov = { .iov_base = text, .iov_len = sizeof(text) - 1 };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof(control) };
+                const char *name;
+                ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        _exit(1);
+                text[n] = 0;
+                name = strstr(text, "FDNAME=");
+                name = name ? name + 7 : "stored";
+                for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                        size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                        for (size_t i = 0; c->cmsg_type == SCM_RIGHTS && i < k; i++) {
+                                int passed;
+                                memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                                if (n_stored == ELEMENTSOF(stored)) {
+                                        close(passed);
+                                        continue;
+                                }
+                                snprintf(stored[n_stored].name, sizeof(stored[n_stored].name), "%.*s",
+                                         (int) strcspn(name, "\n"), name);
+                                stored[n_stored++].fd = passed;
+                        }
+                }
+                for (size_t i = 0, len = strcspn(name, "\n"); strstr(text, "FDSTOREREMOVE=1") && i < n_stored;) {
+                        if (strncmp(stored[i].name, name, len) == 0 && stored[i].name[len] == 0) {
+                                close(stored[i].fd);
+                                stored[i] = stored[--n_stored];
+                        } else
+                                i++;
+                }
+        }
+}
+
 static void exec_broker(const BrokerOptions *o, const char *socket_path, const char *notify_path) {
-        char log[512], policy[512], dropins[512], maxconn[32];
-        const char *argv[16];
+        char log[512], policy[512], dropins[512], maxconn[32], state[512];
+        char *wrap = NULL;
+        const char *argv[48];
         size_t n = 0;
         int fd;
 
@@ -79,6 +165,7 @@ static void exec_broker(const BrokerOptions *o, const char *socket_path, const c
         snprintf(policy, sizeof(policy), "%s/none.json", o->tmpdir);
         snprintf(dropins, sizeof(dropins), "%s/none.d", o->tmpdir);
         snprintf(maxconn, sizeof(maxconn), "%u", o->max_connections_per_uid ?: 64);
+        snprintf(state, sizeof(state), "%s/state", o->tmpdir);
         fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd >= 0) {
                 dup2(fd, 1);
@@ -87,6 +174,12 @@ static void exec_broker(const BrokerOptions *o, const char *socket_path, const c
         setenv("NOTIFY_SOCKET", notify_path, 1);
         if (o->preload)
                 setenv("LD_PRELOAD", o->preload, 1);
+        /* BENCH_BROKER_WRAP="valgrind --tool=callgrind": a profiler in front. */
+        if (getenv("BENCH_BROKER_WRAP")) {
+                wrap = strdup(getenv("BENCH_BROKER_WRAP"));
+                for (char *w = strtok(wrap, " "); w && n < 32; w = strtok(NULL, " "))
+                        argv[n++] = w;
+        }
         argv[n++] = o->binary;
         argv[n++] = "--varlink-listen";
         argv[n++] = socket_path;
@@ -101,8 +194,13 @@ static void exec_broker(const BrokerOptions *o, const char *socket_path, const c
         argv[n++] = dropins;
         argv[n++] = "--max-connections-per-uid";
         argv[n++] = maxconn;
+        /* Lease records, as the real daemon keeps them (on tmpfs here too). */
+        argv[n++] = "--state-dir";
+        argv[n++] = state;
+        if (wrap)
+                argv[n++] = "--no-seccomp";     /* valgrind makes syscalls the filter refuses */
         argv[n] = NULL;
-        execv(o->binary, (char **) argv);
+        execvp(argv[0], (char **) argv);
         _exit(127);
 }
 
@@ -123,13 +221,15 @@ void broker_start(const BrokerOptions *o, Broker *ret) {
                 die("fork: %m");
         if (ret->pid == 0)
                 exec_broker(o, ret->socket, notify_path);
+        children_add(ret->pid);
 
         p = (struct pollfd) { .fd = fd, .events = POLLIN };
         for (;;) {
                 ssize_t n;
 
-                if (poll(&p, 1, 10000) <= 0)
-                        die("%s did not report READY=1 within 10 s (see %s/broker.log)", o->binary, o->tmpdir);
+                /* A profiler in front (BENCH_BROKER_WRAP) starts slowly. */
+                if (poll(&p, 1, getenv("BENCH_BROKER_WRAP") ? 120000 : 10000) <= 0)
+                        die("%s did not report READY=1 in time (see %s/broker.log)", o->binary, o->tmpdir);
                 n = recv(fd, buf, sizeof(buf) - 1, 0);
                 if (n < 0)
                         die("recv: %m");
@@ -138,13 +238,19 @@ void broker_start(const BrokerOptions *o, Broker *ret) {
                         break;
         }
         ret->ready_sec = now_sec() - start;
+        ret->manager_pid = fork();
+        if (ret->manager_pid < 0)
+                die("fork: %m");
+        if (ret->manager_pid == 0)
+                fd_store_run(fd);
+        children_add(ret->manager_pid);
         close(fd);
-        unlink(notify_path);
 }
 
 void broker_stop(Broker *b) {
         kill_and_wait(b->pid);
-        b->pid = 0;
+        kill_and_wait(b->manager_pid);
+        b->pid = b->manager_pid = 0;
 }
 
 uint64_t process_cpu_ns(pid_t pid) {
@@ -349,6 +455,7 @@ pid_t echo_server_start(const char *path, const char *reply, size_t len) {
                 echo_serve(lfd, reply, len);
                 _exit(0);
         }
+        children_add(pid);
         close(lfd);
         return pid;
 }
@@ -395,6 +502,7 @@ pid_t monitors_start(const char *socket, unsigned n) {
                 monitors_run(socket, n, p[1]);
                 _exit(0);
         }
+        children_add(pid);
         close(p[1]);
         if (read(p[0], &c, 1) != 1)
                 die("the Monitor subscribers did not start");
@@ -429,12 +537,13 @@ pid_t dbus_daemon_start(const char *tmpdir, char *address, size_t size) {
                 snprintf(sockarg, sizeof(sockarg), "--print-address=%d", p[1]);
                 snprintf(conf, sizeof(conf), "%s/dbus-daemon.log", tmpdir);
                 close(p[0]);
-                if (!freopen(conf, "a", stderr))
+                if (!freopen(conf, "a", stderr) || dup2(fileno(stderr), 1) < 0)
                         _exit(127);
                 snprintf(conf, sizeof(conf), "%s/bus.conf", tmpdir);
                 execlp("dbus-daemon", "dbus-daemon", "--config-file", conf, "--nofork", sockarg, (char *) NULL);
                 _exit(127);
         }
+        children_add(pid);
         close(p[1]);
         n = read(p[0], address, size - 1);
         close(p[0]);

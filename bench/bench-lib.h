@@ -14,6 +14,7 @@ void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* A broker run: the binary, its sockets, and what it was started with. */
 typedef struct Broker {
         pid_t pid;
+        pid_t manager_pid;              /* the fd store's side of $NOTIFY_SOCKET */
         char socket[256];
         double ready_sec;               /* from fork to READY=1 */
 } Broker;

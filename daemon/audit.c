@@ -17,73 +17,135 @@ void audit_set_stream(FILE *f) {
         test_stream = f;
 }
 
-/* The fields of one entry, each "NAME=value", built in place. */
+/* The fields of one entry, each "NAME=value", formatted one after another
+ * into one buffer: an entry costs no allocation unless it is unusually
+ * long. Offsets, not pointers, because the buffer may move when it grows. */
 typedef struct Entry {
-        char *fields[MAX_FIELDS];
+        char *text;
+        size_t used, size;
+        size_t start[MAX_FIELDS], len[MAX_FIELDS];
         size_t n;
         bool oom;
+        char inline_text[1024];
 } Entry;
+
+static void entry_init(Entry *e) {
+        e->text = e->inline_text;
+        e->size = sizeof(e->inline_text);
+}
+
+static bool entry_grow(Entry *e, size_t need) {
+        size_t size = e->size * 2 > e->used + need ? e->size * 2 : e->used + need;
+        char *text = e->text == e->inline_text ? malloc(size) : realloc(e->text, size);
+
+        if (!text)
+                return false;
+        if (e->text == e->inline_text)
+                memcpy(text, e->inline_text, e->used);
+        e->text = text;
+        e->size = size;
+        return true;
+}
 
 _printf_(2, 3)
 static void entry_add(Entry *e, const char *fmt, ...) {
         va_list ap;
-        char *s;
+        int n;
 
         if (e->oom || e->n >= MAX_FIELDS)
                 return;
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-                e->oom = true;
-        else
-                e->fields[e->n++] = s;
-        va_end(ap);
+        for (int attempt = 0; attempt < 2; attempt++) {
+                va_start(ap, fmt);
+                n = vsnprintf(e->text + e->used, e->size - e->used, fmt, ap);
+                va_end(ap);
+                if (n < 0) {
+                        e->oom = true;
+                        return;
+                }
+                if ((size_t) n < e->size - e->used) {
+                        e->start[e->n] = e->used;
+                        e->len[e->n++] = (size_t) n;
+                        e->used += (size_t) n + 1;
+                        return;
+                }
+                if (attempt > 0 || !entry_grow(e, (size_t) n + 1)) {
+                        e->oom = true;
+                        return;
+                }
+        }
 }
 
 static void entry_done(Entry *e) {
-        for (size_t i = 0; i < e->n; i++)
-                free(e->fields[i]);
+        if (e->text != e->inline_text)
+                free(e->text);
+}
+
+static const char *entry_field(const Entry *e, size_t i) {
+        return e->text + e->start[i];
 }
 
 /* Under systemd our stderr is the journal; outside it there may be none. */
 static bool use_journal(void) {
-        return !test_stream && getenv("JOURNAL_STREAM");
+        static int journal = -1;
+
+        if (journal < 0)
+                journal = !!getenv("JOURNAL_STREAM");
+        return !test_stream && journal;
 }
 
-static void format_line(FILE *f, Entry *e) {
+/* "AUDIT NAME=value ...: message", one line: the loader's error lines
+ * become "; "-separated. */
+static size_t format_line(const Entry *e, char *line, size_t size) {
         const char *message = "";
+        size_t n = 0;
 
-        fputs("AUDIT", f);
+#define PUT(c) do { if (n + 1 < size) line[n] = (c); n++; } while (0)
+        for (const char *p = "AUDIT"; *p; p++)
+                PUT(*p);
         for (size_t i = 0; i < e->n; i++) {
-                if (strncmp(e->fields[i], "MESSAGE=", 8) == 0)
-                        message = e->fields[i] + 8;
-                else if (strncmp(e->fields[i], "PRIORITY=", 9) != 0)
-                        fprintf(f, " %s", e->fields[i]);
+                const char *f = entry_field(e, i);
+
+                if (strncmp(f, "MESSAGE=", 8) == 0)
+                        message = f + 8;
+                else if (strncmp(f, "PRIORITY=", 9) != 0) {
+                        PUT(' ');
+                        for (const char *p = f; *p; p++)
+                                PUT(*p);
+                }
         }
-        /* One line per entry: the loader's error lines become "; "-separated. */
-        fputs(": ", f);
+        PUT(':');
+        PUT(' ');
         for (const char *p = message; *p; p++)
                 if (*p != '\n')
-                        fputc(*p, f);
-                else if (p[1])
-                        fputs("; ", f);
-        fputc('\n', f);
+                        PUT(*p);
+                else if (p[1]) {
+                        PUT(';');
+                        PUT(' ');
+                }
+        PUT('\n');
+#undef PUT
+        if (size > 0)
+                line[n < size ? n : size - 1] = 0;
+        return n;
 }
 
 /* One write per entry: stderr is unbuffered, and a character at a time
- * costs a system call each (160 per lease in the fast-path bench). */
-static void write_line(FILE *f, Entry *e) {
-        _cleanup_free_ char *line = NULL;
-        size_t size = 0;
-        FILE *m = open_memstream(&line, &size);
+ * costs a system call each. */
+static void write_line(FILE *f, const Entry *e) {
+        char stack[2048];
+        _cleanup_free_ char *heap = NULL;
+        char *line = stack;
+        size_t n = format_line(e, stack, sizeof(stack));
 
-        if (!m) {
-                format_line(f, e);
-                fflush(f);
-                return;
+        if (n >= sizeof(stack)) {
+                heap = malloc(n + 1);
+                if (heap) {
+                        line = heap;
+                        (void) format_line(e, heap, n + 1);
+                } else
+                        n = sizeof(stack) - 1;  /* cut short rather than lost */
         }
-        format_line(m, e);
-        if (fclose(m) == 0 && line)
-                fwrite(line, 1, size, f);
+        fwrite(line, 1, n, f);
         fflush(f);
 }
 
@@ -96,7 +158,7 @@ static void entry_send(Entry *e) {
         }
         if (use_journal()) {
                 for (size_t i = 0; i < e->n; i++)
-                        iov[i] = (struct iovec) { .iov_base = e->fields[i], .iov_len = strlen(e->fields[i]) };
+                        iov[i] = (struct iovec) { .iov_base = e->text + e->start[i], .iov_len = e->len[i] };
                 if (sd_journal_sendv(iov, (int) e->n) >= 0)
                         return;
         }
@@ -119,6 +181,7 @@ static void audit_lease(const char *message_id, const AuditLease *l, const char 
                         const char *message) {
         Entry e = {};
 
+        entry_init(&e);
         entry_add(&e, "MESSAGE_ID=%s", message_id);
         entry_add(&e, "PRIORITY=%d", LOG_NOTICE);
         entry_add(&e, "MESSAGE=%s", message);
@@ -167,6 +230,7 @@ void audit_revoke(const AuditLease *l, uid_t by_uid, const char *reason) {
 void audit_policy_reload(int result, size_t n_rules, const char *errors) {
         Entry e = {};
 
+        entry_init(&e);
         entry_add(&e, "MESSAGE_ID=%s", AUDIT_MESSAGE_POLICY_RELOAD);
         entry_add(&e, "PRIORITY=%d", result < 0 ? LOG_ERR : LOG_NOTICE);
         if (result < 0)

@@ -14,6 +14,7 @@ typedef struct IommuHwInfo {
         bool valid;
         uint32_t type;          /* enum iommu_hw_info_type */
         uint64_t capabilities;  /* IOMMU_HW_CAP_* */
+        bool from_kernel;       /* IOMMU_GET_HW_INFO's answer, not sysfs's guess: final */
 } IommuHwInfo;
 
 /*

@@ -23,8 +23,10 @@
  *     dev_id whose bound file is still open, and -ENOENT once it closed,
  *     as the kernel drops the device object from the iommufd on unbind.
  *   - file_is_device() recognises the memfd by its name in /proc/<pid>/fd
- *     and by its size, which is the pid of the process that made it (so
- *     that parallel test daemons never see each other's devices).
+ *     and by its size, which is 4096 times the pid of the process that made
+ *     it (so that parallel test daemons never see each other's devices).
+ *   - Each memfd starts with "iommufd-broker-fake:<name>" and a NUL: how the
+ *     fake tells its files (and which device) from an fd.
  *
  * Configured only by environment variables, read once at first use:
  *
@@ -52,7 +54,6 @@
 #include "log.h"
 #include "uapi.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
 
 #define FAKE_IOMMUFD_NAME "fake-iommufd"
 #define FAKE_VFIO_PREFIX  "fake-vfio-"
@@ -115,32 +116,54 @@ static pid_t fake_owner(void) {
         return owner;
 }
 
+/* Pages, so that the tag at the start always fits. */
+static off_t fake_device_size(void) {
+        return (off_t) fake_owner() * 4096;
+}
+
 static uint32_t fake_new_id(void) {
         fake_load();
         return fake.next_id++;
 }
 
+/* Each memfd starts with FAKE_TAG and its name, NUL-terminated: pread() is
+ * one cheap system call, readlink() of /proc/self/fd/N a path walk through
+ * procfs that cost more than the rest of an Acquire. */
+#define FAKE_TAG "iommufd-broker-fake:"
+
+static int fake_memfd(const char *name) {
+        char tag[96];
+        int fd, n;
+
+        n = snprintf(tag, sizeof(tag), FAKE_TAG "%s", name);
+        if (n < 0 || (size_t) n >= sizeof(tag))
+                return -EINVAL;
+        fd = memfd_create(name, MFD_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (pwrite(fd, tag, (size_t) n + 1, 0) != n + 1) {
+                int r = errno ? -errno : -EIO;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
 /* The memfd name behind fd ("fake-vfio-0000:03:00.0"), or -ENOTTY if fd is
  * not one of ours: the kernel answers a foreign file's ioctl that way. */
 static int fake_fd_name(int fd, char *buf, size_t size) {
-        char link[64], target[PATH_MAX];
-        const char *prefix = "/memfd:";
-        char *end;
+        char tag[96];
         ssize_t n;
 
         if (fd < 0)
                 return -EBADF;
-        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-        n = readlink(link, target, sizeof(target) - 1);
+        n = pread(fd, tag, sizeof(tag) - 1, 0);
         if (n < 0)
-                return errno == ENOENT ? -EBADF : -errno;
-        target[n] = 0;
-        if (strncmp(target, prefix, strlen(prefix)) != 0)
-                return -ENOTTY;
-        end = strstr(target, " (deleted)");
-        if (end)
-                *end = 0;
-        if ((size_t) snprintf(buf, size, "%s", target + strlen(prefix)) >= size)
+                return errno == EBADF ? -EBADF : -ENOTTY;
+        tag[n] = 0;
+        if (strncmp(tag, FAKE_TAG, strlen(FAKE_TAG)) != 0 || strlen(tag) == (size_t) n)
+                return -ENOTTY;         /* not ours, or no NUL: not a whole tag */
+        if ((size_t) snprintf(buf, size, "%s", tag + strlen(FAKE_TAG)) >= size)
                 return -ENOTTY;
         return 0;
 }
@@ -170,27 +193,66 @@ static int fake_check_iommufd(int fd) {
         return r;
 }
 
-/* Whether some open file description still holds our OFD lock on the inode. */
-static bool inode_is_locked(dev_t st_dev, ino_t st_ino) {
-        _cleanup_(fclosep) FILE *f = fopen("/proc/locks", "re");
-        char line[256];
+/* Parse one "/proc/locks" line: "1: OFDLCK ADVISORY  WRITE -1 00:01:1234 0 0".
+ * True for an OFD lock (not a "->" waiter) on the inode. */
+static bool locks_line_matches(const char *line, const char *end, dev_t st_dev, ino_t st_ino) {
+        const char *p = line, *field[6];
+        size_t n = 0;
+        unsigned long long maj, min, ino;
+        char *e;
 
-        if (!f)
-                return true;    /* cannot tell: err on the side of "bound" */
-        while (fgets(line, sizeof(line), f)) {
-                char kind[16];
-                unsigned maj, min;
-                unsigned long ino;
-
-                /* "1: OFDLCK ADVISORY  WRITE -1 00:01:1234 0 0"; skip "->" waiters. */
-                if (strstr(line, "->"))
-                        continue;
-                if (sscanf(line, "%*d: %15s %*s %*s %*d %x:%x:%lu", kind, &maj, &min, &ino) != 4)
-                        continue;
-                if (streq(kind, "OFDLCK") && maj == major(st_dev) && min == minor(st_dev) && ino == st_ino)
-                        return true;
+        /* The first six space-separated fields; a waiter's second is "->". */
+        while (p < end && n < ELEMENTSOF(field)) {
+                while (p < end && *p == ' ')
+                        p++;
+                field[n++] = p;
+                while (p < end && *p != ' ')
+                        p++;
         }
-        return false;
+        if (n < 6 || strncmp(field[1], "OFDLCK ", 7) != 0)
+                return false;
+        maj = strtoull(field[5], &e, 16);
+        if (*e != ':')
+                return false;
+        min = strtoull(e + 1, &e, 16);
+        if (*e != ':')
+                return false;
+        ino = strtoull(e + 1, &e, 10);
+        return maj == major(st_dev) && min == minor(st_dev) && ino == st_ino;
+}
+
+/* Whether some open file description still holds our OFD lock on the
+ * inode. Read and parsed by hand: fopen() and sscanf() cost more than the
+ * rest of an Acquire. */
+static bool inode_is_locked(dev_t st_dev, ino_t st_ino) {
+        _cleanup_close_ int fd = open("/proc/locks", O_RDONLY | O_CLOEXEC);
+        char buf[16384];
+        size_t len = 0;
+        ssize_t n;
+
+        if (fd < 0)
+                return true;    /* cannot tell: err on the side of "bound" */
+        for (;;) {
+                const char *line = buf, *nl;
+
+                n = read(fd, buf + len, sizeof(buf) - 1 - len);
+                if (n < 0)
+                        return true;
+                len += (size_t) n;
+                buf[len] = 0;
+                while ((nl = memchr(line, '\n', buf + len - line))) {
+                        if (locks_line_matches(line, nl, st_dev, st_ino))
+                                return true;
+                        line = nl + 1;
+                }
+                if (n == 0)
+                        return false;
+                /* Keep the partial last line for the next read. */
+                len = (size_t) (buf + len - line);
+                memmove(buf, line, len);
+                if (len == sizeof(buf) - 1)
+                        len = 0;        /* a line this long is not a lock */
+        }
 }
 
 static void fake_drop_stale_bindings(void) {
@@ -209,20 +271,23 @@ static FakeBinding *fake_find_binding(const char *address) {
         return NULL;
 }
 
-/* Whether the device is bound through a file that is still open somewhere. */
+/* Whether the device is bound through a file that is still open somewhere.
+ * /proc/locks is read only when there is a binding to ask about. */
 static bool fake_device_is_bound(const char *address) {
+        if (!fake_find_binding(address))
+                return false;
         fake_drop_stale_bindings();
         return fake_find_binding(address) != NULL;
 }
 
-/* Whether fd is the very file the device was bound through. */
+/* Whether fd is the very file the device was bound through. Being open
+ * here, that file still holds its lock: no need to ask /proc/locks. */
 static bool fake_fd_is_bound(int fd, const char *address) {
-        FakeBinding *b;
+        FakeBinding *b = fake_find_binding(address);
         struct stat st;
 
-        if (!fake_device_is_bound(address) || fstat(fd, &st) < 0)
+        if (!b || fstat(fd, &st) < 0)
                 return false;
-        b = fake_find_binding(address);
         return b->st_dev == st.st_dev && b->st_ino == st.st_ino;
 }
 
@@ -232,13 +297,9 @@ static const char *fake_unsupported_reason(void) {
 }
 
 static int fake_open_iommufd(MemlockAccounting accounting) {
-        int fd;
-
         fake_load();
         /* The name tells tests which accounting the context got. */
-        fd = memfd_create(accounting == MEMLOCK_ACCOUNTING_USER ? FAKE_IOMMUFD_NAME "-user" : FAKE_IOMMUFD_NAME,
-                          MFD_CLOEXEC);
-        return fd >= 0 ? fd : -errno;
+        return fake_memfd(accounting == MEMLOCK_ACCOUNTING_USER ? FAKE_IOMMUFD_NAME "-user" : FAKE_IOMMUFD_NAME);
 }
 
 static int fake_open_device(const Device *d) {
@@ -255,13 +316,13 @@ static int fake_open_device(const Device *d) {
                 return log_debug_errno(ENXIO, "%s: char device %u:%u now belongs to another device",
                                        d->address, major(d->vfio_devnum), minor(d->vfio_devnum));
         snprintf(name, sizeof(name), FAKE_VFIO_PREFIX "%s", d->address);
-        fd = memfd_create(name, MFD_CLOEXEC);
+        fd = fake_memfd(name);
         if (fd < 0)
-                return -errno;
+                return fd;
         /* The size says which fake kernel made it: parallel test daemons
          * hand out memfds of the same names, and a /proc scan must find
          * only its own. Sparse: costs nothing. */
-        if (ftruncate(fd, fake_owner()) < 0) {
+        if (ftruncate(fd, fake_device_size()) < 0) {
                 int r = -errno;
                 close(fd);
                 return r;
@@ -288,6 +349,8 @@ static int fake_bind(int device_fd, int iommufd, uint32_t *ret_dev_id) {
                 return -EINVAL;
         if (fake_device_is_bound(address))
                 return -EINVAL; /* this or another open file of the device is bound */
+        if (fake.n_bindings >= FAKE_MAX_BINDINGS)
+                fake_drop_stale_bindings();
         if (fake.n_bindings >= FAKE_MAX_BINDINGS)
                 return -ENOSPC;
 
@@ -346,17 +409,23 @@ static int fake_detach(int device_fd) {
         return fake_require_bound(device_fd);
 }
 
+static bool fake_has_dev_id(uint32_t dev_id) {
+        for (size_t i = 0; i < fake.n_bindings; i++)
+                if (fake.bindings[i].dev_id == dev_id)
+                        return true;
+        return false;
+}
+
 static int fake_hw_info(int iommufd, uint32_t dev_id, IommuHwInfo *ret) {
         int r;
 
         r = fake_check_iommufd(iommufd);
         if (r < 0)
                 return r;
-        fake_drop_stale_bindings();
-        bool found = false;
-        for (size_t i = 0; i < fake.n_bindings; i++)
-                found = found || fake.bindings[i].dev_id == dev_id;
-        if (!found)
+        /* /proc/locks only when there is a binding to ask about. */
+        if (fake_has_dev_id(dev_id))
+                fake_drop_stale_bindings();
+        if (!fake_has_dev_id(dev_id))
                 return -ENOENT; /* never bound, or every fd of it closed */
         *ret = (IommuHwInfo) {
                 .valid = true,
@@ -377,7 +446,7 @@ static bool fake_file_is_device(const struct stat *st, const char *link_target, 
         char want[64];
 
         snprintf(want, sizeof(want), "/memfd:" FAKE_VFIO_PREFIX "%s", address);
-        return st->st_size == fake_owner() && strncmp(link_target, want, strlen(want)) == 0 &&
+        return st->st_size == fake_device_size() && strncmp(link_target, want, strlen(want)) == 0 &&
                (link_target[strlen(want)] == 0 || link_target[strlen(want)] == ' ');
 }
 

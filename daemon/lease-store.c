@@ -52,20 +52,35 @@ static bool value_is_safe(const char *v) {
         return true;
 }
 
-int lease_record_format(const LeaseRecord *r, FILE *f) {
+/* Into buf; the length, or -EINVAL for an unsafe value, -E2BIG if it does
+ * not fit (the fields are bounded: it always fits RECORD_MAX_SIZE). */
+static int record_format(const LeaseRecord *r, char *buf, size_t size) {
         const char *strings[] = { r->address, r->reason, r->mode, r->unit, r->rule, r->original_driver,
                                   r->original_override };
+        int n;
 
         for (size_t i = 0; i < ELEMENTSOF(strings); i++)
                 if (!value_is_safe(strings[i]))
                         return -EINVAL;
-        fprintf(f, RECORD_VERSION_LINE "\n"
+        n = snprintf(buf, size, RECORD_VERSION_LINE "\n"
                    "ADDRESS=%s\nSTATE=%s\nREASON=%s\nMODE=%s\nDEV_ID=%" PRIu32 "\nHWPT_ID=%" PRIu32 "\n"
                    "DEVNUM=%u:%u\nSESSION=%" PRIu64 "\nUID=%u\nPID=%d\nPID_STARTTIME=%" PRIu64 "\nUNIT=%s\nRULE=%s\n"
                    "MANAGED=%d\nORIGINAL_DRIVER=%s\nORIGINAL_OVERRIDE=%s\n" RECORD_END_LINE "\n",
                 r->address, record_state_to_string(r->state), r->reason, r->mode, r->dev_id, r->hwpt_id,
                 r->devnum_major, r->devnum_minor, r->session_id, (unsigned) r->uid, (int) r->pid,
                 r->pid_starttime, r->unit, r->rule, r->managed, r->original_driver, r->original_override);
+        if (n < 0)
+                return -EINVAL;
+        return (size_t) n < size ? n : -E2BIG;
+}
+
+int lease_record_format(const LeaseRecord *r, FILE *f) {
+        char buf[RECORD_MAX_SIZE];
+        int n = record_format(r, buf, sizeof(buf));
+
+        if (n < 0)
+                return n;
+        fwrite(buf, 1, (size_t) n, f);
         return ferror(f) ? -EIO : 0;
 }
 
@@ -213,23 +228,18 @@ static bool record_name_is_valid(const char *name) {
 }
 
 int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
-        _cleanup_free_ char *text = NULL;
-        char tmp[64];
-        size_t size = 0;
-        FILE *f;
+        char text[RECORD_MAX_SIZE], tmp[64];
+        size_t size;
         int fd, q;
 
         if (!s)
                 return 0;
         if (!record_name_is_valid(r->address))
                 return -EINVAL;
-        f = open_memstream(&text, &size);
-        if (!f)
-                return -ENOMEM;
-        q = lease_record_format(r, f);
-        fclose(f);
+        q = record_format(r, text, sizeof(text));
         if (q < 0)
                 return q;
+        size = (size_t) q;
 
         snprintf(tmp, sizeof(tmp), ".%s.tmp", r->address);
         fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -330,64 +340,6 @@ int lease_store_load(LeaseStore *s, LeaseRecord **ret, size_t *ret_n) {
         return 0;
 }
 
-/* --- the service manager's fd store --- */
-
-bool fdstore_available(void) {
-        const char *e = getenv("NOTIFY_SOCKET");
-        return e && *e;
-}
-
-static void fdstore_name(char *buf, size_t size, const char *kind, uint64_t session_id) {
-        snprintf(buf, size, "%s-%" PRIu64, kind, session_id);
-}
-
-int fdstore_push(int fd, const char *kind, uint64_t session_id) {
-        char name[64], msg[128];
-        int r;
-
-        if (!fdstore_available() || fd < 0)
-                return 0;
-        fdstore_name(name, sizeof(name), kind, session_id);
-        /* FDPOLL=0: a pidfd turns readable when its process exits and must
-         * not be dropped from the store for it. */
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
-        r = sd_pid_notify_with_fds(0, false, msg, &fd, 1);
-        if (r < 0)
-                return log_warning_errno(r, "Cannot put %s into the fd store: %m", name);
-        return 0;
-}
-
-int fdstore_remove(const char *kind, uint64_t session_id) {
-        char name[64], msg[128];
-
-        if (!fdstore_available())
-                return 0;
-        fdstore_name(name, sizeof(name), kind, session_id);
-        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
-        return sd_notify(false, msg);
-}
-
-int fdstore_parse_name(const char *name, char *kind, size_t kind_size, uint64_t *ret_session_id) {
-        const char *dash = name ? strrchr(name, '-') : NULL;
-        uint64_t id;
-
-        if (!dash || (size_t) (dash - name) >= kind_size || parse_u64(dash + 1, UINT64_MAX, &id) < 0)
-                return -EINVAL;
-        memcpy(kind, name, dash - name);
-        kind[dash - name] = 0;
-        if (!streq(kind, "iommufd") && !streq(kind, "pidfd") && strncmp(kind, "request.", 8) != 0)
-                return -EINVAL;
-        *ret_session_id = id;
-        return 0;
-}
-
-void fdstore_request_kind(char buf[static FDSTORE_KIND_MAX], const char *address) {
-        snprintf(buf, FDSTORE_KIND_MAX, "request.%s", address);
-        for (char *p = buf; *p; p++)
-                if (*p == ':')
-                        *p = '_';
-}
-
 uint64_t pid_starttime(pid_t pid) {
         char path[64], buf[1024];
         unsigned long long start = 0;
@@ -404,10 +356,14 @@ uint64_t pid_starttime(pid_t pid) {
         if (n <= 0)
                 return 0;
         buf[n] = 0;
-        /* comm may contain anything: fields start after its last ')'. */
+        /* comm may contain anything: fields start after its last ')', with
+         * field 3 (state); the start time is field 22. Counted by hand:
+         * sscanf() costs more than the rest of a lease record. */
         p = strrchr(buf, ')');
-        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-                         &start) != 1)
+        for (int field = 2; p && field <= 21; field++)
+                p = strchr(p + 1, ' ');
+        if (!p || p[1] < '0' || p[1] > '9')
                 return 0;
+        start = strtoull(p + 1, NULL, 10);
         return start;
 }

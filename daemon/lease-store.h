@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "fdstore.h"
 #include "util.h"
 
 /*
@@ -68,17 +69,5 @@ int lease_store_remove(LeaseStore *s, const char *address);
 /* Every valid record; torn, partial or misnamed ones are logged and removed,
  * leftover temporary files too. */
 int lease_store_load(LeaseStore *s, LeaseRecord **ret, size_t *ret_n);
-
-/* The service manager's fd store (no-ops without $NOTIFY_SOCKET). */
-bool fdstore_available(void);
-int fdstore_push(int fd, const char *kind, uint64_t session_id);
-int fdstore_remove(const char *kind, uint64_t session_id);
-/* Parse an FDNAME of ours ("iommufd-12", "request.0000_03_00.0-12"); -EINVAL if not ours. */
-int fdstore_parse_name(const char *name, char *kind, size_t kind_size, uint64_t *ret_session_id);
-/* Room for any kind of ours. */
-#define FDSTORE_KIND_MAX 32
-/* The kind of a lease's request eventfd: per device, since a session may
- * hold several ("request." and the address, ':' being no FDNAME character). */
-void fdstore_request_kind(char buf[static FDSTORE_KIND_MAX], const char *address);
 
 uint64_t pid_starttime(pid_t pid);     /* 0 if the process is gone */

@@ -101,8 +101,9 @@ void lease_end(Lease *l, const char *reason) {
         if (l->revoking && !l->revoke_unbound)
                 restore = false;
         manager_unlink_lease(m, l);
-        log_info("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, l->session_id,
-                 (unsigned) l->uid, reason);
+        /* The audit entry above says the same, at notice level. */
+        log_debug("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, l->session_id,
+                  (unsigned) l->uid, reason);
         fdstore_request_kind(kind, l->address);
         (void) fdstore_remove(kind, l->session_id);
         if (!session_has_other_leases(m, l->session_id)) {
@@ -397,6 +398,8 @@ static void schedule_check(Lease *l) {
 }
 
 void lease_release(Lease *l, const char *reason) {
+        bool free_now;
+
         if (l->state == LEASE_STATE_RELEASING)
                 return;
         if (l->session)
@@ -404,9 +407,14 @@ void lease_release(Lease *l, const char *reason) {
         l->state = LEASE_STATE_RELEASING;
         (void) free_and_strdup(&l->reason, reason);
         l->pidfd_source = sd_event_source_disable_unref(l->pidfd_source);
-        log_info("%s: lease of session %" PRIu64 " (uid %u) is releasing: %s", l->address, l->session_id,
-                 (unsigned) l->uid, reason);
-        (void) lease_persist(l);
+        /* Usually the holder closed its fds before it released: the lease
+         * ends below, before anything else runs, and a "releasing" record
+         * for that moment would be written only to be removed. */
+        free_now = lease_kernel_answers(l) && bound_device_exists(l) == 0;
+        log_internal(free_now ? LOG_DEBUG : LOG_INFO, "%s: lease of session %" PRIu64 " (uid %u) is releasing: %s",
+                 l->address, l->session_id, (unsigned) l->uid, reason);
+        if (!free_now)
+                (void) lease_persist(l);
         /* The holder learns it here too: for a bound lease the broker, not
          * the client, gets vfio-pci's request to let go. */
         manager_emit(l->manager, &(BrokerEvent) {
@@ -419,12 +427,18 @@ void lease_release(Lease *l, const char *reason) {
         });
         manager_emit(l->manager, &(BrokerEvent) {
                 .type = BROKER_EVENT_DEVICE_CHANGED, .address = l->address, .device = l->device });
-        lease_check_now(l);
+        if (free_now)
+                lease_end(l, l->reason);
+        else
+                lease_check_now(l);
 }
 
 /* --- persistence --- */
 
-static void lease_to_record(const Lease *l, LeaseRecord *r) {
+static void lease_to_record(Lease *l, LeaseRecord *r) {
+        /* Read once: the holder's start time does not change. */
+        if (l->pid_starttime == 0)
+                l->pid_starttime = pid_starttime(l->pid);
         *r = (LeaseRecord) {
                 .state = l->state == LEASE_STATE_LEASED ? RECORD_LEASED : RECORD_RELEASING,
                 .dev_id = l->dev_id,
@@ -434,7 +448,7 @@ static void lease_to_record(const Lease *l, LeaseRecord *r) {
                 .session_id = l->session_id,
                 .uid = l->uid,
                 .pid = l->pid,
-                .pid_starttime = pid_starttime(l->pid),
+                .pid_starttime = l->pid_starttime,
                 .managed = l->managed,
         };
         snprintf(r->address, sizeof(r->address), "%s", l->address);

@@ -43,6 +43,7 @@ struct Lease {
         uint64_t session_id;
         uid_t uid;
         pid_t pid;
+        uint64_t pid_starttime;         /* 0: not read yet */
         char *unit;
         int pidfd;                      /* the holder's, -EBADF if none */
         sd_event_source *pidfd_source;

@@ -120,7 +120,11 @@ void manager_emit(Manager *m, const BrokerEvent *event) {
 
         /* Every change of what a device looks like comes through here, before
          * anyone serializes the device again. */
-        invalidate_address(m, event->address);
+        if (event->device)
+                /* The manager's own device: no need to look it up again. */
+                invalidate_device_and_group(m, (Device *) event->device);
+        else
+                invalidate_address(m, event->address);
 
         /* A handler may unsubscribe itself (its connection died while sending). */
         for (Subscription *s = m->subscriptions; s; s = next) {

@@ -305,11 +305,14 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, d->address,
                                         "%s: VFIO_DEVICE_BIND_IOMMUFD failed: %s", d->address, strerror(-r));
         /* sysfs gave the IOMMU's kind before anyone acquired it; now that the
-         * client's bind allows it, the kernel's own answer replaces it. */
-        {
+         * client's bind allows it, the kernel's own answer replaces it, once:
+         * the IOMMU behind a device does not change. */
+        if (!d->hw_info.from_kernel) {
                 IommuHwInfo info;
-                if (k->hw_info(s->iommufd, p->dev_id, &info) >= 0 && info.valid)
+                if (k->hw_info(s->iommufd, p->dev_id, &info) >= 0 && info.valid) {
                         d->hw_info = info;
+                        d->hw_info.from_kernel = true;
+                }
         }
 
         /* Learn of hot unplug while the client holds the device. Not fatal:
@@ -542,8 +545,9 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
 
                 AuditLease record = lease_audit_record(d->lease);
 
-                log_info("%s: leased to session %" PRIu64 " (uid %u, pid %d) in %s mode", d->address, s->id,
-                         (unsigned) s->principal->uid, (int) s->principal->pid, acquire_mode_to_string(req->mode));
+                /* The audit entry says the same, at notice level. */
+                log_debug("%s: leased to session %" PRIu64 " (uid %u, pid %d) in %s mode", d->address, s->id,
+                          (unsigned) s->principal->uid, (int) s->principal->pid, acquire_mode_to_string(req->mode));
                 audit_grant(&record);
                 manager_emit(s->manager, &(BrokerEvent) {
                         .type = BROKER_EVENT_LEASE_ACQUIRED,

@@ -90,6 +90,29 @@ static void test_policy_reload(void) {
                    (const char *const[]) { " RESULT=failed", "a.json: rule 1: bad; b.json: rule 2: worse", NULL });
 }
 
+/* Entries longer than the inline buffers: nothing is cut. */
+static void test_long_entry(void) {
+        char rule[5000], errors[6000], want[6000];
+        AuditLease l = lease;
+
+        memset(rule, 'r', sizeof(rule) - 1);
+        rule[sizeof(rule) - 1] = 0;
+        l.rule = rule;
+        capture();
+        audit_grant(&l);
+        snprintf(want, sizeof(want), " RULE=%s MANAGED=yes: ", rule);
+        check_line(captured(), AUDIT_MESSAGE_GRANT, (const char *const[]) { " DEVICE=0000:03:00.0", want, NULL });
+
+        for (size_t i = 0; i + 1 < sizeof(errors); i++)
+                errors[i] = i % 100 == 99 ? '\n' : 'e';
+        errors[sizeof(errors) - 1] = 0;
+        capture();
+        audit_policy_reload(-EINVAL, 0, errors);
+        CHECK_INT(strlen(captured()), strlen("AUDIT MESSAGE_ID=") + 32 + strlen(" RESULT=failed: ") +
+                                              strlen("policy reload failed, keeping the previous policy: ") +
+                                              59 * 101 + 99 + 1);
+}
+
 static void test_ids_distinct(void) {
         const char *ids[] = { AUDIT_MESSAGE_GRANT, AUDIT_MESSAGE_RELEASE, AUDIT_MESSAGE_REVOKE,
                               AUDIT_MESSAGE_LEASE_END, AUDIT_MESSAGE_POLICY_RELOAD };
@@ -105,6 +128,7 @@ static void test_ids_distinct(void) {
 int main(void) {
         test_lease_entries();
         test_policy_reload();
+        test_long_entry();
         test_ids_distinct();
         free(buf);
         return test_result();

@@ -105,12 +105,33 @@ int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, s
 }
 
 int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len, const int *fds, size_t n_fds) {
+        size_t done = 0;
         Output *o;
         int r;
 
         if (c->dead || c->close_after_flush) {
                 free(data);
                 return -ENOTCONN;
+        }
+        /* Nothing queued: write at once with the caller's fds (the kernel
+         * takes its own references) and queue only what the socket left. */
+        if (!c->out_head) {
+                ssize_t n = varlink_wire_write(c->fd, data, len, fds, n_fds);
+
+                if (n < 0 && n != -EAGAIN) {
+                        free(data);
+                        log_debug_errno((int) n, "varlink: write to peer uid %u failed: %m", (unsigned) c->uid);
+                        connection_kill(c);
+                        return (int) n;
+                }
+                if (n == (ssize_t) len) {
+                        free(data);
+                        return 0;
+                }
+                if (n > 0) {
+                        done = (size_t) n;
+                        n_fds = 0;      /* they went with the first byte */
+                }
         }
         o = calloc(1, sizeof(*o));
         if (!o) {
@@ -119,6 +140,7 @@ int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len
         }
         o->data = data;
         o->len = len;
+        o->done = done;
         if (n_fds > 0) {
                 o->fds = calloc(n_fds, sizeof(int));
                 if (!o->fds) {
@@ -136,7 +158,7 @@ int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len
                 }
         }
 
-        if (connection_over_output_cap(c, o->len)) {
+        if (connection_over_output_cap(c, o->len - o->done)) {
                 log_warning("varlink: peer uid %u does not read its replies (%zu bytes queued, %zu for the uid), "
                             "disconnecting.", (unsigned) c->uid, c->out_bytes, c->quota ? c->quota->out_bytes : 0);
                 output_free(o);
@@ -149,7 +171,7 @@ int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len
         else
                 c->out_head = o;
         c->out_tail = o;
-        connection_account_output(c, o->len, 0);
+        connection_account_output(c, o->len - o->done, 0);
 
         r = connection_flush(c);
         if (r < 0) {
