@@ -64,15 +64,21 @@ static void use_tree(const char *tree) {
         mounted = true;
 }
 
-static void start(size_t build, bool dbus, unsigned max_conn, Broker *b) {
+/* max_conn: per uid (0: 64); max_all: all uids (0: the broker's default). */
+static void start_with(size_t build, bool dbus, unsigned max_conn, unsigned max_all, Broker *b) {
         BrokerOptions o = {
                 .binary = arg.builds[build],
                 .tmpdir = arg.tmp,
                 .bus_address = dbus ? arg.bus_address : NULL,
                 .preload = arg.preload,
                 .max_connections_per_uid = max_conn ?: 64,
+                .max_connections = max_all,
         };
         broker_start(&o, b);
+}
+
+static void start(size_t build, bool dbus, unsigned max_conn, Broker *b) {
+        start_with(build, dbus, max_conn, 0, b);
 }
 
 /* --- printing --- */
@@ -316,8 +322,24 @@ static void bench_pairs(void) {
 
 static const char info_call[] = "{\"method\":\"org.varlink.service.GetInfo\"}";
 
+/* How many sessions the broker can hold: a socket and a pidfd each, under
+ * the hard fd limit it inherits from here, less its own reserve of 256
+ * (--max-connections asks for exactly that much, see sandbox.c). */
+static unsigned sessions_that_fit(unsigned want) {
+        struct rlimit rl;
+        unsigned fit;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max == RLIM_INFINITY)
+                return want;
+        fit = rl.rlim_max > 512 + 64 ? (unsigned) ((rl.rlim_max - 256) / 2) - 32 : 64;
+        if (fit < want)
+                printf("  (the hard fd limit %llu leaves room for %u sessions, 2 fds each: %u need %u)\n",
+                       (unsigned long long) rl.rlim_max, fit, want, 2 * want + 256 + 64);
+        return fit < want ? fit : want;
+}
+
 static void bench_sessions(void) {
-        unsigned n = arg.short_mode ? 1000 : 10000, tenth;
+        unsigned want = arg.short_mode ? 1000 : 10000, n = sessions_that_fit(want), tenth;
         double linear[MAX_BUILDS], rss_per[MAX_BUILDS], total[MAX_BUILDS];
         char figure[96];
 
@@ -331,7 +353,10 @@ static void bench_sessions(void) {
                 long rss0;
                 Broker b;
 
-                start(i, false, n + 100, &b);
+                /* Root's: the global cap is the one that binds (--max-connections,
+                 * which an older build may not know: then its default cap). */
+                start_with(i, false, n + 100, broker_has_option(arg.builds[i], "--max-connections ") ? n + 100 : 0,
+                           &b);
                 /* Warm: one call, so the first batch pays no first-call costs. */
                 fds[0] = vl_connect(b.socket);
                 vl_call(fds[0], list_call, &buf, &size);

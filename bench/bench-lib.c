@@ -155,7 +155,7 @@ static void fd_store_run(int fd) {
 }
 
 static void exec_broker(const BrokerOptions *o, const char *socket_path, const char *notify_path) {
-        char log[512], policy[512], dropins[512], maxconn[32], state[512];
+        char log[512], policy[512], dropins[512], maxconn[32], maxall[32], state[512];
         char *wrap = NULL;
         const char *argv[48];
         size_t n = 0;
@@ -194,6 +194,11 @@ static void exec_broker(const BrokerOptions *o, const char *socket_path, const c
         argv[n++] = dropins;
         argv[n++] = "--max-connections-per-uid";
         argv[n++] = maxconn;
+        if (o->max_connections > 0) {
+                snprintf(maxall, sizeof(maxall), "%u", o->max_connections);
+                argv[n++] = "--max-connections";
+                argv[n++] = maxall;
+        }
         /* Lease records, as the real daemon keeps them (on tmpfs here too). */
         argv[n++] = "--state-dir";
         argv[n++] = state;
@@ -245,6 +250,21 @@ void broker_start(const BrokerOptions *o, Broker *ret) {
                 fd_store_run(fd);
         children_add(ret->manager_pid);
         close(fd);
+}
+
+bool broker_has_option(const char *binary, const char *option) {
+        char cmd[1024], line[512];
+        bool found = false;
+        FILE *f;
+
+        snprintf(cmd, sizeof(cmd), "'%s' --help 2>/dev/null", binary);
+        f = popen(cmd, "re");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                found = found || strstr(line, option);
+        pclose(f);
+        return found;
 }
 
 void broker_stop(Broker *b) {

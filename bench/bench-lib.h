@@ -25,11 +25,14 @@ typedef struct BrokerOptions {
         const char *bus_address;        /* NULL: --no-dbus */
         const char *preload;            /* LD_PRELOAD, or NULL */
         unsigned max_connections_per_uid;
+        unsigned max_connections;       /* 0: the broker's default */
 } BrokerOptions;
 
 /* Start and wait for READY=1 (the broker's own sd_notify). */
 void broker_start(const BrokerOptions *o, Broker *ret);
 void broker_stop(Broker *b);
+/* Whether `binary --help` lists option (older builds lack newer options). */
+bool broker_has_option(const char *binary, const char *option);
 
 /* Nanoseconds the process has run on a CPU (/proc/PID/schedstat). */
 uint64_t process_cpu_ns(pid_t pid);

@@ -38,6 +38,7 @@ static struct {
         bool seccomp;
         unsigned idle_timeout_sec;
         unsigned max_connections_per_uid;
+        unsigned max_connections;
         const char *state_dir;
         unsigned polkit_timeout_sec;
 } arg = {
@@ -59,6 +60,8 @@ static void help(void) {
                "                           bus if there is one)\n"
                "  --idle-timeout SEC       close idle varlink connections after SEC seconds\n"
                "  --max-connections-per-uid N\n"
+               "  --max-connections N      varlink connections of all users together (default 1024, the\n"
+               "                           last 32 root's; at most what the fd limit allows)\n"
                "  --polkit-timeout SEC     give up on polkit after SEC seconds (default 20; 12x that\n"
                "                           when interactive authentication is allowed)\n"
                "  --no-seccomp             do not install the in-process seccomp filter (debugging)\n"
@@ -82,7 +85,8 @@ static int parse_uint(const char *s, unsigned *ret) {
 
 static int parse_argv(int argc, char *argv[]) {
         enum { ARG_POLICY = 0x100, ARG_POLICY_DIR, ARG_CHECK_CONFIG, ARG_VARLINK_LISTEN, ARG_NO_VARLINK,
-               ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_NO_SECCOMP, ARG_VERSION,
+               ARG_BUS_ADDRESS, ARG_DBUS, ARG_NO_DBUS, ARG_IDLE_TIMEOUT, ARG_MAX_CONN, ARG_MAX_CONN_ALL, ARG_NO_SECCOMP,
+               ARG_VERSION,
                ARG_STATE_DIR, ARG_POLKIT_TIMEOUT };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -97,6 +101,7 @@ static int parse_argv(int argc, char *argv[]) {
                 { "no-dbus", no_argument, NULL, ARG_NO_DBUS },
                 { "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
                 { "max-connections-per-uid", required_argument, NULL, ARG_MAX_CONN },
+                { "max-connections", required_argument, NULL, ARG_MAX_CONN_ALL },
                 { "no-seccomp", no_argument, NULL, ARG_NO_SECCOMP },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "polkit-timeout", required_argument, NULL, ARG_POLKIT_TIMEOUT },
@@ -147,6 +152,12 @@ static int parse_argv(int argc, char *argv[]) {
                         if (parse_uint(optarg, &arg.max_connections_per_uid) < 0 ||
                             arg.max_connections_per_uid == 0) {
                                 log_error("--max-connections-per-uid: not a positive number: %s", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case ARG_MAX_CONN_ALL:
+                        if (parse_uint(optarg, &arg.max_connections) < 0 || arg.max_connections == 0) {
+                                log_error("--max-connections: not a positive number: %s", optarg);
                                 return -EINVAL;
                         }
                         break;
@@ -238,7 +249,9 @@ static int start_varlink(Manager *m, VarlinkServer **ret) {
                 limits.idle_timeout_usec = (uint64_t) arg.idle_timeout_sec * 1000000ULL;
         if (arg.max_connections_per_uid)
                 limits.max_connections_per_uid = arg.max_connections_per_uid;
-        limits.max_connections = sandbox_max_connections(limits.max_connections);
+        if (arg.max_connections)
+                limits.max_connections = arg.max_connections;
+        limits.max_connections = sandbox_max_connections(limits.max_connections, arg.max_connections > 0);
         if (!path && varlink_passed_fds() <= 0) {
                 path = BROKER_DEFAULT_SOCKET;
                 (void) mkdir("/run/iommufd-broker", 0755);

@@ -184,12 +184,19 @@ int sandbox_raise_fd_limit(void) {
 
 #define FD_RESERVE 256u
 
-unsigned sandbox_max_connections(unsigned want) {
+unsigned sandbox_max_connections(unsigned want, bool asked) {
+        /* A connection holds a socket and a pidfd; by default room is kept
+         * for as many fds again (leases); an admin's explicit cap gets the
+         * bare two, and the reserve still stays free. */
+        unsigned per_connection = asked ? 2 : 4;
         struct rlimit rl;
         rlim_t fit;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
                 return want;
-        fit = rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / 4 : FD_RESERVE / 4;
+        fit = rl.rlim_cur > FD_RESERVE * 2 ? (rl.rlim_cur - FD_RESERVE) / per_connection : FD_RESERVE / 4;
+        if (fit < want && asked)
+                log_notice("--max-connections %u does not fit the fd limit %llu: at most %llu connections",
+                           want, (unsigned long long) rl.rlim_cur, (unsigned long long) fit);
         return fit < want ? (unsigned) fit : want;
 }

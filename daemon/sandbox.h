@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
+
 /*
  * The broker's own seccomp filter, installed once the daemon is up: system
  * calls a device broker never makes (exec, ptrace, mounts, modules, kexec,
@@ -15,6 +17,7 @@ int sandbox_install_seccomp_filter(void);
 int sandbox_raise_fd_limit(void);
 
 /* The global connection cap that fits the fd limit: at most want, and at
- * most a quarter of what is left after a reserve for devices and the loop,
- * so that root's reserved connections always find fds. */
-unsigned sandbox_max_connections(unsigned want);
+ * most a quarter of what is left after a reserve for devices and the loop
+ * (half, for a cap the admin asked for), so that root's reserved
+ * connections always find fds. */
+unsigned sandbox_max_connections(unsigned want, bool asked);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "json-write.h"
 #include "log.h"
 #include "varlink-internal.h"
 #include "varlink-service.h"
@@ -97,7 +98,7 @@ int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, s
                 json_decref(msg);
                 return -ENOTCONN;
         }
-        data = varlink_wire_encode(msg, &len);
+        data = json_write_compact(msg, &len);
         json_decref(msg);
         if (!data)
                 return -ENOMEM;
@@ -691,7 +692,7 @@ static void refuse_connection(int fd, uid_t uid, const char *why) {
         m = varlink_error_message(name, json_pack("{s:s}", "message", msg));
         if (m) {
                 size_t len;
-                _cleanup_free_ char *data = varlink_wire_encode(m, &len);
+                _cleanup_free_ char *data = json_write_compact(m, &len);
                 if (data)
                         (void) send(fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
                 json_decref(m);

@@ -1359,6 +1359,65 @@ def robust_connection_cap(ctx):
 
 
 @case
+def robust_global_cap(ctx):
+    """--max-connections: the cap on all users together, of which the last 32
+    are root's (issue 9: the bench raises it for 10,000 sessions)."""
+    d = ctx.daemon(args=["--max-connections", "36", "--max-connections-per-uid", "64"])
+    d.take_baseline()
+
+    def others_fill_their_share():
+        held = []
+        for _ in range(4):
+            c = d.connect()
+            expect_ok(c.call(SVC + "GetInfo"), "a connection of nobody under the global cap")
+            held.append(c)
+        extra = d.connect()
+        try:
+            r = extra.recv(5)
+        except Closed:
+            raise TestFailure("the 5th connection of nobody was closed without a LimitExceeded message")
+        expect_error(r, B + "LimitExceeded", "5th connection of nobody with a global cap of 36")
+        check("too many connections" in r.parameters.get("message", ""), f"names the cap: {r.parameters}")
+        extra.close()
+        return True
+
+    # Nobody fills the non-reserved share and holds it while root gets in.
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+            others_fill_their_share()
+            os.write(w, b"ok")
+            time.sleep(10)          # hold them while root checks; killed then
+            os._exit(0)
+        except BaseException as e:  # noqa: B902
+            os.write(w, f"fail: {e}".encode())
+            os._exit(1)
+    os.close(w)
+    got = os.read(r, 4096).decode()
+    os.close(r)
+    try:
+        check(got == "ok", f"nobody's connections: {got}")
+        with d.connect() as c:
+            expect_ok(c.call(SVC + "GetInfo"), "root while nobody holds the non-reserved share")
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+    # A cap of 0 or a non-number is refused at start.
+    for bad in ("0", "many"):
+        out = subprocess.run([os.environ["BROKER_FAKE"], "--max-connections", bad, "--no-dbus"],
+                             capture_output=True, text=True, timeout=10)
+        check(out.returncode != 0 and "--max-connections" in out.stderr,
+              f"--max-connections {bad}: exit {out.returncode}, {out.stderr.strip()!r}")
+    finish(d)
+
+
+@case
 def robust_all_in_one(ctx):
     """All the abuse on one daemon, then the fd count is back at the baseline."""
     d = ctx.daemon(args=["--max-connections-per-uid", "8"])
