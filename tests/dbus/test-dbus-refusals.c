@@ -217,7 +217,8 @@ static int scenario_noreply(void) {
                 FILE *f = fopen(log, "re");
 
                 if (f) {
-                        (void) getdelim(&text, &n, 0, f);
+                        if (getdelim(&text, &n, 0, f) < 0)
+                                { free(text); text = NULL; }
                         fclose(f);
                 }
                 for (const char *p = text; p && (p = strstr(p, "refusing AcquireDevices from")); p++)

@@ -160,7 +160,8 @@ static pid_t revoke_as_nobody(Transport t, bool interactive, bool wait_reply, ch
                         else if (!wait_reply)
                                 snprintf(out, sizeof(out), "sent");
                 }
-                (void) write(p[1], out, strlen(out));
+                if (write(p[1], out, strlen(out)) < 0)
+                        _exit(1);
                 close(p[1]);
                 if (!wait_reply)
                         pause();        /* the call stays pending until the parent kills us */
