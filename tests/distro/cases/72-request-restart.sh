@@ -78,7 +78,7 @@ unbind=$!
 wait_for -t 60 stopped "$unbind" || fail "the unbind still waits: the client was never told ($(state_of))"
 wait "$runner" || true
 [ "$(kernel_asked)" -gt "$before" ] || fail "the kernel's request did not reach the restarted broker"
-journal_grep -u iommufd-broker.service "$E1000E: lease of session [0-9]+ \(uid $(id -u alice)\) ended: unplug-requested" ||
+journal_grep -u iommufd-broker.service "lease of $E1000E by uid $(id -u alice) \(pid [0-9]+, session [0-9]+\) ended: unplug-requested" ||
         fail "the lease did not end as unplug-requested"
 put_back
 wait_for -t 60 driver_is "$E1000E" e1000e || fail "$E1000E not back on e1000e: $(device_driver "$E1000E")"
