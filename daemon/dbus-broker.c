@@ -17,11 +17,6 @@
 #include "varlink-broker.h"
 #include "varlink-quota.h"
 
-/* Sessions one uid may make the broker keep over D-Bus: each holds an
- * iommufd and a pidfd until its bus name leaves, and a user may open as many
- * bus connections as dbus-daemon allows. As many as varlink connections
- * (VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID); root is never refused. */
-#define DBUS_MAX_SESSIONS_PER_UID 64u
 
 /* One client of the D-Bus front end: a sender unique name and its Session. */
 typedef struct DbusSession DbusSession;
@@ -56,6 +51,8 @@ struct DbusBroker {
         DbusSession *sessions;
         PendingRevoke *revokes;
         UidQuotaTable *uid_sessions;    /* D-Bus sessions per uid */
+        unsigned n_user_sessions;       /* all uids but root */
+        DbusLimits limits;
 };
 
 /* --- Sessions --- */
@@ -100,6 +97,8 @@ static void dbus_session_free(DbusSession *s) {
                 }
         if (s->session)
                 session_destroy(s->session);
+        if (s->quota && s->quota->uid != 0)
+                s->broker->n_user_sessions--;
         uid_quota_unref(s->broker->uid_sessions, s->quota);
         sd_bus_track_unref(s->track);
         free(s->name);
@@ -135,18 +134,30 @@ int dbus_principal_from_message(sd_bus_message *m, Principal **ret) {
         return principal_from_bus_credentials(reply, ret);
 }
 
-/* Whether uid may have one more D-Bus session; err says why not. */
+/* Whether uid may have one more D-Bus session; err says why not. Root is
+ * neither counted nor refused: it always gets through. */
 static int check_session_quota(DbusBroker *b, uid_t uid, const char *sender, BrokerError *err) {
         UidQuota *q = uid_quota_find(b->uid_sessions, uid);
 
-        if (uid == 0 || !q || q->n_connections < DBUS_MAX_SESSIONS_PER_UID)
+        if (uid == 0)
                 return 0;
-        log_warning("D-Bus: refusing a session for %s: uid %u already has %u.", sender, (unsigned) uid,
-                    q->n_connections);
-        return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, NULL,
-                                "uid %u already has %u D-Bus sessions, the most one user may have: release "
-                                "devices through, or close, bus connections that hold sessions",
-                                (unsigned) uid, q->n_connections);
+        if (q && q->n_connections >= b->limits.max_sessions_per_uid) {
+                log_warning("D-Bus: refusing a session for %s: uid %u already has %u.", sender, (unsigned) uid,
+                            q->n_connections);
+                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, NULL,
+                                        "uid %u already has %u D-Bus sessions, the most one user may have: "
+                                        "release devices through, or close, bus connections that hold sessions",
+                                        (unsigned) uid, q->n_connections);
+        }
+        if (b->n_user_sessions >= b->limits.max_sessions) {
+                log_warning("D-Bus: refusing a session for %s (uid %u): %u sessions in all.", sender,
+                            (unsigned) uid, b->n_user_sessions);
+                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, NULL,
+                                        "the broker already keeps %u D-Bus sessions, the most it keeps for "
+                                        "all users together; try again later",
+                                        b->n_user_sessions);
+        }
+        return 0;
 }
 
 /* The session of m's sender, created and tracked on first use. *ret_created
@@ -186,6 +197,8 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
                 dbus_session_free(s);
                 return -ENOMEM;
         }
+        if (principal->uid != 0)
+                b->n_user_sessions++;
         r = session_new(b->manager, TAKE_PTR(principal), &s->session);
         if (r < 0) {
                 dbus_session_free(s);
@@ -703,7 +716,7 @@ static int register_objects(DbusBroker *b) {
         return dbus_devices_new(b->bus, b->manager, &b->devices);
 }
 
-int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
+int dbus_broker_start(Manager *m, const char *bus_address, const DbusLimits *limits, DbusBroker **ret) {
         _cleanup_(dbus_broker_freep) DbusBroker *b = NULL;
         int r;
 
@@ -711,6 +724,11 @@ int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
         if (!b)
                 return -ENOMEM;
         b->manager = m;
+        b->limits = limits ? *limits : (DbusLimits) {};
+        if (b->limits.max_sessions_per_uid == 0)
+                b->limits.max_sessions_per_uid = DBUS_DEFAULT_MAX_SESSIONS_PER_UID;
+        if (b->limits.max_sessions == 0)
+                b->limits.max_sessions = DBUS_DEFAULT_MAX_SESSIONS;
         r = uid_quota_table_new(&b->uid_sessions);
         if (r < 0)
                 return r;

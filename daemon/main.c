@@ -60,8 +60,10 @@ static void help(void) {
                "                           bus if there is one)\n"
                "  --idle-timeout SEC       close idle varlink connections after SEC seconds\n"
                "  --max-connections-per-uid N\n"
+               "                           varlink connections, and D-Bus sessions, of one user (default 64)\n"
                "  --max-connections N      varlink connections of all users together (default 1024, the\n"
-               "                           last 32 root's; at most what the fd limit allows)\n"
+               "                           last 32 root's; at most what the fd limit allows); D-Bus\n"
+               "                           sessions of all users but root together (default 1024)\n"
                "  --polkit-timeout SEC     give up on polkit after SEC seconds (default 20; 12x that\n"
                "                           when interactive authentication is allowed)\n"
                "  --no-seccomp             do not install the in-process seccomp filter (debugging)\n"
@@ -227,11 +229,15 @@ static void log_inventory_summary(Manager *m) {
 }
 
 static int start_dbus(Manager *m, DbusBroker **ret) {
+        DbusLimits limits = {
+                .max_sessions_per_uid = arg.max_connections_per_uid,
+                .max_sessions = arg.max_connections,
+        };
         int r;
 
         if (arg.dbus == FRONT_END_OFF)
                 return 0;
-        r = dbus_broker_start(m, arg.bus_address, ret);
+        r = dbus_broker_start(m, arg.bus_address, &limits, ret);
         if (r < 0 && arg.dbus == FRONT_END_AUTO) {
                 log_warning_errno(r, "No D-Bus front end: cannot use the system bus: %m");
                 return 0;

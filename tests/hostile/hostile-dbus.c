@@ -22,6 +22,13 @@
  *                                the baseline once the connections close, and
  *                                then uid 65534 may have sessions again.
  *                                Needs BROKER_POLICY granting both uids.
+ *   hostile-dbus session-global-cap
+ *                                with --max-connections 40
+ *                                --max-connections-per-uid 30: uid 65534
+ *                                keeps 30 sessions, uid 1 the 10 left of 40
+ *                                (LimitExceeded past that), root acquires
+ *                                all the same; fds back to the baseline,
+ *                                and uid 1 has room again afterwards.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -271,20 +278,21 @@ static int acquire_release(sd_bus *bus, const char *address, char *ret_error, si
 
 enum { ATTACK_CONNECTIONS = 100, SESSION_CAP = 64 };
 
-/* uid 65534's connections; reports "ok limited other" on fd, then keeps the
- * connections until fd `hold` reads EOF. */
-static _Noreturn void session_attacker(int report, int hold) {
+/* n connections of uid, each acquiring and releasing device; reports
+ * "ok limited other" on fd, then keeps the connections until fd `hold` reads
+ * EOF. */
+static _Noreturn void session_attacker(uid_t uid, int n, const char *device, int report, int hold) {
         sd_bus *buses[ATTACK_CONNECTIONS];
         int counts[3] = {};
         char err[256], c;
 
-        if (become(NOBODY) < 0)
+        if (n > ATTACK_CONNECTIONS || become(uid) < 0)
                 _exit(1);
-        for (int i = 0; i < ATTACK_CONNECTIONS; i++) {
+        for (int i = 0; i < n; i++) {
                 buses[i] = connect_bus();
                 if (!buses[i])
                         _exit(2);
-                if (acquire_release(buses[i], "0000:00:02.0", err, sizeof(err)) >= 0)
+                if (acquire_release(buses[i], device, err, sizeof(err)) >= 0)
                         counts[0]++;
                 else if (streq(err, ERR("LimitExceeded")))
                         counts[1]++;
@@ -297,7 +305,7 @@ static _Noreturn void session_attacker(int report, int hold) {
                 _exit(3);
         if (read(hold, &c, 1) < 0)
                 c = 0;      /* the parent went away: let go all the same */
-        for (int i = 0; i < ATTACK_CONNECTIONS; i++)
+        for (int i = 0; i < n; i++)
                 sd_bus_flush_close_unref(buses[i]);
         _exit(0);
 }
@@ -348,7 +356,7 @@ static int test_session_cap(void) {
         attacker = fork();
         if (attacker == 0) {
                 close(hold[1]);
-                session_attacker(report[1], hold[0]);
+                session_attacker(NOBODY, ATTACK_CONNECTIONS, "0000:00:02.0", report[1], hold[0]);
         }
         close(report[1]);
         close(hold[0]);
@@ -406,9 +414,80 @@ static int test_session_cap(void) {
         return 0;
 }
 
+/* Starts n sessions of uid in a child; *ret_counts gets "ok limited other",
+ * *ret_hold the pipe end whose closing lets them go. */
+static pid_t start_sessions(uid_t uid, int n, const char *device, int ret_counts[3], int *ret_hold) {
+        int report[2], hold[2];
+        pid_t pid;
+
+        if (pipe2(report, O_CLOEXEC) < 0 || pipe2(hold, O_CLOEXEC) < 0)
+                return -1;
+        pid = fork();
+        if (pid == 0) {
+                close(hold[1]);
+                session_attacker(uid, n, device, report[1], hold[0]);
+        }
+        close(report[1]);
+        close(hold[0]);
+        if (read(report[0], ret_counts, 3 * sizeof(int)) != 3 * sizeof(int))
+                ret_counts[2] = -1;
+        close(report[0]);
+        *ret_hold = hold[1];
+        return pid;
+}
+
+/* Under --max-connections 40 --max-connections-per-uid 30: uid 65534 keeps
+ * 30 sessions, uid 1 gets the 10 left of the 40 for all users and
+ * LimitExceeded for the rest, root still acquires; once 65534 lets go,
+ * uid 1 has room again. */
+static int test_session_global_cap(void) {
+        enum { ALL = 40, PER_UID = 30, PROBE_WANTS = 20 };
+        int counts[3], hold_nobody, hold_probe, status, base_fds, after = -1;
+        pid_t nobody, probe;
+        char err[256];
+        sd_bus *bus;
+
+        base_fds = broker_fd_count();
+        nobody = start_sessions(NOBODY, ATTACK_CONNECTIONS / 2, "0000:00:02.0", counts, &hold_nobody);
+        CHECK_MSG(nobody > 0, "uid %d started", NOBODY);
+        printf("  uid %d, %d connections: %d sessions, %d LimitExceeded, %d other errors\n", NOBODY,
+               ATTACK_CONNECTIONS / 2, counts[0], counts[1], counts[2]);
+        CHECK_MSG(counts[0] == PER_UID && counts[1] == ATTACK_CONNECTIONS / 2 - PER_UID && counts[2] == 0,
+                  "uid %d: %d sessions (its own cap), the rest LimitExceeded", NOBODY, PER_UID);
+
+        probe = start_sessions(PROBE_UID, PROBE_WANTS, "0000:00:03.0", counts, &hold_probe);
+        CHECK_MSG(probe > 0, "uid %d started", PROBE_UID);
+        printf("  uid %d, %d connections: %d sessions, %d LimitExceeded, %d other errors\n", PROBE_UID,
+               PROBE_WANTS, counts[0], counts[1], counts[2]);
+        CHECK_MSG(counts[0] == ALL - PER_UID && counts[1] == PROBE_WANTS - (ALL - PER_UID) && counts[2] == 0,
+                  "uid %d: the %d sessions left of %d for all users, the rest LimitExceeded", PROBE_UID,
+                  ALL - PER_UID, ALL);
+
+        bus = connect_bus();
+        CHECK_MSG(bus && acquire_release(bus, "0000:00:02.0", err, sizeof(err)) >= 0,
+                  "root acquires with all users' sessions taken (%s)", err);
+        sd_bus_flush_close_unref(bus);
+
+        /* Both at once: uid 1's child inherited the other's hold pipe. */
+        close(hold_nobody);
+        close(hold_probe);
+        waitpid(nobody, &status, 0);
+        waitpid(probe, &status, 0);
+        for (int i = 0; i < 250 && (after = broker_fd_count()) != base_fds; i++)
+                usleep(20000);
+        CHECK_MSG(after == base_fds, "broker fds back to the baseline (%d, baseline %d)", after, base_fds);
+
+        probe = start_sessions(PROBE_UID, PROBE_WANTS, "0000:00:03.0", counts, &hold_probe);
+        CHECK_MSG(probe > 0 && counts[0] == PROBE_WANTS && counts[1] == 0 && counts[2] == 0,
+                  "uid %d has room again once uid %d let go (%d sessions)", PROBE_UID, NOBODY, counts[0]);
+        close(hold_probe);
+        waitpid(probe, &status, 0);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         if (argc != 2) {
-                fprintf(stderr, "usage: %s big-array|property-fds|session-cap\n", argv[0]);
+                fprintf(stderr, "usage: %s big-array|property-fds|session-cap|session-global-cap\n", argv[0]);
                 return 2;
         }
         if (geteuid() != 0) {
@@ -421,6 +500,8 @@ int main(int argc, char *argv[]) {
                 test_property_fds();
         else if (streq(argv[1], "session-cap"))
                 test_session_cap();
+        else if (streq(argv[1], "session-global-cap"))
+                test_session_global_cap();
         else
                 return 2;
         return test_result();
