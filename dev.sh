@@ -11,12 +11,13 @@ cd "$(dirname "$0")"
 build=${BUILD_DIR:-build}
 
 # Debian packages: build (scdoc: man pages), fast tier (umockdev, dbus-daemon,
-# python3, man-db), VM tier (qemu, kernel build tools), chroot builds and
+# python3, man-db), the fuzzers (clang 14 and its libFuzzer runtime), VM tier (qemu, kernel build tools), chroot builds and
 # the distro tier (mmdebstrap; mke2fs for its root image).
 packages=(
         gcc meson ninja-build pkg-config scdoc
         libsystemd-dev libudev-dev libseccomp-dev libjansson-dev
         umockdev libumockdev-dev dbus systemd python3 man-db
+        clang-14 libclang-rt-14-dev
         qemu-system-x86 bc bison flex libelf-dev libssl-dev xz-utils cpio kmod
         mmdebstrap e2fsprogs
 )

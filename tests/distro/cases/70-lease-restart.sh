@@ -1,7 +1,9 @@
 #!/bin/bash
 # Leases survive the daemon: with alice holding the e1000e (managed) in each
 # of the three modes, over varlink and over D-Bus, `systemctl restart`,
-# `kill -9` (Restart=on-failure) and `systemctl stop` + start keep the lease
+# `kill -9` (Restart=on-failure), `systemctl stop` + start and an upgrade (the
+# binary replaced by a new file, as dpkg does, then daemon-reload + restart)
+# keep the lease
 # with the same holder (fd store + /run/iommufd-broker/leases), bob gets
 # DeviceBusy meanwhile, and when alice's process ends the lease ends and the
 # e1000e is back on its driver.
@@ -20,7 +22,8 @@ holder_of() {   # state and holder pid of the e1000e, as root sees it
                 python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("state"), (d.get("holder") or {}).get("pid", 0))'
 }
 
-broker_down_up() {      # how: restart | kill | stop
+broker_down_up() {      # how: restart | kill | stop | upgrade
+        local bin
         case $1 in
         restart) systemctl restart iommufd-broker.service ;;
         kill)    systemctl kill -s KILL iommufd-broker.service
@@ -28,8 +31,18 @@ broker_down_up() {      # how: restart | kill | stop
                  sleep 1 ;;
         stop)    systemctl stop iommufd-broker.service
                  systemctl start iommufd-broker.service ;;
+        upgrade) bin=$(command -v iommufd-broker || echo /usr/sbin/iommufd-broker)
+                 cp -p "$bin" "$bin.dpkg-new" && mv -f "$bin.dpkg-new" "$bin"
+                 systemctl daemon-reload
+                 systemctl restart iommufd-broker.service ;;
         esac
         wait_for -t 60 systemctl is-active -q iommufd-broker.service || fail "the broker did not come back after $1"
+        if [ "$1" = upgrade ]; then
+                local pid
+                pid=$(systemctl show -P MainPID iommufd-broker.service)
+                [ "$(stat -L -c %i "/proc/$pid/exe")" = "$(stat -c %i "$bin")" ] ||
+                        fail "after the upgrade the broker does not run the new file"
+        fi
 }
 
 for transport in varlink dbus; do
@@ -45,7 +58,7 @@ for transport in varlink dbus; do
                 log "leased: $before"
                 [ "$(device_driver "$E1000E")" = vfio-pci ] || fail "managed acquire left $E1000E on $(device_driver "$E1000E")"
 
-                for how in restart kill stop; do
+                for how in restart kill stop upgrade; do
                         broker_down_up "$how"
                         after=$(holder_of)
                         [ "$after" = "$before" ] || fail "after $how ($mode, $transport): '$after', was '$before'"
