@@ -14,7 +14,8 @@
  * alone, for profiling with BENCH_BROKER_WRAP="perf stat -e instructions"
  * or "valgrind --tool=callgrind" in front of the broker; BENCH_PAIRS=N makes
  * it N pairs (after 20 to warm up) instead of a time, so that two runs with
- * different N give the cost of one pair by difference.
+ * different N give the cost of one pair by difference. BENCH_MONITORS=N adds
+ * N Monitor streams, BENCH_DBUS=1 the D-Bus front end.
  */
 #include <getopt.h>
 #include <sched.h>
@@ -301,15 +302,23 @@ static void bench_acquire(void) {
 
 /* Only the plain varlink pairs, for a profiler (BENCH_BROKER_WRAP). */
 static void bench_pairs(void) {
+        const char *monitors = getenv("BENCH_MONITORS");
         double rate[MAX_BUILDS], cpu[MAX_BUILDS];
 
         use_tree(arg.tree16);
         for (size_t i = 0; i < arg.n_builds; i++) {
+                pid_t mon = 0;
                 PairResult a;
                 Broker b;
 
-                start(i, false, 200, &b);
+                start(i, getenv("BENCH_DBUS"), 200, &b);
+                if (getenv("BENCH_DBUS"))
+                        usleep(200000);         /* the bus name is requested right after READY */
+                if (monitors)
+                        mon = monitors_start(b.socket, (unsigned) strtoul(monitors, NULL, 10));
                 a = varlink_pairs(&b);
+                if (mon > 0)
+                        kill_and_wait(mon);
                 broker_stop(&b);
                 rate[i] = a.per_sec;
                 cpu[i] = a.cpu_us;
