@@ -654,17 +654,24 @@ void device_json_changed(void) {
         json_generation++;
 }
 
-void device_invalidate_json(Device *d) {
+void device_invalidate_view(Device *d) {
         json_generation++;
         if (!d)
                 return;
-        free(d->json_text);
         free(d->json_reason);
-        d->json_text = d->json_reason = NULL;
+        d->json_reason = NULL;
+        d->json_state_valid = false;
+}
+
+void device_invalidate_json(Device *d) {
+        device_invalidate_view(d);
+        if (!d)
+                return;
+        free(d->json_text);
+        d->json_text = NULL;
         d->json_len = 0;
         d->json_common = d->json_iommu = NULL;
         d->json_common_len = d->json_iommu_len = 0;
-        d->json_state_valid = false;
 }
 
 Device *device_free(Device *d) {

@@ -37,8 +37,10 @@ typedef struct Device {
         Lease *lease;                   /* current lease, owned by the session */
 
         /* The caller-independent part of its JSON (device-json.c), built on
-         * first use and dropped by device_invalidate_json() whenever anything
-         * about the device, its group or its lease changes. Three runs of
+         * first use and dropped by device_invalidate_json() whenever sysfs or
+         * the kernel tell something new about the device; its state and
+         * reason (json_state, json_reason) also by device_invalidate_view()
+         * whenever its lease or its group's change. Three runs of
          * members, after "address": what devices of one model on one driver
          * have in common and what an IOMMU says are shared between devices
          * (interned for the broker's lifetime, NULL when not), the rest is
@@ -76,6 +78,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Device *, device_free);
 
 /* Drop the cached JSON (see Device.json_text). */
 void device_invalidate_json(Device *d);
+/* Drop only the cached state and reason: the lease, a group mate's lease or
+ * the policy changed, the device did not. */
+void device_invalidate_view(Device *d);
 
 /* Changes whenever device_invalidate_json() or device_json_changed() is
  * called: what a device looks like to anyone may have changed (a device,

@@ -92,12 +92,13 @@ Subscription *subscription_free(Subscription *s) {
         return NULL;
 }
 
-/* d's cached JSON, and its group mates' (their state depends on d's lease
- * and driver), no longer tell the truth. */
+/* d's cached state, and its group mates' (their state depends on d's lease
+ * and driver), no longer tell the truth. What sysfs or the kernel say about
+ * a device is dropped where it is re-read (device.c, session.c). */
 static void invalidate_device_and_group(Manager *m, Device *d) {
-        device_invalidate_json(d);
+        device_invalidate_view(d);
         for (char **member = d->group_members; member && *member; member++)
-                device_invalidate_json(inventory_find(m->inventory, *member));
+                device_invalidate_view(inventory_find(m->inventory, *member));
 }
 
 static void invalidate_address(Manager *m, const char *address) {
@@ -112,7 +113,7 @@ static void invalidate_all(Manager *m) {
         Device *const *devices = inventory_devices(m->inventory, &n);
 
         for (size_t i = 0; i < n; i++)
-                device_invalidate_json(devices[i]);
+                device_invalidate_view(devices[i]);
 }
 
 void manager_emit(Manager *m, const BrokerEvent *event) {

@@ -312,6 +312,7 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
                 if (k->hw_info(s->iommufd, p->dev_id, &info) >= 0 && info.valid) {
                         d->hw_info = info;
                         d->hw_info.from_kernel = true;
+                        device_invalidate_json(d);
                 }
         }
 
