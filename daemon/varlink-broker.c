@@ -507,8 +507,19 @@ static int event_text(Manager *m, const BrokerEvent *ev, const Principal *viewer
 
 #define HUB_VIEWS 8
 
+/* The event as viewer sees it, framed once for every stream that sees the same. */
+static int event_notification(Manager *m, const BrokerEvent *ev, const Principal *viewer, TextBuf *scratch,
+                              VarlinkNotification **ret) {
+        int r;
+
+        scratch->len = 0;
+        scratch->failed = false;
+        r = event_text(m, ev, viewer, scratch);
+        return r < 0 ? r : varlink_notification_new(scratch->data, scratch->len, ret);
+}
+
 static void hub_on_event(Manager *m, const BrokerEvent *ev, void *userdata) {
-        struct { const Principal *viewer; TextBuf text; int r; } views[HUB_VIEWS] = {};
+        struct { const Principal *viewer; VarlinkNotification *n; int r; } views[HUB_VIEWS] = {};
         MonitorHub *hub = userdata;
         size_t n_views = 0;
         TextBuf scratch = {};
@@ -517,33 +528,35 @@ static void hub_on_event(Manager *m, const BrokerEvent *ev, void *userdata) {
         hub->dispatching = true;
         for (Monitor *mon = hub->monitors; mon; mon = next) {
                 const Principal *viewer = call_viewer(mon->call);
-                TextBuf *text = NULL;
+                VarlinkNotification *n = NULL, *alone = NULL;
+                bool found = false;
                 int r = 0;
 
                 next = mon->next;
-                for (size_t i = 0; i < n_views && !text; i++)
+                for (size_t i = 0; i < n_views && !found; i++)
                         if (principal_same_to_policy(views[i].viewer, viewer)) {
-                                text = &views[i].text;
+                                n = views[i].n;
                                 r = views[i].r;
+                                found = true;
                         }
-                if (!text) {
-                        /* More views than that in one event: build this one alone. */
-                        text = n_views < HUB_VIEWS ? &views[n_views].text : &scratch;
-                        text->len = 0;
-                        text->failed = false;
-                        r = event_text(m, ev, viewer, text);
+                if (!found) {
+                        r = event_notification(m, ev, viewer, &scratch, &n);
+                        /* More views than that in one event: this one alone. */
                         if (n_views < HUB_VIEWS)
-                                views[n_views++] = (typeof(views[0])) { viewer, *text, r };
+                                views[n_views++] = (typeof(views[0])) { viewer, n, r };
+                        else
+                                alone = n;
                 }
                 if (r < 0) {
                         log_warning("varlink: out of memory, closing a Monitor stream.");
                         varlink_connection_close(varlink_call_get_connection(mon->call));
                         continue;
                 }
-                (void) varlink_call_notify_text(mon->call, text->data, text->len);
+                (void) varlink_call_notify_shared(mon->call, n);
+                varlink_notification_unref(alone);
         }
         for (size_t i = 0; i < n_views; i++)
-                text_done(&views[i].text);
+                varlink_notification_unref(views[i].n);
         text_done(&scratch);
         hub->dispatching = false;
         if (hub->orphaned)

@@ -47,6 +47,10 @@ struct VarlinkConnection {
         bool read_eof, close_after_flush, dead;
         bool processing;                /* in connection_process(): events are set once, after */
         bool more_buffered;             /* complete calls wait for the next iteration */
+        /* Stream notifications wait in the queue for the server's flush at
+         * the next iteration, merged into one write (server->flush_head). */
+        VarlinkConnection *flush_prev, *flush_next;
+        bool flush_queued;
 };
 
 typedef struct RegisteredInterface {
@@ -76,19 +80,55 @@ struct VarlinkServer {
         size_t n_connections;           /* in the list, dead ones included */
         size_t n_live;                  /* not dead: what the caps count */
         UidQuotaTable *quotas;
+        /* Write what the connections on flush_head queued: at the next
+         * iteration, or (a burst) VARLINK_STREAM_FLUSH_USEC after the last. */
+        sd_event_source *flush_source, *flush_timer;
+        VarlinkConnection *flush_head;
+        uint64_t last_flush_usec;
 };
 
-/* varlink.c */
+/* varlink-output.c */
 
 /* Queue one message (taking msg) with duplicates of fds, and try to send it. */
 int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds);
 /* The same for a message already framed (data ends with its NUL; len counts
  * it); takes data. */
 int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len, const int *fds, size_t n_fds);
+
+struct VarlinkNotification {
+        unsigned n_ref;
+        size_t len;                     /* counting the NUL */
+        char data[];
+};
+
+/* A stream notification (a reference taken): queued, and written together
+ * with everything else queued for the connection since the last flush (one
+ * write per connection for all events of an Acquire or a Release, not one
+ * per event). */
+int varlink_connection_send_deferred(VarlinkConnection *c, VarlinkNotification *n);
+/* Write as much queued output as the socket takes: 0 (done, or the socket
+ * is full), negative errno if the connection is broken. */
+int varlink_connection_flush(VarlinkConnection *c);
+/* Free everything queued, unsent. */
+void varlink_connection_drop_output(VarlinkConnection *c);
+/* Take c off the server's flush list (it goes away). */
+void varlink_connection_unqueue_flush(VarlinkConnection *c);
+/* The server's flush sources, off until something is queued. */
+int varlink_server_add_flush(VarlinkServer *s);
+
+/* varlink.c */
+
 /* {error, parameters}; takes parameters (NULL: {}). NULL on ENOMEM. */
 json_t *varlink_error_message(const char *error, json_t *parameters);
 /* {message, device?} of an io.iommufd.Broker error. NULL on ENOMEM. */
 json_t *varlink_broker_error_parameters(BrokerErrorCode code, const char *device, const char *message);
+
+/* For varlink-output.c: */
+void varlink_connection_kill(VarlinkConnection *c);
+/* Run the calls the order rules let run now. */
+void varlink_connection_process(VarlinkConnection *c);
+/* Wait for input and (for queued output) writability as needed. */
+void varlink_connection_update_events(VarlinkConnection *c);
 
 /* varlink-call.c */
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
-/* The server, its connections (output queue, reading, idle timeout) and the
- * dispatch of calls to method handlers. Replies: varlink-call.c; listening
- * sockets: varlink-listen.c. */
+/* The server, its connections (reading, idle timeout) and the dispatch of
+ * calls to method handlers. Replies: varlink-call.c; output queue:
+ * varlink-output.c; listening sockets: varlink-listen.c. */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,173 +16,7 @@
 #include "varlink-internal.h"
 #include "varlink-service.h"
 
-struct Output {
-        struct Output *next;
-        char *data;
-        size_t len, done;
-        int *fds;                       /* sent with the first byte, then closed */
-        size_t n_fds;
-};
-
-static void connection_kill(VarlinkConnection *c);
-static void connection_update_events(VarlinkConnection *c);
 static void connection_detach_quota(VarlinkConnection *c);
-
-/* --- Output queue --- */
-
-static void output_free(Output *o) {
-        for (size_t i = 0; i < o->n_fds; i++)
-                safe_close(o->fds[i]);
-        free(o->fds);
-        free(o->data);
-        free(o);
-}
-
-/* Queued output is charged to the connection and, while it is counted, to
- * its uid. */
-static void connection_account_output(VarlinkConnection *c, size_t add, size_t sub) {
-        c->out_bytes = c->out_bytes + add - sub;
-        if (c->quota)
-                c->quota->out_bytes = c->quota->out_bytes + add - sub;
-}
-
-/* Write as much queued output as the socket takes. 0 when the queue is empty
- * or the socket is full, negative errno when the connection is broken. */
-static int connection_flush(VarlinkConnection *c) {
-        while (c->out_head) {
-                Output *o = c->out_head;
-                ssize_t n = varlink_wire_write(c->fd, o->data + o->done, o->len - o->done,
-                                               o->done == 0 ? o->fds : NULL, o->done == 0 ? o->n_fds : 0);
-                if (n == -EAGAIN)
-                        return 0;
-                if (n < 0)
-                        return (int) n;
-                if (o->done == 0) {
-                        /* The fds went out with the first byte; keep no copy. */
-                        for (size_t i = 0; i < o->n_fds; i++)
-                                o->fds[i] = safe_close(o->fds[i]);
-                        o->n_fds = 0;
-                }
-                o->done += (size_t) n;
-                connection_account_output(c, 0, (size_t) n);
-                if (o->done < o->len)
-                        return 0;
-                c->out_head = o->next;
-                if (!c->out_head)
-                        c->out_tail = NULL;
-                output_free(o);
-        }
-        return 0;
-}
-
-/* A single reply may be large (ListDevices); a backlog may not. A stream
- * (Monitor) gets less room: a subscriber that falls behind is dropped rather
- * than buffered for. The uid's total bounds what many connections queue. */
-static bool connection_over_output_cap(VarlinkConnection *c, size_t len) {
-        const VarlinkLimits *l = &c->server->limits;
-        size_t cap = c->current && c->current->streaming ? l->max_stream_output : l->max_output;
-
-        if (c->out_bytes == 0)
-                return false;
-        if (c->out_bytes + len > cap)
-                return true;
-        return c->quota && c->quota->out_bytes + len > l->max_output_per_uid;
-}
-
-/* Queue one message (taking msg) with duplicates of fds, and try to send it. */
-int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, size_t n_fds) {
-        char *data;
-        size_t len;
-
-        if (c->dead || c->close_after_flush) {
-                json_decref(msg);
-                return -ENOTCONN;
-        }
-        data = json_write_compact(msg, &len);
-        json_decref(msg);
-        if (!data)
-                return -ENOMEM;
-        return varlink_connection_send_encoded(c, data, len, fds, n_fds);
-}
-
-int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len, const int *fds, size_t n_fds) {
-        size_t done = 0;
-        Output *o;
-        int r;
-
-        if (c->dead || c->close_after_flush) {
-                free(data);
-                return -ENOTCONN;
-        }
-        /* Nothing queued: write at once with the caller's fds (the kernel
-         * takes its own references) and queue only what the socket left. */
-        if (!c->out_head) {
-                ssize_t n = varlink_wire_write(c->fd, data, len, fds, n_fds);
-
-                if (n < 0 && n != -EAGAIN) {
-                        free(data);
-                        log_debug_errno((int) n, "varlink: write to peer uid %u failed: %m", (unsigned) c->uid);
-                        connection_kill(c);
-                        return (int) n;
-                }
-                if (n == (ssize_t) len) {
-                        free(data);
-                        return 0;
-                }
-                if (n > 0) {
-                        done = (size_t) n;
-                        n_fds = 0;      /* they went with the first byte */
-                }
-        }
-        o = calloc(1, sizeof(*o));
-        if (!o) {
-                free(data);
-                return -ENOMEM;
-        }
-        o->data = data;
-        o->len = len;
-        o->done = done;
-        if (n_fds > 0) {
-                o->fds = calloc(n_fds, sizeof(int));
-                if (!o->fds) {
-                        output_free(o);
-                        return -ENOMEM;
-                }
-                for (size_t i = 0; i < n_fds; i++) {
-                        o->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-                        o->n_fds = i + 1;
-                        if (o->fds[i] < 0) {
-                                r = -errno;
-                                output_free(o);
-                                return r;
-                        }
-                }
-        }
-
-        if (connection_over_output_cap(c, o->len - o->done)) {
-                log_warning("varlink: peer uid %u does not read its replies (%zu bytes queued, %zu for the uid), "
-                            "disconnecting.", (unsigned) c->uid, c->out_bytes, c->quota ? c->quota->out_bytes : 0);
-                output_free(o);
-                connection_kill(c);
-                return -ENOBUFS;
-        }
-
-        if (c->out_tail)
-                c->out_tail->next = o;
-        else
-                c->out_head = o;
-        c->out_tail = o;
-        connection_account_output(c, o->len - o->done, 0);
-
-        r = connection_flush(c);
-        if (r < 0) {
-                log_debug_errno(r, "varlink: write to peer uid %u failed: %m", (unsigned) c->uid);
-                connection_kill(c);
-                return r;
-        }
-        connection_update_events(c);
-        return 0;
-}
 
 json_t *varlink_error_message(const char *error, json_t *parameters) {
         json_t *m = json_pack("{s:s, s:o}", "error", error, "parameters", parameters ?: json_object());
@@ -217,7 +51,7 @@ static void connection_fail(VarlinkConnection *c, BrokerErrorCode code, const ch
         log_debug("varlink: protocol error from uid %u: %s", (unsigned) c->uid, message);
         (void) connection_send_broker_error(c, code, message);
         c->close_after_flush = true;
-        connection_update_events(c);
+        varlink_connection_update_events(c);
 }
 
 /* --- Dispatch --- */
@@ -336,13 +170,13 @@ static void connection_dispatch_message(VarlinkConnection *c, json_t *msg) {
                 params = json_object();
                 if (!params || json_object_set_new(msg, "parameters", params) < 0) {
                         json_decref(msg);
-                        return connection_kill(c);
+                        return varlink_connection_kill(c);
                 }
         }
         call = calloc(1, sizeof(*call));
         if (!call) {
                 json_decref(msg);
-                return connection_kill(c);
+                return varlink_connection_kill(c);
         }
         *call = (VarlinkCall) {
                 .conn = c,
@@ -409,7 +243,7 @@ static void connection_process_calls(VarlinkConnection *c) {
                 if (r == -EBADMSG)
                         return connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "message is not a JSON object");
                 if (r < 0)
-                        return connection_kill(c);
+                        return varlink_connection_kill(c);
 
                 /* No method here takes fds: close unsolicited ones right away. */
                 for (size_t i = 0; i < n_fds; i++)
@@ -423,7 +257,7 @@ static void connection_process_calls(VarlinkConnection *c) {
 
 /* Replies sent from inside a handler would switch the event mask off and on
  * again around every call; set it once, when processing is over. */
-static void connection_process(VarlinkConnection *c) {
+void varlink_connection_process(VarlinkConnection *c) {
         c->processing = true;
         connection_process_calls(c);
         c->processing = false;
@@ -434,7 +268,7 @@ static bool connection_wants_input(VarlinkConnection *c) {
                (!c->current || c->current->streaming) && !connection_backlogged(c);
 }
 
-static void connection_update_events(VarlinkConnection *c) {
+void varlink_connection_update_events(VarlinkConnection *c) {
         uint32_t events = 0;
 
         if (c->dead || !c->io_source || c->processing)
@@ -445,10 +279,11 @@ static void connection_update_events(VarlinkConnection *c) {
             !connection_backlogged(c))
                 c->close_after_flush = true;
         if (c->close_after_flush && !c->out_head)
-                return connection_kill(c);
+                return varlink_connection_kill(c);
         if (connection_wants_input(c))
                 events |= EPOLLIN;
-        if (c->out_head)
+        /* Deferred output is written by the server's flush, not on EPOLLOUT. */
+        if (c->out_head && !c->flush_queued)
                 events |= EPOLLOUT;
         if (events == c->io_events)
                 return;
@@ -471,9 +306,9 @@ static int on_connection_io(sd_event_source *source, int fd, uint32_t revents, v
                 return 0;
 
         if (revents & EPOLLOUT) {
-                r = connection_flush(c);
+                r = varlink_connection_flush(c);
                 if (r < 0) {
-                        connection_kill(c);
+                        varlink_connection_kill(c);
                         return 0;
                 }
         }
@@ -487,19 +322,19 @@ static int on_connection_io(sd_event_source *source, int fd, uint32_t revents, v
                 else if (r == -EPROTO)
                         connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "too many file descriptors");
                 else if (r < 0 && r != -EAGAIN) {
-                        connection_kill(c);
+                        varlink_connection_kill(c);
                         return 0;
                 }
                 connection_arm_idle(c);
         } else if ((revents & (EPOLLHUP | EPOLLERR)) && !(revents & EPOLLOUT)) {
                 /* Peer gone while we were not reading: nobody left to answer. */
-                connection_kill(c);
+                varlink_connection_kill(c);
                 return 0;
         }
 
         /* Also after a flush: a drained backlog lets waiting calls run. */
-        connection_process(c);
-        connection_update_events(c);
+        varlink_connection_process(c);
+        varlink_connection_update_events(c);
         return 0;
 }
 
@@ -514,7 +349,7 @@ static int on_connection_idle(sd_event_source *source, uint64_t usec, void *user
                 return 0;
         }
         log_debug("varlink: closing idle connection of uid %u", (unsigned) c->uid);
-        connection_kill(c);
+        varlink_connection_kill(c);
         return 0;
 }
 
@@ -536,12 +371,9 @@ static void connection_free(VarlinkConnection *c) {
                 c->next->prev = c->prev;
         s->n_connections--;
         connection_detach_quota(c);
+        varlink_connection_unqueue_flush(c);
 
-        while (c->out_head) {
-                Output *o = c->out_head;
-                c->out_head = o->next;
-                output_free(o);
-        }
+        varlink_connection_drop_output(c);
         sd_event_source_disable_unref(c->io_source);
         sd_event_source_disable_unref(c->idle_source);
         sd_event_source_disable_unref(c->defer_source);
@@ -563,8 +395,8 @@ static int on_connection_defer(sd_event_source *source, void *userdata) {
                 connection_free(c);
                 return 0;
         }
-        connection_process(c);
-        connection_update_events(c);
+        varlink_connection_process(c);
+        varlink_connection_update_events(c);
         return 0;
 }
 
@@ -602,7 +434,7 @@ static void connection_detach_quota(VarlinkConnection *c) {
         s->n_live--;
 }
 
-static void connection_kill(VarlinkConnection *c) {
+void varlink_connection_kill(VarlinkConnection *c) {
         if (c->dead)
                 return;
         c->dead = true;
@@ -617,7 +449,7 @@ void varlink_connection_close(VarlinkConnection *c) {
         if (!c || c->dead)
                 return;
         c->close_after_flush = true;
-        connection_update_events(c);
+        varlink_connection_update_events(c);
 }
 
 void varlink_connection_set_userdata(VarlinkConnection *c, void *userdata) {
@@ -656,7 +488,7 @@ static void server_reap_gone_peers(VarlinkServer *s, UidQuota *q) {
                 return;
         for (size_t i = 0; i < n; i++)
                 if (p[i].revents & (POLLHUP | POLLERR))
-                        connection_kill(conns[i]);
+                        varlink_connection_kill(conns[i]);
 }
 
 bool varlink_server_admits(VarlinkServer *s, uid_t uid, const char **ret_why) {
@@ -810,7 +642,11 @@ int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServ
                 s->limits.max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID;
         if (s->limits.max_stream_output == 0)
                 s->limits.max_stream_output = VARLINK_DEFAULT_MAX_STREAM_OUTPUT;
-        if (uid_quota_table_new(&s->quotas) < 0) {
+        if (uid_quota_table_new(&s->quotas) < 0 ||
+            varlink_server_add_flush(s) < 0) {
+                uid_quota_table_free(s->quotas);
+                sd_event_source_disable_unref(s->flush_source);
+                sd_event_source_disable_unref(s->flush_timer);
                 sd_event_unref(s->event);
                 free(s);
                 return -ENOMEM;
@@ -824,6 +660,8 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
                 return NULL;
         while (s->connections)
                 connection_free(s->connections);
+        sd_event_source_disable_unref(s->flush_source);
+        sd_event_source_disable_unref(s->flush_timer);
         varlink_server_close_listeners(s);
         uid_quota_table_free(s->quotas);
         free(s->vendor);
