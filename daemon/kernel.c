@@ -132,20 +132,65 @@ static int open_vfio_cdev(const Device *d) {
         return fd >= 0 ? fd : -errno;
 }
 
-bool kernel_cdev_belongs_to(dev_t devnum, const char *syspath) {
-        char link[64], resolved[PATH_MAX], *slash;
+/* Strip "/vfioN" and "/vfio-dev" and compare with the device's syspath. */
+static bool cdev_dir_is(char *path, const char *syspath) {
+        char *slash;
 
-        snprintf(link, sizeof(link), "/sys/dev/char/%u:%u", major(devnum), minor(devnum));
-        if (!syspath || !realpath(link, resolved))
-                return false;
-        /* Strip "/vfioN" and "/vfio-dev". */
         for (int i = 0; i < 2; i++) {
-                slash = strrchr(resolved, '/');
+                slash = strrchr(path, '/');
                 if (!slash)
                         return false;
                 *slash = 0;
         }
-        return streq(resolved, syspath);
+        return streq(path, syspath);
+}
+
+/* dir + a relative link target with its ".." taken off dir by text, as the
+ * kernel writes /sys/dev/char links ("../../devices/..."). False if it does
+ * not fit or is not of that form. */
+static bool join_relative(const char *dir, const char *target, char *buf, size_t size) {
+        size_t len = strlen(dir);
+
+        if (target[0] == '/' || len >= size)
+                return false;
+        memcpy(buf, dir, len + 1);
+        while (strncmp(target, "../", 3) == 0) {
+                char *slash = strrchr(buf, '/');
+                if (!slash || slash == buf)
+                        return false;
+                *slash = 0;
+                target += 3;
+        }
+        len = strlen(buf);
+        if (strstr(target, "/..") || strncmp(target, "..", 2) == 0 || strstr(target, "/./") ||
+            len + 1 + strlen(target) >= size)
+                return false;
+        buf[len] = '/';
+        strcpy(buf + len + 1, target);
+        return true;
+}
+
+bool kernel_cdev_belongs_to(dev_t devnum, const char *syspath) {
+        char link[64], target[PATH_MAX], resolved[PATH_MAX];
+        ssize_t n;
+
+        if (!syspath)
+                return false;
+        snprintf(link, sizeof(link), "/sys/dev/char/%u:%u", major(devnum), minor(devnum));
+        /* Two calls instead of realpath()'s readlink() per component:
+         * sysfs device directories are no symlinks, so the link's own text
+         * answers. Anything else gets the full resolution, as before. */
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n > 0) {
+                target[n] = 0;
+                /* It must lead somewhere, as realpath() requires. */
+                if (join_relative("/sys/dev/char", target, resolved, sizeof(resolved)) &&
+                    access(resolved, F_OK) == 0 && cdev_dir_is(resolved, syspath))
+                        return true;
+        }
+        if (!realpath(link, resolved))
+                return false;
+        return cdev_dir_is(resolved, syspath);
 }
 
 static int real_open_device(const Device *d) {
