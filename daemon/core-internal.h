@@ -10,6 +10,20 @@
 /* A lease leaves its session when it starts releasing. */
 void session_forget_lease(Session *s, Lease *l);
 
+/* The session's iommufd and pidfd stay in the fd store (iommufd-<id>,
+ * pidfd-<id>) while the session or any lease it made lives, so that a
+ * client that acquires and releases again and again pushes them once, not
+ * per lease. Each holds a reference; the last one removes them, unless the
+ * daemon stops (the next start re-adopts them). */
+typedef struct SessionPin {
+        unsigned n_ref;
+        uint64_t session_id;
+        bool pushed;                    /* they went into the fd store */
+} SessionPin;
+
+SessionPin *session_pin_ref(SessionPin *p);
+SessionPin *session_pin_unref(SessionPin *p, bool remove_stored);
+
 /* Every lease in any state, linked through Lease.next; d->lease points back. */
 Lease *manager_leases(Manager *m);
 void manager_link_lease(Manager *m, Lease *l);

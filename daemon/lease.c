@@ -50,6 +50,8 @@ Lease *lease_free(Lease *l) {
         sd_event_source_disable_unref(l->request_source);
         safe_close(l->request_fd);
         safe_close(l->pidfd);
+        /* Ended leases gave theirs back in lease_end(): this is a stop. */
+        session_pin_unref(l->pin, false);
         safe_close(l->iommufd);
         free(l->reason);
         free(l->unit);
@@ -106,7 +108,10 @@ void lease_end(Lease *l, const char *reason) {
                   (unsigned) l->uid, reason);
         fdstore_request_kind(kind, l->address);
         (void) fdstore_remove(kind, l->session_id);
-        if (!session_has_other_leases(m, l->session_id)) {
+        if (l->pin)
+                l->pin = session_pin_unref(l->pin, true);
+        else if (!session_has_other_leases(m, l->session_id)) {
+                /* Re-adopted: its session is gone with the old daemon. */
                 (void) fdstore_remove("iommufd", l->session_id);
                 (void) fdstore_remove("pidfd", l->session_id);
         }
@@ -470,6 +475,8 @@ int lease_persist(Lease *l) {
         /* Every lease of a session shares one context, stored once. */
         (void) fdstore_push(l->iommufd, "iommufd", l->session_id);
         (void) fdstore_push(l->pidfd, "pidfd", l->session_id);
+        if (l->pin)
+                l->pin->pushed = true;
         /* Still registered with vfio-pci while the client holds the device:
          * kept, a restarted broker hears the kernel's request too. */
         fdstore_request_kind(kind, l->address);

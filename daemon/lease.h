@@ -24,6 +24,8 @@ typedef enum LeaseState {
         _LEASE_STATE_MAX,
 } LeaseState;
 
+typedef struct SessionPin SessionPin;   /* core-internal.h */
+
 const char *lease_state_to_string(LeaseState s);
 LeaseState lease_state_from_string(const char *s);
 
@@ -47,6 +49,7 @@ struct Lease {
         char *unit;
         int pidfd;                      /* the holder's, -EBADF if none */
         sd_event_source *pidfd_source;
+        SessionPin *pin;                /* NULL when re-adopted after a restart */
 
         /* A copy of the session's context: once every fd of a bound device
          * is closed, the kernel drops dev_id from it (IOMMU_GET_HW_INFO

@@ -18,6 +18,7 @@
 struct Session {
         Manager *manager;
         uint64_t id;
+        SessionPin *pin;
         Principal *principal;
         int iommufd;                    /* opened on first acquire */
         uint32_t ioas_id;               /* allocated on first attached acquire */
@@ -27,6 +28,23 @@ struct Session {
 uint64_t session_id(const Session *s) { return s->id; }
 const Principal *session_principal(const Session *s) { return s->principal; }
 size_t session_n_leases(const Session *s) { return s->n_leases; }
+
+SessionPin *session_pin_ref(SessionPin *p) {
+        if (p)
+                p->n_ref++;
+        return p;
+}
+
+SessionPin *session_pin_unref(SessionPin *p, bool remove_stored) {
+        if (!p || --p->n_ref > 0)
+                return NULL;
+        if (remove_stored && p->pushed) {
+                (void) fdstore_remove("iommufd", p->session_id);
+                (void) fdstore_remove("pidfd", p->session_id);
+        }
+        free(p);
+        return NULL;
+}
 
 void session_forget_lease(Session *s, Lease *l) {
         assert(l->session == s);
@@ -53,16 +71,21 @@ int session_new(Manager *m, Principal *principal, Session **ret) {
         Session *s;
 
         s = calloc(1, sizeof(*s));
-        if (!s) {
+        if (s)
+                s->pin = calloc(1, sizeof(*s->pin));
+        if (!s || !s->pin) {
+                free(s);
                 principal_free(principal);
                 return -ENOMEM;
         }
         *s = (Session) {
                 .manager = m,
                 .id = manager_next_session_id(m),
+                .pin = s->pin,
                 .principal = principal,
                 .iommufd = -EBADF,
         };
+        *s->pin = (SessionPin) { .n_ref = 1, .session_id = s->id };
         *ret = s;
         return 0;
 }
@@ -79,6 +102,7 @@ void session_destroy(Session *s) {
                         session_forget_lease(s, l);
         else
                 session_release_all(s, "disconnected");
+        session_pin_unref(s->pin, !manager_is_shutting_down(s->manager));
         safe_close(s->iommufd);
         principal_free(s->principal);
         free(s);
@@ -351,6 +375,7 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
                 .uid = s->principal->uid,
                 .pid = s->principal->pid,
                 .pidfd = -EBADF,
+                .pin = session_pin_ref(s->pin),
                 .iommufd = -EBADF,
                 .request_fd = -EBADF,
         };
