@@ -7,6 +7,7 @@
 #include <systemd/sd-journal.h>
 
 #include "audit.h"
+#include "fmt.h"
 #include "util.h"
 
 #define MAX_FIELDS 16
@@ -73,6 +74,44 @@ static void entry_add(Entry *e, const char *fmt, ...) {
                         return;
                 }
         }
+}
+
+/* NAME=value without printf; num is used when value is NULL. */
+static void entry_add_field(Entry *e, const char *name, const char *value, bool negative, uint64_t num) {
+        char digits[24];
+        size_t name_len = strlen(name), value_len;
+
+        if (e->oom || e->n >= MAX_FIELDS)
+                return;
+        if (!value) {
+                FmtBuf b = fmt_buf(digits, sizeof(digits));
+                if (negative)
+                        fmt_mem(&b, "-", 1);
+                fmt_u64(&b, num);
+                value = digits;
+        }
+        value_len = strlen(value);
+        if (name_len + value_len + 1 > e->size - e->used && !entry_grow(e, name_len + value_len + 1)) {
+                e->oom = true;
+                return;
+        }
+        memcpy(e->text + e->used, name, name_len);
+        memcpy(e->text + e->used + name_len, value, value_len + 1);
+        e->start[e->n] = e->used;
+        e->len[e->n++] = name_len + value_len;
+        e->used += name_len + value_len + 1;
+}
+
+static void entry_add_str(Entry *e, const char *name, const char *value) {
+        entry_add_field(e, name, value ?: "", false, 0);
+}
+
+static void entry_add_u64(Entry *e, const char *name, uint64_t v) {
+        entry_add_field(e, name, NULL, false, v);
+}
+
+static void entry_add_i64(Entry *e, const char *name, int64_t v) {
+        entry_add_field(e, name, NULL, v < 0, v < 0 ? (uint64_t) 0 - (uint64_t) v : (uint64_t) v);
 }
 
 static void entry_done(Entry *e) {
@@ -166,46 +205,65 @@ static void entry_send(Entry *e) {
 }
 
 static void add_lease_fields(Entry *e, const AuditLease *l) {
-        entry_add(e, "DEVICE=%s", l->device);
-        entry_add(e, "HOLDER_UID=%u", (unsigned) l->uid);
-        entry_add(e, "HOLDER_PID=%d", (int) l->pid);
+        entry_add_str(e, "DEVICE=", l->device);
+        entry_add_u64(e, "HOLDER_UID=", (uint64_t) l->uid);
+        entry_add_i64(e, "HOLDER_PID=", (int64_t) l->pid);
         if (l->unit)
-                entry_add(e, "HOLDER_UNIT=%s", l->unit);
-        entry_add(e, "SESSION=%" PRIu64, l->session);
-        entry_add(e, "MODE=%s", l->mode ?: "unknown");
-        entry_add(e, "RULE=%s", l->rule ?: "unknown");
-        entry_add(e, "MANAGED=%s", l->managed ? "yes" : "no");
+                entry_add_str(e, "HOLDER_UNIT=", l->unit);
+        entry_add_u64(e, "SESSION=", l->session);
+        entry_add_str(e, "MODE=", l->mode ?: "unknown");
+        entry_add_str(e, "RULE=", l->rule ?: "unknown");
+        entry_add_str(e, "MANAGED=", l->managed ? "yes" : "no");
 }
 
+/* Every Acquire and Release writes one of these: no printf in it. */
 static void audit_lease(const char *message_id, const AuditLease *l, const char *extra_field,
                         const char *message) {
         Entry e = {};
 
         entry_init(&e);
-        entry_add(&e, "MESSAGE_ID=%s", message_id);
-        entry_add(&e, "PRIORITY=%d", LOG_NOTICE);
-        entry_add(&e, "MESSAGE=%s", message);
+        entry_add_str(&e, "MESSAGE_ID=", message_id);
+        entry_add_i64(&e, "PRIORITY=", LOG_NOTICE);
+        entry_add_str(&e, "MESSAGE=", message);
         add_lease_fields(&e, l);
         if (extra_field)
-                entry_add(&e, "%s", extra_field);
+                entry_add_str(&e, "", extra_field);
         entry_send(&e);
         entry_done(&e);
 }
 
+/* "uid U (pid P, session S)" */
+static void fmt_holder(FmtBuf *b, const AuditLease *l) {
+        fmt_str(b, "uid ");
+        fmt_u64(b, (uint64_t) l->uid);
+        fmt_str(b, " (pid ");
+        fmt_i64(b, (int64_t) l->pid);
+        fmt_str(b, ", session ");
+        fmt_u64(b, l->session);
+        fmt_str(b, ")");
+}
+
 void audit_grant(const AuditLease *l) {
         char message[256];
+        FmtBuf b = fmt_buf(message, sizeof(message));
 
-        snprintf(message, sizeof(message), "%s granted to uid %u (pid %d, session %" PRIu64 ") in %s mode by %s",
-                 l->device, (unsigned) l->uid, (int) l->pid, l->session, l->mode ?: "unknown",
-                 l->rule ?: "an unknown rule");
+        fmt_str(&b, l->device);
+        fmt_str(&b, " granted to ");
+        fmt_holder(&b, l);
+        fmt_str(&b, " in ");
+        fmt_str(&b, l->mode ?: "unknown");
+        fmt_str(&b, " mode by ");
+        fmt_str(&b, l->rule ?: "an unknown rule");
         audit_lease(AUDIT_MESSAGE_GRANT, l, NULL, message);
 }
 
 void audit_release(const AuditLease *l) {
         char message[256];
+        FmtBuf b = fmt_buf(message, sizeof(message));
 
-        snprintf(message, sizeof(message), "%s released by uid %u (pid %d, session %" PRIu64 ")", l->device,
-                 (unsigned) l->uid, (int) l->pid, l->session);
+        fmt_str(&b, l->device);
+        fmt_str(&b, " released by ");
+        fmt_holder(&b, l);
         audit_lease(AUDIT_MESSAGE_RELEASE, l, NULL, message);
 }
 

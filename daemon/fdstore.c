@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fdstore.h"
+#include "fmt.h"
 #include "log.h"
 #include "util.h"
 
@@ -60,7 +61,8 @@ static void stored_add(const char *kind, uint64_t session_id) {
                 store.n_allocated = n;
         }
         store.stored[store.n_stored] = (StoredName) { .session_id = session_id };
-        snprintf(store.stored[store.n_stored++].kind, FDSTORE_KIND_MAX, "%s", kind);
+        /* kind is shorter than FDSTORE_KIND_MAX (fdstore_push checked). */
+        strcpy(store.stored[store.n_stored++].kind, kind);
 }
 
 static void stored_drop(const char *kind, uint64_t session_id) {
@@ -143,12 +145,22 @@ static int notify(const char *msg, const int *fds, size_t n_fds) {
         return r;
 }
 
-static void fdstore_name(char *buf, size_t size, const char *kind, uint64_t session_id) {
-        snprintf(buf, size, "%s-%" PRIu64, kind, session_id);
+/* head, then "<kind>-<session>", then tail: no printf on every Acquire. */
+static void fdstore_message(char *buf, size_t size, const char *head, const char *kind, uint64_t session_id,
+                            const char *tail, const char **ret_name) {
+        FmtBuf b = fmt_buf(buf, size);
+
+        fmt_str(&b, head);
+        *ret_name = b.p;
+        fmt_str(&b, kind);
+        fmt_str(&b, "-");
+        fmt_u64(&b, session_id);
+        fmt_str(&b, tail);
 }
 
 int fdstore_push(int fd, const char *kind, uint64_t session_id) {
-        char name[64], msg[128];
+        const char *name;
+        char msg[128];
         int r;
 
         if (!fdstore_available() || fd < 0)
@@ -157,25 +169,25 @@ int fdstore_push(int fd, const char *kind, uint64_t session_id) {
                 return -EINVAL;
         if (stored_find(kind, session_id) >= 0)
                 return 0;
-        fdstore_name(name, sizeof(name), kind, session_id);
         /* FDPOLL=0: a pidfd turns readable when its process exits and must
          * not be dropped from the store for it. */
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
+        fdstore_message(msg, sizeof(msg), "FDSTORE=1\nFDNAME=", kind, session_id, "\nFDPOLL=0", &name);
         r = notify(msg, &fd, 1);
         if (r < 0)
-                return log_warning_errno(r, "Cannot put %s into the fd store: %m", name);
+                return log_warning_errno(r, "Cannot put %.*s into the fd store: %m",
+                                         (int) (strchr(name, '\n') - name), name);
         stored_add(kind, session_id);
         return 0;
 }
 
 int fdstore_remove(const char *kind, uint64_t session_id) {
-        char name[64], msg[128];
+        const char *name;
+        char msg[128];
 
         if (!fdstore_available())
                 return 0;
         stored_drop(kind, session_id);
-        fdstore_name(name, sizeof(name), kind, session_id);
-        snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+        fdstore_message(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=", kind, session_id, "", &name);
         return notify(msg, NULL, 0);
 }
 

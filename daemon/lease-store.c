@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "device.h"
+#include "fmt.h"
 #include "lease-store.h"
 #include "log.h"
 
@@ -62,16 +63,43 @@ static int record_format(const LeaseRecord *r, char *buf, size_t size) {
         for (size_t i = 0; i < ELEMENTSOF(strings); i++)
                 if (!value_is_safe(strings[i]))
                         return -EINVAL;
-        n = snprintf(buf, size, RECORD_VERSION_LINE "\n"
-                   "ADDRESS=%s\nSTATE=%s\nREASON=%s\nMODE=%s\nDEV_ID=%" PRIu32 "\nHWPT_ID=%" PRIu32 "\n"
-                   "DEVNUM=%u:%u\nSESSION=%" PRIu64 "\nUID=%u\nPID=%d\nPID_STARTTIME=%" PRIu64 "\nUNIT=%s\nRULE=%s\n"
-                   "MANAGED=%d\nORIGINAL_DRIVER=%s\nORIGINAL_OVERRIDE=%s\n" RECORD_END_LINE "\n",
-                r->address, record_state_to_string(r->state), r->reason, r->mode, r->dev_id, r->hwpt_id,
-                r->devnum_major, r->devnum_minor, r->session_id, (unsigned) r->uid, (int) r->pid,
-                r->pid_starttime, r->unit, r->rule, r->managed, r->original_driver, r->original_override);
-        if (n < 0)
-                return -EINVAL;
-        return (size_t) n < size ? n : -E2BIG;
+        /* Written on every Acquire: no printf. */
+        FmtBuf b = fmt_buf(buf, size);
+        fmt_str(&b, RECORD_VERSION_LINE "\nADDRESS=");
+        fmt_str(&b, r->address);
+        fmt_str(&b, "\nSTATE=");
+        fmt_str(&b, record_state_to_string(r->state));
+        fmt_str(&b, "\nREASON=");
+        fmt_str(&b, r->reason);
+        fmt_str(&b, "\nMODE=");
+        fmt_str(&b, r->mode);
+        fmt_str(&b, "\nDEV_ID=");
+        fmt_u64(&b, r->dev_id);
+        fmt_str(&b, "\nHWPT_ID=");
+        fmt_u64(&b, r->hwpt_id);
+        fmt_str(&b, "\nDEVNUM=");
+        fmt_u64(&b, r->devnum_major);
+        fmt_str(&b, ":");
+        fmt_u64(&b, r->devnum_minor);
+        fmt_str(&b, "\nSESSION=");
+        fmt_u64(&b, r->session_id);
+        fmt_str(&b, "\nUID=");
+        fmt_u64(&b, (uint64_t) r->uid);
+        fmt_str(&b, "\nPID=");
+        fmt_i64(&b, (int64_t) r->pid);
+        fmt_str(&b, "\nPID_STARTTIME=");
+        fmt_u64(&b, r->pid_starttime);
+        fmt_str(&b, "\nUNIT=");
+        fmt_str(&b, r->unit);
+        fmt_str(&b, "\nRULE=");
+        fmt_str(&b, r->rule);
+        fmt_str(&b, r->managed ? "\nMANAGED=1\nORIGINAL_DRIVER=" : "\nMANAGED=0\nORIGINAL_DRIVER=");
+        fmt_str(&b, r->original_driver);
+        fmt_str(&b, "\nORIGINAL_OVERRIDE=");
+        fmt_str(&b, r->original_override);
+        fmt_str(&b, "\n" RECORD_END_LINE "\n");
+        n = (int) fmt_len(&b, buf);
+        return b.overflow ? -E2BIG : n;
 }
 
 int lease_record_format(const LeaseRecord *r, FILE *f) {

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core-internal.h"
+#include "fmt.h"
 #include "holders.h"
 #include "lease-store.h"
 #include "lease.h"
@@ -440,6 +441,12 @@ void lease_release(Lease *l, const char *reason) {
 
 /* --- persistence --- */
 
+/* As snprintf("%s") would, without printf. */
+static void copy_field(char *dst, size_t size, const char *src) {
+        FmtBuf b = fmt_buf(dst, size);
+        fmt_str(&b, src);
+}
+
 static void lease_to_record(Lease *l, LeaseRecord *r) {
         /* Read once: the holder's start time does not change. */
         if (l->pid_starttime == 0)
@@ -456,13 +463,13 @@ static void lease_to_record(Lease *l, LeaseRecord *r) {
                 .pid_starttime = l->pid_starttime,
                 .managed = l->managed,
         };
-        snprintf(r->address, sizeof(r->address), "%s", l->address);
-        snprintf(r->reason, sizeof(r->reason), "%s", l->reason ?: "");
-        snprintf(r->mode, sizeof(r->mode), "%s", acquire_mode_to_string(l->mode));
-        snprintf(r->unit, sizeof(r->unit), "%s", l->unit ?: "");
-        snprintf(r->rule, sizeof(r->rule), "%s", l->rule ?: "");
-        snprintf(r->original_driver, sizeof(r->original_driver), "%s", l->original_driver ?: "");
-        snprintf(r->original_override, sizeof(r->original_override), "%s", l->original_override ?: "");
+        copy_field(r->address, sizeof(r->address), l->address);
+        copy_field(r->reason, sizeof(r->reason), l->reason);
+        copy_field(r->mode, sizeof(r->mode), acquire_mode_to_string(l->mode));
+        copy_field(r->unit, sizeof(r->unit), l->unit);
+        copy_field(r->rule, sizeof(r->rule), l->rule);
+        copy_field(r->original_driver, sizeof(r->original_driver), l->original_driver);
+        copy_field(r->original_override, sizeof(r->original_override), l->original_override);
 }
 
 int lease_persist(Lease *l) {
