@@ -66,13 +66,51 @@ int dbus_device_address_from_path(const char *path, char **ret) {
         return 0;
 }
 
+static int unhex(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A device path's label decoded into buf without an allocation: every
+ * property a PropertiesChanged carries looks its device up again. Only what
+ * sd_bus_path_encode() makes of an address ("_30000_3a03_3a00_2e0": letters,
+ * digits and "_xx"); false for anything else, which the full decoding
+ * handles. */
+static bool address_from_label(const char *label, char *buf, size_t size) {
+        size_t n = 0;
+
+        for (const char *p = label; *p; n++) {
+                int hi, lo;
+
+                if (n + 1 >= size)
+                        return false;
+                if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')) {
+                        buf[n] = *p++;
+                        continue;
+                }
+                if (p[0] != '_' || (hi = unhex(p[1])) < 0 || (lo = unhex(p[2])) < 0)
+                        return false;
+                buf[n] = (char) (hi << 4 | lo);
+                p += 3;
+        }
+        buf[n] = 0;
+        return n > 0 && !strchr(buf, '/');
+}
+
 /* The device an object path names. Only the canonical address form has an
  * object, so that one device never shows up under two paths. */
 static Device *device_from_path(Manager *m, const char *path) {
-        _cleanup_free_ char *address = NULL;
+        static const char prefix[] = BROKER_DBUS_DEVICE_PREFIX "/";
+        _cleanup_free_ char *decoded = NULL;
+        const char *address;
+        char buf[64];
         Device *d;
 
-        if (dbus_device_address_from_path(path, &address) < 0)
+        if (path && strncmp(path, prefix, sizeof(prefix) - 1) == 0 &&
+            address_from_label(path + sizeof(prefix) - 1, buf, sizeof(buf)))
+                address = buf;
+        else if (dbus_device_address_from_path(path, &decoded) >= 0)
+                address = decoded;
+        else
                 return NULL;
         d = inventory_find(manager_inventory(m), address);
         if (!d || !streq(d->address, address))
