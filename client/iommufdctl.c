@@ -730,7 +730,7 @@ static int parse_global(int argc, char **argv, int *ret_index) {
         int i;
 
         for (i = 1; i < argc && argv[i][0] == '-'; i++) {
-                const char *a = argv[i], *v;
+                const char *a = argv[i], *v = NULL;
 
                 if (streq(a, "-h") || streq(a, "--help")) {
                         help();

@@ -234,6 +234,9 @@ bool fd_is(int fd, const char *want) {
         char path[64], target[256];
         ssize_t n;
 
+        if (!want)
+                return false;
+
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
         n = readlink(path, target, sizeof(target) - 1);
         if (n < 0)
