@@ -15,14 +15,29 @@ void session_forget_lease(Session *s, Lease *l);
  * client that acquires and releases again and again pushes them once, not
  * per lease. Each holds a reference; the last one removes them, unless the
  * daemon stops (the next start re-adopts them). */
+#define SESSION_IDLE_REQUESTS 4
+
 typedef struct SessionPin {
         unsigned n_ref;
         uint64_t session_id;
         bool pushed;                    /* they went into the fd store */
+        bool session_gone;
+        uint64_t pid_starttime;         /* the holder's, once a lease record needed it; 0: not yet */
+        /* Request eventfds of leases that ended while the session lives,
+         * kept (and left in the fd store) for its next lease on the same
+         * device: vfio-pci dropped them when the device's last fd closed. */
+        struct {
+                char address[16];
+                int fd;
+        } idle[SESSION_IDLE_REQUESTS];
+        size_t n_idle;
 } SessionPin;
 
 SessionPin *session_pin_ref(SessionPin *p);
 SessionPin *session_pin_unref(SessionPin *p, bool remove_stored);
+/* Keep fd (drained) for the session's next lease of address: true if kept,
+ * false if the session is gone or keeps enough (then fd is the caller's). */
+bool session_pin_keep_request(SessionPin *p, const char *address, int fd);
 
 /* Every lease in any state, linked through Lease.next; d->lease points back. */
 Lease *manager_leases(Manager *m);

@@ -107,8 +107,15 @@ void lease_end(Lease *l, const char *reason) {
         /* The audit entry above says the same, at notice level. */
         log_debug("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, l->session_id,
                   (unsigned) l->uid, reason);
-        fdstore_request_kind(kind, l->address);
-        (void) fdstore_remove(kind, l->session_id);
+        if (l->pin && session_pin_keep_request(l->pin, l->address, l->request_fd)) {
+                /* The session's next lease of the device takes it over,
+                 * name in the fd store and all. */
+                l->request_source = sd_event_source_disable_unref(l->request_source);
+                l->request_fd = -EBADF;
+        } else {
+                fdstore_request_kind(kind, l->address);
+                (void) fdstore_remove(kind, l->session_id);
+        }
         if (l->pin)
                 l->pin = session_pin_unref(l->pin, true);
         else if (!session_has_other_leases(m, l->session_id)) {
@@ -448,9 +455,14 @@ static void copy_field(char *dst, size_t size, const char *src) {
 }
 
 static void lease_to_record(Lease *l, LeaseRecord *r) {
-        /* Read once: the holder's start time does not change. */
-        if (l->pid_starttime == 0)
+        /* Read once per session: the holder's start time does not change. */
+        if (l->pid_starttime == 0 && l->pin)
+                l->pid_starttime = l->pin->pid_starttime;
+        if (l->pid_starttime == 0) {
                 l->pid_starttime = pid_starttime(l->pid);
+                if (l->pin)
+                        l->pin->pid_starttime = l->pid_starttime;
+        }
         *r = (LeaseRecord) {
                 .state = l->state == LEASE_STATE_LEASED ? RECORD_LEASED : RECORD_RELEASING,
                 .dev_id = l->dev_id,

@@ -35,15 +35,70 @@ SessionPin *session_pin_ref(SessionPin *p) {
         return p;
 }
 
+/* The kept request eventfds, and their names in the fd store unless the
+ * daemon stops. */
+static void pin_drop_requests(SessionPin *p, bool remove_stored) {
+        for (size_t i = 0; i < p->n_idle; i++) {
+                char kind[FDSTORE_KIND_MAX];
+
+                safe_close(p->idle[i].fd);
+                fdstore_request_kind(kind, p->idle[i].address);
+                if (remove_stored)
+                        (void) fdstore_remove(kind, p->session_id);
+        }
+        p->n_idle = 0;
+}
+
 SessionPin *session_pin_unref(SessionPin *p, bool remove_stored) {
         if (!p || --p->n_ref > 0)
                 return NULL;
+        pin_drop_requests(p, remove_stored);
         if (remove_stored && p->pushed) {
                 (void) fdstore_remove("iommufd", p->session_id);
                 (void) fdstore_remove("pidfd", p->session_id);
         }
         free(p);
         return NULL;
+}
+
+bool session_pin_keep_request(SessionPin *p, const char *address, int fd) {
+        uint64_t count;
+
+        if (!p || p->session_gone || fd < 0 || p->n_idle >= SESSION_IDLE_REQUESTS)
+                return false;
+        /* A request that came as the device was let go means nothing now. */
+        if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+                return false;
+        snprintf(p->idle[p->n_idle].address, sizeof(p->idle[0].address), "%s", address);
+        p->idle[p->n_idle++].fd = fd;
+        return true;
+}
+
+/* A kept request eventfd for address, or -EBADF. */
+static int pin_take_request(SessionPin *p, const char *address) {
+        for (size_t i = 0; i < p->n_idle; i++)
+                if (streq(p->idle[i].address, address)) {
+                        int fd = p->idle[i].fd;
+                        p->idle[i] = p->idle[--p->n_idle];
+                        return fd;
+                }
+        return -EBADF;
+}
+
+/* A request eventfd the Acquire does not use after all: kept if it can be,
+ * so that the one in the fd store under its name stays the one we use. */
+static void request_fd_put_back(Session *s, const char *address, int *fd) {
+        char kind[FDSTORE_KIND_MAX];
+
+        if (*fd < 0)
+                return;
+        if (session_pin_keep_request(s->pin, address, *fd)) {
+                *fd = -EBADF;
+                return;
+        }
+        *fd = safe_close(*fd);
+        fdstore_request_kind(kind, address);
+        (void) fdstore_remove(kind, s->id);
 }
 
 void session_forget_lease(Session *s, Lease *l) {
@@ -102,6 +157,9 @@ void session_destroy(Session *s) {
                         session_forget_lease(s, l);
         else
                 session_release_all(s, "disconnected");
+        /* Leases still releasing keep the pin; nobody can reuse these. */
+        s->pin->session_gone = true;
+        pin_drop_requests(s->pin, !manager_is_shutting_down(s->manager));
         session_pin_unref(s->pin, !manager_is_shutting_down(s->manager));
         safe_close(s->iommufd);
         principal_free(s->principal);
@@ -123,9 +181,9 @@ typedef struct Pending {
         Lease *lease;                   /* allocated before anything is handed out */
 } Pending;
 
-static void pending_undo(Pending *p) {
+static void pending_undo(Session *s, Pending *p) {
         p->fd = safe_close(p->fd);
-        p->request_fd = safe_close(p->request_fd);
+        request_fd_put_back(s, p->device->address, &p->request_fd);
         /* A device acquire-job.c rebound goes back through it. */
         free(p->original_driver);
         free(p->original_override);
@@ -342,9 +400,11 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
 
         /* Learn of hot unplug while the client holds the device. Not fatal:
          * the removal uevent ends the lease too, just later. */
-        p->request_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        p->request_fd = pin_take_request(s->pin, d->address);
+        if (p->request_fd < 0)
+                p->request_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (p->request_fd >= 0 && k->set_request_eventfd(p->fd, p->request_fd) < 0)
-                p->request_fd = safe_close(p->request_fd);
+                request_fd_put_back(s, d->address, &p->request_fd);
 
         if (req->mode == ACQUIRE_MODE_ATTACHED) {
                 r = k->attach(p->fd, s->ioas_id, &p->hwpt_id);
@@ -556,7 +616,7 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
                 r = build_reply(s, pending, n, ret);
         if (r < 0) {
                 for (size_t i = 0; i < n; i++)
-                        pending_undo(&pending[i]);
+                        pending_undo(s, &pending[i]);
                 return r;
         }
 

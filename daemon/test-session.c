@@ -3,9 +3,13 @@
  * and cleanup, over the fake kernel and an in-memory inventory. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include "fdstore.h"
 #include "lease.h"
 #include "manager.h"
 #include "session.h"
@@ -276,6 +280,69 @@ static void test_cleanup_and_events(Manager *m) {
         subscription_free(sub);
 }
 
+/* Every datagram waiting on fd, "|"-separated, fds closed. */
+static void drain_notify(int fd, char *out, size_t size) {
+        char buf[256];
+        ssize_t n;
+
+        out[0] = 0;
+        while ((n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) >= 0) {
+                buf[n] = 0;
+                for (char *c = buf; *c; c++)
+                        if (*c == '\n')
+                                *c = ' ';
+                if (strlen(out) + strlen(buf) + 2 < size) {
+                        strcat(out, buf);
+                        strcat(out, "|");
+                }
+        }
+}
+
+/* A client that acquires and releases again and again: the session's
+ * iommufd and the device's request eventfd go into the fd store once, and
+ * leave it once the session is gone. */
+static void test_fd_store_per_session(Manager *m) {
+        char dir[] = "/tmp/test-session-XXXXXX", path[64], seen[2048];
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        Device *d = inventory_find(manager_inventory(m), "0000:00:02.0");
+        BrokerError err;
+        int fd;
+
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "%s/notify", dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        CHECK(fd >= 0 && bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0);
+        setenv("NOTIFY_SOCKET", path, 1);
+        fdstore_reset();
+
+        Session *s = new_session(m, 0);
+        for (int round = 0; round < 3; round++) {
+                CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) ==
+                      BROKER_OK);
+                CHECK(session_release(s, NULL, &err) == 0);
+                run_until_free(m, d);
+                drain_notify(fd, seen, sizeof(seen));
+                if (round == 0)
+                        CHECK_MSG(strstr(seen, "FDNAME=iommufd-") && strstr(seen, "FDNAME=request.0000_00_02.0-") &&
+                                  !strstr(seen, "FDSTOREREMOVE"), "fd store, first lease: pushed, kept: %s", seen);
+                else
+                        CHECK_MSG(seen[0] == 0, "fd store, lease %d of the session: nothing sent: %s", round + 1,
+                                  seen);
+        }
+        session_destroy(s);
+        drain_notify(fd, seen, sizeof(seen));
+        CHECK_MSG(strstr(seen, "FDSTOREREMOVE=1 FDNAME=iommufd-") &&
+                  strstr(seen, "FDSTOREREMOVE=1 FDNAME=request.0000_00_02.0-"),
+                  "fd store: both removed with the session: %s", seen);
+
+        unsetenv("NOTIFY_SOCKET");
+        fdstore_reset();
+        close(fd);
+        unlink(path);
+        rmdir(dir);
+}
+
 static void test_limits(sd_event *e) {
         Manager *m;
         BrokerError err;
@@ -309,6 +376,7 @@ int main(void) {
 
         test_rules(m);
         test_cleanup_and_events(m);
+        test_fd_store_per_session(m);
         manager_free(m);
         test_limits(e);
         sd_event_unref(e);
