@@ -441,6 +441,76 @@ static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new
         return n;
 }
 
+/* The properties a PropertiesChanged carries with their values, and their
+ * getters: the same ones sd-bus would call. */
+static const struct {
+        const char *name, *signature;
+        sd_bus_property_get_t get;
+} changing[] = {
+        { "Driver", "s", property_get_driver },
+        { "IommuGroup", "i", property_get_iommu_group },
+        { "GroupMembers", "as", property_get_group_members },
+        { "VfioCdev", "s", property_get_vfio_cdev },
+        { "IommuType", "s", property_get_iommu_type },
+        { "IommuCapabilities", "t", property_get_iommu_capabilities },
+        { "NoIommu", "b", property_get_noiommu },
+        { "SriovVf", "b", property_get_sriov_vf },
+        { "State", "s", property_get_state },
+        { "StateReason", "s", property_get_state },
+};
+
+static ssize_t changing_find(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(changing); i++)
+                if (streq(changing[i].name, name))
+                        return (ssize_t) i;
+        return -1;
+}
+
+/* The message sd_bus_emit_properties_changed_strv() sends, built without
+ * its vtable lookups (per property, for each prefix of the fallback path,
+ * with our find callback each time): the changing ones with their values in
+ * the order named, then the per-caller ones as invalidated. */
+static int emit_properties_changed(DbusDevices *dd, const char *path, const char *const *names) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_message_new_signal(dd->bus, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", BROKER_DBUS_DEVICE_INTERFACE);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        for (const char *const *n = names; r >= 0 && *n; n++) {
+                ssize_t i = changing_find(*n);
+
+                if (i < 0)
+                        continue;
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", *n);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', changing[i].signature);
+                if (r >= 0)
+                        r = changing[i].get(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE, *n, m, dd, &error);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "s");
+        for (const char *const *n = names; r >= 0 && *n; n++)
+                if (changing_find(*n) < 0)
+                        r = sd_bus_message_append_basic(m, 's', *n);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_send(dd->bus, m, NULL);
+        return r;
+}
+
 static size_t snapshot_lower_bound(DbusDevices *dd, const char *address) {
         size_t lo = 0, hi = dd->n_snapshots;
 
@@ -536,7 +606,7 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         r = dbus_device_path(d->address, &path);
         if (r < 0)
                 return r;
-        return sd_bus_emit_properties_changed_strv(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE, (char **) names);
+        return emit_properties_changed(dd, path, names);
 }
 
 int dbus_devices_invalidate_access(DbusDevices *dd) {
