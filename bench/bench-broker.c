@@ -258,6 +258,7 @@ static void bench_acquire(void) {
         double alone[MAX_BUILDS], alone_cpu[MAX_BUILDS], vl_bus_cpu[MAX_BUILDS], bus_ratio[MAX_BUILDS];
         double dbus_rate[MAX_BUILDS], dbus_ratio[MAX_BUILDS], mon_cpu[MAX_BUILDS], mon_ratio[MAX_BUILDS];
         unsigned monitors = arg.short_mode ? 10 : 100;
+        bool mon_dropped[MAX_BUILDS] = {};
         char figure[96];
 
         use_tree(arg.tree16);
@@ -270,7 +271,12 @@ static void bench_acquire(void) {
                 a = varlink_pairs(&b);
                 mon = monitors_start(b.socket, monitors);
                 m = varlink_pairs(&b);
-                kill_and_wait(mon);
+                /* The subscribers exit when the broker drops one that fell
+                 * behind (its per-stream or per-uid output cap): then the
+                 * figure was measured with fewer streams than it says. */
+                mon_dropped[i] = child_exited(mon);
+                if (!mon_dropped[i])
+                        kill_and_wait(mon);
                 broker_stop(&b);
 
                 start(i, true, 200, &b);
@@ -297,7 +303,12 @@ static void bench_acquire(void) {
         snprintf(figure, sizeof(figure), "  broker CPU us/pair, %u Monitor streams", monitors);
         row(figure, "", mon_cpu, 1, true);
         snprintf(figure, sizeof(figure), "  CPU with %u Monitors / none", monitors);
-        row(figure, "<= 1.50", mon_ratio, 2, last(mon_ratio) <= 1.50);
+        row(figure, "<= 1.50", mon_ratio, 2, last(mon_ratio) <= 1.50 && !mon_dropped[arg.n_builds - 1]);
+        for (size_t i = 0; i < arg.n_builds; i++)
+                if (mon_dropped[i])
+                        printf("  (%s: the broker dropped Monitor streams that fell behind during the figure: "
+                               "it counts fewer streams than %u, and does not meet the goal)\n", arg.names[i],
+                               monitors);
 }
 
 /* Only the plain varlink pairs, for a profiler (BENCH_BROKER_WRAP). */

@@ -74,6 +74,13 @@ static void sockaddr_set(struct sockaddr_un *sa, const char *path) {
         strcpy(sa->sun_path, path);
 }
 
+bool child_exited(pid_t pid) {
+        if (pid <= 0 || waitpid(pid, NULL, WNOHANG) != pid)
+                return false;
+        children_remove(pid);
+        return true;
+}
+
 void kill_and_wait(pid_t pid) {
         if (pid <= 0)
                 return;

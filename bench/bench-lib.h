@@ -61,3 +61,5 @@ pid_t monitors_start(const char *socket, unsigned n);
 pid_t dbus_daemon_start(const char *tmpdir, char *address, size_t size);
 
 void kill_and_wait(pid_t pid);
+/* Whether the child exited by itself (then it is reaped and forgotten). */
+bool child_exited(pid_t pid);
