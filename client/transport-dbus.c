@@ -41,20 +41,33 @@ static int bus_error(iommufd_broker *b, int r, const sd_bus_error *error, const 
         return client_set_error(b, r, CLIENT_ERROR_LOCAL, "%s: %s", what, strerror(-r));
 }
 
+/* sd-bus authenticates and says Hello lazily, on the first call. Done here
+ * instead: a bus that refuses us fails connect(), as a dead varlink socket
+ * does, and the first call (an Acquire) costs only its own round trip. */
+static int bus_wait_running(sd_bus *bus) {
+        const char *unique;
+
+        return sd_bus_get_unique_name(bus, &unique);
+}
+
 static int bus_open(const char *address, sd_bus **ret) {
         sd_bus *bus = NULL;
         int r;
 
         if (!address)
-                return sd_bus_open_system(ret);
-        r = sd_bus_new(&bus);
-        if (r < 0)
-                return r;
-        r = sd_bus_set_address(bus, address);
+                r = sd_bus_open_system(&bus);
+        else {
+                r = sd_bus_new(&bus);
+                if (r < 0)
+                        return r;
+                r = sd_bus_set_address(bus, address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, 1);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        }
         if (r >= 0)
-                r = sd_bus_set_bus_client(bus, 1);
-        if (r >= 0)
-                r = sd_bus_start(bus);
+                r = bus_wait_running(bus);
         if (r < 0) {
                 sd_bus_unref(bus);
                 return r;
