@@ -27,7 +27,7 @@ struct DbusSession {
         char *name;
         Session *session;
         UidQuota *quota;                /* its uid's count of D-Bus sessions */
-        sd_bus_track *track;
+        sd_bus_slot *name_watch;        /* NameOwnerChanged of name */
         PendingAcquire *pending;        /* AcquireDevices calls waiting for polkit */
         DbusSession *next;
 };
@@ -100,17 +100,34 @@ static void dbus_session_free(DbusSession *s) {
         if (s->quota && s->quota->uid != 0)
                 s->broker->n_user_sessions--;
         uid_quota_unref(s->broker->uid_sessions, s->quota);
-        sd_bus_track_unref(s->track);
+        sd_bus_slot_unref(s->name_watch);
         free(s->name);
         free(s);
 }
 
-static int on_name_gone(sd_bus_track *track, void *userdata) {
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         DbusSession *s = userdata;
+        const char *name, *old_owner, *new_owner;
 
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || (new_owner && *new_owner))
+                return 0;
         log_debug("D-Bus client %s left the bus, ending its session.", s->name);
         dbus_session_free(s);
         return 0;
+}
+
+/* sd_bus_track would add its match and then ask GetNameOwner: a second
+ * round trip through the bus before the first reply. The bus handles our
+ * messages in order, so a match sent before GetConnectionCredentials is in
+ * place by the time the name is found there: a name that leaves after that
+ * is seen leaving, and one already gone fails the lookup. */
+static int dbus_session_watch_name(DbusSession *s) {
+        char match[256];
+
+        snprintf(match, sizeof(match),
+                 "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                 "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'", s->name);
+        return sd_bus_add_match_async(s->broker->bus, &s->name_watch, match, on_name_owner_changed, NULL, s);
 }
 
 /*
@@ -178,13 +195,6 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
                 return 0;
         }
 
-        r = dbus_principal_from_message(m, &principal);
-        if (r < 0)
-                return log_debug_errno(r, "Cannot identify D-Bus client %s: %s", sender, strerror(-r));
-        r = check_session_quota(b, principal->uid, sender, err);
-        if (r < 0)
-                return r;
-
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -192,10 +202,20 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
         s->next = b->sessions;
         b->sessions = s;
         s->name = strdup(sender);
-        s->quota = uid_quota_ref(b->uid_sessions, principal->uid);
-        if (!s->name || !s->quota) {
+        r = s->name ? dbus_session_watch_name(s) : -ENOMEM;
+        /* Fails if the name is already gone: nobody to hand fds to then. */
+        if (r >= 0)
+                r = dbus_principal_from_message(m, &principal);
+        if (r < 0) {
                 dbus_session_free(s);
-                return -ENOMEM;
+                return log_debug_errno(r, "Cannot identify D-Bus client %s: %s", sender, strerror(-r));
+        }
+        r = check_session_quota(b, principal->uid, sender, err);
+        if (r >= 0 && !(s->quota = uid_quota_ref(b->uid_sessions, principal->uid)))
+                r = -ENOMEM;
+        if (r < 0) {
+                dbus_session_free(s);
+                return r;
         }
         if (principal->uid != 0)
                 b->n_user_sessions++;
@@ -203,14 +223,6 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
         if (r < 0) {
                 dbus_session_free(s);
                 return log_debug_errno(r, "Cannot create a session for %s: %s", sender, strerror(-r));
-        }
-        /* Fails if the name is already gone: nobody to hand fds to then. */
-        r = sd_bus_track_new(b->bus, &s->track, on_name_gone, s);
-        if (r >= 0)
-                r = sd_bus_track_add_name(s->track, sender);
-        if (r < 0) {
-                dbus_session_free(s);
-                return log_debug_errno(r, "Cannot track D-Bus client %s: %s", sender, strerror(-r));
         }
 
         log_debug("D-Bus client %s has session %" PRIu64 ".", sender, session_id(s->session));
