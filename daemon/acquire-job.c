@@ -101,14 +101,20 @@ static int job_acquire(AcquireJob *j, AcquireReply *reply, BrokerError *err) {
 
 static void job_finish(AcquireJob *j, int r, BrokerError *err) {
         AcquireReply reply = { .iommufd = -EBADF };
+        Manager *m = j->manager;
         BrokerError e = {};
 
+        /* The caller waits for its reply; the D-Bus signals and Monitor events
+         * of its lease wait for nobody, so they go out after it (on the bus
+         * they would otherwise queue ahead of the reply). */
+        manager_hold_events(m);
         if (r >= 0)
                 r = job_acquire(j, &reply, &e);
         else
                 e = *err;
         j->done(r, r >= 0 ? &reply : NULL, &e, j->userdata);
         job_free(j);
+        manager_release_events(m);
 }
 
 /* --- managed: rebinding to vfio-pci, in workers --- */

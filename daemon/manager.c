@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -17,6 +18,13 @@ struct Subscription {
         Subscription *next;
 };
 
+/* An event kept while events are held, with copies of what it points to. */
+typedef struct HeldEvent {
+        BrokerEvent event;
+        char address[16];
+        char *reason;
+} HeldEvent;
+
 struct Manager {
         sd_event *event;
         Inventory *inventory;
@@ -28,6 +36,9 @@ struct Manager {
         unsigned max_devices_per_session;
         uint64_t next_session_id;
         Subscription *subscriptions;
+        unsigned events_held;           /* manager_hold_events() depth */
+        HeldEvent *held;
+        size_t n_held, n_held_allocated;
         PolicyReloadHandler policy_reloaded;
         void *policy_reloaded_userdata;
         char **restoring;               /* addresses whose driver a worker is restoring */
@@ -116,9 +127,41 @@ static void invalidate_all(Manager *m) {
                 device_invalidate_view(devices[i]);
 }
 
-void manager_emit(Manager *m, const BrokerEvent *event) {
+static void deliver(Manager *m, const BrokerEvent *event) {
         Subscription *next;
 
+        /* A handler may unsubscribe itself (its connection died while sending). */
+        for (Subscription *s = m->subscriptions; s; s = next) {
+                next = s->next;
+                s->handler(m, event, s->userdata);
+        }
+}
+
+/* False if there is no memory for it: then it is delivered at once. */
+static bool hold(Manager *m, const BrokerEvent *event) {
+        HeldEvent *h;
+
+        if (m->n_held == m->n_held_allocated) {
+                size_t n = m->n_held_allocated ? m->n_held_allocated * 2 : 8;
+                HeldEvent *a = reallocarray(m->held, n, sizeof(*a));
+
+                if (!a)
+                        return false;
+                m->held = a;
+                m->n_held_allocated = n;
+        }
+        h = &m->held[m->n_held];
+        *h = (HeldEvent) { .event = *event };
+        if (event->reason && !(h->reason = strdup(event->reason)))
+                return false;
+        snprintf(h->address, sizeof(h->address), "%s", event->address ?: "");
+        h->event.address = event->address ? h->address : NULL;
+        h->event.reason = h->reason;
+        m->n_held++;
+        return true;
+}
+
+void manager_emit(Manager *m, const BrokerEvent *event) {
         /* Every change of what a device looks like comes through here, before
          * anyone serializes the device again. */
         if (event->device)
@@ -127,11 +170,35 @@ void manager_emit(Manager *m, const BrokerEvent *event) {
         else
                 invalidate_address(m, event->address);
 
-        /* A handler may unsubscribe itself (its connection died while sending). */
-        for (Subscription *s = m->subscriptions; s; s = next) {
-                next = s->next;
-                s->handler(m, event, s->userdata);
+        if (m->events_held > 0 && hold(m, event))
+                return;
+        deliver(m, event);
+}
+
+void manager_hold_events(Manager *m) {
+        m->events_held++;
+}
+
+void manager_release_events(Manager *m) {
+        HeldEvent *held = m->held;
+        size_t n = m->n_held;
+
+        assert(m->events_held > 0);
+        if (--m->events_held > 0)
+                return;
+        /* Taken first: a handler may emit (and so deliver) events of its own. */
+        m->held = NULL;
+        m->n_held = m->n_held_allocated = 0;
+        for (size_t i = 0; i < n; i++) {
+                BrokerEvent *e = &held[i].event;
+
+                /* Looked up again rather than trusted: it is the device now. */
+                if (e->device)
+                        e->device = inventory_find(m->inventory, held[i].address);
+                deliver(m, e);
+                free(held[i].reason);
         }
+        free(held);
 }
 
 static void emit_device_event(Manager *m, BrokerEventType type, const Device *d, const char *address) {
@@ -434,6 +501,9 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         while (m->subscriptions)
                 subscription_free(m->subscriptions);
+        for (size_t i = 0; i < m->n_held; i++)
+                free(m->held[i].reason);
+        free(m->held);
         /* Leases outlive the daemon: their records and fds stay for the next
          * start. Only our memory goes. */
         while (m->leases) {

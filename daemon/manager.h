@@ -91,6 +91,12 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Subscription *, subscription_free);
 /* For the core itself: deliver to every subscriber. */
 void manager_emit(Manager *m, const BrokerEvent *event);
 
+/* Between hold and release (they nest), events still invalidate what they
+ * concern at once, but reach subscribers only at the last release, in order:
+ * an Acquire's signals and Monitor events go out after its reply. */
+void manager_hold_events(Manager *m);
+void manager_release_events(Manager *m);
+
 /* --- What front ends show about a device --- */
 
 typedef enum DeviceState {
