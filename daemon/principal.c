@@ -67,22 +67,25 @@ static int pidfd_get_pid(int pidfd, pid_t *ret) {
         return -ENODATA;        /* not a pidfd */
 }
 
-/* The unit of the process pidfd pins, or NULL. Not being in a unit (or
+/* The unit of the process p->pidfd pins, or NULL. Not being in a unit (or
  * cgroupfs missing) is not an error: a principal without a unit simply
  * matches no unit rule. Without a pidfd there is no unit at all: a pid
  * number alone may have been recycled by a process of another unit. The
- * caller checks afterwards that the pidfd still names that pid. */
-static int lookup_unit(int pidfd, char **ret) {
+ * caller checks afterwards that the pidfd still names p->pid, so when the
+ * peer's credentials gave a pid the pidfd need not be asked for it first. */
+static int lookup_unit(const Principal *p, char **ret) {
         char *unit = NULL;
-        pid_t pid = 0;
+        pid_t pid = p->pid;
         int r;
 
         *ret = NULL;
-        if (pidfd < 0)
+        if (p->pidfd < 0)
                 return 0;
-        r = pidfd_get_pid(pidfd, &pid);
-        if (r < 0)
-                return r;
+        if (pid <= 0) {
+                r = pidfd_get_pid(p->pidfd, &pid);
+                if (r < 0)
+                        return r;
+        }
         /* sd_pid_get_unit(0) would describe ourselves, not the peer; -1:
          * exited, which verify_pidfd() reports. */
         if (pid <= 0)
@@ -90,8 +93,14 @@ static int lookup_unit(int pidfd, char **ret) {
         r = sd_pid_get_unit(pid, &unit);
         if (r == -ENOMEM)
                 return r;
+        /* Outside systemd no process has a unit (ENOMEDIUM: no unified
+         * cgroup tree, ENODATA: none found): said once, not per connection. */
         if (r < 0) {
-                log_debug_errno(r, "No unit for pid %d: %m", (int) pid);
+                static bool said;
+
+                if (!said || (r != -ENODATA && r != -ENOMEDIUM))
+                        log_debug_errno(r, "No unit for pid %d: %m", (int) pid);
+                said = said || r == -ENODATA || r == -ENOMEDIUM;
                 return 0;
         }
         *ret = unit;
@@ -142,7 +151,7 @@ static int principal_finish(Principal *p, const char *unit) {
                 if (!p->unit)
                         return -ENOMEM;
         } else {
-                r = lookup_unit(p->pidfd, &p->unit);
+                r = lookup_unit(p, &p->unit);
                 if (r < 0)
                         return r;
         }
