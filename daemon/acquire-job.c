@@ -106,7 +106,9 @@ static void job_finish(AcquireJob *j, int r, BrokerError *err) {
 
         /* The caller waits for its reply; the D-Bus signals and Monitor events
          * of its lease wait for nobody, so they go out after it (on the bus
-         * they would otherwise queue ahead of the reply). */
+         * they would otherwise queue ahead of the reply). Its log lines too,
+         * in one write (the audit entry is written at once, see design.md). */
+        log_hold();
         manager_hold_events(m);
         if (r >= 0)
                 r = job_acquire(j, &reply, &e);
@@ -115,6 +117,7 @@ static void job_finish(AcquireJob *j, int r, BrokerError *err) {
         j->done(r, r >= 0 ? &reply : NULL, &e, j->userdata);
         job_free(j);
         manager_release_events(m);
+        log_release();
 }
 
 /* --- managed: rebinding to vfio-pci, in workers --- */

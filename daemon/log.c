@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -27,16 +28,53 @@ int log_get_max_level(void) {
         return max_level;
 }
 
+static struct {
+        unsigned depth;
+        size_t used;
+        char text[8192];
+} held;
+
+static void held_flush(void) {
+        if (held.used == 0)
+                return;
+        fwrite(held.text, 1, held.used, stderr);
+        fflush(stderr);
+        held.used = 0;
+}
+
+void log_hold(void) { held.depth++; }
+
+void log_forget_held(void) {
+        held.depth = 0;
+        held.used = 0;
+}
+
+void log_release(void) {
+        if (held.depth > 0 && --held.depth == 0)
+                held_flush();
+}
+
 static void log_va(int level, const char *fmt, va_list ap) {
-        char buf[2048];
+        char buf[2048], line[2064];
+        int n;
 
         if (level > log_get_max_level())
                 return;
         vsnprintf(buf, sizeof(buf), fmt, ap);
         if (want_prefix())
-                fprintf(stderr, "<%d>%s\n", level, buf);
+                n = snprintf(line, sizeof(line), "<%d>%s\n", level, buf);
         else
-                fprintf(stderr, "%s\n", buf);
+                n = snprintf(line, sizeof(line), "%s\n", buf);
+        n = n < 0 ? 0 : n >= (int) sizeof(line) ? (int) sizeof(line) - 1 : n;
+        if (held.depth > 0 && (size_t) n > sizeof(held.text) - held.used)
+                held_flush();   /* no room: what is kept goes first, in order */
+        if (held.depth > 0 && (size_t) n <= sizeof(held.text) - held.used) {
+                memcpy(held.text + held.used, line, (size_t) n);
+                held.used += (size_t) n;
+                return;
+        }
+        fwrite(line, 1, (size_t) n, stderr);
+        fflush(stderr);
 }
 
 void log_internal(int level, const char *fmt, ...) {

@@ -15,6 +15,13 @@ void log_internal(int level, const char *fmt, ...) _printf_(2, 3);
 /* Log and return -abs(error), for "return log_error_errno(r, ...);". */
 int log_internal_errno(int level, int error, const char *fmt, ...) _printf_(3, 4);
 
+/* Between log_hold() and log_release() (they nest) lines are kept, then
+ * written together: an Acquire's lines go out after its reply. */
+void log_hold(void);
+void log_release(void);
+/* In a forked child: the kept lines are the parent's to write; log directly. */
+void log_forget_held(void);
+
 #define log_debug(...)   log_internal(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...)    log_internal(LOG_INFO, __VA_ARGS__)
 #define log_notice(...)  log_internal(LOG_NOTICE, __VA_ARGS__)

@@ -140,6 +140,7 @@ static _Noreturn void worker_child(WorkerFunc fn, void *arg, int out_fd, int go_
         char c;
         int r;
 
+        log_forget_held();
         /* The daemon blocks signals for sd-event; the worker must die of them. */
         for (int sig = 1; sig < _NSIG; sig++)
                 if (sig != SIGKILL && sig != SIGSTOP)
