@@ -50,10 +50,11 @@ for transport in varlink dbus; do
                 opt=()
                 [ "$transport" = dbus ] && opt=(--bus)
                 log "alice holds $E1000E: $mode mode over $transport"
-                run_as alice iommufdctl "${opt[@]}" run -d "$E1000E" --managed --mode "$mode" -- sleep 600 &
+                out=$(mktemp)
+                run_as alice iommufdctl "${opt[@]}" run -d "$E1000E" --managed --mode "$mode" -- sleep 600 >"$out" 2>&1 &
                 runner=$!
                 wait_for -t 30 sh -c "iommufdctl info --json $E1000E | grep -q '\"leased\"'" ||
-                        fail "$E1000E not leased ($mode, $transport)"
+                        fail "$E1000E not leased ($mode, $transport); iommufdctl said: $(cat "$out"); the broker: $(journal_since_case -u iommufd-broker.service -o cat | tail -n 8)"
                 before=$(holder_of)
                 log "leased: $before"
                 [ "$(device_driver "$E1000E")" = vfio-pci ] || fail "managed acquire left $E1000E on $(device_driver "$E1000E")"
