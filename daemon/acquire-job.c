@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "acquire-job.h"
 #include "driver.h"
@@ -114,6 +115,11 @@ static void job_finish(AcquireJob *j, int r, BrokerError *err) {
                 r = job_acquire(j, &reply, &e);
         else
                 e = *err;
+        if (r < 0 && j->n_rebinds > 0)
+                /* The devices go back to their drivers (job_free()): say why
+                 * beside that in the log, not only to the client. */
+                log_info("session %" PRIu64 ": managed Acquire failed: %s", session_id(j->session),
+                         e.message[0] ? e.message : strerror(-r));
         j->done(r, r >= 0 ? &reply : NULL, &e, j->userdata);
         job_free(j);
         manager_release_events(m);

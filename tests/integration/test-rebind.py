@@ -19,6 +19,7 @@ The VM tier does the same against a real 7.3 kernel (tests/vm/guest).
 import importlib.machinery
 import importlib.util
 import os
+import re
 import select
 import sys
 import threading
@@ -321,6 +322,9 @@ def rebind_then_acquire_fails(ctx):
                          B + "DeviceBusy", "managed Acquire whose BIND fails")
         check("VFIO_DEVICE_BIND_IOMMUFD" in p.get("message", ""), f"message: {p.get('message')!r}")
     wait_given_back(d, k)
+    # The admin reads why the device went back, not only the client.
+    check(re.search(r"managed Acquire failed: .*VFIO_DEVICE_BIND_IOMMUFD", d.read_log()) is not None,
+          "the log does not say why the managed Acquire failed")
     check_eq([w[1] for w in k.writes if w[0] == "kernel-bound"], ["vfio-pci", HOST_DRIVER],
              "what the device was bound to")
     finish(ctx, d, k)
