@@ -61,6 +61,7 @@ static int recv_two_fds(int chan, int fds[2]) {
 
 static int peer_new(uid_t uid, Peer *ret) {
         int sv[2], chan[2];
+        char ack;
 
         *ret = (Peer) { .fd = -1, .client = -1, .hold = -1 };
         if (uid == geteuid()) {
@@ -86,12 +87,15 @@ static int peer_new(uid_t uid, Peer *ret) {
                  * alive while the server looks at it (its pidfd). */
                 close(sv[0]);
                 close(sv[1]);
+                if (write(chan[1], "k", 1) != 1)
+                        _exit(1);
                 (void) read(chan[1], &c, 1);
                 _exit(0);
         }
         close(chan[1]);
         ret->hold = chan[0];
-        if (ret->pid < 0 || recv_two_fds(chan[0], sv) < 0)
+        /* Then its ack: it closed its copies. */
+        if (ret->pid < 0 || recv_two_fds(chan[0], sv) < 0 || read(chan[0], &ack, 1) != 1)
                 return -EIO;
         ret->fd = sv[0];
         ret->client = sv[1];
