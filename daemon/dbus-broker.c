@@ -12,9 +12,9 @@
 #include "dbus-broker.h"
 #include "dbus-device.h"
 #include "log.h"
+#include "quota.h"
 #include "revoke.h"
 #include "session.h"
-#include "quota.h"
 #include "varlink-broker.h"
 
 
