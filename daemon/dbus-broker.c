@@ -12,10 +12,10 @@
 #include "dbus-broker.h"
 #include "dbus-device.h"
 #include "log.h"
+#include "quota.h"
 #include "revoke.h"
 #include "session.h"
 #include "varlink-broker.h"
-#include "varlink-quota.h"
 
 
 /* One client of the D-Bus front end: a sender unique name and its Session. */
@@ -26,7 +26,8 @@ struct DbusSession {
         DbusBroker *broker;
         char *name;
         Session *session;
-        UidQuota *quota;                /* its uid's count of D-Bus sessions */
+        uid_t uid;
+        bool charged;                   /* to manager_quota(), until freed */
         sd_bus_slot *name_watch;        /* NameOwnerChanged of name */
         PendingAcquire *pending;        /* AcquireDevices calls waiting for polkit */
         DbusSession *next;
@@ -50,9 +51,6 @@ struct DbusBroker {
         Subscription *subscription;
         DbusSession *sessions;
         PendingRevoke *revokes;
-        UidQuotaTable *uid_sessions;    /* D-Bus sessions per uid */
-        unsigned n_user_sessions;       /* all uids but root */
-        DbusLimits limits;
 };
 
 /* --- Sessions --- */
@@ -97,9 +95,8 @@ static void dbus_session_free(DbusSession *s) {
                 }
         if (s->session)
                 session_destroy(s->session);
-        if (s->quota && s->quota->uid != 0)
-                s->broker->n_user_sessions--;
-        uid_quota_unref(s->broker->uid_sessions, s->quota);
+        if (s->charged)
+                quota_release(manager_quota(s->broker->manager), s->uid, QUOTA_DBUS);
         sd_bus_slot_unref(s->name_watch);
         free(s->name);
         free(s);
@@ -151,30 +148,15 @@ int dbus_principal_from_message(sd_bus_message *m, Principal **ret) {
         return principal_from_bus_credentials(reply, ret);
 }
 
-/* Whether uid may have one more D-Bus session; err says why not. Root is
- * neither counted nor refused: it always gets through. */
-static int check_session_quota(DbusBroker *b, uid_t uid, const char *sender, BrokerError *err) {
-        UidQuota *q = uid_quota_find(b->uid_sessions, uid);
+/* Charge one more session of uid to the account varlink shares; err says
+ * why not (root never is refused). */
+static int charge_session(DbusBroker *b, DbusSession *s, const char *sender, BrokerError *err) {
+        int r = quota_charge(manager_quota(b->manager), s->uid, QUOTA_DBUS, err);
 
-        if (uid == 0)
-                return 0;
-        if (q && q->n_connections >= b->limits.max_sessions_per_uid) {
-                log_warning("D-Bus: refusing a session for %s: uid %u already has %u.", sender, (unsigned) uid,
-                            q->n_connections);
-                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, NULL,
-                                        "uid %u already has %u D-Bus sessions, the most one user may have: "
-                                        "release devices through, or close, bus connections that hold sessions",
-                                        (unsigned) uid, q->n_connections);
-        }
-        if (b->n_user_sessions >= b->limits.max_sessions) {
-                log_warning("D-Bus: refusing a session for %s (uid %u): %u sessions in all.", sender,
-                            (unsigned) uid, b->n_user_sessions);
-                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, NULL,
-                                        "the broker already keeps %u D-Bus sessions, the most it keeps for "
-                                        "all users together; try again later",
-                                        b->n_user_sessions);
-        }
-        return 0;
+        if (r == -EUSERS)
+                log_warning("D-Bus: refusing a session for %s: %s", sender, err->message);
+        s->charged = r >= 0;
+        return r;
 }
 
 /* The session of m's sender, created and tracked on first use. *ret_created
@@ -210,15 +192,12 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
                 dbus_session_free(s);
                 return log_debug_errno(r, "Cannot identify D-Bus client %s: %s", sender, strerror(-r));
         }
-        r = check_session_quota(b, principal->uid, sender, err);
-        if (r >= 0 && !(s->quota = uid_quota_ref(b->uid_sessions, principal->uid)))
-                r = -ENOMEM;
+        s->uid = principal->uid;
+        r = charge_session(b, s, sender, err);
         if (r < 0) {
                 dbus_session_free(s);
                 return r;
         }
-        if (principal->uid != 0)
-                b->n_user_sessions++;
         r = session_new(b->manager, TAKE_PTR(principal), &s->session);
         if (r < 0) {
                 dbus_session_free(s);
@@ -728,7 +707,7 @@ static int register_objects(DbusBroker *b) {
         return dbus_devices_new(b->bus, b->manager, &b->devices);
 }
 
-int dbus_broker_start(Manager *m, const char *bus_address, const DbusLimits *limits, DbusBroker **ret) {
+int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
         _cleanup_(dbus_broker_freep) DbusBroker *b = NULL;
         int r;
 
@@ -736,14 +715,6 @@ int dbus_broker_start(Manager *m, const char *bus_address, const DbusLimits *lim
         if (!b)
                 return -ENOMEM;
         b->manager = m;
-        b->limits = limits ? *limits : (DbusLimits) {};
-        if (b->limits.max_sessions_per_uid == 0)
-                b->limits.max_sessions_per_uid = DBUS_DEFAULT_MAX_SESSIONS_PER_UID;
-        if (b->limits.max_sessions == 0)
-                b->limits.max_sessions = DBUS_DEFAULT_MAX_SESSIONS;
-        r = uid_quota_table_new(&b->uid_sessions);
-        if (r < 0)
-                return r;
 
         r = bus_connect(bus_address, &b->bus);
         if (r < 0)
@@ -789,7 +760,6 @@ DbusBroker *dbus_broker_free(DbusBroker *b) {
                 dbus_session_free(b->sessions);
         while (b->revokes)
                 pending_revoke_free(b->revokes);
-        b->uid_sessions = uid_quota_table_free(b->uid_sessions);
         dbus_devices_free(b->devices);
         sd_bus_slot_unref(b->object_manager_slot);
         sd_bus_slot_unref(b->vtable_slot);

@@ -10,25 +10,20 @@
  * /io/iommufd/Broker1 (with an ObjectManager) and the device objects
  * (dbus-device.h), turns manager events into signals, and keeps one Session
  * per sender unique name, ended when the name leaves the bus.
+ *
+ * Each session holds an iommufd and a pidfd until its name leaves, and
+ * users may open as many bus connections as dbus-daemon allows: sessions
+ * are charged to manager_quota() with the varlink connections, so one uid's
+ * varlink connections and D-Bus sessions together stay within
+ * --max-connections-per-uid, everyone's within --max-connections. A session
+ * past a cap is refused with Error.LimitExceeded; root never is.
  */
 typedef struct DbusBroker DbusBroker;
-
-/* Sessions the broker keeps for D-Bus clients: each holds an iommufd and a
- * pidfd until its bus name leaves, and users may open as many bus
- * connections as dbus-daemon allows. The same numbers as varlink
- * connections (--max-connections-per-uid, --max-connections); root is never
- * counted nor refused. 0: the default. */
-#define DBUS_DEFAULT_MAX_SESSIONS_PER_UID 64u
-#define DBUS_DEFAULT_MAX_SESSIONS         1024u
-typedef struct DbusLimits {
-        unsigned max_sessions_per_uid;
-        unsigned max_sessions;          /* all uids but root together */
-} DbusLimits;
 
 /* Connect to bus_address (NULL: the system bus), attach to manager_event(m),
  * register the objects and request the name. Fails with -EEXIST (logged) if
  * another connection owns the name. */
-int dbus_broker_start(Manager *m, const char *bus_address, const DbusLimits *limits, DbusBroker **ret);
+int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret);
 
 /* Ends every D-Bus session, then leaves the bus. NULL is fine. */
 DbusBroker *dbus_broker_free(DbusBroker *b);

@@ -60,10 +60,11 @@ static void help(void) {
                "                           bus if there is one)\n"
                "  --idle-timeout SEC       close idle varlink connections after SEC seconds\n"
                "  --max-connections-per-uid N\n"
-               "                           varlink connections, and D-Bus sessions, of one user (default 64)\n"
-               "  --max-connections N      varlink connections of all users together (default 1024, the\n"
-               "                           last 32 root's; at most what the fd limit allows); D-Bus\n"
-               "                           sessions of all users but root together (default 1024)\n"
+               "                           varlink connections and D-Bus sessions of one user, together\n"
+               "                           (default 64; root is never refused)\n"
+               "  --max-connections N      varlink connections and D-Bus sessions of all users, together\n"
+               "                           (default 1024, the last 32 root's; at most what the fd limit\n"
+               "                           allows)\n"
                "  --polkit-timeout SEC     give up on polkit after SEC seconds (default 20; 12x that\n"
                "                           when interactive authentication is allowed)\n"
                "  --no-seccomp             do not install the in-process seccomp filter (debugging)\n"
@@ -229,15 +230,11 @@ static void log_inventory_summary(Manager *m) {
 }
 
 static int start_dbus(Manager *m, DbusBroker **ret) {
-        DbusLimits limits = {
-                .max_sessions_per_uid = arg.max_connections_per_uid,
-                .max_sessions = arg.max_connections,
-        };
         int r;
 
         if (arg.dbus == FRONT_END_OFF)
                 return 0;
-        r = dbus_broker_start(m, arg.bus_address, &limits, ret);
+        r = dbus_broker_start(m, arg.bus_address, ret);
         if (r < 0 && arg.dbus == FRONT_END_AUTO) {
                 log_warning_errno(r, "No D-Bus front end: cannot use the system bus: %m");
                 return 0;
@@ -253,16 +250,22 @@ static int start_varlink(Manager *m, VarlinkServer **ret) {
                 return 0;
         if (arg.idle_timeout_sec)
                 limits.idle_timeout_usec = (uint64_t) arg.idle_timeout_sec * 1000000ULL;
-        if (arg.max_connections_per_uid)
-                limits.max_connections_per_uid = arg.max_connections_per_uid;
-        if (arg.max_connections)
-                limits.max_connections = arg.max_connections;
-        limits.max_connections = sandbox_max_connections(limits.max_connections, arg.max_connections > 0);
         if (!path && varlink_passed_fds() <= 0) {
                 path = BROKER_DEFAULT_SOCKET;
                 (void) mkdir("/run/iommufd-broker", 0755);
         }
         return varlink_broker_start(m, path, &limits, ret);
+}
+
+/* The caps on clients of both front ends together (quota.h); the global
+ * one sized to the fd limit, since each client holds fds. */
+static QuotaLimits quota_limits_from_args(void) {
+        unsigned all = arg.max_connections ?: QUOTA_DEFAULT_MAX_CLIENTS;
+
+        return (QuotaLimits) {
+                .max_clients_per_uid = arg.max_connections_per_uid,
+                .max_clients = sandbox_max_connections(all, arg.max_connections > 0),
+        };
 }
 
 /* What the service manager kept for us across a restart: our own fds by
@@ -369,6 +372,7 @@ static int run(void) {
                 /* polkit lives on the bus the D-Bus front end uses (a test bus, or the system bus). */
                 .polkit_bus_address = arg.bus_address,
                 .polkit_timeout_usec = (uint64_t) arg.polkit_timeout_sec * 1000000ULL,
+                .quota = quota_limits_from_args(),
         }, &m);
         stored.n = 0;   /* taken */
         stored_fds_done(&stored);

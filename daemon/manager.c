@@ -30,6 +30,7 @@ struct Manager {
         Inventory *inventory;
         Policy *policy;
         PolkitClient *polkit;
+        Quota *quota;                   /* clients of both front ends */
         const KernelOps *kernel;
         char *policy_path;
         char *policy_dropin_dir;
@@ -466,6 +467,9 @@ int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret) {
         m->access = access_cache_new();
         if (!m->policy_path || !m->policy_dropin_dir || !m->access)
                 return -ENOMEM;
+        r = quota_new(&config->quota, &m->quota);
+        if (r < 0)
+                return r;
         r = polkit_client_new(event, config->polkit_bus_address, config->polkit_timeout_usec, &m->polkit);
         if (r < 0)
                 return r;
@@ -519,6 +523,7 @@ Manager *manager_free(Manager *m) {
         policy_free(m->policy);
         access_cache_free(m->access);
         polkit_client_free(m->polkit);
+        quota_free(m->quota);
         free(m->policy_path);
         free(m->policy_dropin_dir);
         strv_free(m->restoring);
@@ -532,6 +537,7 @@ sd_event *manager_event(Manager *m) { return m->event; }
 Inventory *manager_inventory(Manager *m) { return m->inventory; }
 const Policy *manager_policy(Manager *m) { return m->policy; }
 PolkitClient *manager_polkit(Manager *m) { return m->polkit; }
+Quota *manager_quota(Manager *m) { return m->quota; }
 const KernelOps *manager_kernel(Manager *m) { return m->kernel; }
 unsigned manager_max_devices_per_session(Manager *m) { return m->max_devices_per_session; }
 uint64_t manager_next_session_id(Manager *m) { return m->next_session_id++; }

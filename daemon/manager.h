@@ -11,6 +11,7 @@
 #include "policy.h"
 #include "polkit.h"
 #include "principal.h"
+#include "quota.h"
 
 /*
  * The core that both front ends drive. It owns the inventory, the policy and
@@ -33,6 +34,7 @@ typedef struct ManagerConfig {
         size_t n_stored_fds;
         const char *polkit_bus_address; /* NULL: polkit on the system bus */
         uint64_t polkit_timeout_usec;   /* 0: POLKIT_DEFAULT_TIMEOUT_USEC */
+        QuotaLimits quota;              /* clients per uid and in all; 0s: the defaults */
 } ManagerConfig;
 
 int manager_new(sd_event *event, const ManagerConfig *config, Manager **ret);
@@ -44,6 +46,9 @@ Inventory *manager_inventory(Manager *m);
 const Policy *manager_policy(Manager *m);
 /* Where front ends ask polkit (acquire-job.h). */
 PolkitClient *manager_polkit(Manager *m);
+/* The one account of varlink connections and D-Bus sessions per uid and in
+ * all, which both front ends charge (quota.h). */
+Quota *manager_quota(Manager *m);
 
 /* Stop: from now on a session that goes away leaves its leases as they are
  * (records and fd store keep them for the next start). */

@@ -26,6 +26,7 @@
 
 struct Revoke {
         Manager *manager;
+        uid_t by_uid;
         char address[16];
         RevokeDone done;
         void *userdata;
@@ -35,6 +36,14 @@ struct Revoke {
 
 /* Pending revokes; one daemon, one loop. */
 static Revoke *revokes;
+
+static unsigned revokes_of_uid(Manager *m, uid_t uid) {
+        unsigned n = 0;
+
+        for (Revoke *r = revokes; r; r = r->next)
+                n += r->manager == m && r->by_uid == uid;
+        return n;
+}
 
 static void revoke_unlink(Revoke *r) {
         for (Revoke **p = &revokes; *p; p = &(*p)->next)
@@ -199,10 +208,17 @@ int manager_revoke(Manager *m, const char *address, uid_t by_uid, uint64_t timeo
                                         "%s is on %s, not vfio-pci: the kernel has no request to send", d->address,
                                         d->driver ?: "no driver");
 
+        /* Each waits up to an hour with its caller's message: a user allowed
+         * to revoke still may not pile them up. Root is trusted. */
+        if (by_uid != 0 && revokes_of_uid(m, by_uid) >= REVOKE_MAX_PENDING_PER_UID)
+                return broker_error_set(err, BROKER_ERROR_LIMIT_EXCEEDED, d->address,
+                                        "uid %u already waits for %u revokes to finish, the most one user may; "
+                                        "wait for their answers", (unsigned) by_uid, REVOKE_MAX_PENDING_PER_UID);
+
         r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
-        *r = (Revoke) { .manager = m, .done = done, .userdata = userdata };
+        *r = (Revoke) { .manager = m, .by_uid = by_uid, .done = done, .userdata = userdata };
         snprintf(r->address, sizeof(r->address), "%s", d->address);
         q = sd_event_add_time_relative(manager_event(m), &r->timer, CLOCK_MONOTONIC, timeout_usec, 0,
                                        on_revoke_timeout, r);

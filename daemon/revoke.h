@@ -29,6 +29,9 @@ void revoke_lease_ended(Manager *m, const char *address);
 #define REVOKE_POLKIT_ACTION       "io.iommufd.broker.revoke"
 #define REVOKE_DEFAULT_TIMEOUT_SEC 30
 #define REVOKE_MAX_TIMEOUT_SEC     3600
+/* Revokes one uid but root may wait on at once (both front ends; those
+ * still asking polkit are POLKIT_MAX_PENDING_PER_UID's); more: LimitExceeded. */
+#define REVOKE_MAX_PENDING_PER_UID 16
 
 /*
  * One Revoke call as both front ends run it: root goes ahead at once;

@@ -668,27 +668,6 @@ static void test_server_idle(sd_event *e) {
         varlink_server_free(s);
 }
 
-static void test_server_uid_cap(sd_event *e) {
-        const VarlinkLimits limits = { .max_connections_per_uid = 2 };
-        VarlinkServer *s = server_new(e, &limits);
-        Client a, b, c;
-        json_t *m = NULL;
-
-        CHECK_MSG(client_connect(s, &a) == 0 && client_connect(s, &b) == 0, "cap: two connections accepted");
-        CHECK_MSG(client_connect(s, &c) == -EUSERS, "cap: third connection of the uid refused");
-        CHECK_MSG(varlink_server_n_connections(s) == 2, "cap: two connections remain");
-        CHECK_MSG(recv_error(e, &c, "io.iommufd.Broker.LimitExceeded", NULL, NULL) && client_recv(e, &c, &m, 100) == 0,
-                  "cap: refused peer told LimitExceeded, then EOF");
-        client_close(&a);
-        for (int i = 0; i < 20 && varlink_server_n_connections(s) > 1; i++)
-                sd_event_run(e, 10 * 1000);
-        client_close(&c);
-        CHECK_MSG(client_connect(s, &c) == 0, "cap: a slot frees up when one closes");
-        client_close(&b);
-        client_close(&c);
-        varlink_server_free(s);
-}
-
 static void test_server_listen_path(sd_event *e) {
         char dir[] = "/tmp/test-varlink-XXXXXX", path[128];
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -753,7 +732,6 @@ int main(void) {
         test_server_shared_notifications(e);
         test_server_protocol_errors(e);
         test_server_idle(e);
-        test_server_uid_cap(e);
         test_server_listen_path(e);
         sd_event_unref(e);
 

@@ -695,6 +695,10 @@ int varlink_broker_start(Manager *m, const char *listen_path, const VarlinkLimit
         r = varlink_server_new(manager_event(m), limits, &s);
         if (r < 0)
                 return r;
+        /* One account with the D-Bus front end's sessions. */
+        r = varlink_server_set_quota(s, manager_quota(m));
+        if (r < 0)
+                return r;
         r = varlink_server_set_info(s, BROKER_PRODUCT, BROKER_PRODUCT, PACKAGE_VERSION, BROKER_URL);
         if (r < 0)
                 return r;

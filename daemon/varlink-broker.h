@@ -15,6 +15,7 @@
  * listen_path NULL takes the sockets of sd_listen_fds() (socket activation;
  * -ENOENT if none were passed). Every connection gets one Session (created
  * at accept, destroyed on close), so leases live as long as the connection.
+ * Connections are charged to manager_quota(), with the D-Bus sessions.
  */
 
 #include "manager.h"

@@ -4,6 +4,8 @@
 /* Shared by varlink.c, varlink-call.c and varlink-listen.c only; everyone
  * else uses varlink.h, which keeps these types opaque. */
 
+#include "error.h"
+#include "quota.h"
 #include "varlink-quota.h"
 #include "varlink-wire.h"
 #include "varlink.h"
@@ -78,8 +80,10 @@ struct VarlinkServer {
 
         VarlinkConnection *connections;
         size_t n_connections;           /* in the list, dead ones included */
-        size_t n_live;                  /* not dead: what the caps count */
-        UidQuotaTable *quotas;
+        size_t n_live;                  /* not dead: charged to quota */
+        UidQuotaTable *quotas;          /* per uid: queued output, connections */
+        Quota *quota;                   /* the caps: shared with D-Bus, or own_quota */
+        Quota *own_quota;
         /* Write what the connections on flush_head queued: at the next
          * iteration, or (a burst) VARLINK_STREAM_FLUSH_USEC after the last. */
         sd_event_source *flush_source, *flush_timer;
@@ -135,9 +139,9 @@ void varlink_connection_update_events(VarlinkConnection *c);
 /* Run the destroy callback and free; for a call that is over or orphaned. */
 void varlink_call_free(VarlinkCall *call);
 
-/* Whether a new connection of uid fits the global and per-uid caps; if it
- * does not, names the cap in *ret_why. */
-bool varlink_server_admits(VarlinkServer *s, uid_t uid, const char **ret_why);
+/* 0 if a new connection of uid fits the quota's caps; else -EUSERS with err
+ * (LimitExceeded) naming the cap. err may be NULL. */
+int varlink_server_admit(VarlinkServer *s, uid_t uid, BrokerError *err);
 
 /* varlink-listen.c */
 

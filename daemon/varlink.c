@@ -400,14 +400,20 @@ static int on_connection_defer(sd_event_source *source, void *userdata) {
         return 0;
 }
 
-/* Count c against its uid and the server, or stop counting it. */
+/* Charge c to the quota and count it in its uid's entry, or stop both. */
 static int connection_attach_quota(VarlinkConnection *c) {
         VarlinkServer *s = c->server;
         VarlinkConnection *head;
+        int r;
 
+        r = quota_charge(s->quota, c->uid, QUOTA_VARLINK, NULL);
+        if (r < 0)
+                return r;
         c->quota = uid_quota_ref(s->quotas, c->uid);
-        if (!c->quota)
+        if (!c->quota) {
+                quota_release(s->quota, c->uid, QUOTA_VARLINK);
                 return -ENOMEM;
+        }
         head = c->quota->connections;
         c->uid_next = head;
         if (head)
@@ -431,6 +437,7 @@ static void connection_detach_quota(VarlinkConnection *c) {
                 c->uid_next->uid_prev = c->uid_prev;
         c->uid_prev = c->uid_next = NULL;
         uid_quota_unref(s->quotas, TAKE_PTR(c->quota));
+        quota_release(s->quota, c->uid, QUOTA_VARLINK);
         s->n_live--;
 }
 
@@ -491,37 +498,26 @@ static void server_reap_gone_peers(VarlinkServer *s, UidQuota *q) {
                         varlink_connection_kill(conns[i]);
 }
 
-bool varlink_server_admits(VarlinkServer *s, uid_t uid, const char **ret_why) {
-        const VarlinkLimits *l = &s->limits;
-        UidQuota *q = uid_quota_find(s->quotas, uid);
+int varlink_server_admit(VarlinkServer *s, uid_t uid, BrokerError *err) {
+        UidQuota *q;
 
-        /* The last few connections are root's: others cannot lock it out. */
-        if (s->n_live >= l->max_connections ||
-            (uid != 0 && s->n_live + VARLINK_ROOT_RESERVED_CONNECTIONS >= l->max_connections)) {
-                *ret_why = "too many connections";
-                return false;
-        }
-        if (q && q->n_connections >= l->max_connections_per_uid) {
-                server_reap_gone_peers(s, q);
-                /* q is freed if every one of them was gone. */
+        if (quota_uid_full(s->quota, uid)) {
+                /* Only varlink peers can be found gone here; D-Bus sessions
+                 * end when the bus says their name left. */
                 q = uid_quota_find(s->quotas, uid);
-                if (q && q->n_connections >= l->max_connections_per_uid) {
-                        *ret_why = "too many connections of this uid";
-                        return false;
-                }
+                if (q)
+                        server_reap_gone_peers(s, q);
         }
-        return true;
+        return quota_check(s->quota, uid, err);
 }
 
 /* Tell the refused peer why, if the socket takes it without waiting. */
-static void refuse_connection(int fd, uid_t uid, const char *why) {
-        char name[128], msg[256];
+static void refuse_connection(int fd, const BrokerError *err) {
+        char name[128];
         json_t *m;
 
-        snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE,
-                 broker_error_name(BROKER_ERROR_LIMIT_EXCEEDED));
-        snprintf(msg, sizeof(msg), "%s (uid %u)", why, (unsigned) uid);
-        m = varlink_error_message(name, json_pack("{s:s}", "message", msg));
+        snprintf(name, sizeof(name), "%s.%s", BROKER_VARLINK_INTERFACE, broker_error_name(err->code));
+        m = varlink_error_message(name, json_pack("{s:s}", "message", err->message));
         if (m) {
                 size_t len;
                 _cleanup_free_ char *data = json_write_compact(m, &len);
@@ -533,7 +529,7 @@ static void refuse_connection(int fd, uid_t uid, const char *why) {
 
 int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **ret) {
         _cleanup_(principal_freep) Principal *principal = NULL;
-        const char *why = NULL;
+        BrokerError err = {};
         VarlinkConnection *c;
         int r;
 
@@ -545,11 +541,12 @@ int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **
                 safe_close(fd);
                 return log_debug_errno(r, "varlink: cannot identify peer: %m");
         }
-        if (!varlink_server_admits(s, principal->uid, &why)) {
-                log_warning("varlink: refusing a connection of uid %u: %s.", (unsigned) principal->uid, why);
-                refuse_connection(fd, principal->uid, why);
+        r = varlink_server_admit(s, principal->uid, &err);
+        if (r < 0) {
+                log_warning("varlink: refusing a connection of uid %u: %s", (unsigned) principal->uid, err.message);
+                refuse_connection(fd, &err);
                 safe_close(fd);
-                return -EUSERS;
+                return r;
         }
         if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
                 r = -errno;
@@ -606,10 +603,8 @@ int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **
 VarlinkLimits varlink_limits_default(void) {
         return (VarlinkLimits) {
                 .max_message = VARLINK_DEFAULT_MAX_MESSAGE,
-                .max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID,
                 .idle_timeout_usec = VARLINK_DEFAULT_IDLE_TIMEOUT_USEC,
                 .max_output = VARLINK_DEFAULT_MAX_OUTPUT,
-                .max_connections = VARLINK_DEFAULT_MAX_CONNECTIONS,
                 .max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID,
                 .max_stream_output = VARLINK_DEFAULT_MAX_STREAM_OUTPUT,
         };
@@ -628,30 +623,36 @@ int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServ
                 s->limits = *limits;
         if (s->limits.max_message == 0)
                 s->limits.max_message = VARLINK_DEFAULT_MAX_MESSAGE;
-        if (s->limits.max_connections_per_uid == 0)
-                s->limits.max_connections_per_uid = VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID;
         if (s->limits.idle_timeout_usec == 0)
                 s->limits.idle_timeout_usec = VARLINK_DEFAULT_IDLE_TIMEOUT_USEC;
         if (s->limits.max_output == 0)
                 s->limits.max_output = VARLINK_DEFAULT_MAX_OUTPUT;
-        if (s->limits.max_connections == 0)
-                s->limits.max_connections = VARLINK_DEFAULT_MAX_CONNECTIONS;
-        if (s->limits.max_connections <= VARLINK_ROOT_RESERVED_CONNECTIONS)
-                s->limits.max_connections = VARLINK_ROOT_RESERVED_CONNECTIONS + 1;
         if (s->limits.max_output_per_uid == 0)
                 s->limits.max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID;
         if (s->limits.max_stream_output == 0)
                 s->limits.max_stream_output = VARLINK_DEFAULT_MAX_STREAM_OUTPUT;
-        if (uid_quota_table_new(&s->quotas) < 0 ||
+        if (uid_quota_table_new(&s->quotas) < 0 || quota_new(NULL, &s->own_quota) < 0 ||
             varlink_server_add_flush(s) < 0) {
                 uid_quota_table_free(s->quotas);
+                quota_free(s->own_quota);
                 sd_event_source_disable_unref(s->flush_source);
                 sd_event_source_disable_unref(s->flush_timer);
                 sd_event_unref(s->event);
                 free(s);
                 return -ENOMEM;
         }
+        s->quota = s->own_quota;
         *ret = s;
+        return 0;
+}
+
+int varlink_server_set_quota(VarlinkServer *s, Quota *q) {
+        if (!s || !q)
+                return -EINVAL;
+        /* Charges made to one quota must be released to the same one. */
+        if (s->n_live > 0)
+                return -EBUSY;
+        s->quota = q;
         return 0;
 }
 
@@ -664,6 +665,7 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
         sd_event_source_disable_unref(s->flush_timer);
         varlink_server_close_listeners(s);
         uid_quota_table_free(s->quotas);
+        quota_free(s->own_quota);
         free(s->vendor);
         free(s->product);
         free(s->version);

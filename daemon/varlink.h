@@ -32,10 +32,11 @@
  *    unknown parameters: org.varlink.service.InvalidParameter {parameter}.
  *  - A handler failing with a bare errno is reported as
  *    io.iommufd.Broker.KernelError with strerror.
- *  - More than max_connections_per_uid connections of one uid, or more than
- *    max_connections in all (the last VARLINK_ROOT_RESERVED_CONNECTIONS of
- *    which only root may take): the extra one gets a LimitExceeded error
- *    message and is closed. Counting is O(1) per connection.
+ *  - Every connection is charged to a Quota (quota.h: the one the D-Bus
+ *    front end charges too, see varlink_server_set_quota()) from accept to
+ *    close. One its caps refuse (too many clients of the uid, or of all
+ *    users but root) gets a LimitExceeded error message saying why and is
+ *    closed. Counting is O(1) per connection.
  *  - At most VARLINK_ACCEPTS_PER_WAKEUP accept()s and
  *    VARLINK_CALLS_PER_WAKEUP calls of one connection per event loop
  *    iteration, so no peer keeps the loop to itself.
@@ -60,16 +61,14 @@
 
 #include "broker-errors.h"
 #include "principal.h"
+#include "quota.h"
 #include "util.h"
 
 #define VARLINK_DEFAULT_MAX_MESSAGE             (64u * 1024u)
-#define VARLINK_DEFAULT_MAX_CONNECTIONS_PER_UID 64u
 #define VARLINK_DEFAULT_IDLE_TIMEOUT_USEC       (5ull * 60ull * 1000000ull)
 #define VARLINK_DEFAULT_MAX_OUTPUT              (4u * 1024u * 1024u)
-#define VARLINK_DEFAULT_MAX_CONNECTIONS         1024u
 #define VARLINK_DEFAULT_MAX_OUTPUT_PER_UID      (16u * 1024u * 1024u)
 #define VARLINK_DEFAULT_MAX_STREAM_OUTPUT       (256u * 1024u)
-#define VARLINK_ROOT_RESERVED_CONNECTIONS       32u
 #define VARLINK_ACCEPTS_PER_WAKEUP              16u
 #define VARLINK_CALLS_PER_WAKEUP                8u
 #define VARLINK_STREAM_FLUSH_USEC               (5ull * 1000ull)
@@ -79,10 +78,8 @@
 
 typedef struct VarlinkLimits {
         size_t max_message;                     /* bytes of one incoming message; 0: 64 KiB */
-        unsigned max_connections_per_uid;       /* 0: 64 */
         uint64_t idle_timeout_usec;             /* 0: 5 min; UINT64_MAX: never */
         size_t max_output;                      /* queued reply bytes per connection; 0: 4 MiB */
-        unsigned max_connections;               /* all uids; 0: 1024 (never below the root reserve + 1) */
         size_t max_output_per_uid;              /* 0: 16 MiB */
         size_t max_stream_output;               /* queued bytes while streaming; 0: 256 KiB */
 } VarlinkLimits;
@@ -129,6 +126,12 @@ typedef bool (*VarlinkKeepOpenHook)(VarlinkConnection *c, void *userdata);
 int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServer **ret);
 VarlinkServer *varlink_server_free(VarlinkServer *s);   /* closes every connection */
 DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_server_free);
+
+/* Charge connections to q (borrowed; it must outlive the server) instead of
+ * the server's own quota with the default caps: the broker passes the
+ * manager's, so varlink connections and D-Bus sessions share one account.
+ * Only before the first connection: -EBUSY after. */
+int varlink_server_set_quota(VarlinkServer *s, Quota *q);
 
 /* What org.varlink.service.GetInfo says. Strings are copied. */
 int varlink_server_set_info(VarlinkServer *s, const char *vendor, const char *product, const char *version,

@@ -7,7 +7,9 @@
  * denied (the lease stays), challenge without and with interactive
  * authorization, the caller leaving while polkit is asked (polkit is told
  * to cancel), allowed (the revoke runs: RevokeTimeout naming the holder),
- * and polkit absent. Root itself is never asked about.
+ * and polkit absent. Root itself is never asked about. A user allowed to
+ * revoke may have REVOKE_MAX_PENDING_PER_UID revokes waiting at once; the
+ * next is LimitExceeded, and its calls go with it.
  */
 #include <fcntl.h>
 #include <grp.h>
@@ -22,6 +24,8 @@
 #include "dbus-test-util.h"
 #include "fake-polkit-util.h"
 #include "iommufd-broker.h"
+/* daemon/revoke.h: revokes one uid may have waiting at once. */
+#define REVOKE_MAX_PENDING_PER_UID 16
 
 #define DEV "0000:00:02.0"
 #define ACTION "io.iommufd.broker.revoke"
@@ -272,6 +276,80 @@ static void test_allowed(void) {
         CHECK_MSG(wait_state("releasing"), "the revoked lease is releasing");
 }
 
+static sd_bus_message *revoke_message(sd_bus *b, uint32_t seconds) {
+        sd_bus_message *m = NULL;
+
+        if (sd_bus_message_new_method_call(b, &m, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
+                                           "Revoke") < 0 || sd_bus_message_append(m, "su", DEV, seconds) < 0)
+                return sd_bus_message_unref(m);
+        return m;
+}
+
+/* As uid 65534: REVOKE_MAX_PENDING_PER_UID Revoke calls left waiting (60 s
+ * each, the holder never lets go), then, once the parent saw polkit asked
+ * about all of them, one more, whose answer goes to the pipe. */
+static _Noreturn void pile_up_revokes(int report, int go) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        char out[1024], c;
+        sd_bus *b;
+
+        if (!drop_to_nobody() || !(b = connect_bus()))
+                _exit(1);
+        for (int i = 0; i < REVOKE_MAX_PENDING_PER_UID; i++) {
+                sd_bus_message *m = revoke_message(b, 60);
+                if (!m || sd_bus_send(b, m, NULL) < 0)
+                        _exit(2);
+                sd_bus_message_unref(m);
+        }
+        if (sd_bus_flush(b) < 0 || write(report, "sent", 4) != 4 || read(go, &c, 1) != 1)
+                _exit(3);
+        sd_bus_message *m = revoke_message(b, 60);
+        if (!m)
+                _exit(4);
+        /* Replies to the waiting calls are not ours to wait for. */
+        if (sd_bus_call(b, m, 10 * 1000000ULL, &error, NULL) >= 0)
+                snprintf(out, sizeof(out), "ok");
+        else
+                snprintf(out, sizeof(out), "%s %s", strna(error.name), strna(error.message));
+        if (write(report, out, strlen(out)) < 0)
+                _exit(5);
+        _exit(0);
+}
+
+static void test_pending_cap(void) {
+        char got[1024] = "";
+        int report[2], go[2], checks, status;
+        ssize_t n;
+        pid_t pid;
+
+        set_mode("allow");
+        checks = count_log("check ");
+        if (pipe(report) < 0 || pipe(go) < 0) {
+                CHECK_MSG(false, "pipes");
+                return;
+        }
+        pid = fork();
+        if (pid == 0)
+                pile_up_revokes(report[1], go[0]);
+        close(report[1]);
+        close(go[0]);
+        n = read(report[0], got, 4);
+        CHECK_MSG(n == 4 && wait_log("check ", checks + REVOKE_MAX_PENDING_PER_UID),
+                  "uid 65534: %d Revoke calls past polkit", REVOKE_MAX_PENDING_PER_UID);
+        usleep(300000);                 /* the last answers reach the core */
+        if (write(go[1], "g", 1) != 1)
+                CHECK_MSG(false, "the child waits");
+        n = read(report[0], got, sizeof(got) - 1);
+        got[n > 0 ? n : 0] = 0;
+        (void) waitpid(pid, &status, 0);
+        close(report[0]);
+        close(go[1]);
+        CHECK_MSG(strncmp(got, ERR("LimitExceeded"), strlen(ERR("LimitExceeded"))) == 0 && strstr(got, "revokes"),
+                  "one more: LimitExceeded (%s)", got);
+        /* Its calls went with the caller: room again. */
+        expect_revoke(OVER_DBUS, false, "RevokeTimeout", "after the piled-up caller left");
+}
+
 static void test_absent(void) {
         stop_fake_polkitd();
         expect_revoke(OVER_VARLINK, false, "AuthorizationUnavailable", "polkit absent");
@@ -309,6 +387,7 @@ int main(void) {
         test_challenge();
         test_gone_while_pending();
         test_allowed();
+        test_pending_cap();
 
         iommufd_broker_lease_free(lease);
         iommufd_broker_disconnect(holder);

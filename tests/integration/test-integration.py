@@ -566,7 +566,8 @@ def error_invalid_parameter(ctx):
 @case
 def error_limit_exceeded(ctx):
     """LimitExceeded is reachable three ways: a call on a connection with an
-    active Monitor stream, the per-uid connection cap, an oversized message."""
+    active Monitor stream, the per-uid connection cap (of a user: root is
+    never refused), an oversized message."""
     d = ctx.daemon(args=["--max-connections-per-uid", "2"])
     d.take_baseline()
     with d.connect() as m:
@@ -575,7 +576,10 @@ def error_limit_exceeded(ctx):
         check(r.continues, "Monitor's first reply does not continue")
         p = expect_error(m.call(B + "ListDevices"), B + "LimitExceeded", "a call beside a Monitor stream")
         check(p.get("message"), "LimitExceeded without a message")
-        with d.connect() as c2:
+
+    def third_refused():
+        with d.connect() as c1, d.connect() as c2:
+            expect_ok(c1.call(B + "ListDevices"), "first connection")
             expect_ok(c2.call(B + "ListDevices"), "second connection")
             with d.connect() as c3:
                 try:
@@ -585,6 +589,11 @@ def error_limit_exceeded(ctx):
                 p = expect_error(r, B + "LimitExceeded", "third connection over a cap of 2")
                 check(p.get("message"), "LimitExceeded without a message")
                 check(c3.is_closed_by_peer(), "the connection over the cap was not closed")
+        return True
+    run_as(NOBODY, third_refused)
+    with d.connect() as c1, d.connect() as c2, d.connect() as c3:
+        for c in (c1, c2, c3):
+            expect_ok(c.call(B + "ListDevices"), "root past a per-uid cap of 2")
     finish(d)
 
 
@@ -1324,36 +1333,47 @@ def idle_timeout_keeps_leases(ctx):
 
 @case
 def robust_connection_cap(ctx):
+    """--max-connections-per-uid counts a user's connections exactly; another
+    uid has its own count; root is never refused."""
     d = ctx.daemon(args=["--max-connections-per-uid", "3"])
     d.take_baseline()
-    conns = [d.connect() for _ in range(3)]
-    for c in conns:
-        expect_ok(c.call(SVC + "GetInfo"), "a connection under the cap")
-    extra = d.connect()
-    try:
-        r = extra.recv(5)
-    except Closed:
-        raise TestFailure("the 4th connection was closed without a LimitExceeded message")
-    expect_error(r, B + "LimitExceeded", "4th connection with a cap of 3")
-    check(extra.is_closed_by_peer(), "the 4th connection was not closed")
-    extra.close()
 
-    # Another uid has its own count.
+    def fill():
+        conns = [d.connect() for _ in range(3)]
+        for c in conns:
+            expect_ok(c.call(SVC + "GetInfo"), "a connection under the cap")
+        extra = d.connect()
+        try:
+            r = extra.recv(5)
+        except Closed:
+            raise TestFailure("the 4th connection was closed without a LimitExceeded message")
+        expect_error(r, B + "LimitExceeded", "4th connection with a cap of 3")
+        check(extra.is_closed_by_peer(), "the 4th connection was not closed")
+        extra.close()
+
+        conns.pop().close()
+
+        def fourth_ok():
+            with d.connect() as c:
+                try:
+                    r = c.call(SVC + "GetInfo", timeout=2)
+                except Closed:
+                    return False
+                return r.error is None
+        wait_for(fourth_ok, 5, 0.1, "a new connection after closing one")
+        for c in conns:
+            c.close()
+        return True
+    run_as(NOBODY, fill)
+
+    # Another uid has its own count, and root is not capped at all.
     def other():
         with d.connect() as c:
-            return expect_ok(c.call(SVC + "GetInfo"), "GetInfo as nobody")["interfaces"]
-    run_as(NOBODY, other)
-
-    conns.pop().close()
-    def fourth_ok():
-        with d.connect() as c:
-            try:
-                r = c.call(SVC + "GetInfo", timeout=2)
-            except Closed:
-                return False
-            return r.error is None
-    wait_for(fourth_ok, 5, 0.1, "a new connection after closing one")
+            return expect_ok(c.call(SVC + "GetInfo"), "GetInfo as uid 20001")["interfaces"]
+    run_as(20001, other)
+    conns = [d.connect() for _ in range(5)]
     for c in conns:
+        expect_ok(c.call(SVC + "GetInfo"), "root past a per-uid cap of 3")
         c.close()
     finish(d)
 
