@@ -20,6 +20,10 @@ void session_forget_lease(Session *s, Lease *l);
 typedef struct SessionPin {
         unsigned n_ref;
         uint64_t session_id;
+        /* The session's iommufd context, opened on its first acquire: one
+         * fd shared by the session and every lease it made (a releasing
+         * lease polls it after the session is gone), closed with the pin. */
+        int iommufd;
         bool pushed;                    /* they went into the fd store */
         bool session_gone;
         uint64_t pid_starttime;         /* the holder's, once a lease record needed it; 0: not yet */

@@ -42,6 +42,14 @@ LeaseState lease_state_from_string(const char *s) {
         return -EINVAL;
 }
 
+/* A pinned lease borrows the pin's iommufd; a re-adopted one owns its own. */
+static void lease_drop_pin(Lease *l, bool remove_stored) {
+        if (!l->pin)
+                return;
+        l->iommufd = -EBADF;
+        l->pin = session_pin_unref(l->pin, remove_stored);
+}
+
 Lease *lease_free(Lease *l) {
         if (!l)
                 return NULL;
@@ -52,7 +60,7 @@ Lease *lease_free(Lease *l) {
         safe_close(l->request_fd);
         safe_close(l->pidfd);
         /* Ended leases gave theirs back in lease_end(): this is a stop. */
-        session_pin_unref(l->pin, false);
+        lease_drop_pin(l, false);
         safe_close(l->iommufd);
         free(l->reason);
         free(l->unit);
@@ -117,7 +125,7 @@ void lease_end(Lease *l, const char *reason) {
                 (void) fdstore_remove(kind, l->session_id);
         }
         if (l->pin)
-                l->pin = session_pin_unref(l->pin, true);
+                lease_drop_pin(l, true);
         else if (!session_has_other_leases(m, l->session_id)) {
                 /* Re-adopted: its session is gone with the old daemon. */
                 (void) fdstore_remove("iommufd", l->session_id);

@@ -51,9 +51,9 @@ struct Lease {
         sd_event_source *pidfd_source;
         SessionPin *pin;                /* NULL when re-adopted after a restart */
 
-        /* A copy of the session's context: once every fd of a bound device
-         * is closed, the kernel drops dev_id from it (IOMMU_GET_HW_INFO
-         * gives ENOENT). */
+        /* The session's context (its pin's while pinned, else our own): once
+         * every fd of a bound device is closed, the kernel drops dev_id from
+         * it (IOMMU_GET_HW_INFO gives ENOENT). */
         int iommufd;
 
         char *rule;                     /* the policy rule that granted it, for the audit trail */

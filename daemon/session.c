@@ -20,7 +20,6 @@ struct Session {
         uint64_t id;
         SessionPin *pin;
         Principal *principal;
-        int iommufd;                    /* opened on first acquire */
         uint32_t ioas_id;               /* allocated on first attached acquire */
         size_t n_leases;                /* leases in state leased; they sit in the manager's list */
 };
@@ -53,6 +52,7 @@ SessionPin *session_pin_unref(SessionPin *p, bool remove_stored) {
         if (!p || --p->n_ref > 0)
                 return NULL;
         pin_drop_requests(p, remove_stored);
+        safe_close(p->iommufd);
         if (remove_stored && p->pushed) {
                 (void) fdstore_remove("iommufd", p->session_id);
                 (void) fdstore_remove("pidfd", p->session_id);
@@ -138,9 +138,8 @@ int session_new(Manager *m, Principal *principal, Session **ret) {
                 .id = manager_next_session_id(m),
                 .pin = s->pin,
                 .principal = principal,
-                .iommufd = -EBADF,
         };
-        *s->pin = (SessionPin) { .n_ref = 1, .session_id = s->id };
+        *s->pin = (SessionPin) { .n_ref = 1, .session_id = s->id, .iommufd = -EBADF };
         *ret = s;
         return 0;
 }
@@ -161,7 +160,6 @@ void session_destroy(Session *s) {
         s->pin->session_gone = true;
         pin_drop_requests(s->pin, !manager_is_shutting_down(s->manager));
         session_pin_unref(s->pin, !manager_is_shutting_down(s->manager));
-        safe_close(s->iommufd);
         principal_free(s->principal);
         free(s);
 }
@@ -309,7 +307,7 @@ static int ensure_iommufd(Session *s, BrokerError *err) {
         const KernelOps *k = manager_kernel(s->manager);
         int fd;
 
-        if (s->iommufd >= 0)
+        if (s->pin->iommufd >= 0)
                 return 0;
         fd = k->open_iommufd(policy_memlock_accounting(manager_policy(s->manager)));
         if (fd == -ENOENT || fd == -ENODEV)
@@ -319,7 +317,7 @@ static int ensure_iommufd(Session *s, BrokerError *err) {
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, NULL,
                                         "cannot set up an iommufd context with per-process memlock accounting: %s",
                                         strerror(-fd));
-        s->iommufd = fd;
+        s->pin->iommufd = fd;
         return 0;
 }
 
@@ -328,7 +326,7 @@ static int ensure_ioas(Session *s, BrokerError *err) {
 
         if (s->ioas_id != 0)
                 return 0;
-        r = manager_kernel(s->manager)->ioas_alloc(s->iommufd, &s->ioas_id);
+        r = manager_kernel(s->manager)->ioas_alloc(s->pin->iommufd, &s->ioas_id);
         if (r < 0)
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, NULL, "IOMMU_IOAS_ALLOC failed: %s",
                                         strerror(-r));
@@ -374,7 +372,7 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
         if (req->mode == ACQUIRE_MODE_UNBOUND)
                 return 0;
 
-        r = k->bind(p->fd, s->iommufd, &p->dev_id);
+        r = k->bind(p->fd, s->pin->iommufd, &p->dev_id);
         if (r == -EBUSY)
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
                                         "%s: VFIO_DEVICE_BIND_IOMMUFD refused (EBUSY): its legacy group "
@@ -391,7 +389,7 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
          * the IOMMU behind a device does not change. */
         if (!d->hw_info.from_kernel) {
                 IommuHwInfo info;
-                if (k->hw_info(s->iommufd, p->dev_id, &info) >= 0 && info.valid) {
+                if (k->hw_info(s->pin->iommufd, p->dev_id, &info) >= 0 && info.valid) {
                         d->hw_info = info;
                         d->hw_info.from_kernel = true;
                         device_invalidate_json(d);
@@ -436,22 +434,19 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
                 .pid = s->principal->pid,
                 .pidfd = -EBADF,
                 .pin = session_pin_ref(s->pin),
-                .iommufd = -EBADF,
+                .iommufd = s->pin->iommufd,     /* the pin's: it outlives the session with the lease */
                 .request_fd = -EBADF,
         };
         /* The rule's name is kept: a policy reload may drop the rule itself. */
         policy_check(manager_policy(s->manager), s->principal, p->device, req->mode, req->managed, &decision);
-        if (decision.rule && !(l->rule = strdup(decision.rule))) {
-                free(l);
-                return NULL;
-        }
+        if (decision.rule && !(l->rule = strdup(decision.rule)))
+                return lease_free(l);      /* gives the pin back */
         snprintf(l->address, sizeof(l->address), "%s", p->device->address);
-        /* Copies that outlive the session: the lease may be releasing long
+        /* A copy that outlives the session: the lease may be releasing long
          * after the connection is gone. */
-        l->iommufd = fcntl(s->iommufd, F_DUPFD_CLOEXEC, 3);
         if (s->principal->pidfd >= 0)
                 l->pidfd = fcntl(s->principal->pidfd, F_DUPFD_CLOEXEC, 3);
-        if (l->iommufd < 0 || (s->principal->pidfd >= 0 && l->pidfd < 0) ||
+        if ((s->principal->pidfd >= 0 && l->pidfd < 0) ||
             (s->principal->unit && !(l->unit = strdup(s->principal->unit))))
                 return lease_free(l);
         return l;
@@ -510,16 +505,10 @@ static int grant_memlock(Session *s, const AcquireRequest *req, Pending *pending
 
 static int build_reply(Session *s, Pending *pending, size_t n, AcquireReply *ret) {
         AcquiredDevice *devices;
-        int iommufd;
 
         devices = calloc(n, sizeof(*devices));
         if (!devices)
                 return -ENOMEM;
-        iommufd = fcntl(s->iommufd, F_DUPFD_CLOEXEC, 3);
-        if (iommufd < 0) {
-                free(devices);
-                return -errno;
-        }
         for (size_t i = 0; i < n; i++) {
                 devices[i] = (AcquiredDevice) {
                         .fd = TAKE_FD(pending[i].fd),
@@ -530,7 +519,7 @@ static int build_reply(Session *s, Pending *pending, size_t n, AcquireReply *ret
         }
         *ret = (AcquireReply) {
                 .session_id = s->id,
-                .iommufd = iommufd,
+                .iommufd = s->pin->iommufd,    /* borrowed: both front ends send a copy */
                 .ioas_id = s->ioas_id,
                 .n_devices = n,
                 .devices = devices,
@@ -651,7 +640,7 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
 void acquire_reply_done(AcquireReply *r) {
         if (!r)
                 return;
-        r->iommufd = safe_close(r->iommufd);
+        r->iommufd = -EBADF;            /* the session's */
         for (size_t i = 0; i < r->n_devices; i++)
                 r->devices[i].fd = safe_close(r->devices[i].fd);
         free(r->devices);

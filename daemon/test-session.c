@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The lease state machine: the core's acquire rules, all-or-nothing, release
  * and cleanup, over the fake kernel and an in-memory inventory. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -280,6 +281,47 @@ static void test_cleanup_and_events(Manager *m) {
         subscription_free(sub);
 }
 
+/* A client that acquires and releases again and again: the reply lends the
+ * session's own iommufd (the transport sends the copy), the lease shares it,
+ * so each round opens just the device, and every fd is gone after it. */
+static void test_acquire_fds(Manager *m) {
+        Device *d = inventory_find(manager_inventory(m), "0000:00:02.0");
+        Session *s = new_session(m, 0);
+        int first_iommufd = -EBADF;
+        BrokerError err;
+
+        for (int round = 0; round < 3; round++) {
+                AcquireReply a;
+                int before = test_count_open_fds();
+
+                CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, &a, &err) ==
+                      BROKER_OK);
+                if (round == 0)
+                        first_iommufd = a.iommufd;
+                else {
+                        CHECK_MSG(a.iommufd == first_iommufd, "round %d: the reply lends the session's iommufd",
+                                  round + 1);
+                        /* Round 1 opened the context and the request eventfd. */
+                        CHECK_MSG(test_count_open_fds() == before + 1, "round %d: only the device fd is new",
+                                  round + 1);
+                }
+                CHECK(d->lease && d->lease->iommufd == a.iommufd);
+                acquire_reply_done(&a);
+                CHECK(a.iommufd == -EBADF && fcntl(first_iommufd, F_GETFD) >= 0);  /* still the session's */
+                CHECK(session_release(s, NULL, &err) == 0);
+                run_until_free(m, d);
+                CHECK(d->lease == NULL);
+        }
+        /* A releasing lease keeps the context past its session. */
+        AcquireReply a;
+        CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, &a, &err) == BROKER_OK);
+        session_destroy(s);
+        CHECK(d->lease && d->lease->state == LEASE_STATE_RELEASING && fcntl(d->lease->iommufd, F_GETFD) >= 0);
+        acquire_reply_done(&a);
+        run_until_free(m, d);
+        CHECK(d->lease == NULL && fcntl(first_iommufd, F_GETFD) < 0);
+}
+
 /* Every datagram waiting on fd, "|"-separated, fds closed. */
 static void drain_notify(int fd, char *out, size_t size) {
         char buf[256];
@@ -376,6 +418,7 @@ int main(void) {
 
         test_rules(m);
         test_cleanup_and_events(m);
+        test_acquire_fds(m);
         test_fd_store_per_session(m);
         manager_free(m);
         test_limits(e);
