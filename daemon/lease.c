@@ -42,11 +42,12 @@ LeaseState lease_state_from_string(const char *s) {
         return -EINVAL;
 }
 
-/* A pinned lease borrows the pin's iommufd; a re-adopted one owns its own. */
+/* A pinned lease borrows the pin's iommufd and pidfd; a re-adopted one
+ * owns its own. */
 static void lease_drop_pin(Lease *l, bool remove_stored) {
         if (!l->pin)
                 return;
-        l->iommufd = -EBADF;
+        l->iommufd = l->pidfd = -EBADF;
         l->pin = session_pin_unref(l->pin, remove_stored);
 }
 
@@ -58,9 +59,9 @@ Lease *lease_free(Lease *l) {
         sd_event_source_disable_unref(l->pidfd_source);
         sd_event_source_disable_unref(l->request_source);
         safe_close(l->request_fd);
-        safe_close(l->pidfd);
         /* Ended leases gave theirs back in lease_end(): this is a stop. */
         lease_drop_pin(l, false);
+        safe_close(l->pidfd);
         safe_close(l->iommufd);
         free(l->reason);
         free(l->unit);
@@ -184,6 +185,9 @@ static int on_holder_exit(sd_event_source *source, int fd, uint32_t revents, voi
 }
 
 int lease_watch_holder(Lease *l) {
+        /* The session watches its holder once for all its leases. */
+        if (l->pin)
+                return session_pin_watch_holder(l->pin);
         if (l->pidfd < 0 || l->pidfd_source)
                 return 0;
         return sd_event_add_io(manager_event(l->manager), &l->pidfd_source, l->pidfd, EPOLLIN, on_holder_exit, l);

@@ -47,8 +47,8 @@ struct Lease {
         pid_t pid;
         uint64_t pid_starttime;         /* 0: not read yet */
         char *unit;
-        int pidfd;                      /* the holder's, -EBADF if none */
-        sd_event_source *pidfd_source;
+        int pidfd;                      /* the holder's (the pin's while pinned), -EBADF if none */
+        sd_event_source *pidfd_source;  /* re-adopted leases only: a pin watches for its leases */
         SessionPin *pin;                /* NULL when re-adopted after a restart */
 
         /* The session's context (its pin's while pinned, else our own): once

@@ -52,6 +52,8 @@ SessionPin *session_pin_unref(SessionPin *p, bool remove_stored) {
         if (!p || --p->n_ref > 0)
                 return NULL;
         pin_drop_requests(p, remove_stored);
+        sd_event_source_disable_unref(p->holder_source);
+        safe_close(p->pidfd);
         safe_close(p->iommufd);
         if (remove_stored && p->pushed) {
                 (void) fdstore_remove("iommufd", p->session_id);
@@ -59,6 +61,38 @@ SessionPin *session_pin_unref(SessionPin *p, bool remove_stored) {
         }
         free(p);
         return NULL;
+}
+
+static Lease *pin_first_leased(SessionPin *p) {
+        for (Lease *l = manager_leases(p->manager); l; l = l->next)
+                if (l->pin == p && l->state == LEASE_STATE_LEASED)
+                        return l;
+        return NULL;
+}
+
+static int on_holder_exit(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        SessionPin *p = session_pin_ref(userdata);      /* the last lease may end below */
+        Lease *l;
+
+        log_debug("session %" PRIu64 ": the holder exited", p->session_id);
+        /* The pidfd stays readable now: off until another lease comes. */
+        (void) sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        p->holder_exited = true;
+        while ((l = pin_first_leased(p)))
+                lease_release(l, "client-exited");
+        session_pin_unref(p, true);
+        return 0;
+}
+
+int session_pin_watch_holder(SessionPin *p) {
+        if (p->pidfd < 0)
+                return 0;
+        if (!p->holder_source)
+                return sd_event_add_io(manager_event(p->manager), &p->holder_source, p->pidfd, EPOLLIN,
+                                       on_holder_exit, p);
+        /* A lease made after the holder exited (someone else has the
+         * connection) is released at the next iteration, as before. */
+        return p->holder_exited ? sd_event_source_set_enabled(p->holder_source, SD_EVENT_ON) : 0;
 }
 
 bool session_pin_keep_request(SessionPin *p, const char *address, int fd) {
@@ -139,7 +173,8 @@ int session_new(Manager *m, Principal *principal, Session **ret) {
                 .pin = s->pin,
                 .principal = principal,
         };
-        *s->pin = (SessionPin) { .n_ref = 1, .session_id = s->id, .iommufd = -EBADF };
+        *s->pin = (SessionPin) { .n_ref = 1, .manager = m, .session_id = s->id, .iommufd = -EBADF,
+                                 .pidfd = -EBADF };
         *ret = s;
         return 0;
 }
@@ -442,10 +477,11 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
         if (decision.rule && !(l->rule = strdup(decision.rule)))
                 return lease_free(l);      /* gives the pin back */
         snprintf(l->address, sizeof(l->address), "%s", p->device->address);
-        /* A copy that outlives the session: the lease may be releasing long
-         * after the connection is gone. */
-        if (s->principal->pidfd >= 0)
-                l->pidfd = fcntl(s->principal->pidfd, F_DUPFD_CLOEXEC, 3);
+        /* A copy that outlives the session, made once for all its leases:
+         * a lease may be releasing long after the connection is gone. */
+        if (s->principal->pidfd >= 0 && s->pin->pidfd < 0)
+                s->pin->pidfd = fcntl(s->principal->pidfd, F_DUPFD_CLOEXEC, 3);
+        l->pidfd = s->pin->pidfd;
         if ((s->principal->pidfd >= 0 && l->pidfd < 0) ||
             (s->principal->unit && !(l->unit = strdup(s->principal->unit))))
                 return lease_free(l);

@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
@@ -322,6 +325,62 @@ static void test_acquire_fds(Manager *m) {
         CHECK(d->lease == NULL && fcntl(first_iommufd, F_GETFD) < 0);
 }
 
+/* The session watches its holder once for all its leases: the holder's exit
+ * releases every lease still leased, and a lease the session makes after
+ * that is released at the next iteration. */
+static void test_holder_exit(Manager *m) {
+        Device *two = inventory_find(manager_inventory(m), "0000:00:02.0");
+        Device *nine = inventory_find(manager_inventory(m), "0000:00:09.0");
+        int fds_before = test_count_open_fds();
+        Recorded rec = {};
+        Subscription *sub;
+        Principal *p;
+        Session *s;
+        BrokerError err;
+        AcquireReply a;
+        pid_t child;
+        int pidfd;
+
+        child = fork();
+        if (child == 0) {
+                pause();
+                _exit(0);
+        }
+        pidfd = (int) syscall(SYS_pidfd_open, child, 0);
+        CHECK(pidfd >= 0);
+        CHECK(principal_new(0, 0, child, pidfd, NULL, 0, "test.service", &p) == 0);
+        CHECK(session_new(m, p, &s) == 0);
+        manager_subscribe(m, on_event, &rec, &sub);
+
+        CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) == BROKER_OK);
+        CHECK(try_acquire(s, ACQUIRE_MODE_BOUND, (const char *[]) { "0000:00:09.0", NULL }, &a, &err) == BROKER_OK);
+        CHECK(two->lease && nine->lease && two->lease->pidfd == nine->lease->pidfd && two->lease->pidfd >= 0);
+        for (int i = 0; i < 5; i++)
+                (void) sd_event_run(manager_event(m), 0);
+        CHECK(session_n_leases(s) == 2);        /* the holder lives */
+
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        run_until_free(m, two);
+        CHECK(two->lease == NULL && streq(rec.last_reason, "client-exited"));
+        CHECK(nine->lease && nine->lease->state == LEASE_STATE_RELEASING &&
+              streq_ptr(nine->lease->reason, "client-exited"));
+        CHECK(session_n_leases(s) == 0);
+        acquire_reply_done(&a);
+        run_until_free(m, nine);
+        CHECK(nine->lease == NULL);
+
+        /* The connection outlived its holder: a new lease goes too. */
+        CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) == BROKER_OK);
+        CHECK(two->lease && two->lease->state == LEASE_STATE_LEASED);
+        run_until_free(m, two);
+        CHECK(two->lease == NULL && session_n_leases(s) == 0 && streq(rec.last_reason, "client-exited"));
+
+        subscription_free(sub);
+        session_destroy(s);
+        CHECK(test_count_open_fds() == fds_before);
+}
+
 /* Every datagram waiting on fd, "|"-separated, fds closed. */
 static void drain_notify(int fd, char *out, size_t size) {
         char buf[256];
@@ -419,6 +478,7 @@ int main(void) {
         test_rules(m);
         test_cleanup_and_events(m);
         test_acquire_fds(m);
+        test_holder_exit(m);
         test_fd_store_per_session(m);
         manager_free(m);
         test_limits(e);
