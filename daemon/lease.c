@@ -116,10 +116,10 @@ void lease_end(Lease *l, const char *reason) {
         /* The audit entry above says the same, at notice level. */
         log_debug("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, l->session_id,
                   (unsigned) l->uid, reason);
-        if (l->pin && session_pin_keep_request(l->pin, l->address, l->request_fd)) {
+        if (l->pin && session_pin_keep_request(l->pin, l->address, l->request_fd, l->request_source)) {
                 /* The session's next lease of the device takes it over,
-                 * name in the fd store and all. */
-                l->request_source = sd_event_source_disable_unref(l->request_source);
+                 * name in the fd store, epoll registration and all. */
+                l->request_source = NULL;
                 l->request_fd = -EBADF;
         } else {
                 fdstore_request_kind(kind, l->address);
@@ -198,8 +198,10 @@ static int on_unplug_request(sd_event_source *source, int fd, uint32_t revents, 
         uint64_t count;
 
         /* Drain the eventfd; the count does not matter. */
-        if (read(fd, &count, sizeof(count)) < 0)
+        if (read(fd, &count, sizeof(count)) < 0 && l)
                 log_debug_errno(errno, "%s: reading the request eventfd: %m", l->address);
+        if (!l)
+                return 0;       /* kept by a session between its leases: nobody to ask */
         log_info("%s: the kernel asks for the device back (unplug or unbind)", l->address);
         lease_release(l, l->revoking ? "revoked" : "unplug-requested");
         return 0;

@@ -13,6 +13,7 @@
 #include "lease-store.h"
 #include "lease.h"
 #include "driver.h"
+#include "fmt.h"
 #include "log.h"
 
 struct Session {
@@ -40,6 +41,7 @@ static void pin_drop_requests(SessionPin *p, bool remove_stored) {
         for (size_t i = 0; i < p->n_idle; i++) {
                 char kind[FDSTORE_KIND_MAX];
 
+                sd_event_source_disable_unref(p->idle[i].source);
                 safe_close(p->idle[i].fd);
                 fdstore_request_kind(kind, p->idle[i].address);
                 if (remove_stored)
@@ -95,7 +97,7 @@ int session_pin_watch_holder(SessionPin *p) {
         return p->holder_exited ? sd_event_source_set_enabled(p->holder_source, SD_EVENT_ON) : 0;
 }
 
-bool session_pin_keep_request(SessionPin *p, const char *address, int fd) {
+bool session_pin_keep_request(SessionPin *p, const char *address, int fd, sd_event_source *source) {
         uint64_t count;
 
         if (!p || p->session_gone || fd < 0 || p->n_idle >= SESSION_IDLE_REQUESTS)
@@ -103,16 +105,21 @@ bool session_pin_keep_request(SessionPin *p, const char *address, int fd) {
         /* A request that came as the device was let go means nothing now. */
         if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
                 return false;
-        snprintf(p->idle[p->n_idle].address, sizeof(p->idle[0].address), "%s", address);
-        p->idle[p->n_idle++].fd = fd;
+        if (source)
+                (void) sd_event_source_set_userdata(source, NULL);     /* no lease: drain only */
+        FmtBuf b = fmt_buf(p->idle[p->n_idle].address, sizeof(p->idle[0].address));
+        fmt_str(&b, address);
+        p->idle[p->n_idle].fd = fd;
+        p->idle[p->n_idle++].source = source;
         return true;
 }
 
-/* A kept request eventfd for address, or -EBADF. */
-static int pin_take_request(SessionPin *p, const char *address) {
+/* A kept request eventfd for address and its source, or -EBADF. */
+static int pin_take_request(SessionPin *p, const char *address, sd_event_source **ret_source) {
         for (size_t i = 0; i < p->n_idle; i++)
                 if (streq(p->idle[i].address, address)) {
                         int fd = p->idle[i].fd;
+                        *ret_source = p->idle[i].source;
                         p->idle[i] = p->idle[--p->n_idle];
                         return fd;
                 }
@@ -121,15 +128,17 @@ static int pin_take_request(SessionPin *p, const char *address) {
 
 /* A request eventfd the Acquire does not use after all: kept if it can be,
  * so that the one in the fd store under its name stays the one we use. */
-static void request_fd_put_back(Session *s, const char *address, int *fd) {
+static void request_fd_put_back(Session *s, const char *address, int *fd, sd_event_source **source) {
         char kind[FDSTORE_KIND_MAX];
 
         if (*fd < 0)
                 return;
-        if (session_pin_keep_request(s->pin, address, *fd)) {
+        if (session_pin_keep_request(s->pin, address, *fd, *source)) {
                 *fd = -EBADF;
+                *source = NULL;
                 return;
         }
+        *source = sd_event_source_disable_unref(*source);
         *fd = safe_close(*fd);
         fdstore_request_kind(kind, address);
         (void) fdstore_remove(kind, s->id);
@@ -211,12 +220,13 @@ typedef struct Pending {
         char *original_driver;
         char *original_override;
         int request_fd;
+        sd_event_source *request_source;        /* a kept one's, still in the epoll set */
         Lease *lease;                   /* allocated before anything is handed out */
 } Pending;
 
 static void pending_undo(Session *s, Pending *p) {
         p->fd = safe_close(p->fd);
-        request_fd_put_back(s, p->device->address, &p->request_fd);
+        request_fd_put_back(s, p->device->address, &p->request_fd, &p->request_source);
         /* A device acquire-job.c rebound goes back through it. */
         free(p->original_driver);
         free(p->original_override);
@@ -433,11 +443,11 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
 
         /* Learn of hot unplug while the client holds the device. Not fatal:
          * the removal uevent ends the lease too, just later. */
-        p->request_fd = pin_take_request(s->pin, d->address);
+        p->request_fd = pin_take_request(s->pin, d->address, &p->request_source);
         if (p->request_fd < 0)
                 p->request_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (p->request_fd >= 0 && k->set_request_eventfd(p->fd, p->request_fd) < 0)
-                request_fd_put_back(s, d->address, &p->request_fd);
+                request_fd_put_back(s, d->address, &p->request_fd, &p->request_source);
 
         if (req->mode == ACQUIRE_MODE_ATTACHED) {
                 r = k->attach(p->fd, s->ioas_id, &p->hwpt_id);
@@ -497,6 +507,9 @@ static void lease_link(Lease *l, Pending *p) {
         l->original_driver = TAKE_PTR(p->original_driver);
         l->original_override = TAKE_PTR(p->original_override);
         l->request_fd = TAKE_FD(p->request_fd);
+        l->request_source = TAKE_PTR(p->request_source);
+        if (l->request_source)
+                (void) sd_event_source_set_userdata(l->request_source, l);
         p->rebound = false;
         r = lease_watch_request(l);
         if (r < 0)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -290,7 +291,7 @@ static void test_cleanup_and_events(Manager *m) {
 static void test_acquire_fds(Manager *m) {
         Device *d = inventory_find(manager_inventory(m), "0000:00:02.0");
         Session *s = new_session(m, 0);
-        int first_iommufd = -EBADF;
+        int first_iommufd = -EBADF, first_request_fd = -EBADF;
         BrokerError err;
 
         for (int round = 0; round < 3; round++) {
@@ -309,11 +310,23 @@ static void test_acquire_fds(Manager *m) {
                                   round + 1);
                 }
                 CHECK(d->lease && d->lease->iommufd == a.iommufd);
+                CHECK(d->lease->state == LEASE_STATE_LEASED);   /* a stale request (below) is no request */
+                int request_fd = d->lease->request_fd;
+                if (round > 0)
+                        CHECK_MSG(request_fd == first_request_fd, "round %d: the kept request eventfd",
+                                  round + 1);
+                first_request_fd = request_fd;
                 acquire_reply_done(&a);
                 CHECK(a.iommufd == -EBADF && fcntl(first_iommufd, F_GETFD) >= 0);  /* still the session's */
                 CHECK(session_release(s, NULL, &err) == 0);
                 run_until_free(m, d);
                 CHECK(d->lease == NULL);
+                /* Kept between leases, still watched: a signal now is drained. */
+                CHECK(eventfd_write(request_fd, 1) == 0);
+                for (int i = 0; i < 3; i++)
+                        (void) sd_event_run(manager_event(m), 0);
+                eventfd_t v;
+                CHECK(eventfd_read(request_fd, &v) < 0 && errno == EAGAIN);
         }
         /* A releasing lease keeps the context past its session. */
         AcquireReply a;
@@ -331,7 +344,7 @@ static void test_acquire_fds(Manager *m) {
 static void test_holder_exit(Manager *m) {
         Device *two = inventory_find(manager_inventory(m), "0000:00:02.0");
         Device *nine = inventory_find(manager_inventory(m), "0000:00:09.0");
-        int fds_before = test_count_open_fds();
+        int fds_before;
         Recorded rec = {};
         Subscription *sub;
         Principal *p;
@@ -341,6 +354,11 @@ static void test_holder_exit(Manager *m) {
         pid_t child;
         int pidfd;
 
+        /* Holder scans of the tests before are workers, reaped (their fds
+         * closed) by the loop: let them go first. */
+        for (int i = 0; i < 20; i++)
+                (void) sd_event_run(manager_event(m), 10 * 1000);
+        fds_before = test_count_open_fds();
         child = fork();
         if (child == 0) {
                 pause();
@@ -378,6 +396,10 @@ static void test_holder_exit(Manager *m) {
 
         subscription_free(sub);
         session_destroy(s);
+        /* The holder scan started for the releasing bound lease is a worker,
+         * killed when the lease ended and reaped (its fds closed) by the loop. */
+        for (int i = 0; i < 100 && test_count_open_fds() != fds_before; i++)
+                (void) sd_event_run(manager_event(m), 10 * 1000);
         CHECK(test_count_open_fds() == fds_before);
 }
 
