@@ -625,7 +625,11 @@ static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
         _cleanup_free_ char *path = NULL;
         int r;
 
-        if (!ev->address || dbus_device_path(ev->address, &path) < 0)
+        if (!ev->address)
+                return;
+        /* Only these two need the device's path (and make it here). */
+        if ((ev->type == BROKER_EVENT_DEVICE_ADDED || ev->type == BROKER_EVENT_DEVICE_REMOVED) &&
+            dbus_device_path(ev->address, &path) < 0)
                 return;
 
         switch (ev->type) {

@@ -46,8 +46,35 @@ struct DbusDevices {
         size_t n_snapshots;
 };
 
+/* What sd_bus_path_encode() makes of it, without its allocations and
+ * formatting: every PropertiesChanged needs the path. Everything but a-z,
+ * A-Z and (not first) 0-9 becomes _ and two lower-case hex digits. */
 int dbus_device_path(const char *address, char **ret) {
-        return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
+        static const char prefix[] = BROKER_DBUS_DEVICE_PREFIX "/", hex[] = "0123456789abcdef";
+        size_t n = strlen(address);
+        char *path, *t;
+
+        if (n == 0)
+                return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
+        path = malloc(sizeof(prefix) + 3 * n);
+        if (!path)
+                return -ENOMEM;
+        t = mempcpy(path, prefix, sizeof(prefix) - 1);
+        for (const char *f = address; *f; f++) {
+                char c = *f;
+                bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+
+                if (alpha || (f > address && c >= '0' && c <= '9'))
+                        *t++ = c;
+                else {
+                        *t++ = '_';
+                        *t++ = hex[((unsigned char) c) >> 4];
+                        *t++ = hex[((unsigned char) c) & 15];
+                }
+        }
+        *t = 0;
+        *ret = path;
+        return 0;
 }
 
 int dbus_device_address_from_path(const char *path, char **ret) {
