@@ -605,9 +605,9 @@ static void emit_device_signal(DbusBroker *b, const char *member, const char *ad
 }
 
 static void emit_changed(DbusBroker *b, const char *address) {
-        int r = dbus_devices_emit_changed(b->devices, address);
-        /* A lease that ended because its device left has no object to report on. */
-        if (r < 0 && r != -ENOENT)
+        int r = dbus_devices_changed(b->devices, address);
+
+        if (r < 0)
                 log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
 }
 

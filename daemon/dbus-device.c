@@ -44,6 +44,12 @@ struct DbusDevices {
          * address, so the next one names only what changed. */
         DeviceSnapshot *snapshots;
         size_t n_snapshots;
+
+        /* Devices that changed in this loop iteration: reported once, at
+         * its end, with what they look like then (dbus_devices_changed()). */
+        sd_event_source *changed_source;
+        char (*changed)[16];
+        size_t n_changed, n_changed_alloc;
 };
 
 /* What sd_bus_path_encode() makes of it, without its allocations and
@@ -392,6 +398,8 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
                 return NULL;
         sd_bus_slot_unref(dd->vtable_slot);
         sd_bus_slot_unref(dd->enumerator_slot);
+        sd_event_source_disable_unref(dd->changed_source);
+        free(dd->changed);
         free(dd->viewer_sender);
         principal_free(dd->viewer);
         for (size_t i = 0; i < dd->n_snapshots; i++)
@@ -634,6 +642,60 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         if (r < 0)
                 return r;
         return emit_properties_changed(dd, path, names);
+}
+
+static void emit_changed_now(DbusDevices *dd, const char *address) {
+        int r = dbus_devices_emit_changed(dd, address);
+
+        /* A lease that ended because its device left has no object to report on. */
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
+}
+
+static int on_changed(sd_event_source *s, void *userdata) {
+        DbusDevices *dd = userdata;
+        size_t n = dd->n_changed;
+
+        dd->n_changed = 0;
+        for (size_t i = 0; i < n; i++)
+                emit_changed_now(dd, dd->changed[i]);
+        return 0;
+}
+
+static int changed_add(DbusDevices *dd, const char *address) {
+        for (size_t i = 0; i < dd->n_changed; i++)
+                if (streq(dd->changed[i], address))
+                        return 0;
+        if (dd->n_changed == dd->n_changed_alloc) {
+                size_t n = dd->n_changed_alloc ? dd->n_changed_alloc * 2 : 4;
+                char (*grown)[16] = realloc(dd->changed, n * sizeof(*grown));
+
+                if (!grown)
+                        return -ENOMEM;
+                dd->changed = grown;
+                dd->n_changed_alloc = n;
+        }
+        memcpy(dd->changed[dd->n_changed++], address, strlen(address) + 1);
+        return 0;
+}
+
+int dbus_devices_changed(DbusDevices *dd, const char *address) {
+        int r;
+
+        if (strlen(address) >= sizeof(dd->changed[0])) {
+                emit_changed_now(dd, address);          /* no device has such an address */
+                return 0;
+        }
+        if (!dd->changed_source) {
+                r = sd_event_add_defer(manager_event(dd->manager), &dd->changed_source, on_changed, dd);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(dd->changed_source, "dbus-properties-changed");
+        }
+        r = changed_add(dd, address);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(dd->changed_source, SD_EVENT_ONESHOT);
 }
 
 int dbus_devices_invalidate_access(DbusDevices *dd) {
