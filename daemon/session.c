@@ -459,6 +459,12 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
         return 0;
 }
 
+/* As snprintf("%s") would, without printf (every Acquire). */
+static void copy_address(char *dst, size_t size, const char *src) {
+        FmtBuf b = fmt_buf(dst, size);
+        fmt_str(&b, src);
+}
+
 static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
         PolicyDecision decision = {};
         Lease *l = calloc(1, sizeof(*l));
@@ -486,7 +492,7 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
         policy_check(manager_policy(s->manager), s->principal, p->device, req->mode, req->managed, &decision);
         if (decision.rule && !(l->rule = strdup(decision.rule)))
                 return lease_free(l);      /* gives the pin back */
-        snprintf(l->address, sizeof(l->address), "%s", p->device->address);
+        copy_address(l->address, sizeof(l->address), p->device->address);
         /* A copy that outlives the session, made once for all its leases:
          * a lease may be releasing long after the connection is gone. */
         if (s->principal->pidfd >= 0 && s->pin->pidfd < 0)
@@ -564,7 +570,7 @@ static int build_reply(Session *s, Pending *pending, size_t n, AcquireReply *ret
                         .dev_id = pending[i].dev_id,
                         .hwpt_id = pending[i].hwpt_id,
                 };
-                snprintf(devices[i].address, sizeof(devices[i].address), "%s", pending[i].device->address);
+                copy_address(devices[i].address, sizeof(devices[i].address), pending[i].device->address);
         }
         *ret = (AcquireReply) {
                 .session_id = s->id,
