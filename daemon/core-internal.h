@@ -19,25 +19,43 @@ void session_forget_lease(Session *s, Lease *l);
 
 typedef struct SessionPin {
         unsigned n_ref;
+        Manager *manager;
         uint64_t session_id;
+        /* The session's iommufd context, opened on its first acquire: one
+         * fd shared by the session and every lease it made (a releasing
+         * lease polls it after the session is gone), closed with the pin. */
+        int iommufd;
+        /* The holder's pidfd (a copy: the principal goes with the session),
+         * watched from the session's first lease on, once for all of them:
+         * its exit releases every lease of the session still leased. */
+        int pidfd;
+        sd_event_source *holder_source;
+        bool holder_exited;
         bool pushed;                    /* they went into the fd store */
         bool session_gone;
         uint64_t pid_starttime;         /* the holder's, once a lease record needed it; 0: not yet */
         /* Request eventfds of leases that ended while the session lives,
          * kept (and left in the fd store) for its next lease on the same
-         * device: vfio-pci dropped them when the device's last fd closed. */
+         * device: vfio-pci dropped them when the device's last fd closed.
+         * Each stays in the loop's epoll set (its source has no lease
+         * then and only drains it), so a next lease adds and removes
+         * nothing there. */
         struct {
                 char address[16];
                 int fd;
+                sd_event_source *source;        /* NULL if it was never watched */
         } idle[SESSION_IDLE_REQUESTS];
         size_t n_idle;
 } SessionPin;
 
 SessionPin *session_pin_ref(SessionPin *p);
 SessionPin *session_pin_unref(SessionPin *p, bool remove_stored);
-/* Keep fd (drained) for the session's next lease of address: true if kept,
- * false if the session is gone or keeps enough (then fd is the caller's). */
-bool session_pin_keep_request(SessionPin *p, const char *address, int fd);
+/* Watch the holder for a new lease of the session (see SessionPin.pidfd). */
+int session_pin_watch_holder(SessionPin *p);
+/* Keep fd (drained) and its source (NULL: none) for the session's next
+ * lease of address: true if kept, false if the session is gone or keeps
+ * enough (then both are still the caller's). */
+bool session_pin_keep_request(SessionPin *p, const char *address, int fd, sd_event_source *source);
 
 /* Every lease in any state, linked through Lease.next; d->lease points back. */
 Lease *manager_leases(Manager *m);

@@ -596,9 +596,9 @@ static void emit_device_signal(DbusBroker *b, const char *member, const char *ad
 }
 
 static void emit_changed(DbusBroker *b, const char *address) {
-        int r = dbus_devices_emit_changed(b->devices, address);
-        /* A lease that ended because its device left has no object to report on. */
-        if (r < 0 && r != -ENOENT)
+        int r = dbus_devices_changed(b->devices, address);
+
+        if (r < 0)
                 log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
 }
 
@@ -616,7 +616,11 @@ static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
         _cleanup_free_ char *path = NULL;
         int r;
 
-        if (!ev->address || dbus_device_path(ev->address, &path) < 0)
+        if (!ev->address)
+                return;
+        /* Only these two need the device's path (and make it here). */
+        if ((ev->type == BROKER_EVENT_DEVICE_ADDED || ev->type == BROKER_EVENT_DEVICE_REMOVED) &&
+            dbus_device_path(ev->address, &path) < 0)
                 return;
 
         switch (ev->type) {

@@ -44,10 +44,43 @@ struct DbusDevices {
          * address, so the next one names only what changed. */
         DeviceSnapshot *snapshots;
         size_t n_snapshots;
+
+        /* Devices that changed in this loop iteration: reported once, at
+         * its end, with what they look like then (dbus_devices_changed()). */
+        sd_event_source *changed_source;
+        char (*changed)[16];
+        size_t n_changed, n_changed_alloc;
 };
 
+/* What sd_bus_path_encode() makes of it, without its allocations and
+ * formatting: every PropertiesChanged needs the path. Everything but a-z,
+ * A-Z and (not first) 0-9 becomes _ and two lower-case hex digits. */
 int dbus_device_path(const char *address, char **ret) {
-        return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
+        static const char prefix[] = BROKER_DBUS_DEVICE_PREFIX "/", hex[] = "0123456789abcdef";
+        size_t n = strlen(address);
+        char *path, *t;
+
+        if (n == 0)
+                return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
+        path = malloc(sizeof(prefix) + 3 * n);
+        if (!path)
+                return -ENOMEM;
+        t = mempcpy(path, prefix, sizeof(prefix) - 1);
+        for (const char *f = address; *f; f++) {
+                char c = *f;
+                bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+
+                if (alpha || (f > address && c >= '0' && c <= '9'))
+                        *t++ = c;
+                else {
+                        *t++ = '_';
+                        *t++ = hex[((unsigned char) c) >> 4];
+                        *t++ = hex[((unsigned char) c) & 15];
+                }
+        }
+        *t = 0;
+        *ret = path;
+        return 0;
 }
 
 int dbus_device_address_from_path(const char *path, char **ret) {
@@ -365,6 +398,8 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
                 return NULL;
         sd_bus_slot_unref(dd->vtable_slot);
         sd_bus_slot_unref(dd->enumerator_slot);
+        sd_event_source_disable_unref(dd->changed_source);
+        free(dd->changed);
         free(dd->viewer_sender);
         principal_free(dd->viewer);
         for (size_t i = 0; i < dd->n_snapshots; i++)
@@ -607,6 +642,60 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         if (r < 0)
                 return r;
         return emit_properties_changed(dd, path, names);
+}
+
+static void emit_changed_now(DbusDevices *dd, const char *address) {
+        int r = dbus_devices_emit_changed(dd, address);
+
+        /* A lease that ended because its device left has no object to report on. */
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
+}
+
+static int on_changed(sd_event_source *s, void *userdata) {
+        DbusDevices *dd = userdata;
+        size_t n = dd->n_changed;
+
+        dd->n_changed = 0;
+        for (size_t i = 0; i < n; i++)
+                emit_changed_now(dd, dd->changed[i]);
+        return 0;
+}
+
+static int changed_add(DbusDevices *dd, const char *address) {
+        for (size_t i = 0; i < dd->n_changed; i++)
+                if (streq(dd->changed[i], address))
+                        return 0;
+        if (dd->n_changed == dd->n_changed_alloc) {
+                size_t n = dd->n_changed_alloc ? dd->n_changed_alloc * 2 : 4;
+                char (*grown)[16] = realloc(dd->changed, n * sizeof(*grown));
+
+                if (!grown)
+                        return -ENOMEM;
+                dd->changed = grown;
+                dd->n_changed_alloc = n;
+        }
+        memcpy(dd->changed[dd->n_changed++], address, strlen(address) + 1);
+        return 0;
+}
+
+int dbus_devices_changed(DbusDevices *dd, const char *address) {
+        int r;
+
+        if (strlen(address) >= sizeof(dd->changed[0])) {
+                emit_changed_now(dd, address);          /* no device has such an address */
+                return 0;
+        }
+        if (!dd->changed_source) {
+                r = sd_event_add_defer(manager_event(dd->manager), &dd->changed_source, on_changed, dd);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(dd->changed_source, "dbus-properties-changed");
+        }
+        r = changed_add(dd, address);
+        if (r < 0)
+                return r;
+        return sd_event_source_set_enabled(dd->changed_source, SD_EVENT_ONESHOT);
 }
 
 int dbus_devices_invalidate_access(DbusDevices *dd) {

@@ -27,6 +27,13 @@ int dbus_device_address_from_path(const char *path, char **ret);
  * one for this device (all of them the first time); the per-caller holder and
  * access properties are only invalidated. -ENOENT if the device is gone. */
 int dbus_devices_emit_changed(DbusDevices *dd, const char *address);
+/* The device at address changed: one dbus_devices_emit_changed() for it at
+ * the end of this loop iteration, however often it changed meanwhile. An
+ * Acquire or Release changes a device several times in one go (a Release
+ * whose device is free already goes leased, releasing, available); a
+ * client could never read the states in between, so it is told the result,
+ * once, instead of each step (one message, one snapshot per device). */
+int dbus_devices_changed(DbusDevices *dd, const char *address);
 /* PropertiesChanged invalidating every device's per-caller access
  * properties: after a policy reload, each caller must read its own again. */
 int dbus_devices_invalidate_access(DbusDevices *dd);

@@ -211,7 +211,10 @@ int fdstore_parse_name(const char *name, char *kind, size_t kind_size, uint64_t 
 }
 
 void fdstore_request_kind(char buf[static FDSTORE_KIND_MAX], const char *address) {
-        snprintf(buf, FDSTORE_KIND_MAX, "request.%s", address);
+        FmtBuf b = fmt_buf(buf, FDSTORE_KIND_MAX);       /* twice per lease: no printf */
+
+        fmt_str(&b, "request.");
+        fmt_str(&b, address);
         for (char *p = buf; *p; p++)
                 if (*p == ':')
                         *p = '_';

@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "kernel.h"
 #include "log.h"
 #include "uapi.h"
@@ -176,7 +177,11 @@ bool kernel_cdev_belongs_to(dev_t devnum, const char *syspath) {
 
         if (!syspath)
                 return false;
-        snprintf(link, sizeof(link), "/sys/dev/char/%u:%u", major(devnum), minor(devnum));
+        FmtBuf b = fmt_buf(link, sizeof(link));  /* every Acquire: no printf */
+        fmt_str(&b, "/sys/dev/char/");
+        fmt_u64(&b, major(devnum));
+        fmt_str(&b, ":");
+        fmt_u64(&b, minor(devnum));
         /* Two calls instead of realpath()'s readlink() per component:
          * sysfs device directories are no symlinks, so the link's own text
          * answers. Anything else gets the full resolution, as before. */

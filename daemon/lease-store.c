@@ -5,7 +5,9 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 struct LeaseStore {
         char *dir;
         int dir_fd;
+        bool sync;              /* fsync() matters: the directory is not on tmpfs */
 };
 
 static const char *const record_state_names[_RECORD_STATE_MAX] = {
@@ -217,6 +220,21 @@ int lease_record_parse(const char *text, LeaseRecord *ret) {
         return 0;
 }
 
+/* tmpfs and ramfs have no backing store: fsync() there is a no-op that
+ * still costs a system call, and what it would guard against (the kernel
+ * going down) takes the whole directory with it, and every holder too. */
+static bool dir_is_in_memory(int dir_fd) {
+        struct statfs sfs;
+
+        if (fstatfs(dir_fd, &sfs) < 0)
+                return false;
+        return (unsigned long) sfs.f_type == TMPFS_MAGIC || (unsigned long) sfs.f_type == RAMFS_MAGIC;
+}
+
+bool lease_store_syncs(const LeaseStore *s) {
+        return s && s->sync;
+}
+
 int lease_store_open(const char *dir, LeaseStore **ret) {
         _cleanup_free_ LeaseStore *s = NULL;
         const char *path = dir ?: DEFAULT_LEASE_DIR;
@@ -236,6 +254,7 @@ int lease_store_open(const char *dir, LeaseStore **ret) {
                 free(s->dir);
                 return -errno;
         }
+        s->sync = !dir_is_in_memory(s->dir_fd);
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -255,10 +274,72 @@ static bool record_name_is_valid(const char *name) {
         return pci_address_normalize(name, normalized) >= 0 && streq(name, normalized);
 }
 
-int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
-        char text[RECORD_MAX_SIZE], tmp[64];
-        size_t size;
+static int write_all_and_close(LeaseStore *s, int fd, const char *text, size_t size) {
+        int q = 0;
+
+        if (write(fd, text, size) != (ssize_t) size)
+                q = errno ? -errno : -EIO;
+        else if (s->sync && fsync(fd) < 0)
+                q = -errno;
+        close(fd);
+        return q;
+}
+
+/* A device with no record yet (the usual Acquire): the record is created
+ * under its own name, whole, by one write(). Nothing was handed out before
+ * it is written, so a crash in between leaves at worst a torn record of a
+ * device nobody holds, which the next start removes. -EEXIST: there is a
+ * record, which only an atomic replace may touch. */
+static int record_create(LeaseStore *s, const char *address, const char *text, size_t size) {
         int fd, q;
+
+        fd = openat(s->dir_fd, address, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 && errno == EEXIST)
+                return -EEXIST;
+        if (fd < 0)
+                return log_warning_errno(errno, "%s: cannot write lease record: %m", address);
+        q = write_all_and_close(s, fd, text, size);
+        if (q < 0) {
+                (void) unlinkat(s->dir_fd, address, 0);
+                return log_warning_errno(q, "%s: cannot write lease record: %m", address);
+        }
+        if (s->sync)
+                (void) fsync(s->dir_fd);
+        return 0;
+}
+
+/* A record that exists (binding -> leased, leased -> releasing, restoring)
+ * is replaced atomically: a crash leaves the old one or the new one. */
+static int record_replace(LeaseStore *s, const char *address, const char *text, size_t size) {
+        char tmp[64];
+        int fd, q;
+
+        FmtBuf b = fmt_buf(tmp, sizeof(tmp));
+        fmt_str(&b, ".");
+        fmt_str(&b, address);
+        fmt_str(&b, ".tmp");
+        fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return log_warning_errno(errno, "%s: cannot write lease record: %m", address);
+        q = write_all_and_close(s, fd, text, size);
+        if (q < 0) {
+                (void) unlinkat(s->dir_fd, tmp, 0);
+                return log_warning_errno(q, "%s: cannot write lease record: %m", address);
+        }
+        if (renameat(s->dir_fd, tmp, s->dir_fd, address) < 0) {
+                q = -errno;
+                (void) unlinkat(s->dir_fd, tmp, 0);
+                return log_warning_errno(q, "%s: cannot install lease record: %m", address);
+        }
+        if (s->sync)
+                (void) fsync(s->dir_fd);
+        return 0;
+}
+
+int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
+        char text[RECORD_MAX_SIZE];
+        size_t size;
+        int q;
 
         if (!s)
                 return 0;
@@ -268,25 +349,10 @@ int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
         if (q < 0)
                 return q;
         size = (size_t) q;
-
-        snprintf(tmp, sizeof(tmp), ".%s.tmp", r->address);
-        fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0)
-                return log_warning_errno(errno, "%s: cannot write lease record: %m", r->address);
-        if (write(fd, text, size) != (ssize_t) size || fsync(fd) < 0) {
-                q = errno ? -errno : -EIO;
-                close(fd);
-                (void) unlinkat(s->dir_fd, tmp, 0);
-                return log_warning_errno(q, "%s: cannot write lease record: %m", r->address);
-        }
-        close(fd);
-        if (renameat(s->dir_fd, tmp, s->dir_fd, r->address) < 0) {
-                q = -errno;
-                (void) unlinkat(s->dir_fd, tmp, 0);
-                return log_warning_errno(q, "%s: cannot install lease record: %m", r->address);
-        }
-        (void) fsync(s->dir_fd);
-        return 0;
+        q = record_create(s, r->address, text, size);
+        if (q != -EEXIST)
+                return q;
+        return record_replace(s, r->address, text, size);
 }
 
 int lease_store_remove(LeaseStore *s, const char *address) {
@@ -296,7 +362,8 @@ int lease_store_remove(LeaseStore *s, const char *address) {
                 return -EINVAL;
         if (unlinkat(s->dir_fd, address, 0) < 0 && errno != ENOENT)
                 return log_warning_errno(errno, "%s: cannot remove lease record: %m", address);
-        (void) fsync(s->dir_fd);
+        if (s->sync)
+                (void) fsync(s->dir_fd);
         return 0;
 }
 

@@ -11,8 +11,10 @@
 
 /*
  * What must survive a restart or a crash, one record per device under
- * /run/iommufd-broker/leases/<address>, written atomically (temporary file,
- * fsync, rename, fsync of the directory). The fds that go with it (the
+ * /run/iommufd-broker/leases/<address>, complete before any fd it covers is
+ * handed out: a new record is created whole under its name (O_EXCL, one
+ * write), an existing one replaced atomically (temporary file, rename).
+ * fsync() only where it means something, i.e. not on tmpfs (see design.md). The fds that go with it (the
  * session's iommufd, the holder's pidfd) live in the service manager's fd
  * store under FDNAME=iommufd-<session> and pidfd-<session>, and each lease's
  * vfio request eventfd under request.<address>-<session>.
@@ -61,6 +63,9 @@ typedef struct LeaseStore LeaseStore;
 int lease_store_open(const char *dir, LeaseStore **ret);
 LeaseStore *lease_store_free(LeaseStore *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(LeaseStore *, lease_store_free);
+
+/* Whether writes are followed by fsync(): false on tmpfs and ramfs. */
+bool lease_store_syncs(const LeaseStore *s);
 
 /* All of these accept a NULL store and then do nothing. */
 int lease_store_write(LeaseStore *s, const LeaseRecord *r);

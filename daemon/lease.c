@@ -42,6 +42,15 @@ LeaseState lease_state_from_string(const char *s) {
         return -EINVAL;
 }
 
+/* A pinned lease borrows the pin's iommufd and pidfd; a re-adopted one
+ * owns its own. */
+static void lease_drop_pin(Lease *l, bool remove_stored) {
+        if (!l->pin)
+                return;
+        l->iommufd = l->pidfd = -EBADF;
+        l->pin = session_pin_unref(l->pin, remove_stored);
+}
+
 Lease *lease_free(Lease *l) {
         if (!l)
                 return NULL;
@@ -50,9 +59,9 @@ Lease *lease_free(Lease *l) {
         sd_event_source_disable_unref(l->pidfd_source);
         sd_event_source_disable_unref(l->request_source);
         safe_close(l->request_fd);
-        safe_close(l->pidfd);
         /* Ended leases gave theirs back in lease_end(): this is a stop. */
-        session_pin_unref(l->pin, false);
+        lease_drop_pin(l, false);
+        safe_close(l->pidfd);
         safe_close(l->iommufd);
         free(l->reason);
         free(l->unit);
@@ -107,17 +116,17 @@ void lease_end(Lease *l, const char *reason) {
         /* The audit entry above says the same, at notice level. */
         log_debug("%s: lease of session %" PRIu64 " (uid %u) ended: %s", l->address, l->session_id,
                   (unsigned) l->uid, reason);
-        if (l->pin && session_pin_keep_request(l->pin, l->address, l->request_fd)) {
+        if (l->pin && session_pin_keep_request(l->pin, l->address, l->request_fd, l->request_source)) {
                 /* The session's next lease of the device takes it over,
-                 * name in the fd store and all. */
-                l->request_source = sd_event_source_disable_unref(l->request_source);
+                 * name in the fd store, epoll registration and all. */
+                l->request_source = NULL;
                 l->request_fd = -EBADF;
         } else {
                 fdstore_request_kind(kind, l->address);
                 (void) fdstore_remove(kind, l->session_id);
         }
         if (l->pin)
-                l->pin = session_pin_unref(l->pin, true);
+                lease_drop_pin(l, true);
         else if (!session_has_other_leases(m, l->session_id)) {
                 /* Re-adopted: its session is gone with the old daemon. */
                 (void) fdstore_remove("iommufd", l->session_id);
@@ -176,6 +185,9 @@ static int on_holder_exit(sd_event_source *source, int fd, uint32_t revents, voi
 }
 
 int lease_watch_holder(Lease *l) {
+        /* The session watches its holder once for all its leases. */
+        if (l->pin)
+                return session_pin_watch_holder(l->pin);
         if (l->pidfd < 0 || l->pidfd_source)
                 return 0;
         return sd_event_add_io(manager_event(l->manager), &l->pidfd_source, l->pidfd, EPOLLIN, on_holder_exit, l);
@@ -186,8 +198,10 @@ static int on_unplug_request(sd_event_source *source, int fd, uint32_t revents, 
         uint64_t count;
 
         /* Drain the eventfd; the count does not matter. */
-        if (read(fd, &count, sizeof(count)) < 0)
+        if (read(fd, &count, sizeof(count)) < 0 && l)
                 log_debug_errno(errno, "%s: reading the request eventfd: %m", l->address);
+        if (!l)
+                return 0;       /* kept by a session between its leases: nobody to ask */
         log_info("%s: the kernel asks for the device back (unplug or unbind)", l->address);
         lease_release(l, l->revoking ? "revoked" : "unplug-requested");
         return 0;

@@ -47,13 +47,13 @@ struct Lease {
         pid_t pid;
         uint64_t pid_starttime;         /* 0: not read yet */
         char *unit;
-        int pidfd;                      /* the holder's, -EBADF if none */
-        sd_event_source *pidfd_source;
+        int pidfd;                      /* the holder's (the pin's while pinned), -EBADF if none */
+        sd_event_source *pidfd_source;  /* re-adopted leases only: a pin watches for its leases */
         SessionPin *pin;                /* NULL when re-adopted after a restart */
 
-        /* A copy of the session's context: once every fd of a bound device
-         * is closed, the kernel drops dev_id from it (IOMMU_GET_HW_INFO
-         * gives ENOENT). */
+        /* The session's context (its pin's while pinned, else our own): once
+         * every fd of a bound device is closed, the kernel drops dev_id from
+         * it (IOMMU_GET_HW_INFO gives ENOENT). */
         int iommufd;
 
         char *rule;                     /* the policy rule that granted it, for the audit trail */

@@ -13,6 +13,7 @@
 #include "lease-store.h"
 #include "lease.h"
 #include "driver.h"
+#include "fmt.h"
 #include "log.h"
 
 struct Session {
@@ -20,7 +21,6 @@ struct Session {
         uint64_t id;
         SessionPin *pin;
         Principal *principal;
-        int iommufd;                    /* opened on first acquire */
         uint32_t ioas_id;               /* allocated on first attached acquire */
         size_t n_leases;                /* leases in state leased; they sit in the manager's list */
 };
@@ -41,6 +41,7 @@ static void pin_drop_requests(SessionPin *p, bool remove_stored) {
         for (size_t i = 0; i < p->n_idle; i++) {
                 char kind[FDSTORE_KIND_MAX];
 
+                sd_event_source_disable_unref(p->idle[i].source);
                 safe_close(p->idle[i].fd);
                 fdstore_request_kind(kind, p->idle[i].address);
                 if (remove_stored)
@@ -53,6 +54,9 @@ SessionPin *session_pin_unref(SessionPin *p, bool remove_stored) {
         if (!p || --p->n_ref > 0)
                 return NULL;
         pin_drop_requests(p, remove_stored);
+        sd_event_source_disable_unref(p->holder_source);
+        safe_close(p->pidfd);
+        safe_close(p->iommufd);
         if (remove_stored && p->pushed) {
                 (void) fdstore_remove("iommufd", p->session_id);
                 (void) fdstore_remove("pidfd", p->session_id);
@@ -61,7 +65,39 @@ SessionPin *session_pin_unref(SessionPin *p, bool remove_stored) {
         return NULL;
 }
 
-bool session_pin_keep_request(SessionPin *p, const char *address, int fd) {
+static Lease *pin_first_leased(SessionPin *p) {
+        for (Lease *l = manager_leases(p->manager); l; l = l->next)
+                if (l->pin == p && l->state == LEASE_STATE_LEASED)
+                        return l;
+        return NULL;
+}
+
+static int on_holder_exit(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        SessionPin *p = session_pin_ref(userdata);      /* the last lease may end below */
+        Lease *l;
+
+        log_debug("session %" PRIu64 ": the holder exited", p->session_id);
+        /* The pidfd stays readable now: off until another lease comes. */
+        (void) sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        p->holder_exited = true;
+        while ((l = pin_first_leased(p)))
+                lease_release(l, "client-exited");
+        session_pin_unref(p, true);
+        return 0;
+}
+
+int session_pin_watch_holder(SessionPin *p) {
+        if (p->pidfd < 0)
+                return 0;
+        if (!p->holder_source)
+                return sd_event_add_io(manager_event(p->manager), &p->holder_source, p->pidfd, EPOLLIN,
+                                       on_holder_exit, p);
+        /* A lease made after the holder exited (someone else has the
+         * connection) is released at the next iteration, as before. */
+        return p->holder_exited ? sd_event_source_set_enabled(p->holder_source, SD_EVENT_ON) : 0;
+}
+
+bool session_pin_keep_request(SessionPin *p, const char *address, int fd, sd_event_source *source) {
         uint64_t count;
 
         if (!p || p->session_gone || fd < 0 || p->n_idle >= SESSION_IDLE_REQUESTS)
@@ -69,16 +105,21 @@ bool session_pin_keep_request(SessionPin *p, const char *address, int fd) {
         /* A request that came as the device was let go means nothing now. */
         if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
                 return false;
-        snprintf(p->idle[p->n_idle].address, sizeof(p->idle[0].address), "%s", address);
-        p->idle[p->n_idle++].fd = fd;
+        if (source)
+                (void) sd_event_source_set_userdata(source, NULL);     /* no lease: drain only */
+        FmtBuf b = fmt_buf(p->idle[p->n_idle].address, sizeof(p->idle[0].address));
+        fmt_str(&b, address);
+        p->idle[p->n_idle].fd = fd;
+        p->idle[p->n_idle++].source = source;
         return true;
 }
 
-/* A kept request eventfd for address, or -EBADF. */
-static int pin_take_request(SessionPin *p, const char *address) {
+/* A kept request eventfd for address and its source, or -EBADF. */
+static int pin_take_request(SessionPin *p, const char *address, sd_event_source **ret_source) {
         for (size_t i = 0; i < p->n_idle; i++)
                 if (streq(p->idle[i].address, address)) {
                         int fd = p->idle[i].fd;
+                        *ret_source = p->idle[i].source;
                         p->idle[i] = p->idle[--p->n_idle];
                         return fd;
                 }
@@ -87,15 +128,17 @@ static int pin_take_request(SessionPin *p, const char *address) {
 
 /* A request eventfd the Acquire does not use after all: kept if it can be,
  * so that the one in the fd store under its name stays the one we use. */
-static void request_fd_put_back(Session *s, const char *address, int *fd) {
+static void request_fd_put_back(Session *s, const char *address, int *fd, sd_event_source **source) {
         char kind[FDSTORE_KIND_MAX];
 
         if (*fd < 0)
                 return;
-        if (session_pin_keep_request(s->pin, address, *fd)) {
+        if (session_pin_keep_request(s->pin, address, *fd, *source)) {
                 *fd = -EBADF;
+                *source = NULL;
                 return;
         }
+        *source = sd_event_source_disable_unref(*source);
         *fd = safe_close(*fd);
         fdstore_request_kind(kind, address);
         (void) fdstore_remove(kind, s->id);
@@ -138,9 +181,9 @@ int session_new(Manager *m, Principal *principal, Session **ret) {
                 .id = manager_next_session_id(m),
                 .pin = s->pin,
                 .principal = principal,
-                .iommufd = -EBADF,
         };
-        *s->pin = (SessionPin) { .n_ref = 1, .session_id = s->id };
+        *s->pin = (SessionPin) { .n_ref = 1, .manager = m, .session_id = s->id, .iommufd = -EBADF,
+                                 .pidfd = -EBADF };
         *ret = s;
         return 0;
 }
@@ -161,7 +204,6 @@ void session_destroy(Session *s) {
         s->pin->session_gone = true;
         pin_drop_requests(s->pin, !manager_is_shutting_down(s->manager));
         session_pin_unref(s->pin, !manager_is_shutting_down(s->manager));
-        safe_close(s->iommufd);
         principal_free(s->principal);
         free(s);
 }
@@ -178,12 +220,13 @@ typedef struct Pending {
         char *original_driver;
         char *original_override;
         int request_fd;
+        sd_event_source *request_source;        /* a kept one's, still in the epoll set */
         Lease *lease;                   /* allocated before anything is handed out */
 } Pending;
 
 static void pending_undo(Session *s, Pending *p) {
         p->fd = safe_close(p->fd);
-        request_fd_put_back(s, p->device->address, &p->request_fd);
+        request_fd_put_back(s, p->device->address, &p->request_fd, &p->request_source);
         /* A device acquire-job.c rebound goes back through it. */
         free(p->original_driver);
         free(p->original_override);
@@ -309,7 +352,7 @@ static int ensure_iommufd(Session *s, BrokerError *err) {
         const KernelOps *k = manager_kernel(s->manager);
         int fd;
 
-        if (s->iommufd >= 0)
+        if (s->pin->iommufd >= 0)
                 return 0;
         fd = k->open_iommufd(policy_memlock_accounting(manager_policy(s->manager)));
         if (fd == -ENOENT || fd == -ENODEV)
@@ -319,7 +362,7 @@ static int ensure_iommufd(Session *s, BrokerError *err) {
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, NULL,
                                         "cannot set up an iommufd context with per-process memlock accounting: %s",
                                         strerror(-fd));
-        s->iommufd = fd;
+        s->pin->iommufd = fd;
         return 0;
 }
 
@@ -328,7 +371,7 @@ static int ensure_ioas(Session *s, BrokerError *err) {
 
         if (s->ioas_id != 0)
                 return 0;
-        r = manager_kernel(s->manager)->ioas_alloc(s->iommufd, &s->ioas_id);
+        r = manager_kernel(s->manager)->ioas_alloc(s->pin->iommufd, &s->ioas_id);
         if (r < 0)
                 return broker_error_set(err, BROKER_ERROR_KERNEL_ERROR, NULL, "IOMMU_IOAS_ALLOC failed: %s",
                                         strerror(-r));
@@ -374,7 +417,7 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
         if (req->mode == ACQUIRE_MODE_UNBOUND)
                 return 0;
 
-        r = k->bind(p->fd, s->iommufd, &p->dev_id);
+        r = k->bind(p->fd, s->pin->iommufd, &p->dev_id);
         if (r == -EBUSY)
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
                                         "%s: VFIO_DEVICE_BIND_IOMMUFD refused (EBUSY): its legacy group "
@@ -391,7 +434,7 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
          * the IOMMU behind a device does not change. */
         if (!d->hw_info.from_kernel) {
                 IommuHwInfo info;
-                if (k->hw_info(s->iommufd, p->dev_id, &info) >= 0 && info.valid) {
+                if (k->hw_info(s->pin->iommufd, p->dev_id, &info) >= 0 && info.valid) {
                         d->hw_info = info;
                         d->hw_info.from_kernel = true;
                         device_invalidate_json(d);
@@ -400,11 +443,11 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
 
         /* Learn of hot unplug while the client holds the device. Not fatal:
          * the removal uevent ends the lease too, just later. */
-        p->request_fd = pin_take_request(s->pin, d->address);
+        p->request_fd = pin_take_request(s->pin, d->address, &p->request_source);
         if (p->request_fd < 0)
                 p->request_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (p->request_fd >= 0 && k->set_request_eventfd(p->fd, p->request_fd) < 0)
-                request_fd_put_back(s, d->address, &p->request_fd);
+                request_fd_put_back(s, d->address, &p->request_fd, &p->request_source);
 
         if (req->mode == ACQUIRE_MODE_ATTACHED) {
                 r = k->attach(p->fd, s->ioas_id, &p->hwpt_id);
@@ -414,6 +457,12 @@ static int open_and_prepare(Session *s, const AcquireRequest *req, Pending *p, B
                                                 d->address, s->ioas_id, strerror(-r));
         }
         return 0;
+}
+
+/* As snprintf("%s") would, without printf (every Acquire). */
+static void copy_address(char *dst, size_t size, const char *src) {
+        FmtBuf b = fmt_buf(dst, size);
+        fmt_str(&b, src);
 }
 
 static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
@@ -436,22 +485,20 @@ static Lease *lease_new(Session *s, const AcquireRequest *req, Pending *p) {
                 .pid = s->principal->pid,
                 .pidfd = -EBADF,
                 .pin = session_pin_ref(s->pin),
-                .iommufd = -EBADF,
+                .iommufd = s->pin->iommufd,     /* the pin's: it outlives the session with the lease */
                 .request_fd = -EBADF,
         };
         /* The rule's name is kept: a policy reload may drop the rule itself. */
         policy_check(manager_policy(s->manager), s->principal, p->device, req->mode, req->managed, &decision);
-        if (decision.rule && !(l->rule = strdup(decision.rule))) {
-                free(l);
-                return NULL;
-        }
-        snprintf(l->address, sizeof(l->address), "%s", p->device->address);
-        /* Copies that outlive the session: the lease may be releasing long
-         * after the connection is gone. */
-        l->iommufd = fcntl(s->iommufd, F_DUPFD_CLOEXEC, 3);
-        if (s->principal->pidfd >= 0)
-                l->pidfd = fcntl(s->principal->pidfd, F_DUPFD_CLOEXEC, 3);
-        if (l->iommufd < 0 || (s->principal->pidfd >= 0 && l->pidfd < 0) ||
+        if (decision.rule && !(l->rule = strdup(decision.rule)))
+                return lease_free(l);      /* gives the pin back */
+        copy_address(l->address, sizeof(l->address), p->device->address);
+        /* A copy that outlives the session, made once for all its leases:
+         * a lease may be releasing long after the connection is gone. */
+        if (s->principal->pidfd >= 0 && s->pin->pidfd < 0)
+                s->pin->pidfd = fcntl(s->principal->pidfd, F_DUPFD_CLOEXEC, 3);
+        l->pidfd = s->pin->pidfd;
+        if ((s->principal->pidfd >= 0 && l->pidfd < 0) ||
             (s->principal->unit && !(l->unit = strdup(s->principal->unit))))
                 return lease_free(l);
         return l;
@@ -466,6 +513,9 @@ static void lease_link(Lease *l, Pending *p) {
         l->original_driver = TAKE_PTR(p->original_driver);
         l->original_override = TAKE_PTR(p->original_override);
         l->request_fd = TAKE_FD(p->request_fd);
+        l->request_source = TAKE_PTR(p->request_source);
+        if (l->request_source)
+                (void) sd_event_source_set_userdata(l->request_source, l);
         p->rebound = false;
         r = lease_watch_request(l);
         if (r < 0)
@@ -510,27 +560,21 @@ static int grant_memlock(Session *s, const AcquireRequest *req, Pending *pending
 
 static int build_reply(Session *s, Pending *pending, size_t n, AcquireReply *ret) {
         AcquiredDevice *devices;
-        int iommufd;
 
         devices = calloc(n, sizeof(*devices));
         if (!devices)
                 return -ENOMEM;
-        iommufd = fcntl(s->iommufd, F_DUPFD_CLOEXEC, 3);
-        if (iommufd < 0) {
-                free(devices);
-                return -errno;
-        }
         for (size_t i = 0; i < n; i++) {
                 devices[i] = (AcquiredDevice) {
                         .fd = TAKE_FD(pending[i].fd),
                         .dev_id = pending[i].dev_id,
                         .hwpt_id = pending[i].hwpt_id,
                 };
-                snprintf(devices[i].address, sizeof(devices[i].address), "%s", pending[i].device->address);
+                copy_address(devices[i].address, sizeof(devices[i].address), pending[i].device->address);
         }
         *ret = (AcquireReply) {
                 .session_id = s->id,
-                .iommufd = iommufd,
+                .iommufd = s->pin->iommufd,    /* borrowed: both front ends send a copy */
                 .ioas_id = s->ioas_id,
                 .n_devices = n,
                 .devices = devices,
@@ -651,7 +695,7 @@ int session_acquire(Session *s, const AcquireRequest *req, AcquireReply *ret, Br
 void acquire_reply_done(AcquireReply *r) {
         if (!r)
                 return;
-        r->iommufd = safe_close(r->iommufd);
+        r->iommufd = -EBADF;            /* the session's */
         for (size_t i = 0; i < r->n_devices; i++)
                 r->devices[i].fd = safe_close(r->devices[i].fd);
         free(r->devices);

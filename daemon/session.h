@@ -46,7 +46,8 @@ typedef struct AcquiredDevice {
 
 typedef struct AcquireReply {
         uint64_t session_id;
-        int iommufd;                    /* the session's context (a dup) */
+        int iommufd;                    /* the session's context, borrowed: send it before the
+                                         * loop runs again (the kernel or sd-bus makes the copy) */
         uint32_t ioas_id;               /* 0 unless attached */
         uint64_t memlock_limit;         /* the client's RLIMIT_MEMLOCK after policy raised it (MEMLOCK_UNLIMITED
                                          * for unlimited); 0: no rule asked, the limit was left alone */

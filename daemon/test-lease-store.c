@@ -5,7 +5,9 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -131,6 +133,21 @@ static void test_store(const char *dir) {
         CHECK_INT(n, 0);
         free(loaded);
         CHECK_INT(lease_store_write(NULL, &r), 0);      /* no store: no-op */
+
+        printf("# a new record is created whole under its name; an existing one is replaced\n");
+        write_raw(dir, "0000:00:04.0", "IOMMUFD_BROKER_LEASE=1\nADDRESS=0000:00:04.0\nSTATE=bin");
+        r.state = RECORD_LEASED;
+        CHECK_INT(lease_store_write(s, &r), 0);         /* replaces, does not append or fail */
+        CHECK(!exists(dir, ".0000:00:04.0.tmp"));
+        CHECK_INT(lease_store_load(s, &loaded, &n), 0);
+        CHECK(n == 1 && loaded[0].state == RECORD_LEASED);
+        free(loaded);
+        CHECK_INT(lease_store_remove(s, "0000:00:04.0"), 0);
+        CHECK_INT(lease_store_write(s, &r), 0);         /* created afresh */
+        CHECK_INT(lease_store_load(s, &loaded, &n), 0);
+        CHECK(n == 1 && memcmp(&loaded[0], &r, sizeof(r)) == 0);
+        free(loaded);
+        CHECK_INT(lease_store_remove(s, "0000:00:04.0"), 0);
         lease_store_free(s);
 
         CHECK(pid_starttime(getpid()) > 0 && pid_starttime(0) == 0);
@@ -148,6 +165,28 @@ static void test_store(const char *dir) {
                         start = strtoull(p, NULL, 10);
                 CHECK_INT(pid_starttime(getpid()), start);
         }
+}
+
+/* fsync() where it means something: not on tmpfs (no backing store). */
+static void test_sync(const char *dir) {
+        char shm[] = "/dev/shm/test-lease-store.XXXXXX";
+        struct statfs sfs;
+        LeaseStore *s;
+
+        printf("# fsync only off tmpfs\n");
+        CHECK_INT(lease_store_open(dir, &s), 0);
+        CHECK(statfs(dir, &sfs) == 0);
+        CHECK(lease_store_syncs(s) == ((unsigned long) sfs.f_type != TMPFS_MAGIC));
+        lease_store_free(s);
+        if (!mkdtemp(shm) || statfs(shm, &sfs) < 0 || (unsigned long) sfs.f_type != TMPFS_MAGIC) {
+                printf("# no tmpfs at /dev/shm: skipped\n");
+                (void) rmdir(shm);
+                return;
+        }
+        CHECK_INT(lease_store_open(shm, &s), 0);
+        CHECK(!lease_store_syncs(s));
+        lease_store_free(s);
+        (void) rmdir(shm);
 }
 
 static Device *make_device(const char *address, int minor) {
@@ -242,6 +281,7 @@ int main(void) {
 
         test_format();
         test_store(leases);
+        test_sync(leases);
         test_reconcile(e, leases2);
 
         sd_event_unref(e);

@@ -436,6 +436,59 @@ static void expect_error(Client *cl, const char *call, const char *error, const 
         json_decref(r);
 }
 
+/* What the Acquire reply was while jansson built it: the written text must
+ * stay byte for byte the same. */
+static json_t *acquire_reply_jansson(AcquireMode mode, const AcquireReply *reply) {
+        json_t *devices = json_array(), *o;
+
+        for (size_t i = 0; i < reply->n_devices; i++) {
+                o = json_pack("{s:s, s:I}", "address", reply->devices[i].address, "fileDescriptor",
+                              (json_int_t) (i + 1));
+                if (mode != ACQUIRE_MODE_UNBOUND)
+                        json_object_set_new(o, "devId", json_integer(reply->devices[i].dev_id));
+                if (mode == ACQUIRE_MODE_ATTACHED)
+                        json_object_set_new(o, "hwptId", json_integer(reply->devices[i].hwpt_id));
+                json_array_append_new(devices, o);
+        }
+        o = json_pack("{s:I, s:i, s:o}", "session", (json_int_t) reply->session_id, "iommuFileDescriptor", 0,
+                      "devices", devices);
+        if (mode == ACQUIRE_MODE_ATTACHED)
+                json_object_set_new(o, "ioasId", json_integer(reply->ioas_id));
+        if (reply->memlock_limit != 0)
+                json_object_set_new(o, "memlockLimit", json_integer(reply->memlock_limit >= (uint64_t) INT64_MAX
+                                                                            ? -1 : (json_int_t) reply->memlock_limit));
+        return o;
+}
+
+static void test_acquire_reply_text(void) {
+        AcquiredDevice devices[3] = {
+                { .address = "0000:00:02.0", .dev_id = 1, .hwpt_id = 4294967295u },
+                { .address = "0000:03:00.1", .dev_id = 77, .hwpt_id = 78 },
+                { .address = "ffff:ff:1f.7", .dev_id = 0, .hwpt_id = 0 },
+        };
+        const uint64_t memlocks[] = { 0, 1, 5ull << 30, (uint64_t) INT64_MAX - 1, (uint64_t) INT64_MAX, UINT64_MAX };
+
+        for (AcquireMode mode = 0; mode < _ACQUIRE_MODE_MAX; mode++)
+                for (size_t n = 1; n <= 3; n++)
+                        for (size_t k = 0; k < ELEMENTSOF(memlocks); k++) {
+                                AcquireReply reply = { .session_id = k == 3 ? (uint64_t) INT64_MAX : 42 + n,
+                                                       .ioas_id = (uint32_t) (n * 1000), .memlock_limit = memlocks[k],
+                                                       .n_devices = n, .devices = devices };
+                                json_t *o = acquire_reply_jansson(mode, &reply);
+                                char *want = json_dumps(o, JSON_COMPACT);
+                                TextBuf b = {};
+
+                                varlink_broker_acquire_reply_text(&b, mode, &reply);
+                                CHECK_MSG(!b.failed && streq_ptr(b.data, want),
+                                          "Acquire reply text, %s, %zu devices, memlock %llu: %s",
+                                          acquire_mode_to_string(mode), n, (unsigned long long) memlocks[k],
+                                          strna(b.data));
+                                text_done(&b);
+                                free(want);
+                                json_decref(o);
+                        }
+}
+
 static void test_wire(void) {
         char dir[] = "/tmp/test-protocol-XXXXXX", path[128];
         VarlinkServer *server = NULL;
@@ -579,6 +632,7 @@ int main(void) {
         test_device_json(idl);
         test_device_text();
         test_device_text_shared();
+        test_acquire_reply_text();
         test_wire();
         if (test_dbus_vtable_matches_xml() != 0)
                 test_failures++;

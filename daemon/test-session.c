@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The lease state machine: the core's acquire rules, all-or-nothing, release
  * and cleanup, over the fake kernel and an in-memory inventory. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
@@ -280,6 +285,124 @@ static void test_cleanup_and_events(Manager *m) {
         subscription_free(sub);
 }
 
+/* A client that acquires and releases again and again: the reply lends the
+ * session's own iommufd (the transport sends the copy), the lease shares it,
+ * so each round opens just the device, and every fd is gone after it. */
+static void test_acquire_fds(Manager *m) {
+        Device *d = inventory_find(manager_inventory(m), "0000:00:02.0");
+        Session *s = new_session(m, 0);
+        int first_iommufd = -EBADF, first_request_fd = -EBADF;
+        BrokerError err;
+
+        for (int round = 0; round < 3; round++) {
+                AcquireReply a;
+                int before = test_count_open_fds();
+
+                CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, &a, &err) ==
+                      BROKER_OK);
+                if (round == 0)
+                        first_iommufd = a.iommufd;
+                else {
+                        CHECK_MSG(a.iommufd == first_iommufd, "round %d: the reply lends the session's iommufd",
+                                  round + 1);
+                        /* Round 1 opened the context and the request eventfd. */
+                        CHECK_MSG(test_count_open_fds() == before + 1, "round %d: only the device fd is new",
+                                  round + 1);
+                }
+                CHECK(d->lease && d->lease->iommufd == a.iommufd);
+                CHECK(d->lease->state == LEASE_STATE_LEASED);   /* a stale request (below) is no request */
+                int request_fd = d->lease->request_fd;
+                if (round > 0)
+                        CHECK_MSG(request_fd == first_request_fd, "round %d: the kept request eventfd",
+                                  round + 1);
+                first_request_fd = request_fd;
+                acquire_reply_done(&a);
+                CHECK(a.iommufd == -EBADF && fcntl(first_iommufd, F_GETFD) >= 0);  /* still the session's */
+                CHECK(session_release(s, NULL, &err) == 0);
+                run_until_free(m, d);
+                CHECK(d->lease == NULL);
+                /* Kept between leases, still watched: a signal now is drained. */
+                CHECK(eventfd_write(request_fd, 1) == 0);
+                for (int i = 0; i < 3; i++)
+                        (void) sd_event_run(manager_event(m), 0);
+                eventfd_t v;
+                CHECK(eventfd_read(request_fd, &v) < 0 && errno == EAGAIN);
+        }
+        /* A releasing lease keeps the context past its session. */
+        AcquireReply a;
+        CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, &a, &err) == BROKER_OK);
+        session_destroy(s);
+        CHECK(d->lease && d->lease->state == LEASE_STATE_RELEASING && fcntl(d->lease->iommufd, F_GETFD) >= 0);
+        acquire_reply_done(&a);
+        run_until_free(m, d);
+        CHECK(d->lease == NULL && fcntl(first_iommufd, F_GETFD) < 0);
+}
+
+/* The session watches its holder once for all its leases: the holder's exit
+ * releases every lease still leased, and a lease the session makes after
+ * that is released at the next iteration. */
+static void test_holder_exit(Manager *m) {
+        Device *two = inventory_find(manager_inventory(m), "0000:00:02.0");
+        Device *nine = inventory_find(manager_inventory(m), "0000:00:09.0");
+        int fds_before;
+        Recorded rec = {};
+        Subscription *sub;
+        Principal *p;
+        Session *s;
+        BrokerError err;
+        AcquireReply a;
+        pid_t child;
+        int pidfd;
+
+        /* Holder scans of the tests before are workers, reaped (their fds
+         * closed) by the loop: let them go first. */
+        for (int i = 0; i < 20; i++)
+                (void) sd_event_run(manager_event(m), 10 * 1000);
+        fds_before = test_count_open_fds();
+        child = fork();
+        if (child == 0) {
+                pause();
+                _exit(0);
+        }
+        pidfd = (int) syscall(SYS_pidfd_open, child, 0);
+        CHECK(pidfd >= 0);
+        CHECK(principal_new(0, 0, child, pidfd, NULL, 0, "test.service", &p) == 0);
+        CHECK(session_new(m, p, &s) == 0);
+        manager_subscribe(m, on_event, &rec, &sub);
+
+        CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) == BROKER_OK);
+        CHECK(try_acquire(s, ACQUIRE_MODE_BOUND, (const char *[]) { "0000:00:09.0", NULL }, &a, &err) == BROKER_OK);
+        CHECK(two->lease && nine->lease && two->lease->pidfd == nine->lease->pidfd && two->lease->pidfd >= 0);
+        for (int i = 0; i < 5; i++)
+                (void) sd_event_run(manager_event(m), 0);
+        CHECK(session_n_leases(s) == 2);        /* the holder lives */
+
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        run_until_free(m, two);
+        CHECK(two->lease == NULL && streq(rec.last_reason, "client-exited"));
+        CHECK(nine->lease && nine->lease->state == LEASE_STATE_RELEASING &&
+              streq_ptr(nine->lease->reason, "client-exited"));
+        CHECK(session_n_leases(s) == 0);
+        acquire_reply_done(&a);
+        run_until_free(m, nine);
+        CHECK(nine->lease == NULL);
+
+        /* The connection outlived its holder: a new lease goes too. */
+        CHECK(try_acquire(s, ACQUIRE_MODE_ATTACHED, (const char *[]) { "0000:00:02.0", NULL }, NULL, &err) == BROKER_OK);
+        CHECK(two->lease && two->lease->state == LEASE_STATE_LEASED);
+        run_until_free(m, two);
+        CHECK(two->lease == NULL && session_n_leases(s) == 0 && streq(rec.last_reason, "client-exited"));
+
+        subscription_free(sub);
+        session_destroy(s);
+        /* The holder scan started for the releasing bound lease is a worker,
+         * killed when the lease ended and reaped (its fds closed) by the loop. */
+        for (int i = 0; i < 100 && test_count_open_fds() != fds_before; i++)
+                (void) sd_event_run(manager_event(m), 10 * 1000);
+        CHECK(test_count_open_fds() == fds_before);
+}
+
 /* Every datagram waiting on fd, "|"-separated, fds closed. */
 static void drain_notify(int fd, char *out, size_t size) {
         char buf[256];
@@ -376,6 +499,8 @@ int main(void) {
 
         test_rules(m);
         test_cleanup_and_events(m);
+        test_acquire_fds(m);
+        test_holder_exit(m);
         test_fd_store_per_session(m);
         manager_free(m);
         test_limits(e);

@@ -7,6 +7,7 @@
 #include "acquire-job.h"
 #include "config.h"
 #include "device-json.h"
+#include "fmt.h"
 #include "log.h"
 #include "protocol-data.h"
 #include "revoke.h"
@@ -212,37 +213,58 @@ static int decode_devices(json_t *array, bool allow_empty, char ***ret, BrokerEr
         return 0;
 }
 
-static json_t *acquire_reply_json(const AcquireRequest *req, const AcquireReply *reply) {
-        json_t *devices = json_array(), *o;
+static void text_u64(TextBuf *b, uint64_t v) {
+        char buf[24];
 
-        for (size_t i = 0; devices && i < reply->n_devices; i++) {
+        FmtBuf f = fmt_buf(buf, sizeof(buf));
+        fmt_u64(&f, v);
+        text_append(b, buf, fmt_len(&f, buf));
+}
+
+/* The reply's text as json_write_compact() made it of the same object, key
+ * for key, written directly: the reply of every Acquire. Addresses are
+ * normalized (DDDD:BB:DD.F), so nothing needs escaping. */
+void varlink_broker_acquire_reply_text(TextBuf *b, AcquireMode mode, const AcquireReply *reply) {
+        text_literal(b, "{\"session\":");
+        text_u64(b, reply->session_id);
+        text_literal(b, ",\"iommuFileDescriptor\":0,\"devices\":[");
+        for (size_t i = 0; i < reply->n_devices; i++) {
                 const AcquiredDevice *a = &reply->devices[i];
 
-                o = json_pack("{s:s, s:I}", "address", a->address, "fileDescriptor", (json_int_t) (i + 1));
-                if (o && req->mode != ACQUIRE_MODE_UNBOUND)
-                        json_object_set_new(o, "devId", json_integer(a->dev_id));
-                if (o && req->mode == ACQUIRE_MODE_ATTACHED)
-                        json_object_set_new(o, "hwptId", json_integer(a->hwpt_id));
-                if (json_array_append_new(devices, o) < 0) {
-                        json_decref(devices);
-                        return NULL;
+                if (i > 0)
+                        text_literal(b, ",");
+                text_literal(b, "{\"address\":\"");
+                text_puts(b, a->address);
+                text_literal(b, "\",\"fileDescriptor\":");
+                text_u64(b, i + 1);
+                if (mode != ACQUIRE_MODE_UNBOUND) {
+                        text_literal(b, ",\"devId\":");
+                        text_u64(b, a->dev_id);
                 }
+                if (mode == ACQUIRE_MODE_ATTACHED) {
+                        text_literal(b, ",\"hwptId\":");
+                        text_u64(b, a->hwpt_id);
+                }
+                text_literal(b, "}");
         }
-        o = json_pack("{s:I, s:i, s:o}", "session", (json_int_t) reply->session_id, "iommuFileDescriptor", 0,
-                      "devices", devices);
-        if (o && req->mode == ACQUIRE_MODE_ATTACHED)
-                json_object_set_new(o, "ioasId", json_integer(reply->ioas_id));
-        if (o && reply->memlock_limit != 0)
-                json_object_set_new(o, "memlockLimit",
-                                    json_integer(reply->memlock_limit >= (uint64_t) INT64_MAX
-                                                         ? -1 : (json_int_t) reply->memlock_limit));
-        return o;
+        text_literal(b, "]");
+        if (mode == ACQUIRE_MODE_ATTACHED) {
+                text_literal(b, ",\"ioasId\":");
+                text_u64(b, reply->ioas_id);
+        }
+        if (reply->memlock_limit >= (uint64_t) INT64_MAX)
+                text_literal(b, ",\"memlockLimit\":-1");
+        else if (reply->memlock_limit != 0) {
+                text_literal(b, ",\"memlockLimit\":");
+                text_u64(b, reply->memlock_limit);
+        }
+        text_literal(b, "}");
 }
 
 /* Index 0 is the iommufd, the devices follow in reply order. */
-static int send_acquire_reply(VarlinkCall *call, const AcquireRequest *req, const AcquireReply *reply) {
+static int send_acquire_reply(VarlinkCall *call, AcquireMode mode, const AcquireReply *reply) {
         int fds[1 + BROKER_VARLINK_MAX_DEVICES_PER_CALL];
-        json_t *o;
+        TextBuf b = {};
 
         if (reply->n_devices > BROKER_VARLINK_MAX_DEVICES_PER_CALL)
                 return -E2BIG;
@@ -250,10 +272,15 @@ static int send_acquire_reply(VarlinkCall *call, const AcquireRequest *req, cons
         for (size_t i = 0; i < reply->n_devices; i++)
                 fds[i + 1] = reply->devices[i].fd;
 
-        o = acquire_reply_json(req, reply);
-        if (!o)
+        text_reserve(&b, 160 + 96 * reply->n_devices);
+        text_literal(&b, VARLINK_REPLY_PREFIX);
+        varlink_broker_acquire_reply_text(&b, mode, reply);
+        text_literal(&b, "}");
+        if (b.failed) {
+                text_done(&b);
                 return -ENOMEM;
-        return varlink_call_reply_with_fds(call, o, fds, reply->n_devices + 1);
+        }
+        return varlink_call_reply_framed_with_fds(call, TAKE_PTR(b.data), b.len + 1, fds, reply->n_devices + 1);
 }
 
 /* An Acquire whose reply waits for polkit. Freed with the call: after its
@@ -274,7 +301,6 @@ static void pending_acquire_destroy(VarlinkCall *call, void *userdata) {
 static void on_acquire_done(int r, AcquireReply *reply, BrokerError *err, void *userdata) {
         PendingAcquire *p = userdata;
         VarlinkCall *call = p->call;
-        AcquireRequest req = { .mode = p->mode };
 
         p->job = NULL;          /* finishing; the reply below may free p */
         if (r < 0) {
@@ -283,7 +309,7 @@ static void on_acquire_done(int r, AcquireReply *reply, BrokerError *err, void *
         }
         /* The reply holds duplicates until sent; ours close here either way,
          * and the lease stays with the session (which ends it on disconnect). */
-        r = send_acquire_reply(call, &req, reply);
+        r = send_acquire_reply(call, p->mode, reply);
         acquire_reply_done(reply);
         if (r < 0)
                 log_warning_errno(r, "varlink: could not send the Acquire reply: %m");

@@ -18,7 +18,9 @@
  * Connections are charged to manager_quota(), with the D-Bus sessions.
  */
 
+#include "device-json.h"
 #include "manager.h"
+#include "session.h"
 #include "varlink.h"
 
 #define BROKER_VARLINK_MAX_DEVICES_PER_CALL 64
@@ -30,6 +32,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkServer *, varlink_broker_free);
 
 /* The method table, for tests that compare it with the IDL. */
 const VarlinkInterface *varlink_broker_interface(void);
+
+/* The text of an Acquire reply's parameters, appended to b (tests compare
+ * it with what jansson makes of the same object). */
+void varlink_broker_acquire_reply_text(TextBuf *b, AcquireMode mode, const AcquireReply *reply);
 
 /* The wire name of an error: "io.iommufd.Broker.DeviceBusy". */
 const char *varlink_broker_error_name(BrokerErrorCode code, char buf[static 96]);

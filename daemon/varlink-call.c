@@ -61,10 +61,24 @@ int varlink_call_reply_with_fds(VarlinkCall *call, json_t *parameters, const int
 }
 
 int varlink_call_reply(VarlinkCall *call, json_t *parameters) {
-        return varlink_call_reply_with_fds(call, parameters, NULL, 0);
+        static const char empty[] = VARLINK_REPLY_PREFIX "{}}";
+        char *data;
+
+        if (parameters || !call)
+                return varlink_call_reply_with_fds(call, parameters, NULL, 0);
+        /* No parameters (Release, most of all): the bytes are known. */
+        data = malloc(sizeof(empty));
+        if (!data)
+                return -ENOMEM;
+        memcpy(data, empty, sizeof(empty));
+        return varlink_call_reply_framed(call, data, sizeof(empty));
 }
 
 int varlink_call_reply_framed(VarlinkCall *call, char *data, size_t len) {
+        return varlink_call_reply_framed_with_fds(call, data, len, NULL, 0);
+}
+
+int varlink_call_reply_framed_with_fds(VarlinkCall *call, char *data, size_t len, const int *fds, size_t n_fds) {
         int r = 0;
 
         if (!call || !data || len < 2 || data[len - 1] != 0 || data[len - 2] != '}') {
@@ -78,7 +92,7 @@ int varlink_call_reply_framed(VarlinkCall *call, char *data, size_t len) {
         if (call->oneway)
                 free(data);
         else
-                r = varlink_connection_send_encoded(call->conn, data, len, NULL, 0);
+                r = varlink_connection_send_encoded(call->conn, data, len, fds, n_fds);
         call_finish(call);
         return r;
 }

@@ -198,6 +198,9 @@ int varlink_call_notify(VarlinkCall *call, json_t *parameters);
  * a large reply is built once, in the buffer that goes out. */
 #define VARLINK_REPLY_PREFIX "{\"parameters\":"
 int varlink_call_reply_framed(VarlinkCall *call, char *data, size_t len);
+/* Same, with fds sent in the same sendmsg() (duplicated only if the reply
+ * has to wait in the queue: the caller keeps its own). */
+int varlink_call_reply_framed_with_fds(VarlinkCall *call, char *data, size_t len, const int *fds, size_t n_fds);
 /* A notification framed once from parameters already serialized (a JSON
  * object's text, len bytes, no NUL) and queued on any number of streams
  * without a copy: Monitor's fan-out. Reference counted. */

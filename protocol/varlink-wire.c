@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "json-parse.h"
 #include "util.h"
 #include "varlink-wire.h"
 
@@ -315,7 +316,11 @@ int varlink_reader_next(VarlinkReader *r, json_t **ret, int **ret_fds, size_t *r
         }
 
         k = reader_take_fds(r, r->buf_offset + r->start + len, &fds, &n_fds);
-        v = k < 0 ? NULL : json_loadb(r->buf + r->start, len, JSON_REJECT_DUPLICATES, &error);
+        /* The usual call takes the fast path; anything else, jansson. */
+        if (k < 0)
+                v = NULL;
+        else if (json_parse_simple(r->buf + r->start, len, &v) <= 0)
+                v = json_loadb(r->buf + r->start, len, JSON_REJECT_DUPLICATES, &error);
         r->start += len + 1;
         if (k < 0)
                 return k;
