@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "varlink-broadcast.h"
@@ -180,11 +181,14 @@ int varlink_connection_write_unread(VarlinkConnection *c) {
                 c->bcast_blocked = false;
                 return 0;
         }
-        k = varlink_wire_write(c->fd, b->data + (c->bcast_pos - b->base), n, NULL, 0);
-        if (k == -EAGAIN)
+        /* Plain send(): no fds, and this runs for every stream at every flush. */
+        do
+                k = send(c->fd, b->data + (c->bcast_pos - b->base), n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (k < 0 && errno == EINTR);
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                 k = 0;
         if (k < 0)
-                return (int) k;
+                return -errno;
         c->bcast_pos += (uint64_t) k;
         c->quota->out_bytes -= (size_t) k;
         c->bcast_blocked = (size_t) k < n;
