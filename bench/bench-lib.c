@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -489,6 +490,21 @@ pid_t echo_server_start(const char *path, const char *reply, size_t len) {
 
 /* --- Monitor subscribers --- */
 
+/* Events the subscribers read, all streams together (shared with the child). */
+static volatile uint64_t *monitor_events;
+
+static void count_frames(const char *buf, ssize_t n) {
+        uint64_t k = 0;
+
+        for (const char *p = buf; (p = memchr(p, 0, (size_t) (buf + n - p))); p++)
+                k++;
+        __atomic_add_fetch(monitor_events, k, __ATOMIC_RELAXED);
+}
+
+uint64_t monitors_events(void) {
+        return monitor_events ? __atomic_load_n(monitor_events, __ATOMIC_RELAXED) : 0;
+}
+
 static void monitors_run(const char *socket, unsigned n, int ready_fd) {
         static const char call[] = "{\"method\":\"io.iommufd.Broker.Monitor\",\"more\":true}";
         struct epoll_event events[64];
@@ -508,9 +524,13 @@ static void monitors_run(const char *socket, unsigned n, int ready_fd) {
         close(ready_fd);
         for (;;) {
                 int k = epoll_wait(ep, events, 64, -1);
-                for (int i = 0; i < k; i++)
-                        if (read(events[i].data.fd, drain, sizeof(drain)) <= 0)
+                for (int i = 0; i < k; i++) {
+                        ssize_t got = read(events[i].data.fd, drain, sizeof(drain));
+
+                        if (got <= 0)
                                 _exit(0);
+                        count_frames(drain, got);
+                }
         }
 }
 
@@ -519,6 +539,13 @@ pid_t monitors_start(const char *socket, unsigned n) {
         char c;
         pid_t pid;
 
+        if (!monitor_events) {
+                monitor_events = mmap(NULL, sizeof(*monitor_events), PROT_READ | PROT_WRITE,
+                                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+                if (monitor_events == MAP_FAILED)
+                        die("mmap: %m");
+        }
+        *monitor_events = 0;
         if (pipe2(p, O_CLOEXEC) < 0)
                 die("pipe: %m");
         pid = fork();

@@ -56,6 +56,9 @@ pid_t echo_server_start(const char *path, const char *reply, size_t len);
 
 /* A child holding n Monitor streams on the broker and reading them. */
 pid_t monitors_start(const char *socket, unsigned n);
+/* Events (frames after "ready") the subscribers read so far, all streams
+ * together. */
+uint64_t monitors_events(void);
 
 /* The private bus: returns its pid, fills address. */
 pid_t dbus_daemon_start(const char *tmpdir, char *address, size_t size);

@@ -332,17 +332,22 @@ static int read_cdev_named(const char *vfio_dev_dir, const char *name, VolatileS
         return s->vfio_cdev ? 0 : -ENOMEM;
 }
 
-/* cdev_hint: the cdev's name if the caller already knows it (from
- * /sys/class/vfio-dev), which saves listing the directory; NULL if not. */
-static int read_vfio_cdev(const char *syspath, const char *cdev_hint, VolatileState *s) {
+/* hint: the cdev if the caller already knows it (from /sys/dev/char), which
+ * saves listing the directory, and with its dev_t reading it; NULL if not. */
+static int read_vfio_cdev(const char *syspath, const DeviceCdevHint *hint, VolatileState *s) {
         _cleanup_strv_free_ char **names = NULL;
         char vfio_dev_dir[PATH_MAX];
         int r;
 
+        if (hint && hint->name && hint->devnum != 0) {
+                s->vfio_devnum = hint->devnum;
+                s->vfio_cdev = strdup(hint->name);
+                return s->vfio_cdev ? 0 : -ENOMEM;
+        }
         r = path_join(vfio_dev_dir, syspath, "vfio-dev");
         if (r < 0)
                 return r;
-        if (cdev_hint && read_cdev_named(vfio_dev_dir, cdev_hint, s) >= 0)
+        if (hint && hint->name && read_cdev_named(vfio_dev_dir, hint->name, s) >= 0)
                 return 0;
         s->vfio_devnum = 0;
 
@@ -356,8 +361,8 @@ static int read_vfio_cdev(const char *syspath, const char *cdev_hint, VolatileSt
         return read_cdev_named(vfio_dev_dir, names[0], s);
 }
 
-static int read_volatile_state(const char *syspath, const char *address, bool has_iommu, const char *cdev_hint,
-                               VolatileState *ret) {
+static int read_volatile_state(const char *syspath, const char *address, bool has_iommu,
+                               const DeviceCdevHint *cdev_hint, VolatileState *ret) {
         VolatileState s = { .iommu_group = -1 };
         int r;
 
@@ -595,7 +600,7 @@ static bool read_iommu(const char *syspath, IommuHwInfo *ret) {
         return true;
 }
 
-int device_read_hinted(const char *syspath, const char *cdev_hint, Device **ret) {
+int device_read_hinted(const char *syspath, const DeviceCdevHint *cdev_hint, Device **ret) {
         _cleanup_(device_freep) Device *d = NULL;
         VolatileState s;
         const char *base;

@@ -69,10 +69,16 @@ typedef struct Device {
 
 /* Read a device from its sysfs directory. Returns 0 or negative errno. */
 int device_read(const char *syspath, Device **ret);
-/* The same, told the name of its vfio cdev if the caller knows it
- * (cdev_hint; NULL: look), which a start-up reading every device does. A
- * wrong hint costs only the time: the directory is listed then. */
-int device_read_hinted(const char *syspath, const char *cdev_hint, Device **ret);
+/* What a start-up reading every device learnt of its vfio cdev from one
+ * listing of /sys/dev/char: its name, and its dev_t (0 if not known: then
+ * read from the cdev's "dev"). */
+typedef struct DeviceCdevHint {
+        const char *name;
+        dev_t devnum;
+} DeviceCdevHint;
+/* The same, told about its vfio cdev (hint NULL or without a name: look). A
+ * wrong name costs only the time: the directory is listed then. */
+int device_read_hinted(const char *syspath, const DeviceCdevHint *hint, Device **ret);
 Device *device_free(Device *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Device *, device_free);
 

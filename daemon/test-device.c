@@ -388,21 +388,27 @@ static void test_ids_from_uevent(void) {
         }
 }
 
-/* A cdev name known in advance (start-up reads /sys/class/vfio-dev) is
- * used when right and costs nothing but time when wrong. */
+/* A cdev name known in advance (start-up lists /sys/dev/char) is used when
+ * right and costs nothing but time when wrong; with its dev_t, that is
+ * taken as it is. */
 static void test_cdev_hint(void) {
-        static const struct { const char *bdf, *hint, *cdev; unsigned minor; } cases[] = {
-                { "0000:03:00.0", "vfio3", "vfio3", 3 },
-                { "0000:03:00.0", "vfio99", "vfio3", 3 },   /* stale */
-                { "0000:03:00.0", NULL, "vfio3", 3 },
-                { "0000:07:00.0", "vfio5", NULL, 0 },       /* no vfio-dev at all */
+        static const struct { const char *bdf, *hint, *cdev; unsigned minor, hint_minor; } cases[] = {
+                { "0000:03:00.0", "vfio3", "vfio3", 3, 0 },
+                { "0000:03:00.0", "vfio99", "vfio3", 3, 0 },   /* stale */
+                { "0000:03:00.0", NULL, "vfio3", 3, 0 },
+                { "0000:07:00.0", "vfio5", NULL, 0, 0 },       /* no vfio-dev at all */
+                { "0000:03:00.0", "vfio3", "vfio3", 3, 3 },    /* from /sys/dev/char: not read */
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 _cleanup_free_ char *p = syspath_of(cases[i].bdf);
                 _cleanup_(device_freep) Device *d = NULL;
+                DeviceCdevHint hint = {
+                        .name = cases[i].hint,
+                        .devnum = cases[i].hint_minor ? makedev(511, cases[i].hint_minor) : 0,
+                };
 
-                CHECK(device_read_hinted(p, cases[i].hint, &d) == 0);
+                CHECK(device_read_hinted(p, &hint, &d) == 0);
                 CHECK_MSG(d && streq_ptr(d->vfio_cdev, cases[i].cdev) &&
                           d->vfio_devnum == (cases[i].cdev ? makedev(511, cases[i].minor) : 0),
                           "%s with hint %s: cdev %s", cases[i].bdf, strna(cases[i].hint), d ? strna(d->vfio_cdev) : "-");

@@ -242,13 +242,6 @@ static int method_stream(VarlinkCall *call, json_t *parameters, void *userdata) 
         return varlink_call_reply(call, json_pack("{s:i}", "n", 3));
 }
 
-/* Deferred notifications, then a final reply written at once: in order. */
-static int method_text_stream(VarlinkCall *call, json_t *parameters, void *userdata) {
-        varlink_call_notify_text(call, "{\"n\":1}", strlen("{\"n\":1}"));
-        varlink_call_notify_text(call, "{\"n\":2}", strlen("{\"n\":2}"));
-        return varlink_call_reply(call, json_pack("{s:i}", "n", 3));
-}
-
 static VarlinkCall *watch_calls[2];
 static size_t n_watch_calls;
 
@@ -292,7 +285,6 @@ static const VarlinkMethod test_methods[] = {
         { "Echo", method_echo, 0 },
         { "Ping", method_ping, 0 },
         { "Stream", method_stream, VARLINK_METHOD_MORE },
-        { "TextStream", method_text_stream, VARLINK_METHOD_MORE },
         { "Watch", method_watch, VARLINK_METHOD_MORE },
         { "Later", method_later, 0 },
         { "Fail", method_fail, 0 },
@@ -549,66 +541,6 @@ static void test_server_order(sd_event *e) {
         varlink_server_free(s);
 }
 
-/* Monitor's fan-out: one notification framed once, queued on two streams,
- * reaches each in order and in one write for all of the burst. */
-static void test_server_shared_notifications(sd_event *e) {
-        VarlinkServer *s = server_new(e, NULL);
-        VarlinkNotification *n[3] = {};
-        Client cl[2];
-        json_t *m = NULL;
-        char buf[4096];
-        int k;
-
-        n_watch_calls = 0;
-        for (size_t i = 0; i < 2; i++) {
-                client_connect(s, &cl[i]);
-                client_send(&cl[i], "{\"method\":\"org.example.test.Watch\",\"more\":true}");
-                k = client_recv(e, &cl[i], &m, 500);
-                CHECK_MSG(k == 1, "shared: stream %zu started", i);
-                json_decref(m);
-        }
-        CHECK_MSG(n_watch_calls == 2 && watch_calls[0] && watch_calls[1], "shared: two streams");
-        for (int j = 0; j < 3; j++) {
-                char text[32];
-                snprintf(text, sizeof(text), "{\"n\":%d}", j + 1);
-                CHECK(varlink_notification_new(text, strlen(text), &n[j]) == 0);
-                for (size_t i = 0; i < 2; i++)
-                        CHECK(watch_calls[i] && varlink_call_notify_shared(watch_calls[i], n[j]) == 0);
-                n[j] = varlink_notification_unref(n[j]);
-        }
-        /* Nothing before the loop runs; then all three at once. */
-        CHECK_MSG(read(cl[0].fd, buf, sizeof(buf)) < 0 && errno == EAGAIN, "shared: written by the loop, not at once");
-        for (int i = 0; i < 10; i++)
-                sd_event_run(e, 1000);
-        for (size_t i = 0; i < 2; i++) {
-                ssize_t len = read(cl[i].fd, buf, sizeof(buf) - 1);
-                size_t frames = 0;
-
-                for (ssize_t b = 0; b < len; b++)
-                        frames += buf[b] == 0;
-                CHECK_MSG(len > 0 && frames == 3 && memmem(buf, (size_t) len, "{\"n\":1}", 7) &&
-                          memmem(buf, (size_t) len, "{\"n\":3}", 7) > memmem(buf, (size_t) len, "{\"n\":2}", 7),
-                          "shared: stream %zu got the three in one read, in order", i);
-        }
-
-        /* A final reply behind deferred notifications waits for them. */
-        client_close(&cl[0]);
-        client_close(&cl[1]);
-        client_connect(s, &cl[0]);
-        client_send(&cl[0], "{\"method\":\"org.example.test.TextStream\",\"more\":true}");
-        for (int j = 1; j <= 3; j++) {
-                k = client_recv(e, &cl[0], &m, 500);
-                CHECK_MSG(k == 1 && json_integer_value(json_object_get(params(m), "n")) == j &&
-                          json_is_true(json_object_get(m, "continues")) == (j < 3),
-                          "shared: text notification %d in order before the reply", j);
-                json_decref(m);
-        }
-        client_close(&cl[0]);
-        for (int i = 0; i < 10; i++)
-                sd_event_run(e, 1000);
-        varlink_server_free(s);
-}
-
 static void test_server_protocol_errors(sd_event *e) {
         const VarlinkLimits limits = { .max_message = 256 };
         VarlinkServer *s = server_new(e, &limits);
@@ -729,7 +661,6 @@ int main(void) {
         test_server_calls(e);
         test_server_unsolicited_fds(e);
         test_server_order(e);
-        test_server_shared_notifications(e);
         test_server_protocol_errors(e);
         test_server_idle(e);
         test_server_listen_path(e);

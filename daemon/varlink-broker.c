@@ -12,6 +12,7 @@
 #include "protocol-data.h"
 #include "revoke.h"
 #include "session.h"
+#include "varlink-broadcast.h"
 #include "varlink-broker.h"
 
 #define BROKER_PRODUCT "iommufd-broker"
@@ -470,16 +471,25 @@ static int method_revoke(VarlinkCall *call, json_t *parameters, void *userdata) 
 /* --- Monitor --- */
 
 /*
- * One subscription to the core for all Monitor streams of a manager: each
- * event is serialized once per distinct view (principals that look the same
- * to policy see the same text), not once per stream.
+ * One subscription to the core for all Monitor streams of a manager. Streams
+ * whose callers look the same to policy see the same text, so they form one
+ * view and share one log (varlink-broadcast.h): each event is serialized
+ * and framed once per view, and a stream costs an event nothing until the
+ * flush writes it what it has not read.
  */
 typedef struct Monitor Monitor;
+
+typedef struct MonitorView {
+        struct MonitorView *next;
+        VarlinkBroadcast *log;
+        Monitor *monitors;              /* the first one's caller is the view's */
+} MonitorView;
 
 typedef struct MonitorHub {
         Manager *manager;
         Subscription *subscription;
-        Monitor *monitors;
+        MonitorView *views;
+        TextBuf scratch;                /* an event's text, kept for the next */
         struct MonitorHub *next;
         bool dispatching, orphaned;
 } MonitorHub;
@@ -487,6 +497,7 @@ typedef struct MonitorHub {
 struct Monitor {
         VarlinkCall *call;
         MonitorHub *hub;
+        MonitorView *view;
         Monitor *prev, *next;
 };
 
@@ -521,8 +532,11 @@ static int event_text(Manager *m, const BrokerEvent *ev, const Principal *viewer
         if (event_is_lease(ev->type)) {
                 /* Who holds what is shown to root and to the holder's own uid only. */
                 if (viewer && (viewer->uid == 0 || viewer->uid == ev->holder_uid)) {
-                        snprintf(buf, sizeof(buf), ",\"session\":%" PRIu64, ev->session_id);
-                        text_puts(b, buf);
+                        FmtBuf f = fmt_buf(buf, sizeof(buf));
+
+                        fmt_str(&f, ",\"session\":");
+                        fmt_u64(&f, ev->session_id);
+                        text_append(b, buf, fmt_len(&f, buf));
                 }
                 if (ev->reason)
                         append_string_member(b, "reason", ev->reason);
@@ -531,62 +545,37 @@ static int event_text(Manager *m, const BrokerEvent *ev, const Principal *viewer
         return b->failed ? -ENOMEM : 0;
 }
 
-#define HUB_VIEWS 8
+static void view_close_streams(MonitorView *view) {
+        for (Monitor *mon = view->monitors; mon; mon = mon->next)
+                varlink_connection_close(varlink_call_get_connection(mon->call));
+}
 
-/* The event as viewer sees it, framed once for every stream that sees the same. */
-static int event_notification(Manager *m, const BrokerEvent *ev, const Principal *viewer, TextBuf *scratch,
-                              VarlinkNotification **ret) {
-        int r;
-
-        scratch->len = 0;
-        scratch->failed = false;
-        r = event_text(m, ev, viewer, scratch);
-        return r < 0 ? r : varlink_notification_new(scratch->data, scratch->len, ret);
+static void hub_free(MonitorHub *hub) {
+        text_done(&hub->scratch);
+        free(hub);
 }
 
 static void hub_on_event(Manager *m, const BrokerEvent *ev, void *userdata) {
-        struct { const Principal *viewer; VarlinkNotification *n; int r; } views[HUB_VIEWS] = {};
         MonitorHub *hub = userdata;
-        size_t n_views = 0;
-        TextBuf scratch = {};
-        Monitor *next;
+        TextBuf *scratch = &hub->scratch;
 
         hub->dispatching = true;
-        for (Monitor *mon = hub->monitors; mon; mon = next) {
-                const Principal *viewer = call_viewer(mon->call);
-                VarlinkNotification *n = NULL, *alone = NULL;
-                bool found = false;
-                int r = 0;
+        for (MonitorView *view = hub->views; view; view = view->next) {
+                int r;
 
-                next = mon->next;
-                for (size_t i = 0; i < n_views && !found; i++)
-                        if (principal_same_to_policy(views[i].viewer, viewer)) {
-                                n = views[i].n;
-                                r = views[i].r;
-                                found = true;
-                        }
-                if (!found) {
-                        r = event_notification(m, ev, viewer, &scratch, &n);
-                        /* More views than that in one event: this one alone. */
-                        if (n_views < HUB_VIEWS)
-                                views[n_views++] = (typeof(views[0])) { viewer, n, r };
-                        else
-                                alone = n;
-                }
+                scratch->len = 0;
+                scratch->failed = false;
+                r = event_text(m, ev, call_viewer(view->monitors->call), scratch);
+                if (r >= 0)
+                        r = varlink_broadcast_append(view->log, scratch->data, scratch->len);
                 if (r < 0) {
-                        log_warning("varlink: out of memory, closing a Monitor stream.");
-                        varlink_connection_close(varlink_call_get_connection(mon->call));
-                        continue;
+                        log_warning("varlink: out of memory, closing Monitor streams.");
+                        view_close_streams(view);
                 }
-                (void) varlink_call_notify_shared(mon->call, n);
-                varlink_notification_unref(alone);
         }
-        for (size_t i = 0; i < n_views; i++)
-                varlink_notification_unref(views[i].n);
-        text_done(&scratch);
         hub->dispatching = false;
         if (hub->orphaned)
-                free(hub);
+                hub_free(hub);
 }
 
 static MonitorHub *hub_get(Manager *m) {
@@ -610,7 +599,7 @@ static MonitorHub *hub_get(Manager *m) {
 
 /* The last stream went away: unsubscribe; free now or after the dispatch. */
 static void hub_release(MonitorHub *hub) {
-        if (hub->monitors)
+        if (hub->views)
                 return;
         for (MonitorHub **p = &hubs; *p; p = &(*p)->next)
                 if (*p == hub) {
@@ -621,44 +610,95 @@ static void hub_release(MonitorHub *hub) {
         if (hub->dispatching)
                 hub->orphaned = true;
         else
-                free(hub);
+                hub_free(hub);
+}
+
+static void view_free(MonitorHub *hub, MonitorView *view) {
+        for (MonitorView **p = &hub->views; *p; p = &(*p)->next)
+                if (*p == view) {
+                        *p = view->next;
+                        break;
+                }
+        varlink_broadcast_free(view->log);
+        free(view);
+}
+
+/* The view of callers who see what viewer sees, made if there is none. */
+static MonitorView *view_get(MonitorHub *hub, VarlinkServer *server, const Principal *viewer) {
+        MonitorView *view;
+
+        for (view = hub->views; view; view = view->next)
+                if (principal_same_to_policy(call_viewer(view->monitors->call), viewer))
+                        return view;
+        view = calloc(1, sizeof(*view));
+        if (!view)
+                return NULL;
+        if (varlink_broadcast_new(server, &view->log) < 0) {
+                free(view);
+                return NULL;
+        }
+        view->next = hub->views;
+        hub->views = view;
+        return view;
+}
+
+static void monitor_unlink(Monitor *mon) {
+        MonitorView *view = mon->view;
+
+        if (mon->prev)
+                mon->prev->next = mon->next;
+        else
+                view->monitors = mon->next;
+        if (mon->next)
+                mon->next->prev = mon->prev;
+        if (!view->monitors)
+                view_free(mon->hub, view);
 }
 
 static void monitor_destroy(VarlinkCall *call, void *userdata) {
         Monitor *mon = userdata;
         MonitorHub *hub = mon->hub;
 
-        if (mon->prev)
-                mon->prev->next = mon->next;
-        else
-                hub->monitors = mon->next;
-        if (mon->next)
-                mon->next->prev = mon->prev;
+        varlink_broadcast_detach(mon->view->log, call);
+        monitor_unlink(mon);
         free(mon);
         hub_release(hub);
 }
 
 static int method_monitor(VarlinkCall *call, json_t *parameters, void *userdata) {
+        VarlinkServer *server = varlink_connection_get_server(varlink_call_get_connection(call));
+        const Principal *viewer = call_viewer(call);
         Manager *m = userdata;
+        MonitorView *view = NULL;
         MonitorHub *hub;
         Monitor *mon;
+        int r;
 
         if (check_parameters(call, parameters, (const VarlinkField[]) { {} }) < 0)
                 return 0;
+        if (!viewer)
+                return -ENOTCONN;
 
         hub = hub_get(m);
-        mon = hub ? calloc(1, sizeof(*mon)) : NULL;
+        view = hub ? view_get(hub, server, viewer) : NULL;
+        mon = view ? calloc(1, sizeof(*mon)) : NULL;
         if (!mon) {
+                if (view && !view->monitors)
+                        view_free(hub, view);
                 if (hub)
                         hub_release(hub);
                 return -ENOMEM;
         }
-        *mon = (Monitor) { .call = call, .hub = hub, .next = hub->monitors };
-        if (hub->monitors)
-                hub->monitors->prev = mon;
-        hub->monitors = mon;
+        *mon = (Monitor) { .call = call, .hub = hub, .view = view, .next = view->monitors };
+        if (view->monitors)
+                view->monitors->prev = mon;
+        view->monitors = mon;
         varlink_call_set_destroy(call, monitor_destroy, mon);
-        return varlink_call_notify(call, json_pack("{s:s}", "event", "ready"));
+        r = varlink_call_notify(call, json_pack("{s:s}", "event", "ready"));
+        if (r < 0)
+                return r;
+        /* After "ready": events follow it. */
+        return varlink_broadcast_attach(view->log, call);
 }
 
 /* --- Setup --- */

@@ -97,54 +97,6 @@ int varlink_call_reply_framed_with_fds(VarlinkCall *call, char *data, size_t len
         return r;
 }
 
-int varlink_notification_new(const char *parameters, size_t len, VarlinkNotification **ret) {
-        static const char prefix[] = "{\"continues\":true,\"parameters\":";
-        size_t n = sizeof(prefix) - 1;
-        VarlinkNotification *v;
-
-        if (!parameters || !ret)
-                return -EINVAL;
-        v = malloc(sizeof(*v) + n + len + 2);
-        if (!v)
-                return -ENOMEM;
-        v->n_ref = 1;
-        v->len = n + len + 2;
-        memcpy(v->data, prefix, n);
-        memcpy(v->data + n, parameters, len);
-        v->data[n + len] = '}';
-        v->data[n + len + 1] = 0;
-        *ret = v;
-        return 0;
-}
-
-VarlinkNotification *varlink_notification_unref(VarlinkNotification *n) {
-        if (n && --n->n_ref == 0)
-                free(n);
-        return NULL;
-}
-
-int varlink_call_notify_shared(VarlinkCall *call, VarlinkNotification *n) {
-        if (!call || !call->streaming || !n)
-                return -EINVAL;
-        if (call->done)
-                return -ESTALE;
-        if (call->oneway)
-                return 0;
-        /* Events come in bursts (an Acquire makes two, a Release four): one
-         * write per stream for all of them. */
-        return varlink_connection_send_deferred(call->conn, n);
-}
-
-int varlink_call_notify_text(VarlinkCall *call, const char *parameters, size_t len) {
-        _cleanup_(varlink_notification_unrefp) VarlinkNotification *n = NULL;
-        int r;
-
-        if (!call || !call->streaming || !parameters)
-                return -EINVAL;
-        r = varlink_notification_new(parameters, len, &n);
-        return r < 0 ? r : varlink_call_notify_shared(call, n);
-}
-
 int varlink_call_notify(VarlinkCall *call, json_t *parameters) {
         if (!call || !call->streaming) {
                 json_decref(parameters);

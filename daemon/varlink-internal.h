@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "quota.h"
+#include "varlink-broadcast.h"
 #include "varlink-quota.h"
 #include "varlink-wire.h"
 #include "varlink.h"
@@ -49,10 +50,12 @@ struct VarlinkConnection {
         bool read_eof, close_after_flush, dead;
         bool processing;                /* in connection_process(): events are set once, after */
         bool more_buffered;             /* complete calls wait for the next iteration */
-        /* Stream notifications wait in the queue for the server's flush at
-         * the next iteration, merged into one write (server->flush_head). */
-        VarlinkConnection *flush_prev, *flush_next;
-        bool flush_queued;
+        /* The broadcast a stream follows (varlink-broadcast.c): what of it
+         * the peer has not been sent starts at bcast_pos, after out_head. */
+        VarlinkBroadcast *bcast;
+        VarlinkConnection *bcast_prev, *bcast_next;
+        uint64_t bcast_pos;
+        bool bcast_blocked;             /* the socket took less: the rest on EPOLLOUT */
 };
 
 typedef struct RegisteredInterface {
@@ -84,10 +87,10 @@ struct VarlinkServer {
         UidQuotaTable *quotas;          /* per uid: queued output, connections */
         Quota *quota;                   /* the caps: shared with D-Bus, or own_quota */
         Quota *own_quota;
-        /* Write what the connections on flush_head queued: at the next
+        /* Write what the broadcasts on flush_head got: at the next
          * iteration, or (a burst) VARLINK_STREAM_FLUSH_USEC after the last. */
         sd_event_source *flush_source, *flush_timer;
-        VarlinkConnection *flush_head;
+        VarlinkBroadcast *flush_head;
         uint64_t last_flush_usec;
 };
 
@@ -99,25 +102,30 @@ int varlink_connection_send(VarlinkConnection *c, json_t *msg, const int *fds, s
  * it); takes data. */
 int varlink_connection_send_encoded(VarlinkConnection *c, char *data, size_t len, const int *fds, size_t n_fds);
 
-struct VarlinkNotification {
-        unsigned n_ref;
-        size_t len;                     /* counting the NUL */
-        char data[];
-};
-
-/* A stream notification (a reference taken): queued, and written together
- * with everything else queued for the connection since the last flush (one
- * write per connection for all events of an Acquire or a Release, not one
- * per event). */
-int varlink_connection_send_deferred(VarlinkConnection *c, VarlinkNotification *n);
 /* Write as much queued output as the socket takes: 0 (done, or the socket
  * is full), negative errno if the connection is broken. */
 int varlink_connection_flush(VarlinkConnection *c);
 /* Free everything queued, unsent. */
 void varlink_connection_drop_output(VarlinkConnection *c);
-/* Take c off the server's flush list (it goes away). */
-void varlink_connection_unqueue_flush(VarlinkConnection *c);
-/* The server's flush sources, off until something is queued. */
+/* Queue a copy of bytes the caller already counted as c's (see
+ * varlink_connection_take_unread()). */
+int varlink_connection_queue_copy(VarlinkConnection *c, const char *data, size_t len);
+
+/* varlink-broadcast.c */
+
+/* Output queued for c: its own queue and what it has not read of its broadcast. */
+size_t varlink_connection_queued(const VarlinkConnection *c);
+/* Before c is sent anything of its own: its unread broadcast bytes into its
+ * queue, so that nothing overtakes them. */
+int varlink_connection_take_unread(VarlinkConnection *c);
+/* Write c's unread broadcast bytes (its queue is empty): 0 (all, or the
+ * socket is full: bcast_blocked), negative errno if the connection broke. */
+int varlink_connection_write_unread(VarlinkConnection *c);
+/* c, following a broadcast, queued something of its own. */
+void varlink_connection_stream_queued(VarlinkConnection *c);
+/* c stops following its broadcast (it goes away or its call ended). */
+void varlink_connection_leave_broadcast(VarlinkConnection *c);
+/* The server's flush sources, off until something is appended. */
 int varlink_server_add_flush(VarlinkServer *s);
 
 /* varlink.c */

@@ -207,7 +207,7 @@ static void connection_dispatch_message(VarlinkConnection *c, json_t *msg) {
  * Its next calls wait (in the kernel) until it does, so a client that
  * pipelines without reading costs one socket buffer of work, not more. */
 static bool connection_backlogged(const VarlinkConnection *c) {
-        return c->out_bytes > 0;
+        return c->out_bytes > 0 || c->bcast_blocked;
 }
 
 /* Handle complete buffered messages while the order rules allow, at most
@@ -278,12 +278,13 @@ void varlink_connection_update_events(VarlinkConnection *c) {
         if (c->read_eof && !c->more_buffered && (!c->current || c->current->streaming) &&
             !connection_backlogged(c))
                 c->close_after_flush = true;
-        if (c->close_after_flush && !c->out_head)
+        if (c->close_after_flush && varlink_connection_queued(c) == 0)
                 return varlink_connection_kill(c);
         if (connection_wants_input(c))
                 events |= EPOLLIN;
-        /* Deferred output is written by the server's flush, not on EPOLLOUT. */
-        if (c->out_head && !c->flush_queued)
+        /* A stream's broadcast is written by the server's flush, and on
+         * EPOLLOUT only once the socket was full. */
+        if (c->out_head || c->bcast_blocked)
                 events |= EPOLLOUT;
         if (events == c->io_events)
                 return;
@@ -370,8 +371,8 @@ static void connection_free(VarlinkConnection *c) {
         if (c->next)
                 c->next->prev = c->prev;
         s->n_connections--;
+        varlink_connection_leave_broadcast(c);
         connection_detach_quota(c);
-        varlink_connection_unqueue_flush(c);
 
         varlink_connection_drop_output(c);
         sd_event_source_disable_unref(c->io_source);
@@ -446,6 +447,7 @@ void varlink_connection_kill(VarlinkConnection *c) {
                 return;
         c->dead = true;
         /* The slot is free now, not when the loop gets round to freeing. */
+        varlink_connection_leave_broadcast(c);
         connection_detach_quota(c);
         (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->idle_source, SD_EVENT_OFF);

@@ -45,10 +45,11 @@
  *    calls per connection are thus one plus what max_message buffers.
  *  - A connection without an active call or stream and without queued output
  *    is closed after idle_timeout_usec.
- *  - Stream notifications (Monitor) are written at the next loop iteration,
- *    all that one iteration queued for a connection in one write; while
- *    events keep coming, at most once per VARLINK_STREAM_FLUSH_USEC, so a
- *    burst costs each subscriber a few writes, not one per event.
+ *  - Notifications shared by many streams (varlink-broadcast.h: Monitor)
+ *    are written at the next loop iteration, all that a stream has not read
+ *    in one write; while they keep coming, at most once per
+ *    VARLINK_STREAM_FLUSH_USEC, so a stream is late by at most that much and
+ *    a burst costs each stream one write, not one per notification.
  *  - Queued output above max_output (max_stream_output while a stream is
  *    active: a Monitor subscriber that falls behind), or a uid's queued
  *    output above max_output_per_uid, closes the connection that queues more.
@@ -201,16 +202,6 @@ int varlink_call_reply_framed(VarlinkCall *call, char *data, size_t len);
 /* Same, with fds sent in the same sendmsg() (duplicated only if the reply
  * has to wait in the queue: the caller keeps its own). */
 int varlink_call_reply_framed_with_fds(VarlinkCall *call, char *data, size_t len, const int *fds, size_t n_fds);
-/* A notification framed once from parameters already serialized (a JSON
- * object's text, len bytes, no NUL) and queued on any number of streams
- * without a copy: Monitor's fan-out. Reference counted. */
-typedef struct VarlinkNotification VarlinkNotification;
-int varlink_notification_new(const char *parameters, size_t len, VarlinkNotification **ret);
-VarlinkNotification *varlink_notification_unref(VarlinkNotification *n);
-DEFINE_TRIVIAL_CLEANUP_FUNC(VarlinkNotification *, varlink_notification_unref);
-int varlink_call_notify_shared(VarlinkCall *call, VarlinkNotification *n);
-/* The same for one stream. Not taken. */
-int varlink_call_notify_text(VarlinkCall *call, const char *parameters, size_t len);
 /* A final error reply; error is fully qualified. parameters: reference taken. */
 int varlink_call_error(VarlinkCall *call, const char *error, json_t *parameters);
 /* org.varlink.service.InvalidParameter {parameter}. */

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stddef.h>
 
 /*
  * The single list of typed errors. The varlink front end names them

@@ -178,7 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 apply(kind, data + i, n);
                 i += n;
         }
-        if (device_read_hinted(dev, size % 2 && cdev_hint[0] ? cdev_hint : NULL, &d) >= 0)
+        if (device_read_hinted(dev, size % 2 && cdev_hint[0] ? &(DeviceCdevHint) { cdev_hint, size % 3 } : NULL,
+                               &d) >= 0)
                 (void) device_refresh(d);
         return 0;
 }
