@@ -23,6 +23,8 @@
 #define IOMMU_DEV_PATH       "/dev/iommu"
 #define VFIO_CDEV_DIR        "/dev/vfio/devices"
 #define VFIO_DEV_CLASS_DIR   "/sys/class/vfio-dev"
+#define PROC_DEVICES         "/proc/devices"
+#define VFIO_CDEV_MAJOR_NAME "vfio-dev"     /* vfio_cdev_init()'s chrdev region */
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
@@ -48,6 +50,40 @@ static int dir_state(const char *path, bool *ret_nonempty) {
         return 0;
 }
 
+bool kernel_char_major_listed(const char *proc_devices, const char *name) {
+        const char *p = proc_devices, *end;
+        bool in_char = false;
+
+        for (; p && *p; p = end ? end + 1 : NULL) {
+                char major_name[64];
+                unsigned major;
+
+                end = strchr(p, '\n');
+                if (strncmp(p, "Character devices:", 18) == 0)
+                        in_char = true;
+                else if (strncmp(p, "Block devices:", 14) == 0)
+                        in_char = false;
+                else if (in_char && sscanf(p, "%u %63[^\n]", &major, major_name) == 2 &&
+                         streq(major_name, name))
+                        return true;
+        }
+        return false;
+}
+
+static bool vfio_cdev_major_registered(void) {
+        char text[8192];
+        _cleanup_close_ int fd = open(PROC_DEVICES, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return false;
+        n = read(fd, text, sizeof(text) - 1);
+        if (n < 0)
+                return false;
+        text[n] = 0;
+        return kernel_char_major_listed(text, VFIO_CDEV_MAJOR_NAME);
+}
+
 static const char *real_unsupported_reason(void) {
         /* Rebuilt on every call: modules may be loaded while the broker runs.
          * The broker is single-threaded, so one buffer suffices. */
@@ -67,17 +103,20 @@ static const char *real_unsupported_reason(void) {
         if (access(VFIO_CDEV_DIR, F_OK) >= 0)
                 return NULL;
 
-        /* devtmpfs creates /dev/vfio/devices with the first vfio cdev, so its
-         * absence alone does not mean "unsupported": a host with vfio loaded
-         * but no device on vfio-pci yet (managed acquire) has none either.
-         * vfio registers the vfio-dev class at load; devices listed there
-         * without cdev nodes mean a kernel built without CONFIG_VFIO_DEVICE_CDEV. */
+        /* devtmpfs removes /dev/vfio/devices with the last vfio cdev and makes
+         * it again with the next, and /sys/class/vfio-dev lists a cdev before
+         * its node exists and after it is gone: neither says whether the
+         * kernel has cdevs at all (a managed Acquire right after another
+         * device's driver came back was refused in that window). The char
+         * major vfio registers at load does, and only with
+         * CONFIG_VFIO_DEVICE_CDEV. */
+        if (vfio_cdev_major_registered())
+                return NULL;
         r = dir_state(VFIO_DEV_CLASS_DIR, &has_cdevs);
         if (r < 0)
                 return "vfio is not loaded: neither " VFIO_CDEV_DIR " nor " VFIO_DEV_CLASS_DIR " exists (module vfio-pci)";
-        if (has_cdevs)
-                return "kernel has no vfio device cdevs: " VFIO_CDEV_DIR " does not exist (CONFIG_VFIO_DEVICE_CDEV)";
-        return NULL;
+        return "kernel has no vfio device cdevs: vfio registered no \"vfio-dev\" char major in " PROC_DEVICES
+               " (CONFIG_VFIO_DEVICE_CDEV)";
 }
 
 static int set_rlimit_mode_per_process(int iommufd) {

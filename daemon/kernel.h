@@ -64,3 +64,6 @@ extern const KernelOps kernel_ops_fake;
  * is the approved device, not one that got the minor after a rebind race.
  * Both kernel ops check it; the caller refuses the fd otherwise (-ENXIO). */
 bool kernel_cdev_belongs_to(dev_t devnum, const char *syspath);
+/* Whether proc_devices (the text of /proc/devices) lists a character device
+ * major called name. */
+bool kernel_char_major_listed(const char *proc_devices, const char *name);

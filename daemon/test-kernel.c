@@ -163,6 +163,9 @@ static void test_real_validation(void) {
         CHECK_MSG(reason == NULL || strlen(reason) > 10, "unsupported_reason: %s", strna(reason));
         if (access("/dev/iommu", F_OK) < 0)
                 CHECK_MSG(reason && strstr(reason, "/dev/iommu does not exist"), "no /dev/iommu is reported");
+        else if (reason && strstr(reason, "vfio device cdevs"))
+                /* Only when vfio is loaded without its cdev major. */
+                CHECK_MSG(access("/sys/class/vfio-dev", F_OK) == 0, "%s", reason);
 
         d.vfio_cdev = (char *) "../../etc/passwd";
         CHECK_INT_WHAT(k->open_device(&d), -ENODEV, "open_device refuses a cdev name with /");
@@ -182,6 +185,22 @@ static void test_real_validation(void) {
         CHECK_INT_WHAT(k->detach(-1), -EBADF, "detach on fd -1");
 }
 
+static void test_char_major_listed(void) {
+        const char *text =
+                "Character devices:\n  1 mem\n 10 misc\n237 vfio-dev\n238 vfio\n\n"
+                "Block devices:\n  8 sd\n259 blkext\n";
+
+        printf("# /proc/devices: the vfio-dev char major\n");
+        CHECK(kernel_char_major_listed(text, "vfio-dev"));
+        CHECK(kernel_char_major_listed(text, "mem"));
+        CHECK(!kernel_char_major_listed(text, "vfio-de"));
+        CHECK(!kernel_char_major_listed(text, "sd"));           /* a block major */
+        CHECK(!kernel_char_major_listed("Character devices:\n 10 misc\n", "vfio-dev"));
+        CHECK(!kernel_char_major_listed("", "vfio-dev"));
+        CHECK(!kernel_char_major_listed("Character devices:\n237 vfio-dev-x\n", "vfio-dev"));
+        CHECK(kernel_char_major_listed("Character devices:\n237 vfio-dev", "vfio-dev"));  /* no final newline */
+}
+
 int main(void) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         setenv("IOMMUFD_BROKER_FAKE_UNSUPPORTED", "no iommu here", 1);
@@ -191,6 +210,7 @@ int main(void) {
         test_fake_open();
         test_fake_bind();
         test_real_validation();
+        test_char_major_listed();
 
         return test_result();
 }
