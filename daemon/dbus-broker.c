@@ -28,7 +28,6 @@ struct DbusSession {
         Session *session;
         uid_t uid;
         bool charged;                   /* to manager_quota(), until freed */
-        sd_bus_slot *name_watch;        /* NameOwnerChanged of name */
         PendingAcquire *pending;        /* AcquireDevices calls waiting for polkit */
         DbusSession *next;
 };
@@ -47,6 +46,7 @@ struct DbusBroker {
         sd_bus *bus;
         sd_bus_slot *vtable_slot;
         sd_bus_slot *object_manager_slot;
+        sd_bus_slot *names_slot;        /* NameOwnerChanged: sessions whose client left */
         DbusDevices *devices;
         Subscription *subscription;
         DbusSession *sessions;
@@ -97,34 +97,41 @@ static void dbus_session_free(DbusSession *s) {
                 session_destroy(s->session);
         if (s->charged)
                 quota_release(manager_quota(s->broker->manager), s->uid, QUOTA_DBUS);
-        sd_bus_slot_unref(s->name_watch);
         free(s->name);
         free(s);
 }
 
-static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-        DbusSession *s = userdata;
-        const char *name, *old_owner, *new_owner;
+static void revokes_of_gone_caller(DbusBroker *b, const char *name);
 
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || (new_owner && *new_owner))
+/* One match for every session and waiting Revoke, installed before the name is taken, not one
+ * per session: dbus-daemon allows a connection 512 matches by default, and
+ * the broker admits more sessions than that (a match per session let users
+ * with many sessions lock everyone, root too, out of new ones). It is in
+ * place before any session exists and the bus handles our messages in
+ * order, so a client whose GetConnectionCredentials succeeded is seen
+ * leaving, and one already gone fails that lookup. */
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        DbusBroker *b = userdata;
+        const char *name, *old_owner, *new_owner;
+        DbusSession *s;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || !name || name[0] != ':' ||
+            (new_owner && *new_owner))
+                return 0;
+        revokes_of_gone_caller(b, name);
+        s = dbus_session_find(b, name);
+        if (!s)
                 return 0;
         log_debug("D-Bus client %s left the bus, ending its session.", s->name);
         dbus_session_free(s);
         return 0;
 }
 
-/* sd_bus_track would add its match and then ask GetNameOwner: a second
- * round trip through the bus before the first reply. The bus handles our
- * messages in order, so a match sent before GetConnectionCredentials is in
- * place by the time the name is found there: a name that leaves after that
- * is seen leaving, and one already gone fails the lookup. */
-static int dbus_session_watch_name(DbusSession *s) {
-        char match[256];
-
-        snprintf(match, sizeof(match),
-                 "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-                 "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='%s'", s->name);
-        return sd_bus_add_match_async(s->broker->bus, &s->name_watch, match, on_name_owner_changed, NULL, s);
+static int watch_clients_leaving(DbusBroker *b) {
+        return sd_bus_add_match(b->bus, &b->names_slot,
+                                "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                                "interface='org.freedesktop.DBus',member='NameOwnerChanged'",
+                                on_name_owner_changed, b);
 }
 
 /*
@@ -184,10 +191,8 @@ static int dbus_session_get(DbusBroker *b, sd_bus_message *m, DbusSession **ret,
         s->next = b->sessions;
         b->sessions = s;
         s->name = strdup(sender);
-        r = s->name ? dbus_session_watch_name(s) : -ENOMEM;
         /* Fails if the name is already gone: nobody to hand fds to then. */
-        if (r >= 0)
-                r = dbus_principal_from_message(m, &principal);
+        r = s->name ? dbus_principal_from_message(m, &principal) : -ENOMEM;
         if (r < 0) {
                 dbus_session_free(s);
                 return log_debug_errno(r, "Cannot identify D-Bus client %s: %s", sender, strerror(-r));
@@ -471,7 +476,6 @@ static int method_release_devices(sd_bus_message *m, void *userdata, sd_bus_erro
 struct PendingRevoke {
         DbusBroker *broker;
         sd_bus_message *message;
-        sd_bus_track *track;
         RevokeCall *revoke;
         PendingRevoke *next;
 };
@@ -485,16 +489,20 @@ static PendingRevoke *pending_revoke_free(PendingRevoke *p) {
                         break;
                 }
         revoke_call_cancel(p->revoke);
-        sd_bus_track_unref(p->track);
         sd_bus_message_unref(p->message);
         free(p);
         return NULL;
 }
 
-static int on_revoke_caller_gone(sd_bus_track *track, void *userdata) {
-        /* polkit stops asking; an authorized revoke goes on. */
-        pending_revoke_free(userdata);
-        return 0;
+/* polkit stops asking; an authorized revoke goes on. */
+static void revokes_of_gone_caller(DbusBroker *b, const char *name) {
+        PendingRevoke *next;
+
+        for (PendingRevoke *p = b->revokes; p; p = next) {
+                next = p->next;
+                if (streq_ptr(sd_bus_message_get_sender(p->message), name))
+                        pending_revoke_free(p);
+        }
 }
 
 /* The call is answered when polkit refused, the lease ended or the timeout passed. */
@@ -538,20 +546,17 @@ static int method_revoke(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 return -ENOMEM;
         *p = (PendingRevoke) { .broker = b, .message = sd_bus_message_ref(m), .next = b->revokes };
         b->revokes = p;
-        /* Fails if the caller already left: nobody to answer then. */
-        r = sd_bus_track_new(b->bus, &p->track, on_revoke_caller_gone, p);
-        if (r >= 0)
-                r = sd_bus_track_add_sender(p->track, m);
-        if (r >= 0)
-                /* Answered by on_revoke_done(), perhaps already. polkit asks
-                 * the bus who the sender is (system-bus-name). */
-                r = revoke_call_start(b->manager, manager_polkit(b->manager), &(RevokeRequest) {
-                        .device = device,
-                        .timeout_usec = (uint64_t) seconds * 1000000ULL,
-                        .allow_interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0,
-                        .caller = caller,
-                        .bus_name = sd_bus_message_get_sender(m),
-                }, on_revoke_done, p, &p->revoke);
+        /* A caller that already left is seen leaving: its NameOwnerChanged
+         * comes after its call (on_name_owner_changed()). Answered by
+         * on_revoke_done(), perhaps already. polkit asks the bus who the
+         * sender is (system-bus-name). */
+        r = revoke_call_start(b->manager, manager_polkit(b->manager), &(RevokeRequest) {
+                .device = device,
+                .timeout_usec = (uint64_t) seconds * 1000000ULL,
+                .allow_interactive = sd_bus_message_get_allow_interactive_authorization(m) > 0,
+                .caller = caller,
+                .bus_name = sd_bus_message_get_sender(m),
+        }, on_revoke_done, p, &p->revoke);
         if (r < 0) {
                 pending_revoke_free(p);
                 return r;
@@ -736,6 +741,9 @@ int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
         if (r < 0)
                 return log_error_errno(r, "Cannot attach the bus to the event loop: %s", strerror(-r));
 
+        r = watch_clients_leaving(b);
+        if (r < 0)
+                return log_error_errno(r, "Cannot watch D-Bus clients leaving: %s", strerror(-r));
         r = register_objects(b);
         if (r < 0)
                 return r;
@@ -767,6 +775,7 @@ DbusBroker *dbus_broker_free(DbusBroker *b) {
         dbus_devices_free(b->devices);
         sd_bus_slot_unref(b->object_manager_slot);
         sd_bus_slot_unref(b->vtable_slot);
+        sd_bus_slot_unref(b->names_slot);
         if (b->bus) {
                 sd_bus_detach_event(b->bus);
                 sd_bus_flush_close_unref(b->bus);

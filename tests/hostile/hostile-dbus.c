@@ -403,9 +403,50 @@ static int test_session_global_cap(void) {
         return 0;
 }
 
+/* More D-Bus sessions than dbus-daemon lets one connection hold matches
+ * (512 by default): 9 uids keep 60 sessions each, all answered, and then
+ * uid 1 and root still get sessions, so nothing per session may cost the
+ * broker a match on the bus. */
+static int test_session_many(void) {
+        enum { UIDS = 9, EACH = 60, FIRST_UID = 2 };     /* uids 2..10: bin .. uucp in base-passwd */
+        int counts[3], hold[UIDS], probe_hold, base_fds, after = -1, total = 0;
+        pid_t pids[UIDS], probe;
+        char err[256];
+        sd_bus *bus;
+
+        base_fds = broker_fd_count();
+        for (int u = 0; u < UIDS; u++) {
+                pids[u] = start_sessions(FIRST_UID + u, EACH, "0000:00:02.0", counts, &hold[u]);
+                CHECK_MSG(pids[u] > 0 && counts[0] == EACH && counts[2] == 0,
+                          "uid %d: %d sessions, %d LimitExceeded, %d other errors", FIRST_UID + u, counts[0],
+                          counts[1], counts[2]);
+                total += counts[0];
+        }
+        printf("  %d sessions of %d uids held\n", total, UIDS);
+
+        probe = start_sessions(PROBE_UID, 1, "0000:00:03.0", counts, &probe_hold);
+        CHECK_MSG(probe > 0 && counts[0] == 1, "uid %d has a session beside %d others (%d ok, %d other errors)",
+                  PROBE_UID, total, counts[0], counts[2]);
+        close(probe_hold);
+        waitpid(probe, NULL, 0);
+        bus = connect_bus();
+        CHECK_MSG(bus && acquire_release(bus, "0000:00:02.0", err, sizeof(err)) >= 0,
+                  "root acquires beside %d sessions (%s)", total, err);
+        sd_bus_flush_close_unref(bus);
+
+        for (int u = 0; u < UIDS; u++)
+                close(hold[u]);
+        for (int u = 0; u < UIDS; u++)
+                waitpid(pids[u], NULL, 0);
+        for (int i = 0; i < 500 && (after = broker_fd_count()) != base_fds; i++)
+                usleep(20000);
+        CHECK_MSG(after == base_fds, "broker fds back to the baseline (%d, baseline %d)", after, base_fds);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         if (argc != 2) {
-                fprintf(stderr, "usage: %s big-array|property-fds|session-cap|session-global-cap\n", argv[0]);
+                fprintf(stderr, "usage: %s big-array|property-fds|session-cap|session-global-cap|session-many\n", argv[0]);
                 return 2;
         }
         if (geteuid() != 0) {
@@ -420,6 +461,8 @@ int main(int argc, char *argv[]) {
                 test_session_cap();
         else if (streq(argv[1], "session-global-cap"))
                 test_session_global_cap();
+        else if (streq(argv[1], "session-many"))
+                test_session_many();
         else
                 return 2;
         return test_result();
