@@ -89,7 +89,9 @@ static int peer_new(uid_t uid, Peer *ret) {
                 close(sv[1]);
                 if (write(chan[1], "k", 1) != 1)
                         _exit(1);
-                (void) read(chan[1], &c, 1);
+                /* EOF when the test lets go; an error means the same. */
+                if (read(chan[1], &c, 1) < 0)
+                        _exit(0);
                 _exit(0);
         }
         close(chan[1]);
