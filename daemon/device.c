@@ -295,8 +295,7 @@ static int read_group(const char *syspath, const char *address, bool has_iommu, 
         return 0;
 }
 
-/* "MAJ:MIN" exactly, as in a "dev" attribute. */
-static int parse_devnum(const char *s, dev_t *ret) {
+int device_parse_devnum(const char *s, dev_t *ret) {
         unsigned long maj, min;
         char *end;
 
@@ -308,7 +307,7 @@ static int parse_devnum(const char *s, dev_t *ret) {
                 return -EINVAL;
         s = end + 1;
         min = strtoul(s, &end, 10);
-        if (errno != 0 || *end != 0 || min > UINT_MAX)
+        if (errno != 0 || (*end != 0 && !streq(end, "\n")) || min > UINT_MAX)
                 return -EINVAL;
         *ret = makedev((unsigned) maj, (unsigned) min);
         return 0;
@@ -325,7 +324,7 @@ static int read_cdev_named(const char *vfio_dev_dir, const char *name, VolatileS
         r = read_attr(cdev_dir, "dev", buf, sizeof(buf));
         if (r < 0)
                 return r;
-        r = parse_devnum(buf, &s->vfio_devnum);
+        r = device_parse_devnum(buf, &s->vfio_devnum);
         if (r < 0)
                 return r;
         s->vfio_cdev = strdup(name);

@@ -108,3 +108,7 @@ bool device_is_on_vfio(const Device *d);
 
 /* IOMMU type name for GetDevice/properties ("intel-vtd", "arm-smmuv3", ...). */
 const char *iommu_hw_info_type_to_string(uint32_t type);
+
+/* "MAJ:MIN" exactly, as in a "dev" attribute or a /sys/dev/char entry name,
+ * with at most a trailing newline. */
+int device_parse_devnum(const char *s, dev_t *ret);

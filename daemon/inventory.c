@@ -447,25 +447,6 @@ static int cmp_hints(const void *a, const void *b) {
         return c ?: strcmp(x->name, y->name);
 }
 
-/* "MAJ:MIN" and nothing else. */
-static int parse_devnum(const char *s, unsigned *ret_major, unsigned *ret_minor) {
-        unsigned long maj, min;
-        char *end;
-
-        if (!isdigit((unsigned char) s[0]))
-                return -EINVAL;
-        errno = 0;
-        maj = strtoul(s, &end, 10);
-        if (errno != 0 || *end != ':' || !isdigit((unsigned char) end[1]) || maj > UINT_MAX)
-                return -EINVAL;
-        min = strtoul(end + 1, &end, 10);
-        if (errno != 0 || (*end != 0 && *end != '\n') || min > UINT_MAX)
-                return -EINVAL;
-        *ret_major = (unsigned) maj;
-        *ret_minor = (unsigned) min;
-        return 0;
-}
-
 /* The major all vfio cdevs share (the kernel allocates them one region):
  * one cdev's "dev". */
 static int vfio_cdev_major(unsigned *ret) {
@@ -477,7 +458,7 @@ static int vfio_cdev_major(unsigned *ret) {
         while ((de = readdir(dir))) {
                 _cleanup_close_ int fd = -EBADF;
                 char path[PATH_MAX], buf[32];
-                unsigned minor;
+                dev_t devnum;
                 ssize_t n;
 
                 if (strncmp(de->d_name, "vfio", 4) != 0 ||
@@ -488,8 +469,10 @@ static int vfio_cdev_major(unsigned *ret) {
                 if (n <= 0)
                         continue;
                 buf[n] = 0;
-                if (parse_devnum(buf, ret, &minor) >= 0)
+                if (device_parse_devnum(buf, &devnum) >= 0) {
+                        *ret = major(devnum);
                         return 0;
+                }
         }
         return -ENOENT;
 }
@@ -498,10 +481,10 @@ static int vfio_cdev_major(unsigned *ret) {
  * is .../<device>/vfio-dev/<name>. */
 static int hint_from_dev_char(int dir_fd, const char *entry, unsigned major, CdevHint *ret) {
         char target[PATH_MAX], *slash, *device;
-        unsigned maj, min;
+        dev_t devnum;
         ssize_t len;
 
-        if (parse_devnum(entry, &maj, &min) < 0 || maj != major)
+        if (device_parse_devnum(entry, &devnum) < 0 || major(devnum) != major)
                 return -EINVAL;
         len = readlinkat(dir_fd, entry, target, sizeof(target) - 1);
         if (len < 0)
@@ -518,7 +501,7 @@ static int hint_from_dev_char(int dir_fd, const char *entry, unsigned major, Cde
         device = device ? device + 1 : target;
         if (pci_address_normalize(device, ret->address) < 0)
                 return -EINVAL;
-        ret->devnum = makedev(maj, min);
+        ret->devnum = devnum;
         return 0;
 }
 
