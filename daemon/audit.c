@@ -132,37 +132,41 @@ static bool use_journal(void) {
         return !test_stream && journal;
 }
 
+/* Appends n bytes at *len, as far as they fit; *len counts them all. */
+static void put(char *line, size_t size, size_t *len, const char *p, size_t n) {
+        if (*len + 1 < size)
+                memcpy(line + *len, p, n < size - 1 - *len ? n : size - 1 - *len);
+        *len += n;
+}
+
 /* "AUDIT NAME=value ...: message", one line: the loader's error lines
- * become "; "-separated. */
+ * become "; "-separated. Copied in spans, not a character at a time: every
+ * Acquire and Release writes one. */
 static size_t format_line(const Entry *e, char *line, size_t size) {
         const char *message = "";
         size_t n = 0;
 
-#define PUT(c) do { if (n + 1 < size) line[n] = (c); n++; } while (0)
-        for (const char *p = "AUDIT"; *p; p++)
-                PUT(*p);
+        put(line, size, &n, "AUDIT", 5);
         for (size_t i = 0; i < e->n; i++) {
                 const char *f = entry_field(e, i);
 
                 if (strncmp(f, "MESSAGE=", 8) == 0)
                         message = f + 8;
                 else if (strncmp(f, "PRIORITY=", 9) != 0) {
-                        PUT(' ');
-                        for (const char *p = f; *p; p++)
-                                PUT(*p);
+                        put(line, size, &n, " ", 1);
+                        put(line, size, &n, f, e->len[i]);
                 }
         }
-        PUT(':');
-        PUT(' ');
-        for (const char *p = message; *p; p++)
-                if (*p != '\n')
-                        PUT(*p);
-                else if (p[1]) {
-                        PUT(';');
-                        PUT(' ');
-                }
-        PUT('\n');
-#undef PUT
+        put(line, size, &n, ": ", 2);
+        for (const char *p = message, *nl; *p; p = nl + 1) {
+                nl = strchrnul(p, '\n');
+                put(line, size, &n, p, (size_t) (nl - p));
+                if (!*nl)
+                        break;
+                if (nl[1])
+                        put(line, size, &n, "; ", 2);
+        }
+        put(line, size, &n, "\n", 1);
         if (size > 0)
                 line[n < size ? n : size - 1] = 0;
         return n;
