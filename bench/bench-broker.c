@@ -196,7 +196,16 @@ static void varlink_pair(int fd, char **buf, size_t *size) {
                 die("Release failed: %.300s", *buf);
 }
 
-static PairResult varlink_pairs(const Broker *b) {
+/* Until the deadline: the pairs of a paced figure start on a schedule. */
+static void sleep_until(double deadline) {
+        double left = deadline - now_sec();
+
+        if (left > 0)
+                usleep((useconds_t) (left * 1e6));
+}
+
+/* As fast as one connection goes, or, with per_sec > 0, at that rate. */
+static PairResult varlink_pairs_at(const Broker *b, double per_sec) {
         double t0, seconds = seconds_per_figure();
         char *buf = NULL;
         size_t size = 0, n = 0;
@@ -208,13 +217,20 @@ static PairResult varlink_pairs(const Broker *b) {
         cpu0 = process_cpu_ns(b->pid);
         t0 = now_sec();
         do {
-                for (int i = 0; i < 10; i++, n++)
+                for (int i = 0; i < 10; i++, n++) {
+                        if (per_sec > 0)
+                                sleep_until(t0 + (double) n / per_sec);
                         varlink_pair(fd, &buf, &size);
+                }
         } while (arg.fixed_pairs ? n < arg.fixed_pairs : now_sec() - t0 < seconds);
         t0 = now_sec() - t0;
         close(fd);
         free(buf);
         return (PairResult) { (double) n / t0, (double) (process_cpu_ns(b->pid) - cpu0) / 1e3 / (double) n, n + 20 };
+}
+
+static PairResult varlink_pairs(const Broker *b) {
+        return varlink_pairs_at(b, 0);
 }
 
 static void dbus_pair(sd_bus *bus) {
@@ -272,39 +288,46 @@ static uint64_t monitor_events_settled(void) {
 }
 
 /* Whether the subscribers' reader kept up during the figure: every stream got
- * the same whole number of events per pair, and no more than 5 % of them came
- * after the figure ended (a reader far behind leaves the broker writing into
- * full sockets, which costs it less than the figure claims). */
+ * as many events as every other (a pair makes 5 or 6, as the broker's loop
+ * turns fall), and no more than 5 % of them came after the figure ended (a
+ * reader far behind leaves the broker writing into full sockets, which costs
+ * it less than the figure claims). A stream the broker dropped for falling
+ * behind ends the reader, which the caller checks. */
 static bool monitor_reader_kept_up(const char *name, unsigned monitors, size_t pairs, uint64_t at_end) {
-        uint64_t total = monitor_events_settled(), per = total / ((uint64_t) monitors * pairs);
+        uint64_t total = monitor_events_settled();
         double late = total > 0 ? 100.0 * (double) (total - at_end) / (double) total : 100;
-        bool ok = per > 0 && total == per * monitors * pairs && late <= 5;
+        bool even = total > 0 && total % monitors == 0, ok = even && late <= 5;
 
-        printf("  (%s: the Monitor reader got %llu events, %llu per stream per pair%s; %.1f%% after the figure "
-               "ended%s)\n", name, (unsigned long long) total, (unsigned long long) per,
-               per > 0 && total == per * monitors * pairs ? ", all" : ", NOT all streams all of them", late,
+        printf("  (%s: the Monitor reader got %llu events, %.2f per stream per pair%s; %.1f%% after the figure "
+               "ended%s)\n", name, (unsigned long long) total, (double) total / monitors / (double) pairs,
+               even ? "" : ", NOT the same number on every stream", late,
                ok ? "" : ": it did not keep up, the figure does not count");
         return ok;
 }
 
+/* The rate of the Monitor figures, with and without subscribers. */
+#define MONITOR_PAIRS_PER_SEC 1000
+
 static void bench_acquire(void) {
         double alone[MAX_BUILDS], alone_cpu[MAX_BUILDS], vl_bus_cpu[MAX_BUILDS], bus_ratio[MAX_BUILDS];
         double dbus_rate[MAX_BUILDS], dbus_ratio[MAX_BUILDS], mon_cpu[MAX_BUILDS], mon_ratio[MAX_BUILDS];
+        double paced_cpu[MAX_BUILDS];
         unsigned monitors = arg.short_mode ? 10 : 100;
         bool mon_dropped[MAX_BUILDS] = {}, mon_valid[MAX_BUILDS] = {};
         char figure[96];
 
         use_tree(arg.tree16);
         for (size_t i = 0; i < arg.n_builds; i++) {
-                PairResult a, v, d, m;
+                PairResult a, paced, v, d, m;
                 uint64_t at_end;
                 Broker b;
                 pid_t mon;
 
                 start(i, false, 200, &b);
                 a = varlink_pairs(&b);
+                paced = varlink_pairs_at(&b, MONITOR_PAIRS_PER_SEC);
                 mon = monitors_start(b.socket, monitors);
-                m = varlink_pairs(&b);
+                m = varlink_pairs_at(&b, MONITOR_PAIRS_PER_SEC);
                 /* The subscribers exit when the broker drops one that fell
                  * behind (its per-stream or per-uid output cap): then the
                  * figure was measured with fewer streams than it says. */
@@ -330,8 +353,9 @@ static void bench_acquire(void) {
                 bus_ratio[i] = v.cpu_us / a.cpu_us;
                 dbus_rate[i] = d.per_sec;
                 dbus_ratio[i] = v.per_sec / d.per_sec;
+                paced_cpu[i] = paced.cpu_us;
                 mon_cpu[i] = m.cpu_us;
-                mon_ratio[i] = m.cpu_us / a.cpu_us;
+                mon_ratio[i] = m.cpu_us / paced.cpu_us;
         }
         row("Acquire+Release pairs/s, varlink", ">= 8000", alone, 0, last(alone) >= 8000);
         row("  broker CPU us/pair, varlink alone", "", alone_cpu, 1, true);
@@ -339,6 +363,12 @@ static void bench_acquire(void) {
         row("  CPU with D-Bus up / alone", "<= 1.10", bus_ratio, 2, last(bus_ratio) <= 1.10);
         row("Acquire+Release pairs/s, D-Bus", "", dbus_rate, 0, true);
         row("  D-Bus time / varlink time (both up)", "<= 1.30", dbus_ratio, 2, last(dbus_ratio) <= 1.30);
+        /* Paced: at full speed 100 streams carry most of a GB/s of events,
+         * more than one reader process takes on a shared 2-core machine;
+         * the broker then drops them (its output caps) and the figure
+         * would measure fewer streams than it says. */
+        printf("  (the Monitor figures: %d pairs/s, with and without subscribers)\n", MONITOR_PAIRS_PER_SEC);
+        row("  broker CPU us/pair, no Monitor streams", "", paced_cpu, 1, true);
         snprintf(figure, sizeof(figure), "  broker CPU us/pair, %u Monitor streams", monitors);
         row(figure, "", mon_cpu, 1, true);
         snprintf(figure, sizeof(figure), "  CPU with %u Monitors / none", monitors);
