@@ -15,7 +15,8 @@
  * or "valgrind --tool=callgrind" in front of the broker; BENCH_PAIRS=N makes
  * it N pairs (after 20 to warm up) instead of a time, so that two runs with
  * different N give the cost of one pair by difference. BENCH_MONITORS=N adds
- * N Monitor streams, BENCH_DBUS=1 the D-Bus front end.
+ * N Monitor streams, BENCH_DBUS=1 the D-Bus front end (BENCH_DBUS=calls: and
+ * the pairs over D-Bus).
  */
 #include <getopt.h>
 #include <sched.h>
@@ -265,7 +266,7 @@ static PairResult dbus_pairs(const Broker *b) {
         do {
                 for (int i = 0; i < 10; i++, n++)
                         dbus_pair(bus);
-        } while (now_sec() - t0 < seconds);
+        } while (arg.fixed_pairs ? n < arg.fixed_pairs : now_sec() - t0 < seconds);
         t0 = now_sec() - t0;
         sd_bus_flush_close_unref(bus);
         return (PairResult) { (double) n / t0, (double) (process_cpu_ns(b->pid) - cpu0) / 1e3 / (double) n };
@@ -396,7 +397,8 @@ static void bench_pairs(void) {
                         usleep(200000);         /* the bus name is requested right after READY */
                 if (monitors)
                         mon = monitors_start(b.socket, (unsigned) strtoul(monitors, NULL, 10));
-                a = varlink_pairs(&b);
+                /* BENCH_DBUS=calls: the pairs over D-Bus instead. */
+                a = getenv("BENCH_DBUS") && strcmp(getenv("BENCH_DBUS"), "calls") == 0 ? dbus_pairs(&b) : varlink_pairs(&b);
                 if (mon > 0)
                         kill_and_wait(mon);
                 broker_stop(&b);
