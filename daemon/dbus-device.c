@@ -7,6 +7,8 @@
 #include "dbus-broker.h"
 #include "log.h"
 
+/* What a device looked like: the values of its changing properties and its
+ * holder. Stored ones own their strings; snapshot_borrow()'s do not. */
 typedef struct DeviceSnapshot {
         char address[16];
         char *driver, *vfio_cdev, *reason;
@@ -52,20 +54,18 @@ struct DbusDevices {
         size_t n_changed, n_changed_alloc;
 };
 
-/* What sd_bus_path_encode() makes of it, without its allocations and
- * formatting: every PropertiesChanged needs the path. Everything but a-z,
- * A-Z and (not first) 0-9 becomes _ and two lower-case hex digits. */
-int dbus_device_path(const char *address, char **ret) {
-        static const char prefix[] = BROKER_DBUS_DEVICE_PREFIX "/", hex[] = "0123456789abcdef";
-        size_t n = strlen(address);
-        char *path, *t;
+/* Room for the path of any device (an address has at most 15 bytes). */
+#define DEVICE_PATH_SIZE (sizeof(BROKER_DBUS_DEVICE_PREFIX "/") + 3 * (sizeof(((Device *) NULL)->address) - 1))
 
-        if (n == 0)
-                return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
-        path = malloc(sizeof(prefix) + 3 * n);
-        if (!path)
-                return -ENOMEM;
-        t = mempcpy(path, prefix, sizeof(prefix) - 1);
+/* What sd_bus_path_encode() makes of a non-empty address, without its
+ * allocations and formatting, into path (room for the prefix, 3 bytes per
+ * byte of address and the NUL): every PropertiesChanged needs the path.
+ * Everything but a-z, A-Z and (not first) 0-9 becomes _ and two lower-case
+ * hex digits. */
+static void device_path_write(const char *address, char *path) {
+        static const char prefix[] = BROKER_DBUS_DEVICE_PREFIX "/", hex[] = "0123456789abcdef";
+        char *t = mempcpy(path, prefix, sizeof(prefix) - 1);
+
         for (const char *f = address; *f; f++) {
                 char c = *f;
                 bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -79,6 +79,18 @@ int dbus_device_path(const char *address, char **ret) {
                 }
         }
         *t = 0;
+}
+
+int dbus_device_path(const char *address, char **ret) {
+        size_t n = strlen(address);
+        char *path;
+
+        if (n == 0)
+                return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
+        path = malloc(sizeof(BROKER_DBUS_DEVICE_PREFIX "/") + 3 * n);
+        if (!path)
+                return -ENOMEM;
+        device_path_write(address, path);
         *ret = path;
         return 0;
 }
@@ -216,37 +228,156 @@ DEFINE_DEVICE_GETTER(property_get_device_id, "q", d->device_id)
 DEFINE_DEVICE_GETTER(property_get_subsystem_vendor_id, "q", d->subsystem_vendor_id)
 DEFINE_DEVICE_GETTER(property_get_subsystem_device_id, "q", d->subsystem_device_id)
 DEFINE_DEVICE_GETTER(property_get_class, "u", d->class)
-DEFINE_DEVICE_GETTER(property_get_driver, "s", d->driver ?: "")
-DEFINE_DEVICE_GETTER(property_get_iommu_group, "i", (int32_t) d->iommu_group)
-DEFINE_DEVICE_GETTER(property_get_vfio_cdev, "s", d->vfio_cdev ?: "")
-DEFINE_DEVICE_GETTER(property_get_iommu_type, "s",
-                     d->hw_info.valid ? strna(iommu_hw_info_type_to_string(d->hw_info.type)) : "")
-DEFINE_DEVICE_GETTER(property_get_iommu_capabilities, "t",
-                     d->hw_info.valid ? (uint64_t) d->hw_info.capabilities : UINT64_C(0))
-DEFINE_DEVICE_GETTER(property_get_noiommu, "b", (int) d->noiommu)
-DEFINE_DEVICE_GETTER(property_get_sriov_vf, "b", (int) d->sriov_vf)
 
-static int property_get_group_members(sd_bus *bus, const char *path, const char *interface,
-                                      const char *property, sd_bus_message *reply, void *userdata,
-                                      sd_bus_error *error) {
-        DbusDevices *dd = userdata;
-        Device *d = DEVICE_OR_FAIL(dd, path, error);
+/* The properties a PropertiesChanged names, in the order it names them: the
+ * changing ones with their values, then the per-caller ones as invalidated
+ * (the holder's, then the access the policy gives). */
+enum {
+        PROPERTY_DRIVER,
+        PROPERTY_IOMMU_GROUP,
+        PROPERTY_GROUP_MEMBERS,
+        PROPERTY_VFIO_CDEV,
+        PROPERTY_IOMMU_TYPE,
+        PROPERTY_IOMMU_CAPABILITIES,
+        PROPERTY_NOIOMMU,
+        PROPERTY_SRIOV_VF,
+        PROPERTY_STATE,
+        PROPERTY_STATE_REASON,
+        _PROPERTY_CHANGING_MAX,
+        PROPERTY_HOLDER_SESSION = _PROPERTY_CHANGING_MAX,
+        PROPERTY_HOLDER_UID,
+        PROPERTY_HOLDER_PID,
+        PROPERTY_HOLDER_UNIT,
+        PROPERTY_ACCESS,
+        PROPERTY_ALLOWED_MODES,
+        PROPERTY_MANAGED_ALLOWED,
+        PROPERTY_ACCESS_REASON,
+        PROPERTY_POLKIT_ACTION,
+        _PROPERTY_MAX,
+};
 
-        return sd_bus_message_append_strv(reply, d->group_members);
+/* NULL-terminated: the access ones are a strv of their own. */
+static const char *const property_names[_PROPERTY_MAX + 1] = {
+        [PROPERTY_DRIVER] = "Driver",
+        [PROPERTY_IOMMU_GROUP] = "IommuGroup",
+        [PROPERTY_GROUP_MEMBERS] = "GroupMembers",
+        [PROPERTY_VFIO_CDEV] = "VfioCdev",
+        [PROPERTY_IOMMU_TYPE] = "IommuType",
+        [PROPERTY_IOMMU_CAPABILITIES] = "IommuCapabilities",
+        [PROPERTY_NOIOMMU] = "NoIommu",
+        [PROPERTY_SRIOV_VF] = "SriovVf",
+        [PROPERTY_STATE] = "State",
+        [PROPERTY_STATE_REASON] = "StateReason",
+        [PROPERTY_HOLDER_SESSION] = "HolderSession",
+        [PROPERTY_HOLDER_UID] = "HolderUid",
+        [PROPERTY_HOLDER_PID] = "HolderPid",
+        [PROPERTY_HOLDER_UNIT] = "HolderUnit",
+        [PROPERTY_ACCESS] = "Access",
+        [PROPERTY_ALLOWED_MODES] = "AllowedModes",
+        [PROPERTY_MANAGED_ALLOWED] = "ManagedAllowed",
+        [PROPERTY_ACCESS_REASON] = "AccessReason",
+        [PROPERTY_POLKIT_ACTION] = "PolkitAction",
+};
+
+static const char property_signatures[_PROPERTY_CHANGING_MAX][3] = {
+        [PROPERTY_DRIVER] = "s",
+        [PROPERTY_IOMMU_GROUP] = "i",
+        [PROPERTY_GROUP_MEMBERS] = "as",
+        [PROPERTY_VFIO_CDEV] = "s",
+        [PROPERTY_IOMMU_TYPE] = "s",
+        [PROPERTY_IOMMU_CAPABILITIES] = "t",
+        [PROPERTY_NOIOMMU] = "b",
+        [PROPERTY_SRIOV_VF] = "b",
+        [PROPERTY_STATE] = "s",
+        [PROPERTY_STATE_REASON] = "s",
+};
+
+/* A set of properties, one bit each. */
+typedef uint32_t PropertySet;
+#define PROPERTY_BIT(p) (UINT32_C(1) << (p))
+#define PROPERTIES_ALL (PROPERTY_BIT(_PROPERTY_MAX) - 1)
+#define PROPERTIES_HOLDER                                                                  \
+        (PROPERTY_BIT(PROPERTY_HOLDER_SESSION) | PROPERTY_BIT(PROPERTY_HOLDER_UID) |        \
+         PROPERTY_BIT(PROPERTY_HOLDER_PID) | PROPERTY_BIT(PROPERTY_HOLDER_UNIT))
+#define PROPERTIES_ACCESS (PROPERTIES_ALL & ~(PROPERTY_BIT(PROPERTY_ACCESS) - 1))
+
+/* d as it is now, its strings borrowed from d and the manager: valid until
+ * either changes. */
+static void snapshot_borrow(Manager *m, const Device *d, DeviceSnapshot *ret) {
+        const char *reason = NULL;
+        Holder h;
+
+        *ret = (DeviceSnapshot) {
+                .driver = d->driver,
+                .vfio_cdev = d->vfio_cdev,
+                .group_members = d->group_members,
+                .iommu_group = d->iommu_group,
+                .hw_info = d->hw_info,
+                .noiommu = d->noiommu,
+                .sriov_vf = d->sriov_vf,
+        };
+        memcpy(ret->address, d->address, sizeof(ret->address));
+        ret->state = manager_device_state(m, d, &reason);
+        ret->reason = (char *) reason;
+        if (manager_device_holder(m, d, NULL, &h))
+                ret->holder_session = h.session_id;
 }
 
-static int property_get_state(sd_bus *bus, const char *path, const char *interface,
-                              const char *property, sd_bus_message *reply, void *userdata,
-                              sd_bus_error *error) {
+static int append_string(sd_bus_message *m, const char *s) {
+        return sd_bus_message_append_basic(m, 's', s);
+}
+
+/* The value of changing property p: for Get and GetAll, and in
+ * PropertiesChanged (from the snapshot of what it reports, without looking
+ * the device up again). Typed appends: no format string to parse. */
+static int snapshot_append_value(sd_bus_message *m, const DeviceSnapshot *s, unsigned p) {
+        int32_t i;
+        uint64_t t;
+        int b;
+
+        switch (p) {
+        case PROPERTY_DRIVER:
+                return append_string(m, s->driver ?: "");
+        case PROPERTY_IOMMU_GROUP:
+                i = (int32_t) s->iommu_group;
+                return sd_bus_message_append_basic(m, 'i', &i);
+        case PROPERTY_GROUP_MEMBERS:
+                return sd_bus_message_append_strv(m, s->group_members);
+        case PROPERTY_VFIO_CDEV:
+                return append_string(m, s->vfio_cdev ?: "");
+        case PROPERTY_IOMMU_TYPE:
+                return append_string(m, s->hw_info.valid ? strna(iommu_hw_info_type_to_string(s->hw_info.type)) : "");
+        case PROPERTY_IOMMU_CAPABILITIES:
+                t = s->hw_info.valid ? (uint64_t) s->hw_info.capabilities : UINT64_C(0);
+                return sd_bus_message_append_basic(m, 't', &t);
+        case PROPERTY_NOIOMMU:
+                b = s->noiommu;
+                return sd_bus_message_append_basic(m, 'b', &b);
+        case PROPERTY_SRIOV_VF:
+                b = s->sriov_vf;
+                return sd_bus_message_append_basic(m, 'b', &b);
+        case PROPERTY_STATE:
+                return append_string(m, strna(device_state_to_string(s->state)));
+        case PROPERTY_STATE_REASON:
+                return append_string(m, s->reason ?: "");
+        default:
+                return -EINVAL;
+        }
+}
+
+static int property_get_changing(sd_bus *bus, const char *path, const char *interface,
+                                 const char *property, sd_bus_message *reply, void *userdata,
+                                 sd_bus_error *error) {
         DbusDevices *dd = userdata;
         Device *d = DEVICE_OR_FAIL(dd, path, error);
-        const char *reason = NULL;
-        DeviceState state;
+        DeviceSnapshot s;
 
-        state = manager_device_state(dd->manager, d, &reason);
-        if (streq(property, "State"))
-                return sd_bus_message_append(reply, "s", strna(device_state_to_string(state)));
-        return sd_bus_message_append(reply, "s", reason ?: "");
+        for (unsigned p = 0; p < _PROPERTY_CHANGING_MAX; p++)
+                if (streq(property, property_names[p])) {
+                        snapshot_borrow(dd->manager, d, &s);
+                        return snapshot_append_value(reply, &s, p);
+                }
+        return -EINVAL;
 }
 
 /* Whoever sent the message being answered, or NULL when we are not
@@ -343,16 +474,16 @@ static const sd_bus_vtable device_vtable[] = {
         CONST_PROPERTY("SubsystemVendorId", "q", property_get_subsystem_vendor_id),
         CONST_PROPERTY("SubsystemDeviceId", "q", property_get_subsystem_device_id),
         CONST_PROPERTY("Class", "u", property_get_class),
-        CHANGING_PROPERTY("Driver", "s", property_get_driver),
-        CHANGING_PROPERTY("IommuGroup", "i", property_get_iommu_group),
-        CHANGING_PROPERTY("GroupMembers", "as", property_get_group_members),
-        CHANGING_PROPERTY("VfioCdev", "s", property_get_vfio_cdev),
-        CHANGING_PROPERTY("IommuType", "s", property_get_iommu_type),
-        CHANGING_PROPERTY("IommuCapabilities", "t", property_get_iommu_capabilities),
-        CHANGING_PROPERTY("NoIommu", "b", property_get_noiommu),
-        CHANGING_PROPERTY("SriovVf", "b", property_get_sriov_vf),
-        CHANGING_PROPERTY("State", "s", property_get_state),
-        CHANGING_PROPERTY("StateReason", "s", property_get_state),
+        CHANGING_PROPERTY("Driver", "s", property_get_changing),
+        CHANGING_PROPERTY("IommuGroup", "i", property_get_changing),
+        CHANGING_PROPERTY("GroupMembers", "as", property_get_changing),
+        CHANGING_PROPERTY("VfioCdev", "s", property_get_changing),
+        CHANGING_PROPERTY("IommuType", "s", property_get_changing),
+        CHANGING_PROPERTY("IommuCapabilities", "t", property_get_changing),
+        CHANGING_PROPERTY("NoIommu", "b", property_get_changing),
+        CHANGING_PROPERTY("SriovVf", "b", property_get_changing),
+        CHANGING_PROPERTY("State", "s", property_get_changing),
+        CHANGING_PROPERTY("StateReason", "s", property_get_changing),
         PER_CALLER_PROPERTY("HolderSession", "t", property_get_holder),
         PER_CALLER_PROPERTY("HolderUid", "u", property_get_holder),
         PER_CALLER_PROPERTY("HolderPid", "u", property_get_holder),
@@ -412,121 +543,124 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
 
 /* --- PropertiesChanged with what changed --- */
 
-static int snapshot_take(Manager *m, const Device *d, DeviceSnapshot *ret) {
-        const char *reason = NULL;
-        Holder h;
-        DeviceSnapshot s = {
-                .iommu_group = d->iommu_group,
-                .hw_info = d->hw_info,
-                .noiommu = d->noiommu,
-                .sriov_vf = d->sriov_vf,
-        };
-
-        memcpy(s.address, d->address, sizeof(s.address));
-        s.state = manager_device_state(m, d, &reason);
-        if (manager_device_holder(m, d, NULL, &h))
-                s.holder_session = h.session_id;
-        if (free_and_strdup(&s.driver, d->driver) < 0 || free_and_strdup(&s.vfio_cdev, d->vfio_cdev) < 0 ||
-            free_and_strdup(&s.reason, reason) < 0)
-                goto fail;
-        for (char **member = d->group_members; member && *member; member++)
-                if (strv_extend(&s.group_members, *member) < 0)
-                        goto fail;
-        *ret = s;
-        return 0;
-fail:
-        snapshot_done(&s);
-        return -ENOMEM;
+static int strdup_or_null(const char *s, char **ret) {
+        *ret = s ? strdup(s) : NULL;
+        return s && !*ret ? -ENOMEM : 0;
 }
 
-/* Read per caller: announced only as invalidated. The holder's, then the
- * access the policy gives. */
-static const char *const per_caller[] = {
-        "HolderSession", "HolderUid", "HolderPid", "HolderUnit",
-        "Access", "AllowedModes", "ManagedAllowed", "AccessReason", "PolkitAction", NULL,
-};
-#define N_HOLDER_PROPERTIES 4
+static int strv_copy(char *const *l, char ***ret) {
+        _cleanup_strv_free_ char **copy = NULL;
 
-/* The names of the properties that differ between old (NULL: all) and new. */
-static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new, const char **names) {
-        size_t n = 0;
+        for (char *const *i = l; i && *i; i++)
+                if (strv_extend(&copy, *i) < 0)
+                        return -ENOMEM;
+        *ret = TAKE_PTR(copy);
+        return 0;
+}
 
-#define CHANGED(cond, name) do { if (!old || (cond)) names[n++] = name; } while (0)
-        CHANGED(!streq_ptr(old->driver, new->driver), "Driver");
-        CHANGED(old->iommu_group != new->iommu_group, "IommuGroup");
-        CHANGED(!strv_equal(old->group_members, new->group_members), "GroupMembers");
-        CHANGED(!streq_ptr(old->vfio_cdev, new->vfio_cdev), "VfioCdev");
-        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.type != new->hw_info.type, "IommuType");
+/* Make stored snapshot s what now says, given what differs: copies only the
+ * strings that changed (a lease coming and going copies its reason at
+ * most). On -ENOMEM, s is as it was. */
+static int snapshot_update(DeviceSnapshot *s, const DeviceSnapshot *now, PropertySet changed) {
+        _cleanup_free_ char *driver = NULL, *vfio_cdev = NULL, *reason = NULL;
+        _cleanup_strv_free_ char **members = NULL;
+
+        if (((changed & PROPERTY_BIT(PROPERTY_DRIVER)) && strdup_or_null(now->driver, &driver) < 0) ||
+            ((changed & PROPERTY_BIT(PROPERTY_VFIO_CDEV)) && strdup_or_null(now->vfio_cdev, &vfio_cdev) < 0) ||
+            ((changed & PROPERTY_BIT(PROPERTY_STATE_REASON)) && strdup_or_null(now->reason, &reason) < 0) ||
+            ((changed & PROPERTY_BIT(PROPERTY_GROUP_MEMBERS)) && strv_copy(now->group_members, &members) < 0))
+                return -ENOMEM;
+        if (changed & PROPERTY_BIT(PROPERTY_DRIVER)) {
+                free(s->driver);
+                s->driver = TAKE_PTR(driver);
+        }
+        if (changed & PROPERTY_BIT(PROPERTY_VFIO_CDEV)) {
+                free(s->vfio_cdev);
+                s->vfio_cdev = TAKE_PTR(vfio_cdev);
+        }
+        if (changed & PROPERTY_BIT(PROPERTY_STATE_REASON)) {
+                free(s->reason);
+                s->reason = TAKE_PTR(reason);
+        }
+        if (changed & PROPERTY_BIT(PROPERTY_GROUP_MEMBERS)) {
+                strv_free(s->group_members);
+                s->group_members = TAKE_PTR(members);
+        }
+        s->iommu_group = now->iommu_group;
+        s->hw_info = now->hw_info;
+        s->noiommu = now->noiommu;
+        s->sriov_vf = now->sriov_vf;
+        s->state = now->state;
+        s->holder_session = now->holder_session;
+        return 0;
+}
+
+/* A stored copy of a borrowed snapshot. */
+static int snapshot_copy(const DeviceSnapshot *now, DeviceSnapshot *ret) {
+        DeviceSnapshot s = {};
+
+        memcpy(s.address, now->address, sizeof(s.address));
+        if (snapshot_update(&s, now, PROPERTIES_ALL) < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+/* The properties that differ between old (NULL: all) and new. */
+static PropertySet changed_properties(const DeviceSnapshot *old, const DeviceSnapshot *new) {
+        PropertySet c = 0;
+
+        if (!old)
+                return PROPERTIES_ALL;
+#define CHANGED(cond, p) do { if (cond) c |= PROPERTY_BIT(p); } while (0)
+        CHANGED(!streq_ptr(old->driver, new->driver), PROPERTY_DRIVER);
+        CHANGED(old->iommu_group != new->iommu_group, PROPERTY_IOMMU_GROUP);
+        CHANGED(!strv_equal(old->group_members, new->group_members), PROPERTY_GROUP_MEMBERS);
+        CHANGED(!streq_ptr(old->vfio_cdev, new->vfio_cdev), PROPERTY_VFIO_CDEV);
+        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.type != new->hw_info.type,
+                PROPERTY_IOMMU_TYPE);
         CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.capabilities != new->hw_info.capabilities,
-                "IommuCapabilities");
-        CHANGED(old->noiommu != new->noiommu, "NoIommu");
-        CHANGED(old->sriov_vf != new->sriov_vf, "SriovVf");
-        CHANGED(old->state != new->state, "State");
-        CHANGED(!streq_ptr(old->reason, new->reason), "StateReason");
+                PROPERTY_IOMMU_CAPABILITIES);
+        CHANGED(old->noiommu != new->noiommu, PROPERTY_NOIOMMU);
+        CHANGED(old->sriov_vf != new->sriov_vf, PROPERTY_SRIOV_VF);
+        CHANGED(old->state != new->state, PROPERTY_STATE);
+        CHANGED(!streq_ptr(old->reason, new->reason), PROPERTY_STATE_REASON);
 #undef CHANGED
         /* The holder moves with the lease. Access only moves with policy or
          * the device itself; the first announcement names everything. */
-        if (!old || old->holder_session != new->holder_session)
-                for (size_t i = 0; i < N_HOLDER_PROPERTIES; i++)
-                        names[n++] = per_caller[i];
-        if (!old || !streq_ptr(old->driver, new->driver) || old->iommu_group != new->iommu_group)
-                for (size_t i = N_HOLDER_PROPERTIES; per_caller[i]; i++)
-                        names[n++] = per_caller[i];
-        names[n] = NULL;
-        return n;
-}
-
-/* The properties a PropertiesChanged carries with their values, and their
- * getters: the same ones sd-bus would call. */
-static const struct {
-        const char *name, *signature;
-        sd_bus_property_get_t get;
-} changing[] = {
-        { "Driver", "s", property_get_driver },
-        { "IommuGroup", "i", property_get_iommu_group },
-        { "GroupMembers", "as", property_get_group_members },
-        { "VfioCdev", "s", property_get_vfio_cdev },
-        { "IommuType", "s", property_get_iommu_type },
-        { "IommuCapabilities", "t", property_get_iommu_capabilities },
-        { "NoIommu", "b", property_get_noiommu },
-        { "SriovVf", "b", property_get_sriov_vf },
-        { "State", "s", property_get_state },
-        { "StateReason", "s", property_get_state },
-};
-
-static ssize_t changing_find(const char *name) {
-        for (size_t i = 0; i < ELEMENTSOF(changing); i++)
-                if (streq(changing[i].name, name))
-                        return (ssize_t) i;
-        return -1;
+        if (old->holder_session != new->holder_session)
+                c |= PROPERTIES_HOLDER;
+        if (c & (PROPERTY_BIT(PROPERTY_DRIVER) | PROPERTY_BIT(PROPERTY_IOMMU_GROUP)))
+                c |= PROPERTIES_ACCESS;
+        return c;
 }
 
 /* The message sd_bus_emit_properties_changed_strv() sends, built without
  * its vtable lookups (per property, for each prefix of the fallback path,
- * with our find callback each time): the changing ones with their values in
- * the order named, then the per-caller ones as invalidated. */
-static int emit_properties_changed(DbusDevices *dd, const char *path, const char *const *names) {
+ * with our find callback each time) and without looking the device up per
+ * property: the changing ones with their values (from s, what the device
+ * looks like now), then the per-caller ones as invalidated, in the order of
+ * property_names. */
+static int emit_properties_changed(DbusDevices *dd, const char *path, const DeviceSnapshot *s,
+                                   PropertySet changed) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
         r = sd_bus_message_new_signal(dd->bus, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
         if (r >= 0)
-                r = sd_bus_message_append(m, "s", BROKER_DBUS_DEVICE_INTERFACE);
+                r = append_string(m, BROKER_DBUS_DEVICE_INTERFACE);
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "{sv}");
-        for (const char *const *n = names; r >= 0 && *n; n++) {
-                ssize_t i = changing_find(*n);
-
-                if (i < 0)
+        for (unsigned p = 0; r >= 0 && p < _PROPERTY_CHANGING_MAX; p++) {
+                if (!(changed & PROPERTY_BIT(p)))
                         continue;
                 r = sd_bus_message_open_container(m, 'e', "sv");
                 if (r >= 0)
-                        r = sd_bus_message_append(m, "s", *n);
+                        r = append_string(m, property_names[p]);
                 if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', changing[i].signature);
+                        r = sd_bus_message_open_container(m, 'v', property_signatures[p]);
                 if (r >= 0)
-                        r = changing[i].get(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE, *n, m, dd, &error);
+                        r = snapshot_append_value(m, s, p);
                 if (r >= 0)
                         r = sd_bus_message_close_container(m);
                 if (r >= 0)
@@ -536,9 +670,9 @@ static int emit_properties_changed(DbusDevices *dd, const char *path, const char
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "s");
-        for (const char *const *n = names; r >= 0 && *n; n++)
-                if (changing_find(*n) < 0)
-                        r = sd_bus_message_append_basic(m, 's', *n);
+        for (unsigned p = _PROPERTY_CHANGING_MAX; r >= 0 && p < _PROPERTY_MAX; p++)
+                if (changed & PROPERTY_BIT(p))
+                        r = append_string(m, property_names[p]);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
@@ -559,7 +693,7 @@ static size_t snapshot_lower_bound(DbusDevices *dd, const char *address) {
         return lo;
 }
 
-/* Store s (taken) at i, replacing an entry for the same device. */
+/* Store s (a stored copy) at i, replacing an entry for the same device. */
 static int snapshot_store(DbusDevices *dd, size_t i, bool replace, DeviceSnapshot *s) {
         DeviceSnapshot *t;
 
@@ -591,11 +725,12 @@ void dbus_devices_forget(DbusDevices *dd, const char *address) {
 }
 
 int dbus_devices_remember(DbusDevices *dd, const Device *d) {
-        DeviceSnapshot now;
+        DeviceSnapshot borrowed, now;
         size_t i;
         int r;
 
-        r = snapshot_take(dd->manager, d, &now);
+        snapshot_borrow(dd->manager, d, &borrowed);
+        r = snapshot_copy(&borrowed, &now);
         if (r < 0)
                 return r;
         i = snapshot_lower_bound(dd, d->address);
@@ -616,32 +751,39 @@ static int dbus_devices_remember_all(DbusDevices *dd) {
 }
 
 int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
-        const char *names[32];
-        _cleanup_free_ char *path = NULL;
-        DeviceSnapshot now;
+        char path[DEVICE_PATH_SIZE];
+        DeviceSnapshot now, *s;
+        PropertySet changed;
         Device *d;
-        size_t i, n;
+        size_t i;
         bool known;
         int r;
 
         d = inventory_find(manager_inventory(dd->manager), address);
         if (!d)
                 return -ENOENT;
-        r = snapshot_take(dd->manager, d, &now);
-        if (r < 0)
-                return r;
+        snapshot_borrow(dd->manager, d, &now);
         i = snapshot_lower_bound(dd, d->address);
         known = i < dd->n_snapshots && streq(dd->snapshots[i].address, d->address);
-        n = changed_names(known ? &dd->snapshots[i] : NULL, &now, names);
-        r = snapshot_store(dd, i, known, &now);
+        changed = changed_properties(known ? &dd->snapshots[i] : NULL, &now);
+        if (known)
+                r = snapshot_update(&dd->snapshots[i], &now, changed);
+        else {
+                DeviceSnapshot copy;
+
+                r = snapshot_copy(&now, &copy);
+                if (r >= 0)
+                        r = snapshot_store(dd, i, false, &copy);
+        }
         if (r < 0)
                 return r;
-        if (n == 0)
+        if (changed == 0)
                 return 0;
-        r = dbus_device_path(d->address, &path);
-        if (r < 0)
-                return r;
-        return emit_properties_changed(dd, path, names);
+        s = &dd->snapshots[i];
+        if (!*s->address)
+                return -ENOENT;         /* no path of ours; no device has no address */
+        device_path_write(s->address, path);
+        return emit_properties_changed(dd, path, s, changed);
 }
 
 static void emit_changed_now(DbusDevices *dd, const char *address) {
@@ -707,7 +849,7 @@ int dbus_devices_invalidate_access(DbusDevices *dd) {
 
                 if (r >= 0)
                         r = sd_bus_emit_properties_changed_strv(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE,
-                                                                (char **) per_caller + N_HOLDER_PROPERTIES);
+                                                                (char **) property_names + PROPERTY_ACCESS);
                 if (r < 0 && ret == 0)
                         ret = r;
         }
