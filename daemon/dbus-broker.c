@@ -610,7 +610,7 @@ static int emit_lease_signal(DbusBroker *b, const char *member, const char *addr
 
         r = sd_bus_message_new_signal(b->bus, &m, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, member);
         if (r >= 0)
-                r = sd_bus_message_append_basic(m, 's', address);
+                r = dbus_append_ascii(m, address);     /* a device's, normalized */
         if (r >= 0)
                 r = sd_bus_message_append_basic(m, 't', &session);
         if (r >= 0 && reason)

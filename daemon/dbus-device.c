@@ -327,10 +327,7 @@ static int append_string(sd_bus_message *m, const char *s) {
         return sd_bus_message_append_basic(m, 's', s);
 }
 
-/* One of our own names (interface, property, state): ASCII, so without the
- * UTF-8 check sd_bus_message_append_basic() makes of each string, a third
- * of its cost. Anything from sysfs or a client goes through the check. */
-static int append_name(sd_bus_message *m, const char *s) {
+int dbus_append_ascii(sd_bus_message *m, const char *s) {
         size_t n = strlen(s);
         char *p;
         int r;
@@ -361,7 +358,7 @@ static int snapshot_append_value(sd_bus_message *m, const DeviceSnapshot *s, uns
         case PROPERTY_VFIO_CDEV:
                 return append_string(m, s->vfio_cdev ?: "");
         case PROPERTY_IOMMU_TYPE:
-                return append_name(m, s->hw_info.valid ? strna(iommu_hw_info_type_to_string(s->hw_info.type)) : "");
+                return dbus_append_ascii(m, s->hw_info.valid ? strna(iommu_hw_info_type_to_string(s->hw_info.type)) : "");
         case PROPERTY_IOMMU_CAPABILITIES:
                 t = s->hw_info.valid ? (uint64_t) s->hw_info.capabilities : UINT64_C(0);
                 return sd_bus_message_append_basic(m, 't', &t);
@@ -372,7 +369,7 @@ static int snapshot_append_value(sd_bus_message *m, const DeviceSnapshot *s, uns
                 b = s->sriov_vf;
                 return sd_bus_message_append_basic(m, 'b', &b);
         case PROPERTY_STATE:
-                return append_name(m, strna(device_state_to_string(s->state)));
+                return dbus_append_ascii(m, strna(device_state_to_string(s->state)));
         case PROPERTY_STATE_REASON:
                 return append_string(m, s->reason ?: "");
         default:
@@ -663,7 +660,7 @@ static int emit_properties_changed(DbusDevices *dd, const char *path, const Devi
 
         r = sd_bus_message_new_signal(dd->bus, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
         if (r >= 0)
-                r = append_name(m, BROKER_DBUS_DEVICE_INTERFACE);
+                r = dbus_append_ascii(m, BROKER_DBUS_DEVICE_INTERFACE);
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "{sv}");
         for (unsigned p = 0; r >= 0 && p < _PROPERTY_CHANGING_MAX; p++) {
@@ -671,7 +668,7 @@ static int emit_properties_changed(DbusDevices *dd, const char *path, const Devi
                         continue;
                 r = sd_bus_message_open_container(m, 'e', "sv");
                 if (r >= 0)
-                        r = append_name(m, property_names[p]);
+                        r = dbus_append_ascii(m, property_names[p]);
                 if (r >= 0)
                         r = sd_bus_message_open_container(m, 'v', property_signatures[p]);
                 if (r >= 0)
@@ -687,7 +684,7 @@ static int emit_properties_changed(DbusDevices *dd, const char *path, const Devi
                 r = sd_bus_message_open_container(m, 'a', "s");
         for (unsigned p = _PROPERTY_CHANGING_MAX; r >= 0 && p < _PROPERTY_MAX; p++)
                 if (changed & PROPERTY_BIT(p))
-                        r = append_name(m, property_names[p]);
+                        r = dbus_append_ascii(m, property_names[p]);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
@@ -849,10 +846,16 @@ int dbus_devices_changed(DbusDevices *dd, const char *address) {
                         return r;
                 (void) sd_event_source_set_description(dd->changed_source, "dbus-properties-changed");
         }
+        /* Armed with the first device of the iteration (an Acquire or
+         * Release changes one several times): on_changed() empties the list. */
+        if (dd->n_changed > 0)
+                return changed_add(dd, address);
         r = changed_add(dd, address);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(dd->changed_source, SD_EVENT_ONESHOT);
         if (r < 0)
-                return r;
-        return sd_event_source_set_enabled(dd->changed_source, SD_EVENT_ONESHOT);
+                dd->n_changed = 0;      /* never reported: the next change arms it again */
+        return r;
 }
 
 int dbus_devices_invalidate_access(DbusDevices *dd) {
