@@ -7,10 +7,15 @@
 #include "dbus-broker.h"
 #include "log.h"
 
+/* Room for the path of any device (an address has at most 15 bytes). */
+#define DEVICE_PATH_SIZE (sizeof(BROKER_DBUS_DEVICE_PREFIX "/") + 3 * (sizeof(((Device *) NULL)->address) - 1))
+
 /* What a device looked like: the values of its changing properties and its
- * holder. Stored ones own their strings; snapshot_borrow()'s do not. */
+ * holder. Stored ones own their strings and know their object path;
+ * snapshot_borrow()'s do not. */
 typedef struct DeviceSnapshot {
         char address[16];
+        char path[DEVICE_PATH_SIZE];    /* "" unless stored */
         char *driver, *vfio_cdev, *reason;
         char **group_members;
         int iommu_group;
@@ -53,9 +58,6 @@ struct DbusDevices {
         char (*changed)[16];
         size_t n_changed, n_changed_alloc;
 };
-
-/* Room for the path of any device (an address has at most 15 bytes). */
-#define DEVICE_PATH_SIZE (sizeof(BROKER_DBUS_DEVICE_PREFIX "/") + 3 * (sizeof(((Device *) NULL)->address) - 1))
 
 /* What sd_bus_path_encode() makes of a non-empty address, without its
  * allocations and formatting, into path (room for the prefix, 3 bytes per
@@ -612,6 +614,8 @@ static int snapshot_copy(const DeviceSnapshot *now, DeviceSnapshot *ret) {
         DeviceSnapshot s = {};
 
         memcpy(s.address, now->address, sizeof(s.address));
+        if (*s.address)         /* every device has one; sd_bus_path_encode() would make "/_" of "" */
+                device_path_write(s.address, s.path);
         if (snapshot_update(&s, now, PROPERTIES_ALL) < 0)
                 return -ENOMEM;
         *ret = s;
@@ -763,7 +767,6 @@ static int dbus_devices_remember_all(DbusDevices *dd) {
 }
 
 int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
-        char path[DEVICE_PATH_SIZE];
         DeviceSnapshot now, *s;
         PropertySet changed;
         Device *d;
@@ -792,10 +795,9 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         if (changed == 0)
                 return 0;
         s = &dd->snapshots[i];
-        if (!*s->address)
-                return -ENOENT;         /* no path of ours; no device has no address */
-        device_path_write(s->address, path);
-        return emit_properties_changed(dd, path, s, changed);
+        if (!*s->path)
+                return -ENOENT;         /* no device has no address */
+        return emit_properties_changed(dd, s->path, s, changed);
 }
 
 static void emit_changed_now(DbusDevices *dd, const char *address) {
