@@ -5,32 +5,8 @@
 
 #include "dbus-device.h"
 #include "dbus-broker.h"
+#include "dbus-snapshot.h"
 #include "log.h"
-
-/* Room for the path of any device (an address has at most 15 bytes). */
-#define DEVICE_PATH_SIZE (sizeof(BROKER_DBUS_DEVICE_PREFIX "/") + 3 * (sizeof(((Device *) NULL)->address) - 1))
-
-/* What a device looked like: the values of its changing properties and its
- * holder. Stored ones own their strings and know their object path;
- * snapshot_borrow()'s do not. */
-typedef struct DeviceSnapshot {
-        char address[16];
-        char path[DEVICE_PATH_SIZE];    /* "" unless stored */
-        char *driver, *vfio_cdev, *reason;
-        char **group_members;
-        int iommu_group;
-        IommuHwInfo hw_info;
-        bool noiommu, sriov_vf;
-        DeviceState state;
-        uint64_t holder_session;        /* 0: not leased */
-} DeviceSnapshot;
-
-static void snapshot_done(DeviceSnapshot *s) {
-        free(s->driver);
-        free(s->vfio_cdev);
-        free(s->reason);
-        strv_free(s->group_members);
-}
 
 struct DbusDevices {
         Manager *manager;
@@ -231,104 +207,6 @@ DEFINE_DEVICE_GETTER(property_get_subsystem_vendor_id, "q", d->subsystem_vendor_
 DEFINE_DEVICE_GETTER(property_get_subsystem_device_id, "q", d->subsystem_device_id)
 DEFINE_DEVICE_GETTER(property_get_class, "u", d->class)
 
-/* The properties a PropertiesChanged names, in the order it names them: the
- * changing ones with their values, then the per-caller ones as invalidated
- * (the holder's, then the access the policy gives). */
-enum {
-        PROPERTY_DRIVER,
-        PROPERTY_IOMMU_GROUP,
-        PROPERTY_GROUP_MEMBERS,
-        PROPERTY_VFIO_CDEV,
-        PROPERTY_IOMMU_TYPE,
-        PROPERTY_IOMMU_CAPABILITIES,
-        PROPERTY_NOIOMMU,
-        PROPERTY_SRIOV_VF,
-        PROPERTY_STATE,
-        PROPERTY_STATE_REASON,
-        _PROPERTY_CHANGING_MAX,
-        PROPERTY_HOLDER_SESSION = _PROPERTY_CHANGING_MAX,
-        PROPERTY_HOLDER_UID,
-        PROPERTY_HOLDER_PID,
-        PROPERTY_HOLDER_UNIT,
-        PROPERTY_ACCESS,
-        PROPERTY_ALLOWED_MODES,
-        PROPERTY_MANAGED_ALLOWED,
-        PROPERTY_ACCESS_REASON,
-        PROPERTY_POLKIT_ACTION,
-        _PROPERTY_MAX,
-};
-
-/* NULL-terminated: the access ones are a strv of their own. */
-static const char *const property_names[_PROPERTY_MAX + 1] = {
-        [PROPERTY_DRIVER] = "Driver",
-        [PROPERTY_IOMMU_GROUP] = "IommuGroup",
-        [PROPERTY_GROUP_MEMBERS] = "GroupMembers",
-        [PROPERTY_VFIO_CDEV] = "VfioCdev",
-        [PROPERTY_IOMMU_TYPE] = "IommuType",
-        [PROPERTY_IOMMU_CAPABILITIES] = "IommuCapabilities",
-        [PROPERTY_NOIOMMU] = "NoIommu",
-        [PROPERTY_SRIOV_VF] = "SriovVf",
-        [PROPERTY_STATE] = "State",
-        [PROPERTY_STATE_REASON] = "StateReason",
-        [PROPERTY_HOLDER_SESSION] = "HolderSession",
-        [PROPERTY_HOLDER_UID] = "HolderUid",
-        [PROPERTY_HOLDER_PID] = "HolderPid",
-        [PROPERTY_HOLDER_UNIT] = "HolderUnit",
-        [PROPERTY_ACCESS] = "Access",
-        [PROPERTY_ALLOWED_MODES] = "AllowedModes",
-        [PROPERTY_MANAGED_ALLOWED] = "ManagedAllowed",
-        [PROPERTY_ACCESS_REASON] = "AccessReason",
-        [PROPERTY_POLKIT_ACTION] = "PolkitAction",
-};
-
-static const char property_signatures[_PROPERTY_CHANGING_MAX][3] = {
-        [PROPERTY_DRIVER] = "s",
-        [PROPERTY_IOMMU_GROUP] = "i",
-        [PROPERTY_GROUP_MEMBERS] = "as",
-        [PROPERTY_VFIO_CDEV] = "s",
-        [PROPERTY_IOMMU_TYPE] = "s",
-        [PROPERTY_IOMMU_CAPABILITIES] = "t",
-        [PROPERTY_NOIOMMU] = "b",
-        [PROPERTY_SRIOV_VF] = "b",
-        [PROPERTY_STATE] = "s",
-        [PROPERTY_STATE_REASON] = "s",
-};
-
-/* A set of properties, one bit each. */
-typedef uint32_t PropertySet;
-#define PROPERTY_BIT(p) (UINT32_C(1) << (p))
-#define PROPERTIES_ALL (PROPERTY_BIT(_PROPERTY_MAX) - 1)
-#define PROPERTIES_HOLDER                                                                  \
-        (PROPERTY_BIT(PROPERTY_HOLDER_SESSION) | PROPERTY_BIT(PROPERTY_HOLDER_UID) |        \
-         PROPERTY_BIT(PROPERTY_HOLDER_PID) | PROPERTY_BIT(PROPERTY_HOLDER_UNIT))
-#define PROPERTIES_ACCESS (PROPERTIES_ALL & ~(PROPERTY_BIT(PROPERTY_ACCESS) - 1))
-
-/* d as it is now, its strings borrowed from d and the manager: valid until
- * either changes. */
-static void snapshot_borrow(Manager *m, const Device *d, DeviceSnapshot *ret) {
-        const char *reason = NULL;
-        Holder h;
-
-        *ret = (DeviceSnapshot) {
-                .driver = d->driver,
-                .vfio_cdev = d->vfio_cdev,
-                .group_members = d->group_members,
-                .iommu_group = d->iommu_group,
-                .hw_info = d->hw_info,
-                .noiommu = d->noiommu,
-                .sriov_vf = d->sriov_vf,
-        };
-        memcpy(ret->address, d->address, sizeof(ret->address));
-        ret->state = manager_device_state(m, d, &reason);
-        ret->reason = (char *) reason;
-        if (manager_device_holder(m, d, NULL, &h))
-                ret->holder_session = h.session_id;
-}
-
-static int append_string(sd_bus_message *m, const char *s) {
-        return sd_bus_message_append_basic(m, 's', s);
-}
-
 int dbus_append_ascii(sd_bus_message *m, const char *s) {
         size_t n = strlen(s);
         char *p;
@@ -341,44 +219,6 @@ int dbus_append_ascii(sd_bus_message *m, const char *s) {
         return 0;
 }
 
-/* The value of changing property p: for Get and GetAll, and in
- * PropertiesChanged (from the snapshot of what it reports, without looking
- * the device up again). Typed appends: no format string to parse. */
-static int snapshot_append_value(sd_bus_message *m, const DeviceSnapshot *s, unsigned p) {
-        int32_t i;
-        uint64_t t;
-        int b;
-
-        switch (p) {
-        case PROPERTY_DRIVER:
-                return append_string(m, s->driver ?: "");
-        case PROPERTY_IOMMU_GROUP:
-                i = (int32_t) s->iommu_group;
-                return sd_bus_message_append_basic(m, 'i', &i);
-        case PROPERTY_GROUP_MEMBERS:
-                return sd_bus_message_append_strv(m, s->group_members);
-        case PROPERTY_VFIO_CDEV:
-                return append_string(m, s->vfio_cdev ?: "");
-        case PROPERTY_IOMMU_TYPE:
-                return dbus_append_ascii(m, s->hw_info.valid ? strna(iommu_hw_info_type_to_string(s->hw_info.type)) : "");
-        case PROPERTY_IOMMU_CAPABILITIES:
-                t = s->hw_info.valid ? (uint64_t) s->hw_info.capabilities : UINT64_C(0);
-                return sd_bus_message_append_basic(m, 't', &t);
-        case PROPERTY_NOIOMMU:
-                b = s->noiommu;
-                return sd_bus_message_append_basic(m, 'b', &b);
-        case PROPERTY_SRIOV_VF:
-                b = s->sriov_vf;
-                return sd_bus_message_append_basic(m, 'b', &b);
-        case PROPERTY_STATE:
-                return dbus_append_ascii(m, strna(device_state_to_string(s->state)));
-        case PROPERTY_STATE_REASON:
-                return append_string(m, s->reason ?: "");
-        default:
-                return -EINVAL;
-        }
-}
-
 static int property_get_changing(sd_bus *bus, const char *path, const char *interface,
                                  const char *property, sd_bus_message *reply, void *userdata,
                                  sd_bus_error *error) {
@@ -387,9 +227,9 @@ static int property_get_changing(sd_bus *bus, const char *path, const char *inte
         DeviceSnapshot s;
 
         for (unsigned p = 0; p < _PROPERTY_CHANGING_MAX; p++)
-                if (streq(property, property_names[p])) {
-                        snapshot_borrow(dd->manager, d, &s);
-                        return snapshot_append_value(reply, &s, p);
+                if (streq(property, device_property_names[p])) {
+                        device_snapshot_borrow(dd->manager, d, &s);
+                        return device_snapshot_append_value(reply, &s, p);
                 }
         return -EINVAL;
 }
@@ -548,7 +388,7 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
         free(dd->viewer_sender);
         principal_free(dd->viewer);
         for (size_t i = 0; i < dd->n_snapshots; i++)
-                snapshot_done(&dd->snapshots[i]);
+                device_snapshot_done(&dd->snapshots[i]);
         free(dd->snapshots);
         sd_bus_unref(dd->bus);
         free(dd);
@@ -557,106 +397,12 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
 
 /* --- PropertiesChanged with what changed --- */
 
-static int strdup_or_null(const char *s, char **ret) {
-        *ret = s ? strdup(s) : NULL;
-        return s && !*ret ? -ENOMEM : 0;
-}
-
-static int strv_copy(char *const *l, char ***ret) {
-        _cleanup_strv_free_ char **copy = NULL;
-
-        for (char *const *i = l; i && *i; i++)
-                if (strv_extend(&copy, *i) < 0)
-                        return -ENOMEM;
-        *ret = TAKE_PTR(copy);
-        return 0;
-}
-
-/* Make stored snapshot s what now says, given what differs: copies only the
- * strings that changed (a lease coming and going copies its reason at
- * most). On -ENOMEM, s is as it was. */
-static int snapshot_update(DeviceSnapshot *s, const DeviceSnapshot *now, PropertySet changed) {
-        _cleanup_free_ char *driver = NULL, *vfio_cdev = NULL, *reason = NULL;
-        _cleanup_strv_free_ char **members = NULL;
-
-        if (((changed & PROPERTY_BIT(PROPERTY_DRIVER)) && strdup_or_null(now->driver, &driver) < 0) ||
-            ((changed & PROPERTY_BIT(PROPERTY_VFIO_CDEV)) && strdup_or_null(now->vfio_cdev, &vfio_cdev) < 0) ||
-            ((changed & PROPERTY_BIT(PROPERTY_STATE_REASON)) && strdup_or_null(now->reason, &reason) < 0) ||
-            ((changed & PROPERTY_BIT(PROPERTY_GROUP_MEMBERS)) && strv_copy(now->group_members, &members) < 0))
-                return -ENOMEM;
-        if (changed & PROPERTY_BIT(PROPERTY_DRIVER)) {
-                free(s->driver);
-                s->driver = TAKE_PTR(driver);
-        }
-        if (changed & PROPERTY_BIT(PROPERTY_VFIO_CDEV)) {
-                free(s->vfio_cdev);
-                s->vfio_cdev = TAKE_PTR(vfio_cdev);
-        }
-        if (changed & PROPERTY_BIT(PROPERTY_STATE_REASON)) {
-                free(s->reason);
-                s->reason = TAKE_PTR(reason);
-        }
-        if (changed & PROPERTY_BIT(PROPERTY_GROUP_MEMBERS)) {
-                strv_free(s->group_members);
-                s->group_members = TAKE_PTR(members);
-        }
-        s->iommu_group = now->iommu_group;
-        s->hw_info = now->hw_info;
-        s->noiommu = now->noiommu;
-        s->sriov_vf = now->sriov_vf;
-        s->state = now->state;
-        s->holder_session = now->holder_session;
-        return 0;
-}
-
-/* A stored copy of a borrowed snapshot. */
-static int snapshot_copy(const DeviceSnapshot *now, DeviceSnapshot *ret) {
-        DeviceSnapshot s = {};
-
-        memcpy(s.address, now->address, sizeof(s.address));
-        if (*s.address)         /* every device has one; sd_bus_path_encode() would make "/_" of "" */
-                device_path_write(s.address, s.path);
-        if (snapshot_update(&s, now, PROPERTIES_ALL) < 0)
-                return -ENOMEM;
-        *ret = s;
-        return 0;
-}
-
-/* The properties that differ between old (NULL: all) and new. */
-static PropertySet changed_properties(const DeviceSnapshot *old, const DeviceSnapshot *new) {
-        PropertySet c = 0;
-
-        if (!old)
-                return PROPERTIES_ALL;
-#define CHANGED(cond, p) do { if (cond) c |= PROPERTY_BIT(p); } while (0)
-        CHANGED(!streq_ptr(old->driver, new->driver), PROPERTY_DRIVER);
-        CHANGED(old->iommu_group != new->iommu_group, PROPERTY_IOMMU_GROUP);
-        CHANGED(!strv_equal(old->group_members, new->group_members), PROPERTY_GROUP_MEMBERS);
-        CHANGED(!streq_ptr(old->vfio_cdev, new->vfio_cdev), PROPERTY_VFIO_CDEV);
-        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.type != new->hw_info.type,
-                PROPERTY_IOMMU_TYPE);
-        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.capabilities != new->hw_info.capabilities,
-                PROPERTY_IOMMU_CAPABILITIES);
-        CHANGED(old->noiommu != new->noiommu, PROPERTY_NOIOMMU);
-        CHANGED(old->sriov_vf != new->sriov_vf, PROPERTY_SRIOV_VF);
-        CHANGED(old->state != new->state, PROPERTY_STATE);
-        CHANGED(!streq_ptr(old->reason, new->reason), PROPERTY_STATE_REASON);
-#undef CHANGED
-        /* The holder moves with the lease. Access only moves with policy or
-         * the device itself; the first announcement names everything. */
-        if (old->holder_session != new->holder_session)
-                c |= PROPERTIES_HOLDER;
-        if (c & (PROPERTY_BIT(PROPERTY_DRIVER) | PROPERTY_BIT(PROPERTY_IOMMU_GROUP)))
-                c |= PROPERTIES_ACCESS;
-        return c;
-}
-
 /* The message sd_bus_emit_properties_changed_strv() sends, built without
  * its vtable lookups (per property, for each prefix of the fallback path,
  * with our find callback each time) and without looking the device up per
  * property: the changing ones with their values (from s, what the device
  * looks like now), then the per-caller ones as invalidated, in the order of
- * property_names. */
+ * device_property_names. */
 static int emit_properties_changed(DbusDevices *dd, const char *path, const DeviceSnapshot *s,
                                    PropertySet changed) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
@@ -672,11 +418,11 @@ static int emit_properties_changed(DbusDevices *dd, const char *path, const Devi
                         continue;
                 r = sd_bus_message_open_container(m, 'e', "sv");
                 if (r >= 0)
-                        r = dbus_append_ascii(m, property_names[p]);
+                        r = dbus_append_ascii(m, device_property_names[p]);
                 if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', property_signatures[p]);
+                        r = sd_bus_message_open_container(m, 'v', device_property_signatures[p]);
                 if (r >= 0)
-                        r = snapshot_append_value(m, s, p);
+                        r = device_snapshot_append_value(m, s, p);
                 if (r >= 0)
                         r = sd_bus_message_close_container(m);
                 if (r >= 0)
@@ -688,7 +434,7 @@ static int emit_properties_changed(DbusDevices *dd, const char *path, const Devi
                 r = sd_bus_message_open_container(m, 'a', "s");
         for (unsigned p = _PROPERTY_CHANGING_MAX; r >= 0 && p < _PROPERTY_MAX; p++)
                 if (changed & PROPERTY_BIT(p))
-                        r = dbus_append_ascii(m, property_names[p]);
+                        r = dbus_append_ascii(m, device_property_names[p]);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
@@ -714,13 +460,13 @@ static int snapshot_store(DbusDevices *dd, size_t i, bool replace, DeviceSnapsho
         DeviceSnapshot *t;
 
         if (replace) {
-                snapshot_done(&dd->snapshots[i]);
+                device_snapshot_done(&dd->snapshots[i]);
                 dd->snapshots[i] = *s;
                 return 0;
         }
         t = realloc(dd->snapshots, sizeof(DeviceSnapshot) * (dd->n_snapshots + 1));
         if (!t) {
-                snapshot_done(s);
+                device_snapshot_done(s);
                 return -ENOMEM;
         }
         dd->snapshots = t;
@@ -735,9 +481,18 @@ void dbus_devices_forget(DbusDevices *dd, const char *address) {
 
         if (i >= dd->n_snapshots || !streq(dd->snapshots[i].address, address))
                 return;
-        snapshot_done(&dd->snapshots[i]);
+        device_snapshot_done(&dd->snapshots[i]);
         memmove(dd->snapshots + i, dd->snapshots + i + 1, sizeof(DeviceSnapshot) * (dd->n_snapshots - i - 1));
         dd->n_snapshots--;
+}
+
+/* A stored copy of now, which knows its object path. */
+static int snapshot_keep(const DeviceSnapshot *now, DeviceSnapshot *ret) {
+        int r = device_snapshot_copy(now, ret);
+
+        if (r >= 0 && *ret->address)    /* every device has one; sd_bus_path_encode() would make "/_" of "" */
+                device_path_write(ret->address, ret->path);
+        return r;
 }
 
 int dbus_devices_remember(DbusDevices *dd, const Device *d) {
@@ -745,8 +500,8 @@ int dbus_devices_remember(DbusDevices *dd, const Device *d) {
         size_t i;
         int r;
 
-        snapshot_borrow(dd->manager, d, &borrowed);
-        r = snapshot_copy(&borrowed, &now);
+        device_snapshot_borrow(dd->manager, d, &borrowed);
+        r = snapshot_keep(&borrowed, &now);
         if (r < 0)
                 return r;
         i = snapshot_lower_bound(dd, d->address);
@@ -777,16 +532,16 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         d = inventory_find(manager_inventory(dd->manager), address);
         if (!d)
                 return -ENOENT;
-        snapshot_borrow(dd->manager, d, &now);
+        device_snapshot_borrow(dd->manager, d, &now);
         i = snapshot_lower_bound(dd, d->address);
         known = i < dd->n_snapshots && streq(dd->snapshots[i].address, d->address);
-        changed = changed_properties(known ? &dd->snapshots[i] : NULL, &now);
+        changed = device_snapshot_changed(known ? &dd->snapshots[i] : NULL, &now);
         if (known)
-                r = snapshot_update(&dd->snapshots[i], &now, changed);
+                r = device_snapshot_update(&dd->snapshots[i], &now, changed);
         else {
                 DeviceSnapshot copy;
 
-                r = snapshot_copy(&now, &copy);
+                r = snapshot_keep(&now, &copy);
                 if (r >= 0)
                         r = snapshot_store(dd, i, false, &copy);
         }
@@ -869,7 +624,7 @@ int dbus_devices_invalidate_access(DbusDevices *dd) {
 
                 if (r >= 0)
                         r = sd_bus_emit_properties_changed_strv(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE,
-                                                                (char **) property_names + PROPERTY_ACCESS);
+                                                                (char **) device_property_names + PROPERTY_ACCESS);
                 if (r < 0 && ret == 0)
                         ret = r;
         }

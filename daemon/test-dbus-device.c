@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Device object paths: the mapping between PCI addresses and D-Bus paths;
- * the ASCII strings appended without sd-bus's UTF-8 check. */
+ * the ASCII strings appended without sd-bus's UTF-8 check; the properties a
+ * PropertiesChanged names, from two snapshots. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
 #include "dbus-device.h"
+#include "dbus-snapshot.h"
 #include "test.h"
 
 static void test_round_trip(const char *address, const char *want_path) {
@@ -139,6 +141,72 @@ static void test_append_ascii(void) {
                   n_ours, n_theirs);
 }
 
+#define BIT PROPERTY_BIT
+
+static void test_changed(void) {
+        char *members_a[] = { "0000:03:00.0", NULL }, *members_ab[] = { "0000:03:00.0", "0000:03:00.1", NULL };
+        char *none[] = { NULL };
+        char driver[] = "vfio-pci", reason[] = "held by uid 1000";
+        DeviceSnapshot old = {
+                .address = "0000:03:00.0", .driver = "vfio-pci", .reason = "held by uid 1000",
+                .group_members = members_a, .iommu_group = 7, .state = DEVICE_STATE_LEASED, .holder_session = 3,
+                .hw_info = { .valid = true, .type = 1, .capabilities = 1 },
+        }, new = old, stored;
+
+        CHECK(device_snapshot_changed(NULL, &new) == PROPERTIES_ALL);
+        /* Equal strings at other addresses are no change. */
+        new.driver = driver;
+        new.reason = reason;
+        CHECK_INT(device_snapshot_changed(&old, &new), 0);
+        new.state = DEVICE_STATE_AVAILABLE;
+        CHECK_INT(device_snapshot_changed(&old, &new), BIT(PROPERTY_STATE));
+        new.reason = NULL;
+        new.holder_session = 0;
+        CHECK_INT(device_snapshot_changed(&old, &new),
+                  BIT(PROPERTY_STATE) | BIT(PROPERTY_STATE_REASON) | PROPERTIES_HOLDER);
+        new = old;
+        new.driver = NULL;
+        CHECK_INT(device_snapshot_changed(&old, &new), BIT(PROPERTY_DRIVER) | PROPERTIES_ACCESS);
+        new = old;
+        new.iommu_group = 8;
+        new.group_members = members_ab;
+        CHECK_INT(device_snapshot_changed(&old, &new),
+                  BIT(PROPERTY_IOMMU_GROUP) | BIT(PROPERTY_GROUP_MEMBERS) | PROPERTIES_ACCESS);
+        new = old;
+        new.hw_info.capabilities = 0;
+        CHECK_INT(device_snapshot_changed(&old, &new), BIT(PROPERTY_IOMMU_CAPABILITIES));
+        new.hw_info.valid = false;
+        CHECK_INT(device_snapshot_changed(&old, &new), BIT(PROPERTY_IOMMU_TYPE) | BIT(PROPERTY_IOMMU_CAPABILITIES));
+        new = old;
+        new.noiommu = new.sriov_vf = true;
+        CHECK_INT(device_snapshot_changed(&old, &new), BIT(PROPERTY_NOIOMMU) | BIT(PROPERTY_SRIOV_VF));
+        /* No group and an empty one read the same. */
+        old.group_members = NULL;
+        new = old;
+        new.group_members = none;
+        CHECK_INT(device_snapshot_changed(&old, &new), 0);
+
+        /* A stored copy, brought up to date, owns what it says. */
+        CHECK(device_snapshot_copy(&old, &stored) >= 0);
+        CHECK_INT(device_snapshot_changed(&stored, &old), 0);
+        CHECK(stored.driver != old.driver && !*stored.path);
+        new = old;
+        new.driver = NULL;
+        new.reason = reason;
+        new.group_members = members_ab;
+        new.state = DEVICE_STATE_AVAILABLE;
+        CHECK(device_snapshot_update(&stored, &new, device_snapshot_changed(&stored, &new)) >= 0);
+        reason[0] = 'X';
+        new.reason = "held by uid 1000";
+        CHECK_INT(device_snapshot_changed(&stored, &new), 0);
+        device_snapshot_done(&stored);
+
+        /* The access ones are the tail of the names, as a strv. */
+        CHECK_STR(device_property_names[PROPERTY_ACCESS], "Access");
+        CHECK_STR(device_property_names[_PROPERTY_MAX - 1], "PolkitAction");
+        CHECK(!device_property_names[_PROPERTY_MAX]);
+}
+
 int main(void) {
         test_round_trip("0000:03:00.0", "/io/iommufd/Broker1/device/_30000_3a03_3a00_2e0");
         test_round_trip("0000:00:1f.7", "/io/iommufd/Broker1/device/_30000_3a00_3a1f_2e7");
@@ -148,5 +216,6 @@ int main(void) {
         test_not_a_device("/io/iommufd/Broker1/device/a/b");
         test_not_a_device("/org/freedesktop/DBus");
         test_append_ascii();
+        test_changed();
         return test_result();
 }
