@@ -636,6 +636,26 @@ static void emit_device_signal(DbusBroker *b, const char *member, const char *ad
                 log_warning_errno(r, "Cannot emit %s for %s: %s", member, address, strerror(-r));
 }
 
+/* LeaseAcquired (reason NULL) or LeaseEnded, as sd_bus_emit_signal() would
+ * send it with "st" or "sts", without parsing that format for each lease.
+ * The session is 0: see on_broker_event(). */
+static int emit_lease_signal(DbusBroker *b, const char *member, const char *address, const char *reason) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        uint64_t session = 0;
+        int r;
+
+        r = sd_bus_message_new_signal(b->bus, &m, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, member);
+        if (r >= 0)
+                r = dbus_append_ascii(m, address);     /* a device's, normalized */
+        if (r >= 0)
+                r = sd_bus_message_append_basic(m, 't', &session);
+        if (r >= 0 && reason)
+                r = sd_bus_message_append_basic(m, 's', reason);
+        if (r >= 0)
+                r = sd_bus_send(b->bus, m, NULL);
+        return r;
+}
+
 static void emit_changed(DbusBroker *b, const char *address) {
         int r = dbus_devices_changed(b->devices, address);
 
@@ -689,13 +709,11 @@ static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
          * own AcquireDevices reply; here it is 0. */
         case BROKER_EVENT_LEASE_ACQUIRED:
                 emit_changed(b, ev->address);
-                (void) sd_bus_emit_signal(b->bus, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "LeaseAcquired",
-                                          "st", ev->address, UINT64_C(0));
+                (void) emit_lease_signal(b, "LeaseAcquired", ev->address, NULL);
                 break;
         case BROKER_EVENT_LEASE_ENDED:
                 emit_changed(b, ev->address);
-                (void) sd_bus_emit_signal(b->bus, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE, "LeaseEnded",
-                                          "sts", ev->address, UINT64_C(0), strna(ev->reason));
+                (void) emit_lease_signal(b, "LeaseEnded", ev->address, strna(ev->reason));
                 break;
         default:
                 break;

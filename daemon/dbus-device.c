@@ -5,25 +5,8 @@
 
 #include "dbus-device.h"
 #include "dbus-broker.h"
+#include "dbus-snapshot.h"
 #include "log.h"
-
-typedef struct DeviceSnapshot {
-        char address[16];
-        char *driver, *vfio_cdev, *reason;
-        char **group_members;
-        int iommu_group;
-        IommuHwInfo hw_info;
-        bool noiommu, sriov_vf;
-        DeviceState state;
-        uint64_t holder_session;        /* 0: not leased */
-} DeviceSnapshot;
-
-static void snapshot_done(DeviceSnapshot *s) {
-        free(s->driver);
-        free(s->vfio_cdev);
-        free(s->reason);
-        strv_free(s->group_members);
-}
 
 struct DbusDevices {
         Manager *manager;
@@ -52,20 +35,15 @@ struct DbusDevices {
         size_t n_changed, n_changed_alloc;
 };
 
-/* What sd_bus_path_encode() makes of it, without its allocations and
- * formatting: every PropertiesChanged needs the path. Everything but a-z,
- * A-Z and (not first) 0-9 becomes _ and two lower-case hex digits. */
-int dbus_device_path(const char *address, char **ret) {
+/* What sd_bus_path_encode() makes of a non-empty address, without its
+ * allocations and formatting, into path (room for the prefix, 3 bytes per
+ * byte of address and the NUL): every PropertiesChanged needs the path.
+ * Everything but a-z, A-Z and (not first) 0-9 becomes _ and two lower-case
+ * hex digits. */
+static void device_path_write(const char *address, char *path) {
         static const char prefix[] = BROKER_DBUS_DEVICE_PREFIX "/", hex[] = "0123456789abcdef";
-        size_t n = strlen(address);
-        char *path, *t;
+        char *t = mempcpy(path, prefix, sizeof(prefix) - 1);
 
-        if (n == 0)
-                return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
-        path = malloc(sizeof(prefix) + 3 * n);
-        if (!path)
-                return -ENOMEM;
-        t = mempcpy(path, prefix, sizeof(prefix) - 1);
         for (const char *f = address; *f; f++) {
                 char c = *f;
                 bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -79,6 +57,18 @@ int dbus_device_path(const char *address, char **ret) {
                 }
         }
         *t = 0;
+}
+
+int dbus_device_path(const char *address, char **ret) {
+        size_t n = strlen(address);
+        char *path;
+
+        if (n == 0)
+                return sd_bus_path_encode(BROKER_DBUS_DEVICE_PREFIX, address, ret);
+        path = malloc(sizeof(BROKER_DBUS_DEVICE_PREFIX "/") + 3 * n);
+        if (!path)
+                return -ENOMEM;
+        device_path_write(address, path);
         *ret = path;
         return 0;
 }
@@ -216,37 +206,32 @@ DEFINE_DEVICE_GETTER(property_get_device_id, "q", d->device_id)
 DEFINE_DEVICE_GETTER(property_get_subsystem_vendor_id, "q", d->subsystem_vendor_id)
 DEFINE_DEVICE_GETTER(property_get_subsystem_device_id, "q", d->subsystem_device_id)
 DEFINE_DEVICE_GETTER(property_get_class, "u", d->class)
-DEFINE_DEVICE_GETTER(property_get_driver, "s", d->driver ?: "")
-DEFINE_DEVICE_GETTER(property_get_iommu_group, "i", (int32_t) d->iommu_group)
-DEFINE_DEVICE_GETTER(property_get_vfio_cdev, "s", d->vfio_cdev ?: "")
-DEFINE_DEVICE_GETTER(property_get_iommu_type, "s",
-                     d->hw_info.valid ? strna(iommu_hw_info_type_to_string(d->hw_info.type)) : "")
-DEFINE_DEVICE_GETTER(property_get_iommu_capabilities, "t",
-                     d->hw_info.valid ? (uint64_t) d->hw_info.capabilities : UINT64_C(0))
-DEFINE_DEVICE_GETTER(property_get_noiommu, "b", (int) d->noiommu)
-DEFINE_DEVICE_GETTER(property_get_sriov_vf, "b", (int) d->sriov_vf)
 
-static int property_get_group_members(sd_bus *bus, const char *path, const char *interface,
-                                      const char *property, sd_bus_message *reply, void *userdata,
-                                      sd_bus_error *error) {
-        DbusDevices *dd = userdata;
-        Device *d = DEVICE_OR_FAIL(dd, path, error);
+int dbus_append_ascii(sd_bus_message *m, const char *s) {
+        size_t n = strlen(s);
+        char *p;
+        int r;
 
-        return sd_bus_message_append_strv(reply, d->group_members);
+        r = sd_bus_message_append_string_space(m, n, &p);
+        if (r < 0)
+                return r;
+        memcpy(p, s, n);
+        return 0;
 }
 
-static int property_get_state(sd_bus *bus, const char *path, const char *interface,
-                              const char *property, sd_bus_message *reply, void *userdata,
-                              sd_bus_error *error) {
+static int property_get_changing(sd_bus *bus, const char *path, const char *interface,
+                                 const char *property, sd_bus_message *reply, void *userdata,
+                                 sd_bus_error *error) {
         DbusDevices *dd = userdata;
         Device *d = DEVICE_OR_FAIL(dd, path, error);
-        const char *reason = NULL;
-        DeviceState state;
+        DeviceSnapshot s;
 
-        state = manager_device_state(dd->manager, d, &reason);
-        if (streq(property, "State"))
-                return sd_bus_message_append(reply, "s", strna(device_state_to_string(state)));
-        return sd_bus_message_append(reply, "s", reason ?: "");
+        for (unsigned p = 0; p < _PROPERTY_CHANGING_MAX; p++)
+                if (streq(property, device_property_names[p])) {
+                        device_snapshot_borrow(dd->manager, d, &s);
+                        return device_snapshot_append_value(reply, &s, p);
+                }
+        return -EINVAL;
 }
 
 /* Whoever sent the message being answered, or NULL when we are not
@@ -343,16 +328,16 @@ static const sd_bus_vtable device_vtable[] = {
         CONST_PROPERTY("SubsystemVendorId", "q", property_get_subsystem_vendor_id),
         CONST_PROPERTY("SubsystemDeviceId", "q", property_get_subsystem_device_id),
         CONST_PROPERTY("Class", "u", property_get_class),
-        CHANGING_PROPERTY("Driver", "s", property_get_driver),
-        CHANGING_PROPERTY("IommuGroup", "i", property_get_iommu_group),
-        CHANGING_PROPERTY("GroupMembers", "as", property_get_group_members),
-        CHANGING_PROPERTY("VfioCdev", "s", property_get_vfio_cdev),
-        CHANGING_PROPERTY("IommuType", "s", property_get_iommu_type),
-        CHANGING_PROPERTY("IommuCapabilities", "t", property_get_iommu_capabilities),
-        CHANGING_PROPERTY("NoIommu", "b", property_get_noiommu),
-        CHANGING_PROPERTY("SriovVf", "b", property_get_sriov_vf),
-        CHANGING_PROPERTY("State", "s", property_get_state),
-        CHANGING_PROPERTY("StateReason", "s", property_get_state),
+        CHANGING_PROPERTY("Driver", "s", property_get_changing),
+        CHANGING_PROPERTY("IommuGroup", "i", property_get_changing),
+        CHANGING_PROPERTY("GroupMembers", "as", property_get_changing),
+        CHANGING_PROPERTY("VfioCdev", "s", property_get_changing),
+        CHANGING_PROPERTY("IommuType", "s", property_get_changing),
+        CHANGING_PROPERTY("IommuCapabilities", "t", property_get_changing),
+        CHANGING_PROPERTY("NoIommu", "b", property_get_changing),
+        CHANGING_PROPERTY("SriovVf", "b", property_get_changing),
+        CHANGING_PROPERTY("State", "s", property_get_changing),
+        CHANGING_PROPERTY("StateReason", "s", property_get_changing),
         PER_CALLER_PROPERTY("HolderSession", "t", property_get_holder),
         PER_CALLER_PROPERTY("HolderUid", "u", property_get_holder),
         PER_CALLER_PROPERTY("HolderPid", "u", property_get_holder),
@@ -403,7 +388,7 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
         free(dd->viewer_sender);
         principal_free(dd->viewer);
         for (size_t i = 0; i < dd->n_snapshots; i++)
-                snapshot_done(&dd->snapshots[i]);
+                device_snapshot_done(&dd->snapshots[i]);
         free(dd->snapshots);
         sd_bus_unref(dd->bus);
         free(dd);
@@ -412,121 +397,32 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
 
 /* --- PropertiesChanged with what changed --- */
 
-static int snapshot_take(Manager *m, const Device *d, DeviceSnapshot *ret) {
-        const char *reason = NULL;
-        Holder h;
-        DeviceSnapshot s = {
-                .iommu_group = d->iommu_group,
-                .hw_info = d->hw_info,
-                .noiommu = d->noiommu,
-                .sriov_vf = d->sriov_vf,
-        };
-
-        memcpy(s.address, d->address, sizeof(s.address));
-        s.state = manager_device_state(m, d, &reason);
-        if (manager_device_holder(m, d, NULL, &h))
-                s.holder_session = h.session_id;
-        if (free_and_strdup(&s.driver, d->driver) < 0 || free_and_strdup(&s.vfio_cdev, d->vfio_cdev) < 0 ||
-            free_and_strdup(&s.reason, reason) < 0)
-                goto fail;
-        for (char **member = d->group_members; member && *member; member++)
-                if (strv_extend(&s.group_members, *member) < 0)
-                        goto fail;
-        *ret = s;
-        return 0;
-fail:
-        snapshot_done(&s);
-        return -ENOMEM;
-}
-
-/* Read per caller: announced only as invalidated. The holder's, then the
- * access the policy gives. */
-static const char *const per_caller[] = {
-        "HolderSession", "HolderUid", "HolderPid", "HolderUnit",
-        "Access", "AllowedModes", "ManagedAllowed", "AccessReason", "PolkitAction", NULL,
-};
-#define N_HOLDER_PROPERTIES 4
-
-/* The names of the properties that differ between old (NULL: all) and new. */
-static size_t changed_names(const DeviceSnapshot *old, const DeviceSnapshot *new, const char **names) {
-        size_t n = 0;
-
-#define CHANGED(cond, name) do { if (!old || (cond)) names[n++] = name; } while (0)
-        CHANGED(!streq_ptr(old->driver, new->driver), "Driver");
-        CHANGED(old->iommu_group != new->iommu_group, "IommuGroup");
-        CHANGED(!strv_equal(old->group_members, new->group_members), "GroupMembers");
-        CHANGED(!streq_ptr(old->vfio_cdev, new->vfio_cdev), "VfioCdev");
-        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.type != new->hw_info.type, "IommuType");
-        CHANGED(old->hw_info.valid != new->hw_info.valid || old->hw_info.capabilities != new->hw_info.capabilities,
-                "IommuCapabilities");
-        CHANGED(old->noiommu != new->noiommu, "NoIommu");
-        CHANGED(old->sriov_vf != new->sriov_vf, "SriovVf");
-        CHANGED(old->state != new->state, "State");
-        CHANGED(!streq_ptr(old->reason, new->reason), "StateReason");
-#undef CHANGED
-        /* The holder moves with the lease. Access only moves with policy or
-         * the device itself; the first announcement names everything. */
-        if (!old || old->holder_session != new->holder_session)
-                for (size_t i = 0; i < N_HOLDER_PROPERTIES; i++)
-                        names[n++] = per_caller[i];
-        if (!old || !streq_ptr(old->driver, new->driver) || old->iommu_group != new->iommu_group)
-                for (size_t i = N_HOLDER_PROPERTIES; per_caller[i]; i++)
-                        names[n++] = per_caller[i];
-        names[n] = NULL;
-        return n;
-}
-
-/* The properties a PropertiesChanged carries with their values, and their
- * getters: the same ones sd-bus would call. */
-static const struct {
-        const char *name, *signature;
-        sd_bus_property_get_t get;
-} changing[] = {
-        { "Driver", "s", property_get_driver },
-        { "IommuGroup", "i", property_get_iommu_group },
-        { "GroupMembers", "as", property_get_group_members },
-        { "VfioCdev", "s", property_get_vfio_cdev },
-        { "IommuType", "s", property_get_iommu_type },
-        { "IommuCapabilities", "t", property_get_iommu_capabilities },
-        { "NoIommu", "b", property_get_noiommu },
-        { "SriovVf", "b", property_get_sriov_vf },
-        { "State", "s", property_get_state },
-        { "StateReason", "s", property_get_state },
-};
-
-static ssize_t changing_find(const char *name) {
-        for (size_t i = 0; i < ELEMENTSOF(changing); i++)
-                if (streq(changing[i].name, name))
-                        return (ssize_t) i;
-        return -1;
-}
-
 /* The message sd_bus_emit_properties_changed_strv() sends, built without
  * its vtable lookups (per property, for each prefix of the fallback path,
- * with our find callback each time): the changing ones with their values in
- * the order named, then the per-caller ones as invalidated. */
-static int emit_properties_changed(DbusDevices *dd, const char *path, const char *const *names) {
+ * with our find callback each time) and without looking the device up per
+ * property: the changing ones with their values (from s, what the device
+ * looks like now), then the per-caller ones as invalidated, in the order of
+ * device_property_names. */
+static int emit_properties_changed(DbusDevices *dd, const char *path, const DeviceSnapshot *s,
+                                   PropertySet changed) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
         r = sd_bus_message_new_signal(dd->bus, &m, path, "org.freedesktop.DBus.Properties", "PropertiesChanged");
         if (r >= 0)
-                r = sd_bus_message_append(m, "s", BROKER_DBUS_DEVICE_INTERFACE);
+                r = dbus_append_ascii(m, BROKER_DBUS_DEVICE_INTERFACE);
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "{sv}");
-        for (const char *const *n = names; r >= 0 && *n; n++) {
-                ssize_t i = changing_find(*n);
-
-                if (i < 0)
+        for (unsigned p = 0; r >= 0 && p < _PROPERTY_CHANGING_MAX; p++) {
+                if (!(changed & PROPERTY_BIT(p)))
                         continue;
                 r = sd_bus_message_open_container(m, 'e', "sv");
                 if (r >= 0)
-                        r = sd_bus_message_append(m, "s", *n);
+                        r = dbus_append_ascii(m, device_property_names[p]);
                 if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', changing[i].signature);
+                        r = sd_bus_message_open_container(m, 'v', device_property_signatures[p]);
                 if (r >= 0)
-                        r = changing[i].get(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE, *n, m, dd, &error);
+                        r = device_snapshot_append_value(m, s, p);
                 if (r >= 0)
                         r = sd_bus_message_close_container(m);
                 if (r >= 0)
@@ -536,9 +432,9 @@ static int emit_properties_changed(DbusDevices *dd, const char *path, const char
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'a', "s");
-        for (const char *const *n = names; r >= 0 && *n; n++)
-                if (changing_find(*n) < 0)
-                        r = sd_bus_message_append_basic(m, 's', *n);
+        for (unsigned p = _PROPERTY_CHANGING_MAX; r >= 0 && p < _PROPERTY_MAX; p++)
+                if (changed & PROPERTY_BIT(p))
+                        r = dbus_append_ascii(m, device_property_names[p]);
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
         if (r >= 0)
@@ -559,18 +455,18 @@ static size_t snapshot_lower_bound(DbusDevices *dd, const char *address) {
         return lo;
 }
 
-/* Store s (taken) at i, replacing an entry for the same device. */
+/* Store s (a stored copy) at i, replacing an entry for the same device. */
 static int snapshot_store(DbusDevices *dd, size_t i, bool replace, DeviceSnapshot *s) {
         DeviceSnapshot *t;
 
         if (replace) {
-                snapshot_done(&dd->snapshots[i]);
+                device_snapshot_done(&dd->snapshots[i]);
                 dd->snapshots[i] = *s;
                 return 0;
         }
         t = realloc(dd->snapshots, sizeof(DeviceSnapshot) * (dd->n_snapshots + 1));
         if (!t) {
-                snapshot_done(s);
+                device_snapshot_done(s);
                 return -ENOMEM;
         }
         dd->snapshots = t;
@@ -585,17 +481,27 @@ void dbus_devices_forget(DbusDevices *dd, const char *address) {
 
         if (i >= dd->n_snapshots || !streq(dd->snapshots[i].address, address))
                 return;
-        snapshot_done(&dd->snapshots[i]);
+        device_snapshot_done(&dd->snapshots[i]);
         memmove(dd->snapshots + i, dd->snapshots + i + 1, sizeof(DeviceSnapshot) * (dd->n_snapshots - i - 1));
         dd->n_snapshots--;
 }
 
+/* A stored copy of now, which knows its object path. */
+static int snapshot_keep(const DeviceSnapshot *now, DeviceSnapshot *ret) {
+        int r = device_snapshot_copy(now, ret);
+
+        if (r >= 0 && *ret->address)    /* every device has one; sd_bus_path_encode() would make "/_" of "" */
+                device_path_write(ret->address, ret->path);
+        return r;
+}
+
 int dbus_devices_remember(DbusDevices *dd, const Device *d) {
-        DeviceSnapshot now;
+        DeviceSnapshot borrowed, now;
         size_t i;
         int r;
 
-        r = snapshot_take(dd->manager, d, &now);
+        device_snapshot_borrow(dd->manager, d, &borrowed);
+        r = snapshot_keep(&borrowed, &now);
         if (r < 0)
                 return r;
         i = snapshot_lower_bound(dd, d->address);
@@ -616,32 +522,37 @@ static int dbus_devices_remember_all(DbusDevices *dd) {
 }
 
 int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
-        const char *names[32];
-        _cleanup_free_ char *path = NULL;
-        DeviceSnapshot now;
+        DeviceSnapshot now, *s;
+        PropertySet changed;
         Device *d;
-        size_t i, n;
+        size_t i;
         bool known;
         int r;
 
         d = inventory_find(manager_inventory(dd->manager), address);
         if (!d)
                 return -ENOENT;
-        r = snapshot_take(dd->manager, d, &now);
-        if (r < 0)
-                return r;
+        device_snapshot_borrow(dd->manager, d, &now);
         i = snapshot_lower_bound(dd, d->address);
         known = i < dd->n_snapshots && streq(dd->snapshots[i].address, d->address);
-        n = changed_names(known ? &dd->snapshots[i] : NULL, &now, names);
-        r = snapshot_store(dd, i, known, &now);
+        changed = device_snapshot_changed(known ? &dd->snapshots[i] : NULL, &now);
+        if (known)
+                r = device_snapshot_update(&dd->snapshots[i], &now, changed);
+        else {
+                DeviceSnapshot copy;
+
+                r = snapshot_keep(&now, &copy);
+                if (r >= 0)
+                        r = snapshot_store(dd, i, false, &copy);
+        }
         if (r < 0)
                 return r;
-        if (n == 0)
+        if (changed == 0)
                 return 0;
-        r = dbus_device_path(d->address, &path);
-        if (r < 0)
-                return r;
-        return emit_properties_changed(dd, path, names);
+        s = &dd->snapshots[i];
+        if (!*s->path)
+                return -ENOENT;         /* no device has no address */
+        return emit_properties_changed(dd, s->path, s, changed);
 }
 
 static void emit_changed_now(DbusDevices *dd, const char *address) {
@@ -692,10 +603,16 @@ int dbus_devices_changed(DbusDevices *dd, const char *address) {
                         return r;
                 (void) sd_event_source_set_description(dd->changed_source, "dbus-properties-changed");
         }
+        /* Armed with the first device of the iteration (an Acquire or
+         * Release changes one several times): on_changed() empties the list. */
+        if (dd->n_changed > 0)
+                return changed_add(dd, address);
         r = changed_add(dd, address);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(dd->changed_source, SD_EVENT_ONESHOT);
         if (r < 0)
-                return r;
-        return sd_event_source_set_enabled(dd->changed_source, SD_EVENT_ONESHOT);
+                dd->n_changed = 0;      /* never reported: the next change arms it again */
+        return r;
 }
 
 int dbus_devices_invalidate_access(DbusDevices *dd) {
@@ -707,7 +624,7 @@ int dbus_devices_invalidate_access(DbusDevices *dd) {
 
                 if (r >= 0)
                         r = sd_bus_emit_properties_changed_strv(dd->bus, path, BROKER_DBUS_DEVICE_INTERFACE,
-                                                                (char **) per_caller + N_HOLDER_PROPERTIES);
+                                                                (char **) device_property_names + PROPERTY_ACCESS);
                 if (r < 0 && ret == 0)
                         ret = r;
         }

@@ -17,6 +17,13 @@ int dbus_devices_new(sd_bus *bus, Manager *m, DbusDevices **ret);
 DbusDevices *dbus_devices_free(DbusDevices *dd);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DbusDevices *, dbus_devices_free);
 
+/* Append string s, which must be ASCII (our own names: interface, property
+ * and state names; a device address, normalized to "dddd:bb:dd.f"), without
+ * the UTF-8 check sd_bus_message_append_basic() makes of every string, a
+ * third of its cost. Anything else, from sysfs or a client, must go through
+ * the check: invalid UTF-8 gets the connection dropped by the bus. */
+int dbus_append_ascii(sd_bus_message *m, const char *s);
+
 /* Object path of a device address ("0000:03:00.0"). Caller frees. */
 int dbus_device_path(const char *address, char **ret);
 
