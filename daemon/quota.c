@@ -8,16 +8,9 @@
 /* A few hundred local users at most; chains stay short. */
 #define QUOTA_BUCKETS 256
 
-typedef struct QuotaEntry {
-        struct QuotaEntry *next;        /* hash chain */
-        uid_t uid;
-        unsigned n[_QUOTA_KIND_MAX];
-        unsigned total;
-} QuotaEntry;
-
 struct Quota {
         QuotaLimits limits;
-        QuotaEntry *buckets[QUOTA_BUCKETS];
+        UidQuota *buckets[QUOTA_BUCKETS];
         size_t n_uids;
         unsigned n_clients;             /* every uid's, root's included */
 };
@@ -60,7 +53,7 @@ Quota *quota_free(Quota *q) {
                 return NULL;
         for (size_t i = 0; i < QUOTA_BUCKETS; i++)
                 while (q->buckets[i]) {
-                        QuotaEntry *e = q->buckets[i];
+                        UidQuota *e = q->buckets[i];
                         q->buckets[i] = e->next;
                         free(e);
                 }
@@ -72,15 +65,15 @@ const QuotaLimits *quota_limits(const Quota *q) {
         return &q->limits;
 }
 
-static QuotaEntry *entry_find(const Quota *q, uid_t uid) {
-        for (QuotaEntry *e = q->buckets[bucket_of(uid)]; e; e = e->next)
+UidQuota *quota_find(const Quota *q, uid_t uid) {
+        for (UidQuota *e = q->buckets[bucket_of(uid)]; e; e = e->next)
                 if (e->uid == uid)
                         return e;
         return NULL;
 }
 
-static QuotaEntry *entry_get(Quota *q, uid_t uid) {
-        QuotaEntry *e = entry_find(q, uid);
+static UidQuota *entry_get(Quota *q, uid_t uid) {
+        UidQuota *e = quota_find(q, uid);
         size_t b = bucket_of(uid);
 
         if (e)
@@ -95,8 +88,8 @@ static QuotaEntry *entry_get(Quota *q, uid_t uid) {
         return e;
 }
 
-static void entry_drop(Quota *q, QuotaEntry *e) {
-        for (QuotaEntry **p = &q->buckets[bucket_of(e->uid)]; *p; p = &(*p)->next)
+static void entry_drop(Quota *q, UidQuota *e) {
+        for (UidQuota **p = &q->buckets[bucket_of(e->uid)]; *p; p = &(*p)->next)
                 if (*p == e) {
                         *p = e->next;
                         break;
@@ -106,7 +99,7 @@ static void entry_drop(Quota *q, QuotaEntry *e) {
 }
 
 bool quota_uid_full(const Quota *q, uid_t uid) {
-        const QuotaEntry *e = entry_find(q, uid);
+        const UidQuota *e = quota_find(q, uid);
 
         return uid != 0 && e && e->total >= q->limits.max_clients_per_uid;
 }
@@ -117,7 +110,7 @@ static bool users_full(const Quota *q) {
 }
 
 int quota_check(const Quota *q, uid_t uid, BrokerError *err) {
-        const QuotaEntry *e = entry_find(q, uid);
+        const UidQuota *e = quota_find(q, uid);
 
         if (uid == 0)
                 return 0;
@@ -138,7 +131,7 @@ int quota_check(const Quota *q, uid_t uid, BrokerError *err) {
 }
 
 int quota_charge(Quota *q, uid_t uid, QuotaKind kind, BrokerError *err) {
-        QuotaEntry *e;
+        UidQuota *e;
         int r;
 
         if (kind < 0 || kind >= _QUOTA_KIND_MAX)
@@ -156,11 +149,11 @@ int quota_charge(Quota *q, uid_t uid, QuotaKind kind, BrokerError *err) {
 }
 
 void quota_release(Quota *q, uid_t uid, QuotaKind kind) {
-        QuotaEntry *e;
+        UidQuota *e;
 
         if (!q || kind < 0 || kind >= _QUOTA_KIND_MAX)
                 return;
-        e = entry_find(q, uid);
+        e = quota_find(q, uid);
         /* A release without its charge would let a uid past its cap later:
          * a bug, said loudly, but not worth ending every lease for. */
         if (!e || e->n[kind] == 0) {
@@ -180,7 +173,7 @@ unsigned quota_n_clients(const Quota *q) {
 }
 
 unsigned quota_n_of_uid(const Quota *q, uid_t uid, QuotaKind kind) {
-        const QuotaEntry *e = q ? entry_find(q, uid) : NULL;
+        const UidQuota *e = q ? quota_find(q, uid) : NULL;
 
         if (!e)
                 return 0;

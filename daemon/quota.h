@@ -13,6 +13,14 @@
  * Root is counted (its clients hold fds like anyone's) but never refused,
  * and the last QUOTA_ROOT_RESERVED clients of the global cap are root's:
  * users together cannot lock it out.
+ *
+ * This is the broker's one table of uids: each uid with a client has one
+ * UidQuota, found in O(1) (quota_find()), made by its first charge and freed
+ * with its last release, so churning uids leave nothing behind. What a front
+ * end tracks per uid lives in that entry too (the varlink server's queued
+ * output and connection list, varlink-quota.c): it is there for as long as
+ * the front end holds a charge of the uid, which is the only reference count
+ * it needs. One varlink server per Quota, as that list is the server's.
  */
 
 #include <stddef.h>
@@ -36,6 +44,17 @@ typedef struct QuotaLimits {
         unsigned max_clients;           /* all uids; 0: 1024 (never below the root reserve + 1) */
 } QuotaLimits;
 
+/* One uid's entry. The counts are quota.c's, read-only elsewhere. */
+typedef struct UidQuota {
+        struct UidQuota *next;          /* hash chain */
+        uid_t uid;
+        unsigned n[_QUOTA_KIND_MAX];
+        unsigned total;
+        /* The varlink server's, while the uid has varlink connections: */
+        size_t out_bytes;               /* output queued on all of them */
+        void *connections;              /* its list of them (VarlinkConnection.uid_next) */
+} UidQuota;
+
 typedef struct Quota Quota;
 
 int quota_new(const QuotaLimits *limits, Quota **ret);
@@ -44,6 +63,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Quota *, quota_free);
 
 /* The limits in force, defaults filled in. */
 const QuotaLimits *quota_limits(const Quota *q);
+
+/* uid's entry, NULL if it has no client. */
+UidQuota *quota_find(const Quota *q, uid_t uid);
 
 /* 0 if uid may have one more client; else -EUSERS with err set to
  * LimitExceeded saying which cap and what uid holds on each front end.
@@ -54,9 +76,10 @@ int quota_check(const Quota *q, uid_t uid, BrokerError *err);
 bool quota_uid_full(const Quota *q, uid_t uid);
 
 /* quota_check(), then count one more client of kind: 0, -EUSERS (err set)
- * or -ENOMEM. */
+ * or -ENOMEM. On 0, quota_find(q, uid) is there until the release. */
 int quota_charge(Quota *q, uid_t uid, QuotaKind kind, BrokerError *err);
-/* One client fewer; exactly once per successful charge. */
+/* One client fewer; exactly once per successful charge. With the uid's
+ * last client goes its entry. */
 void quota_release(Quota *q, uid_t uid, QuotaKind kind);
 
 /* Counts: all clients; one uid's, of one kind or (_QUOTA_KIND_MAX) all. */

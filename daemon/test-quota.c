@@ -8,6 +8,8 @@
 #include "quota.h"
 #include "test.h"
 
+#define QUOTA_BUCKETS_FOR_TEST 256   /* quota.c's: uids this far apart may share a chain */
+
 static void test_defaults(void) {
         _cleanup_(quota_freep) Quota *q = NULL;
 
@@ -75,6 +77,45 @@ static void test_per_uid_sum(void) {
         CHECK(quota_n_clients(q) == 0 && quota_n_uids(q) == 0);
 }
 
+/* The one table of uids: an entry per uid, found by uid, made by the first
+ * charge of either kind and gone with the uid's last release, so churning
+ * uids leave nothing behind (the varlink server keeps its per-uid state in
+ * these entries, varlink-quota.c). */
+static void test_entries(void) {
+        _cleanup_(quota_freep) Quota *q = NULL;
+        UidQuota *a, *c;
+        bool all = true;
+
+        CHECK(quota_new(NULL, &q) == 0);
+        CHECK(quota_find(q, 1000) == NULL);
+        CHECK(quota_charge(q, 1000, QUOTA_VARLINK, NULL) == 0 && quota_charge(q, 1000, QUOTA_DBUS, NULL) == 0);
+        a = quota_find(q, 1000);
+        CHECK_MSG(a && a->uid == 1000 && a->total == 2 && a->n[QUOTA_VARLINK] == 1 && a->n[QUOTA_DBUS] == 1,
+                  "one entry per uid, both kinds counted in it");
+        CHECK(quota_charge(q, 1000 + QUOTA_BUCKETS_FOR_TEST, QUOTA_VARLINK, NULL) == 0);      /* same bucket, maybe */
+        c = quota_find(q, 1000 + QUOTA_BUCKETS_FOR_TEST);
+        CHECK_MSG(c && c != a && quota_n_uids(q) == 2, "two uids, two entries");
+        CHECK(quota_find(q, 1000) == a && quota_find(q, 42) == NULL);
+
+        quota_release(q, 1000, QUOTA_VARLINK);
+        CHECK_MSG(quota_find(q, 1000) == a && a->total == 1, "the D-Bus session keeps the entry");
+        quota_release(q, 1000, QUOTA_DBUS);
+        CHECK_MSG(quota_find(q, 1000) == NULL && quota_n_uids(q) == 1, "gone with the uid's last client");
+
+        /* Uids that come and go, one at a time and in a crowd. */
+        for (uid_t u = 5000; u < 7000; u++) {
+                all = all && quota_charge(q, u, u % 2 ? QUOTA_VARLINK : QUOTA_DBUS, NULL) == 0;
+                quota_release(q, u, u % 2 ? QUOTA_VARLINK : QUOTA_DBUS);
+        }
+        for (uid_t u = 5000; u < 5500; u++)
+                all = all && quota_charge(q, u, QUOTA_VARLINK, NULL) == 0;
+        CHECK_MSG(all && quota_n_uids(q) == 501, "churning uids charged (%zu entries)", quota_n_uids(q));
+        for (uid_t u = 5000; u < 5500; u++)
+                quota_release(q, u, QUOTA_VARLINK);
+        CHECK_MSG(quota_n_uids(q) == 1 && quota_find(q, 1000 + QUOTA_BUCKETS_FOR_TEST) == c,
+                  "nothing left of them (%zu entries)", quota_n_uids(q));
+}
+
 /* The global cap is on the sum too, users stop QUOTA_ROOT_RESERVED short of
  * it, root goes on past it. */
 static void test_global_sum(void) {
@@ -109,6 +150,7 @@ static void test_global_sum(void) {
 int main(void) {
         test_defaults();
         test_per_uid_sum();
+        test_entries();
         test_global_sum();
         return test_result();
 }

@@ -136,22 +136,38 @@ static bool refused_with(Peer *p, const char *want) {
                recv(p->client, &c, 1, MSG_DONTWAIT) == 0;
 }
 
-static void test_table(void) {
-        UidQuotaTable *t = NULL;
-        UidQuota *a, *b, *c;
+/* A connection's per-uid entry is the quota's: a uid's connections and its
+ * D-Bus sessions share it, a session keeps it (nothing of the connections
+ * left in it) after they go, and it goes with the uid's last client. */
+static void test_shared_entry(void) {
+        _cleanup_(quota_freep) Quota *q = NULL;
+        uid_t user = user_uid();
+        sd_event *e = NULL;
+        VarlinkServer *s = NULL;
+        VarlinkConnection *c[2];
+        UidQuota *u;
+        Peer p[2];
 
-        CHECK(uid_quota_table_new(&t) == 0);
-        a = uid_quota_ref(t, 1000);
-        b = uid_quota_ref(t, 1000);
-        c = uid_quota_ref(t, 1000 + 256);       /* same bucket, maybe */
-        CHECK_MSG(a && a == b && a->n_connections == 2, "one entry per uid, counted");
-        CHECK_MSG(c && c != a && uid_quota_table_size(t) == 2, "two uids, two entries");
-        CHECK(uid_quota_find(t, 1000) == a && uid_quota_find(t, 42) == NULL);
-        uid_quota_unref(t, a);
-        CHECK_MSG(uid_quota_find(t, 1000) == b && b->n_connections == 1, "still one connection");
-        uid_quota_unref(t, b);
-        CHECK_MSG(uid_quota_find(t, 1000) == NULL && uid_quota_table_size(t) == 1, "gone with the last one");
-        uid_quota_table_free(t);
+        CHECK(quota_new(NULL, &q) == 0);
+        CHECK(sd_event_new(&e) >= 0 && varlink_server_new(e, NULL, &s) == 0 && varlink_server_set_quota(s, q) == 0);
+        CHECK(quota_charge(q, user, QUOTA_DBUS, NULL) == 0);
+        u = quota_find(q, user);
+        for (int i = 0; i < 2; i++) {
+                CHECK(peer_new(user, &p[i]) == 0 && varlink_server_add_connection(s, p[i].fd, &c[i]) == 0);
+                p[i].fd = -1;
+        }
+        CHECK_MSG(u && c[0]->quota == u && c[1]->quota == u && quota_n_uids(q) == 1,
+                  "uid %u: both connections on its D-Bus session's entry", (unsigned) user);
+        CHECK_MSG(u->connections == c[1] && c[1]->uid_next == c[0] && u->n[QUOTA_VARLINK] == 2,
+                  "the entry lists the uid's connections");
+        for (int i = 0; i < 2; i++)
+                peer_done(&p[i]);
+        varlink_server_free(s);
+        CHECK_MSG(quota_find(q, user) == u && u->total == 1 && !u->connections && u->out_bytes == 0,
+                  "connections gone, the session keeps the entry");
+        quota_release(q, user, QUOTA_DBUS);
+        CHECK_MSG(quota_find(q, user) == NULL && quota_n_uids(q) == 0, "gone with the last client");
+        sd_event_unref(e);
 }
 
 /* A cap of 4 per uid: 2 D-Bus sessions (charged as dbus-broker.c does) and
@@ -259,6 +275,15 @@ static void test_per_uid_reap(void) {
         for (int i = 1; i < 4; i++)
                 peer_done(&peers[i]);
         varlink_server_free(s);
+        /* Full with D-Bus sessions alone: nothing to look at, refused. */
+        CHECK(quota_n_of_uid(q, user, _QUOTA_KIND_MAX) == 0);
+        for (int i = 0; i < 3; i++)
+                CHECK(quota_charge(q, user, QUOTA_DBUS, NULL) == 0);
+        CHECK(varlink_server_new(e, NULL, &s) == 0 && varlink_server_set_quota(s, q) == 0);
+        CHECK_MSG(varlink_server_admit(s, user, NULL) == -EUSERS, "at the cap with D-Bus sessions only");
+        varlink_server_free(s);
+        for (int i = 0; i < 3; i++)
+                quota_release(q, user, QUOTA_DBUS);
         quota_free(q);
         sd_event_unref(e);
 }
@@ -280,7 +305,7 @@ static void test_own_quota(void) {
 int main(void) {
         if (!is_root())
                 printf("# not root: the caps are tested on uid %u only, root's side is skipped\n", (unsigned) getuid());
-        test_table();
+        test_shared_entry();
         test_per_uid_shared();
         test_global_shared();
         test_per_uid_reap();

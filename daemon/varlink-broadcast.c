@@ -290,7 +290,7 @@ static bool drop_for_uid(VarlinkBroadcast *b, UidQuota *q, size_t len) {
                         }
                 if (!worst)
                         return dropped;
-                /* With its uid's last connection goes q itself. */
+                /* With its uid's last client goes q itself. */
                 last = ch->n_streams == 1;
                 stream_drop(worst);
                 dropped = true;

@@ -7,7 +7,6 @@
 #include "error.h"
 #include "quota.h"
 #include "varlink-broadcast.h"
-#include "varlink-quota.h"
 #include "varlink-wire.h"
 #include "varlink.h"
 
@@ -34,7 +33,7 @@ struct VarlinkConnection {
         VarlinkConnection *uid_prev, *uid_next;  /* quota->connections */
         int fd;
         uid_t uid;
-        UidQuota *quota;                /* counted while not dead */
+        UidQuota *quota;                /* its uid's, in server->quota, while not dead */
         Principal *principal;
         void *userdata;
         bool connected;                 /* connect hook ran: disconnect hook is due */
@@ -84,8 +83,7 @@ struct VarlinkServer {
         VarlinkConnection *connections;
         size_t n_connections;           /* in the list, dead ones included */
         size_t n_live;                  /* not dead: charged to quota */
-        UidQuotaTable *quotas;          /* per uid: queued output, connections */
-        Quota *quota;                   /* the caps: shared with D-Bus, or own_quota */
+        Quota *quota;                   /* the caps and per-uid entries: shared with D-Bus, or own_quota */
         Quota *own_quota;
         /* Write what the broadcasts on flush_head got: at the next
          * iteration, or (a burst) VARLINK_STREAM_FLUSH_USEC after the last. */
@@ -147,6 +145,13 @@ void varlink_connection_update_events(VarlinkConnection *c);
 /* Run the destroy callback and free; for a call that is over or orphaned. */
 void varlink_call_free(VarlinkCall *call);
 
+/* varlink-quota.c */
+
+/* Charge a new connection to the server's quota and its uid's entry: 0,
+ * -EUSERS or -ENOMEM. */
+int varlink_connection_attach_quota(VarlinkConnection *c);
+/* Stop counting c (dead or freed): its queued output and its charge. */
+void varlink_connection_detach_quota(VarlinkConnection *c);
 /* 0 if a new connection of uid fits the quota's caps; else -EUSERS with err
  * (LimitExceeded) naming the cap. err may be NULL. */
 int varlink_server_admit(VarlinkServer *s, uid_t uid, BrokerError *err);

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,8 +14,6 @@
 #include "log.h"
 #include "varlink-internal.h"
 #include "varlink-service.h"
-
-static void connection_detach_quota(VarlinkConnection *c);
 
 json_t *varlink_error_message(const char *error, json_t *parameters) {
         json_t *m = json_pack("{s:s, s:o}", "error", error, "parameters", parameters ?: json_object());
@@ -372,7 +369,7 @@ static void connection_free(VarlinkConnection *c) {
                 c->next->prev = c->prev;
         s->n_connections--;
         varlink_connection_leave_broadcast(c);
-        connection_detach_quota(c);
+        varlink_connection_detach_quota(c);
 
         varlink_connection_drop_output(c);
         sd_event_source_disable_unref(c->io_source);
@@ -401,54 +398,13 @@ static int on_connection_defer(sd_event_source *source, void *userdata) {
         return 0;
 }
 
-/* Charge c to the quota and count it in its uid's entry, or stop both. */
-static int connection_attach_quota(VarlinkConnection *c) {
-        VarlinkServer *s = c->server;
-        VarlinkConnection *head;
-        int r;
-
-        r = quota_charge(s->quota, c->uid, QUOTA_VARLINK, NULL);
-        if (r < 0)
-                return r;
-        c->quota = uid_quota_ref(s->quotas, c->uid);
-        if (!c->quota) {
-                quota_release(s->quota, c->uid, QUOTA_VARLINK);
-                return -ENOMEM;
-        }
-        head = c->quota->connections;
-        c->uid_next = head;
-        if (head)
-                head->uid_prev = c;
-        c->quota->connections = c;
-        s->n_live++;
-        return 0;
-}
-
-static void connection_detach_quota(VarlinkConnection *c) {
-        VarlinkServer *s = c->server;
-
-        if (!c->quota)
-                return;
-        c->quota->out_bytes -= c->out_bytes;
-        if (c->uid_prev)
-                c->uid_prev->uid_next = c->uid_next;
-        else
-                c->quota->connections = c->uid_next;
-        if (c->uid_next)
-                c->uid_next->uid_prev = c->uid_prev;
-        c->uid_prev = c->uid_next = NULL;
-        uid_quota_unref(s->quotas, TAKE_PTR(c->quota));
-        quota_release(s->quota, c->uid, QUOTA_VARLINK);
-        s->n_live--;
-}
-
 void varlink_connection_kill(VarlinkConnection *c) {
         if (c->dead)
                 return;
         c->dead = true;
         /* The slot is free now, not when the loop gets round to freeing. */
         varlink_connection_leave_broadcast(c);
-        connection_detach_quota(c);
+        varlink_connection_detach_quota(c);
         (void) sd_event_source_set_enabled(c->io_source, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->idle_source, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
@@ -479,39 +435,6 @@ uid_t varlink_connection_get_uid(const VarlinkConnection *c) {
 }
 
 /* --- Connections --- */
-
-/* A peer that closed a moment ago may not have been reaped yet: it must not
- * count against the cap, or a client that reconnects at once is refused.
- * Only asked when uid is at its cap: one poll() over at most that many
- * sockets, and the ones found gone stop counting at once. */
-static void server_reap_gone_peers(VarlinkServer *s, UidQuota *q) {
-        struct pollfd p[q->n_connections];
-        VarlinkConnection *conns[q->n_connections];
-        size_t n = 0;
-
-        for (VarlinkConnection *c = q->connections; c && n < q->n_connections; c = c->uid_next) {
-                conns[n] = c;
-                p[n++] = (struct pollfd) { .fd = c->fd, .events = POLLIN };
-        }
-        if (poll(p, n, 0) <= 0)
-                return;
-        for (size_t i = 0; i < n; i++)
-                if (p[i].revents & (POLLHUP | POLLERR))
-                        varlink_connection_kill(conns[i]);
-}
-
-int varlink_server_admit(VarlinkServer *s, uid_t uid, BrokerError *err) {
-        UidQuota *q;
-
-        if (quota_uid_full(s->quota, uid)) {
-                /* Only varlink peers can be found gone here; D-Bus sessions
-                 * end when the bus says their name left. */
-                q = uid_quota_find(s->quotas, uid);
-                if (q)
-                        server_reap_gone_peers(s, q);
-        }
-        return quota_check(s->quota, uid, err);
-}
 
 /* Tell the refused peer why, if the socket takes it without waiting. */
 static void refuse_connection(int fd, const BrokerError *err) {
@@ -571,7 +494,7 @@ int varlink_server_add_connection(VarlinkServer *s, int fd, VarlinkConnection **
         s->n_connections++;
 
         c->io_events = EPOLLIN;
-        r = connection_attach_quota(c);
+        r = varlink_connection_attach_quota(c);
         if (r >= 0)
                 r = varlink_reader_new(s->limits.max_message, &c->reader);
         if (r >= 0)
@@ -633,9 +556,7 @@ int varlink_server_new(sd_event *event, const VarlinkLimits *limits, VarlinkServ
                 s->limits.max_output_per_uid = VARLINK_DEFAULT_MAX_OUTPUT_PER_UID;
         if (s->limits.max_stream_output == 0)
                 s->limits.max_stream_output = VARLINK_DEFAULT_MAX_STREAM_OUTPUT;
-        if (uid_quota_table_new(&s->quotas) < 0 || quota_new(NULL, &s->own_quota) < 0 ||
-            varlink_server_add_flush(s) < 0) {
-                uid_quota_table_free(s->quotas);
+        if (quota_new(NULL, &s->own_quota) < 0 || varlink_server_add_flush(s) < 0) {
                 quota_free(s->own_quota);
                 sd_event_source_disable_unref(s->flush_source);
                 sd_event_source_disable_unref(s->flush_timer);
@@ -666,7 +587,6 @@ VarlinkServer *varlink_server_free(VarlinkServer *s) {
         sd_event_source_disable_unref(s->flush_source);
         sd_event_source_disable_unref(s->flush_timer);
         varlink_server_close_listeners(s);
-        uid_quota_table_free(s->quotas);
         quota_free(s->own_quota);
         free(s->vendor);
         free(s->product);
