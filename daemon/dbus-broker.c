@@ -500,10 +500,15 @@ static int method_release_devices(sd_bus_message *m, void *userdata, sd_bus_erro
                 return strv_length(devices) == 0 ? sd_bus_reply_method_return(m, NULL)
                                                  : reply_not_held(b, devices, error);
 
+        /* Its signals after its reply, as an Acquire's. */
+        manager_hold_events(b->manager);
         r = session_release(s->session, strv_length(devices) > 0 ? devices : NULL, &err);
         if (r < 0)
-                return reply_broker_error(error, r, &err);
-        return sd_bus_reply_method_return(m, NULL);
+                r = reply_broker_error(error, r, &err);
+        else
+                r = sd_bus_reply_method_return(m, NULL);
+        manager_release_events(b->manager);
+        return r;
 }
 
 /* --- Revoke --- */
@@ -672,6 +677,14 @@ static void on_policy_reloaded(Manager *m, void *userdata) {
                 log_warning_errno(r, "Cannot announce the new access after the policy reload: %s", strerror(-r));
 }
 
+/* An Acquire's or Release's events are all out: its PropertiesChanged
+ * follow its reply and Lease signal in this turn of the loop. */
+static void on_events_done(Manager *m, void *userdata) {
+        DbusBroker *b = userdata;
+
+        dbus_devices_flush(b->devices);
+}
+
 static void on_broker_event(Manager *m, const BrokerEvent *ev, void *userdata) {
         DbusBroker *b = userdata;
         _cleanup_free_ char *path = NULL;
@@ -805,6 +818,7 @@ int dbus_broker_start(Manager *m, const char *bus_address, DbusBroker **ret) {
         if (r < 0)
                 return log_error_errno(r, "Cannot subscribe to broker events: %s", strerror(-r));
         manager_set_policy_reload_handler(m, on_policy_reloaded, b);
+        manager_set_events_done(m, on_events_done, b);
         /* Last: calls may arrive as soon as we own the name. */
         r = request_name(b->bus);
         if (r < 0)
@@ -820,8 +834,10 @@ DbusBroker *dbus_broker_free(DbusBroker *b) {
                 return NULL;
         /* No signals about our own teardown. */
         b->subscription = subscription_free(b->subscription);
-        if (b->manager)
+        if (b->manager) {
                 manager_set_policy_reload_handler(b->manager, NULL, NULL);
+                manager_set_events_done(b->manager, NULL, NULL);
+        }
         while (b->sessions)
                 dbus_session_free(b->sessions);
         while (b->revokes)

@@ -573,6 +573,14 @@ static int on_changed(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+void dbus_devices_flush(DbusDevices *dd) {
+        if (!dd || dd->n_changed == 0)
+                return;
+        /* The deferred source would cost a turn of the loop of its own. */
+        (void) sd_event_source_set_enabled(dd->changed_source, SD_EVENT_OFF);
+        (void) on_changed(dd->changed_source, dd);
+}
+
 static int changed_add(DbusDevices *dd, const char *address) {
         for (size_t i = 0; i < dd->n_changed; i++)
                 if (streq(dd->changed[i], address))

@@ -41,6 +41,8 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address);
  * client could never read the states in between, so it is told the result,
  * once, instead of each step (one message, one snapshot per device). */
 int dbus_devices_changed(DbusDevices *dd, const char *address);
+/* Sends what dbus_devices_changed() collected now, not at the next turn. */
+void dbus_devices_flush(DbusDevices *dd);
 /* PropertiesChanged invalidating every device's per-caller access
  * properties: after a policy reload, each caller must read its own again. */
 int dbus_devices_invalidate_access(DbusDevices *dd);

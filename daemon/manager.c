@@ -6,6 +6,7 @@
 #include "audit.h"
 #include "config.h"
 #include "log.h"
+#include "fmt.h"
 #include "manager.h"
 #include "core-internal.h"
 #include "driver.h"
@@ -38,6 +39,8 @@ struct Manager {
         uint64_t next_session_id;
         Subscription *subscriptions;
         unsigned events_held;           /* manager_hold_events() depth */
+        EventsDoneHandler events_done;
+        void *events_done_userdata;
         HeldEvent *held;
         size_t n_held, n_held_allocated;
         PolicyReloadHandler policy_reloaded;
@@ -155,7 +158,8 @@ static bool hold(Manager *m, const BrokerEvent *event) {
         *h = (HeldEvent) { .event = *event };
         if (event->reason && !(h->reason = strdup(event->reason)))
                 return false;
-        snprintf(h->address, sizeof(h->address), "%s", event->address ?: "");
+        FmtBuf b = fmt_buf(h->address, sizeof(h->address));
+        fmt_str(&b, event->address ?: "");      /* every call's events: no printf */
         h->event.address = event->address ? h->address : NULL;
         h->event.reason = h->reason;
         m->n_held++;
@@ -182,7 +186,7 @@ void manager_hold_events(Manager *m) {
 
 void manager_release_events(Manager *m) {
         HeldEvent *held = m->held;
-        size_t n = m->n_held;
+        size_t n = m->n_held, allocated = m->n_held_allocated;
 
         assert(m->events_held > 0);
         if (--m->events_held > 0)
@@ -199,7 +203,19 @@ void manager_release_events(Manager *m) {
                 deliver(m, e);
                 free(held[i].reason);
         }
-        free(held);
+        /* Kept for the next call's events, unless a handler held some anew. */
+        if (!m->held) {
+                m->held = held;
+                m->n_held_allocated = allocated;
+        } else
+                free(held);
+        if (m->events_done)
+                m->events_done(m, m->events_done_userdata);
+}
+
+void manager_set_events_done(Manager *m, EventsDoneHandler handler, void *userdata) {
+        m->events_done = handler;
+        m->events_done_userdata = userdata;
 }
 
 static void emit_device_event(Manager *m, BrokerEventType type, const Device *d, const char *address) {

@@ -102,6 +102,12 @@ void manager_emit(Manager *m, const BrokerEvent *event);
 void manager_hold_events(Manager *m);
 void manager_release_events(Manager *m);
 
+/* Called after the last release has delivered what it held (the end of a
+ * call's events): a subscriber that batches its output sends it then, not
+ * in another turn of the loop. One handler; NULL removes it. */
+typedef void (*EventsDoneHandler)(Manager *m, void *userdata);
+void manager_set_events_done(Manager *m, EventsDoneHandler handler, void *userdata);
+
 /* --- What front ends show about a device --- */
 
 typedef enum DeviceState {

@@ -375,6 +375,7 @@ static int method_release(VarlinkCall *call, json_t *parameters, void *userdata)
         };
         _cleanup_strv_free_ char **devices = NULL;
         Session *s = call_session(call);
+        Manager *m = userdata;
         BrokerError err = {};
         json_t *array;
         int r;
@@ -390,10 +391,15 @@ static int method_release(VarlinkCall *call, json_t *parameters, void *userdata)
                 if (r < 0)
                         return reply_broker_error(call, r, &err);
         }
+        /* Its events after its reply, as an Acquire's. */
+        manager_hold_events(m);
         r = session_release(s, devices, &err);
         if (r < 0)
-                return reply_broker_error(call, r, &err);
-        return varlink_call_reply(call, NULL);
+                r = reply_broker_error(call, r, &err);
+        else
+                r = varlink_call_reply(call, NULL);
+        manager_release_events(m);
+        return r;
 }
 
 /* --- Revoke --- */
