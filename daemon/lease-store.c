@@ -23,25 +23,10 @@
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
-/* In memory only (tmpfs): a record file created by an Acquire stays open,
- * and the Release that ends the lease empties it instead of unlinking it,
- * so that the next Acquire of the device writes into it: one pwrite() and
- * one ftruncate() per lease instead of openat(O_EXCL), write(), close() and
- * unlinkat(), which cost 2-3 times as much. An empty file is no record. */
-#define KEPT_MAX 64
-
-typedef struct KeptRecord {
-        char address[16];
-        int fd;
-        size_t size;            /* bytes in it now: 0 means no record */
-} KeptRecord;
-
 struct LeaseStore {
         char *dir;
         int dir_fd;
         bool sync;              /* fsync() matters: the directory is not on tmpfs */
-        KeptRecord kept[KEPT_MAX];
-        size_t n_kept;
 };
 
 static const char *const record_state_names[_RECORD_STATE_MAX] = {
@@ -274,41 +259,9 @@ int lease_store_open(const char *dir, LeaseStore **ret) {
         return 0;
 }
 
-/* The open record file of address, or NULL. */
-static KeptRecord *kept_find(LeaseStore *s, const char *address) {
-        for (size_t i = 0; i < s->n_kept; i++)
-                if (streq(s->kept[i].address, address))
-                        return &s->kept[i];
-        return NULL;
-}
-
-/* Closes it: the file it was, is gone (renamed over) or holds a record
- * that from now on is replaced as any other, by rename. */
-static void kept_forget(LeaseStore *s, KeptRecord *k) {
-        safe_close(k->fd);
-        *k = s->kept[--s->n_kept];
-}
-
-/* Keeps fd open for the next writes of this record; else closes it. */
-static void kept_add(LeaseStore *s, const char *address, int fd, size_t size) {
-        if (s->sync || s->n_kept >= KEPT_MAX || strlen(address) >= sizeof(s->kept[0].address)) {
-                close(fd);
-                return;
-        }
-        s->kept[s->n_kept] = (KeptRecord) { .fd = fd, .size = size };
-        strcpy(s->kept[s->n_kept++].address, address);
-}
-
 LeaseStore *lease_store_free(LeaseStore *s) {
         if (!s)
                 return NULL;
-        /* Empty files are no records: leave none behind. */
-        while (s->n_kept > 0) {
-                KeptRecord *k = &s->kept[s->n_kept - 1];
-                if (k->size == 0)
-                        (void) unlinkat(s->dir_fd, k->address, 0);
-                kept_forget(s, k);
-        }
         safe_close(s->dir_fd);
         free(s->dir);
         free(s);
@@ -321,17 +274,13 @@ static bool record_name_is_valid(const char *name) {
         return pci_address_normalize(name, normalized) >= 0 && streq(name, normalized);
 }
 
-static int write_all(LeaseStore *s, int fd, const char *text, size_t size) {
-        if (write(fd, text, size) != (ssize_t) size)
-                return errno ? -errno : -EIO;
-        if (s->sync && fsync(fd) < 0)
-                return -errno;
-        return 0;
-}
-
 static int write_all_and_close(LeaseStore *s, int fd, const char *text, size_t size) {
-        int q = write_all(s, fd, text, size);
+        int q = 0;
 
+        if (write(fd, text, size) != (ssize_t) size)
+                q = errno ? -errno : -EIO;
+        else if (s->sync && fsync(fd) < 0)
+                q = -errno;
         close(fd);
         return q;
 }
@@ -349,29 +298,13 @@ static int record_create(LeaseStore *s, const char *address, const char *text, s
                 return -EEXIST;
         if (fd < 0)
                 return log_warning_errno(errno, "%s: cannot write lease record: %m", address);
-        q = write_all(s, fd, text, size);
+        q = write_all_and_close(s, fd, text, size);
         if (q < 0) {
-                close(fd);
                 (void) unlinkat(s->dir_fd, address, 0);
                 return log_warning_errno(q, "%s: cannot write lease record: %m", address);
         }
-        kept_add(s, address, fd, size);
         if (s->sync)
                 (void) fsync(s->dir_fd);
-        return 0;
-}
-
-/* Into the emptied file a Release left open: the same guarantee as a new
- * file's (nothing was handed out before it is written, so a crash in
- * between leaves at worst a torn record of a device nobody holds), in one
- * call. A single write of less than a page to tmpfs is not torn anyway. */
-static int record_fill(LeaseStore *s, KeptRecord *k, const char *text, size_t size) {
-        if (pwrite(k->fd, text, size, 0) != (ssize_t) size) {
-                int q = errno ? -errno : -EIO;
-                (void) ftruncate(k->fd, 0);
-                return log_warning_errno(q, "%s: cannot write lease record: %m", k->address);
-        }
-        k->size = size;
         return 0;
 }
 
@@ -405,7 +338,6 @@ static int record_replace(LeaseStore *s, const char *address, const char *text, 
 
 int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
         char text[RECORD_MAX_SIZE];
-        KeptRecord *k;
         size_t size;
         int q;
 
@@ -417,11 +349,6 @@ int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
         if (q < 0)
                 return q;
         size = (size_t) q;
-        k = kept_find(s, r->address);
-        if (k && k->size == 0)
-                return record_fill(s, k, text, size);
-        if (k)
-                kept_forget(s, k);      /* the rename below leaves it behind */
         q = record_create(s, r->address, text, size);
         if (q != -EEXIST)
                 return q;
@@ -429,19 +356,10 @@ int lease_store_write(LeaseStore *s, const LeaseRecord *r) {
 }
 
 int lease_store_remove(LeaseStore *s, const char *address) {
-        KeptRecord *k;
-
         if (!s)
                 return 0;
         if (!record_name_is_valid(address))
                 return -EINVAL;
-        k = kept_find(s, address);
-        if (k && ftruncate(k->fd, 0) >= 0) {
-                k->size = 0;
-                return 0;
-        }
-        if (k)
-                kept_forget(s, k);
         if (unlinkat(s->dir_fd, address, 0) < 0 && errno != ENOENT)
                 return log_warning_errno(errno, "%s: cannot remove lease record: %m", address);
         if (s->sync)
@@ -461,8 +379,6 @@ static int read_record(int dir_fd, const char *name, LeaseRecord *ret) {
         close(fd);
         if (n < 0)
                 return -errno;
-        if (n == 0)
-                return -ENODATA;
         if (n > RECORD_MAX_SIZE)
                 return -EBADMSG;
         buf[n] = 0;
@@ -498,12 +414,6 @@ int lease_store_load(LeaseStore *s, LeaseRecord **ret, size_t *ret_n) {
                 if (streq(de->d_name, ".") || streq(de->d_name, ".."))
                         continue;
                 q = record_name_is_valid(de->d_name) ? read_record(s->dir_fd, de->d_name, &r) : -EBADMSG;
-                if (q == -ENODATA) {
-                        /* Emptied by a Release: no record (see KeptRecord). */
-                        if (!kept_find(s, de->d_name))
-                                (void) unlinkat(s->dir_fd, de->d_name, 0);
-                        continue;
-                }
                 if (q >= 0 && !streq(r.address, de->d_name))
                         q = -EBADMSG;
                 if (q < 0) {

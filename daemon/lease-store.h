@@ -14,9 +14,7 @@
  * /run/iommufd-broker/leases/<address>, complete before any fd it covers is
  * handed out: a new record is created whole under its name (O_EXCL, one
  * write), an existing one replaced atomically (temporary file, rename).
- * fsync() only where it means something, i.e. not on tmpfs (see design.md).
- * On tmpfs a removed record's file may stay, empty, for the device's next
- * record: an empty file is no record. The fds that go with it (the
+ * fsync() only where it means something, i.e. not on tmpfs (see design.md). The fds that go with it (the
  * session's iommufd, the holder's pidfd) live in the service manager's fd
  * store under FDNAME=iommufd-<session> and pidfd-<session>, and each lease's
  * vfio request eventfd under request.<address>-<session>.

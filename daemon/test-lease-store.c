@@ -189,73 +189,6 @@ static void test_sync(const char *dir) {
         (void) rmdir(shm);
 }
 
-static bool is_empty_file(const char *dir, const char *name) {
-        char path[512];
-        struct stat st;
-
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0;
-}
-
-/* On tmpfs a Release empties the record file and the next Acquire writes
- * into it; an empty file is no record, and none is left at the end. */
-static void test_kept(void) {
-        char shm[] = "/dev/shm/test-lease-store.XXXXXX";
-        LeaseRecord r = sample(), *loaded = NULL;
-        struct statfs sfs;
-        size_t n = 0;
-        LeaseStore *s;
-
-        printf("# tmpfs: record files kept open and emptied, not unlinked\n");
-        if (!mkdtemp(shm) || statfs(shm, &sfs) < 0 || (unsigned long) sfs.f_type != TMPFS_MAGIC) {
-                printf("# no tmpfs at /dev/shm: skipped\n");
-                (void) rmdir(shm);
-                return;
-        }
-        CHECK_INT(lease_store_open(shm, &s), 0);
-        CHECK_INT(lease_store_write(s, &r), 0);
-        CHECK(exists(shm, "0000:00:04.0") && !is_empty_file(shm, "0000:00:04.0"));
-        CHECK_INT(lease_store_remove(s, "0000:00:04.0"), 0);
-        CHECK(is_empty_file(shm, "0000:00:04.0"));
-        CHECK_INT(lease_store_load(s, &loaded, &n), 0);
-        CHECK_INT(n, 0);                                /* empty: no record, and kept */
-        CHECK(is_empty_file(shm, "0000:00:04.0"));
-        free(loaded);
-
-        for (int i = 0; i < 3; i++) {                   /* written into the kept file */
-                r.session_id = 100 + i;
-                CHECK_INT(lease_store_write(s, &r), 0);
-                CHECK_INT(lease_store_load(s, &loaded, &n), 0);
-                CHECK(n == 1 && memcmp(&loaded[0], &r, sizeof(r)) == 0);
-                free(loaded);
-                CHECK_INT(lease_store_remove(s, "0000:00:04.0"), 0);
-                CHECK(is_empty_file(shm, "0000:00:04.0"));
-        }
-
-        /* A record that exists is still replaced by rename; then removed
-         * for good. */
-        CHECK_INT(lease_store_write(s, &r), 0);
-        r.state = RECORD_RELEASING;
-        CHECK_INT(lease_store_write(s, &r), 0);
-        CHECK_INT(lease_store_load(s, &loaded, &n), 0);
-        CHECK(n == 1 && loaded[0].state == RECORD_RELEASING);
-        free(loaded);
-        CHECK_INT(lease_store_remove(s, "0000:00:04.0"), 0);
-        CHECK(!exists(shm, "0000:00:04.0"));
-
-        /* An empty file a crash left behind is removed at the next load. */
-        write_raw(shm, "0000:00:07.0", "");
-        r.state = RECORD_LEASED;
-        CHECK_INT(lease_store_write(s, &r), 0);
-        CHECK_INT(lease_store_remove(s, "0000:00:04.0"), 0);
-        CHECK_INT(lease_store_load(s, &loaded, &n), 0);
-        CHECK(n == 0 && !exists(shm, "0000:00:07.0") && is_empty_file(shm, "0000:00:04.0"));
-        free(loaded);
-        lease_store_free(s);
-        CHECK(!exists(shm, "0000:00:04.0"));            /* none left at the end */
-        CHECK_INT(rmdir(shm), 0);
-}
-
 static Device *make_device(const char *address, int minor) {
         Device *d = calloc(1, sizeof(*d));
 
@@ -349,7 +282,6 @@ int main(void) {
         test_format();
         test_store(leases);
         test_sync(leases);
-        test_kept();
         test_reconcile(e, leases2);
 
         sd_event_unref(e);
