@@ -287,59 +287,6 @@ static int method_get_device(sd_bus_message *m, void *userdata, sd_bus_error *er
         return sd_bus_reply_method_return(m, "o", path);
 }
 
-/* One "{sv}" entry whose variant holds a basic value: explicit calls, as
- * sd_bus_message_append() parses its format string at every step and cost
- * most of the AcquireDevices reply. */
-static int append_entry(sd_bus_message *m, const char *key, char type, const void *value) {
-        const char signature[2] = { type, 0 };
-        int r;
-
-        r = sd_bus_message_open_container(m, 'e', "sv");
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, 's', key);
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'v', signature);
-        if (r >= 0)
-                r = sd_bus_message_append_basic(m, type, value);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = sd_bus_message_close_container(m);
-        return r;
-}
-
-static int append_acquired_device(sd_bus_message *reply, const AcquiredDevice *d) {
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'r', "sha{sv}");
-        if (r >= 0)
-                r = sd_bus_message_append_basic(reply, 's', d->address);
-        if (r >= 0)
-                r = sd_bus_message_append_basic(reply, 'h', &d->fd);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "{sv}");
-        if (r >= 0)
-                r = append_entry(reply, "dev_id", 'u', &d->dev_id);
-        if (r >= 0)
-                r = append_entry(reply, "hwpt_id", 'u', &d->hwpt_id);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        return r;
-}
-
-static int append_acquired_devices(sd_bus_message *reply, const AcquireReply *a) {
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'a', "(sha{sv})");
-        for (size_t i = 0; r >= 0 && i < a->n_devices; i++)
-                r = append_acquired_device(reply, &a->devices[i]);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        return r;
-}
-
 /* sd-bus dups every fd appended as 'h'; the caller closes its own. */
 static int send_acquire_reply(sd_bus_message *m, const AcquireReply *a) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
@@ -347,19 +294,7 @@ static int send_acquire_reply(sd_bus_message *m, const AcquireReply *a) {
 
         r = sd_bus_message_new_method_return(m, &reply);
         if (r >= 0)
-                r = sd_bus_message_append_basic(reply, 'h', &a->iommufd);
-        if (r >= 0)
-                r = append_acquired_devices(reply, a);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "{sv}");
-        if (r >= 0)
-                r = append_entry(reply, "session", 't', &a->session_id);
-        if (r >= 0)
-                r = append_entry(reply, "ioas_id", 'u', &a->ioas_id);
-        if (r >= 0 && a->memlock_limit != 0)
-                r = append_entry(reply, "memlock_limit", 't', &a->memlock_limit);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
+                r = dbus_append_acquire_reply(reply, a);
         if (r < 0)
                 return r;
         return sd_bus_send(NULL, reply, NULL);

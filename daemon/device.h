@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "pci-address.h"
 #include "util.h"
 
 typedef struct Lease Lease;
@@ -97,9 +98,6 @@ void device_json_changed(void);
 /* Re-read the volatile parts (driver, group, vfio cdev) in place. */
 int device_refresh(Device *d);
 
-/* Normalise "3:00.0", "03:00.0" or "0000:03:00.0" to "0000:03:00.0".
- * Returns 0, or -EINVAL if the string is not a PCI address. */
-int pci_address_normalize(const char *s, char ret[static 16]);
 
 /* Whether the kernel lets this member of a group stay on its driver while
  * another member is used through vfio (vfio-pci, pci-stub, pcieport, none). */

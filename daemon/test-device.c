@@ -297,17 +297,6 @@ static void test_refresh(void) {
         set_cdev("0000:03:00.0", "vfio3", "511:3");
 }
 
-static void check_normalize(const char *in, const char *expect) {
-        char out[16] = "unchanged";
-        int r = pci_address_normalize(in, out);
-        bool ok = expect ? r == 0 && streq(out, expect) : r == -EINVAL;
-
-        printf("%s: pci_address_normalize(\"%s\") = %d \"%s\", want %s\n",
-               ok ? "ok" : "FAIL", in, r, r == 0 ? out : "", expect ?: "-EINVAL");
-        if (!ok)
-                test_failures++;
-}
-
 /* The IOMMU's kind comes from the class device behind <device>/iommu. */
 static void test_iommu_from_sysfs(void) {
         static const struct {
@@ -470,37 +459,6 @@ static void test_noiommu_needs_no_iommu(void) {
         }
 }
 
-static void test_normalize(void) {
-        check_normalize("0000:03:00.0", "0000:03:00.0");
-        check_normalize("03:00.0", "0000:03:00.0");
-        check_normalize("3:00.0", "0000:03:00.0");
-        check_normalize("3:0.1", "0000:03:00.1");
-        check_normalize("0000:AB:1F.7", "0000:ab:1f.7");
-        check_normalize("1:02:03.4", "0001:02:03.4");
-        check_normalize("ffff:ff:1f.7", "ffff:ff:1f.7");
-        check_normalize("abcd:ef:10.6", "abcd:ef:10.6");
-        check_normalize("0000:03:1g.0", NULL);
-        check_normalize("0000:03:f0.0", NULL);
-        check_normalize("", NULL);
-        check_normalize("0000:03:00", NULL);
-        check_normalize("0000:03:00.8", NULL);
-        check_normalize("0000:03:20.0", NULL);
-        check_normalize("0000:100:00.0", NULL);
-        check_normalize("10000:03:00.0", NULL);
-        check_normalize("00000:03:00.0", NULL);
-        check_normalize("0000:03:00.0 ", NULL);
-        check_normalize(" 03:00.0", NULL);
-        check_normalize("0000:03:00.0x", NULL);
-        check_normalize("0000:0g:00.0", NULL);
-        check_normalize("0000::00.0", NULL);
-        check_normalize("0:0:0:00.0", NULL);
-        check_normalize("03.00.0", NULL);
-        check_normalize("03:00.-1", NULL);
-        check_normalize("+3:00.0", NULL);
-        check_normalize("../../etc", NULL);
-        check_normalize("0000:03:00.00", NULL);
-}
-
 static void test_type_names(void) {
         CHECK_STR(iommu_hw_info_type_to_string(0), "none");
         CHECK_STR(iommu_hw_info_type_to_string(1), "intel-vtd");
@@ -595,7 +553,6 @@ int main(void) {
         test_read_noiommu_bare_bridge();
         test_read_errors();
         test_refresh();
-        test_normalize();
         test_iommu_from_sysfs();
         test_ids_from_uevent();
         test_compact_storage();
