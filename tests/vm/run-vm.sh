@@ -187,6 +187,20 @@ fi
 if [ ! -e "$results/finished" ]; then
         echo "vm: the guest suite did not finish"
         [ "$failed" -gt 0 ] || failed=1
+        # What the case that never ended and the daemon said: the console
+        # shows neither, and the work dir goes with this script.
+        for c in $(cat "$results/planned" 2>/dev/null); do
+                grep -q "^[A-Z]* $c " "$results/results.txt" 2>/dev/null && continue
+                if [ -e "$results/$c.log" ]; then
+                        echo "---- $c.log (the case that did not end) ----"
+                        tail -n 40 "$results/$c.log"
+                fi
+                break
+        done
+        if [ -e "$results/daemon.log" ]; then
+                echo "---- the daemon's last lines ----"
+                tail -n 60 "$results/daemon.log"
+        fi
 fi
 if [ "$failed" -gt 0 ]; then
         print_console "$n"
