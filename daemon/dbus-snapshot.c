@@ -115,16 +115,6 @@ static int strdup_or_null(const char *s, char **ret) {
         return s && !*ret ? -ENOMEM : 0;
 }
 
-static int strv_copy(char *const *l, char ***ret) {
-        _cleanup_strv_free_ char **copy = NULL;
-
-        for (char *const *i = l; i && *i; i++)
-                if (strv_extend(&copy, *i) < 0)
-                        return -ENOMEM;
-        *ret = TAKE_PTR(copy);
-        return 0;
-}
-
 /* A lease coming and going copies its reason at most. */
 int device_snapshot_update(DeviceSnapshot *s, const DeviceSnapshot *now, PropertySet changed) {
         _cleanup_free_ char *driver = NULL, *vfio_cdev = NULL, *reason = NULL;

@@ -193,11 +193,9 @@ static int snapshot_take(const Device *d, Snapshot *ret) {
         };
 
         if (free_and_strdup(&s.driver, d->driver) < 0 ||
-            free_and_strdup(&s.vfio_cdev, d->vfio_cdev) < 0)
+            free_and_strdup(&s.vfio_cdev, d->vfio_cdev) < 0 ||
+            strv_copy(d->group_members, &s.group_members) < 0)
                 goto fail;
-        for (char **m = d->group_members; m && *m; m++)
-                if (strv_extend(&s.group_members, *m) < 0)
-                        goto fail;
         *ret = s;
         return 0;
 fail:

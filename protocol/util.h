@@ -101,3 +101,17 @@ static inline int strv_extend(char ***l, const char *s) {
         *l = t;
         return 0;
 }
+
+/* A copy of l (NULL for an empty or NULL l) in *ret. Returns 0 or -ENOMEM,
+ * leaving *ret untouched. */
+static inline int strv_copy(char *const *l, char ***ret) {
+        char **copy = NULL;
+
+        for (char *const *i = l; i && *i; i++)
+                if (strv_extend(&copy, *i) < 0) {
+                        strv_free(copy);
+                        return -ENOMEM;
+                }
+        *ret = copy;
+        return 0;
+}
