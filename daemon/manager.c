@@ -184,6 +184,26 @@ void manager_hold_events(Manager *m) {
         m->events_held++;
 }
 
+/* A device-changed carries the device as it is when delivered, so an
+ * earlier one of the same device in the same batch says what the later one
+ * says (a Release goes releasing, ended, available within one call). It is
+ * left out, unless the device left or came back in between. */
+static bool superseded(const HeldEvent *held, size_t n, size_t i) {
+        if (held[i].event.type != BROKER_EVENT_DEVICE_CHANGED || !held[i].event.address)
+                return false;
+        for (size_t j = i + 1; j < n; j++) {
+                const BrokerEvent *e = &held[j].event;
+
+                if (!e->address || !streq(held[j].address, held[i].address))
+                        continue;
+                if (e->type == BROKER_EVENT_DEVICE_CHANGED)
+                        return true;
+                if (e->type == BROKER_EVENT_DEVICE_ADDED || e->type == BROKER_EVENT_DEVICE_REMOVED)
+                        return false;
+        }
+        return false;
+}
+
 void manager_release_events(Manager *m) {
         HeldEvent *held = m->held;
         size_t n = m->n_held, allocated = m->n_held_allocated;
@@ -200,7 +220,8 @@ void manager_release_events(Manager *m) {
                 /* Looked up again rather than trusted: it is the device now. */
                 if (e->device)
                         e->device = inventory_find(m->inventory, held[i].address);
-                deliver(m, e);
+                if (!superseded(held, n, i))
+                        deliver(m, e);
                 free(held[i].reason);
         }
         /* Kept for the next call's events, unless a handler held some anew. */

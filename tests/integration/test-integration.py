@@ -648,6 +648,45 @@ def cleanup_disconnect(ctx):
     finish(d)
 
 
+def monitor_drain(m, quiet=0.5):
+    """Every Monitor event until none came for `quiet` seconds, as
+    (event, address, state of the device it carries)."""
+    out = []
+    while True:
+        try:
+            r = m.recv(quiet)
+        except TestFailure:
+            return out
+        p = expect_ok(r, "Monitor event")
+        out.append((p.get("event"), p.get("address"), (p.get("device") or {}).get("state")))
+
+
+@case
+def monitor_one_change_per_call(ctx):
+    """A call's Monitor events carry one device-changed per device: each
+    carries the device as it is when sent, so a Release that goes releasing,
+    ended and available in one call sends it once, after lease-ended."""
+    d = ctx.daemon()
+    d.take_baseline()
+    m = monitor(d)
+    devs = ["0000:00:02.0", "0000:00:08.0"]
+    with d.connect() as c:
+        r = acquire(c, devs, "attached")
+        check_acquire_reply(r, devs, "attached")
+        ev = monitor_drain(m)
+        check_eq(sorted(ev), sorted([("lease-acquired", a, None) for a in devs] +
+                                    [("device-changed", a, "leased") for a in devs]), "events of an Acquire")
+        r.close_fds()
+        expect_ok(c.call(B + "Release", {}), "Release")
+        ev = monitor_drain(m)
+        for a in devs:
+            mine = [e for e in ev if e[1] == a]
+            check_eq(mine, [("lease-releasing", a, None), ("lease-ended", a, None), ("device-changed", a, "available")],
+                     f"events of a Release of {a} whose fds were closed")
+    m.close()
+    finish(d)
+
+
 def child_acquire_and_wait(d, devices, mode, ready_w):
     """In a forked child: acquire, report, wait to be killed."""
     try:
