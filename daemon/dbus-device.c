@@ -673,12 +673,10 @@ static int on_pending_timer(sd_event_source *source, uint64_t usec, void *userda
 static int on_changed(sd_event_source *s, void *userdata) {
         DbusDevices *dd = userdata;
         size_t n = dd->n_changed;
-        uint64_t now = loop_now(dd);
 
         dd->n_changed = 0;
         for (size_t i = 0; i < n; i++)
-                if (!changed_wait(dd, dd->changed[i], now))
-                        emit_changed_now(dd, dd->changed[i]);
+                emit_changed_now(dd, dd->changed[i]);
         return 0;
 }
 
@@ -714,6 +712,13 @@ int dbus_devices_changed(DbusDevices *dd, const char *address) {
                 emit_changed_now(dd, address);          /* no device has such an address */
                 return 0;
         }
+        /* Decided here rather than at the flush, in the same turn and so at
+         * the same loop time: in a burst, a pending device costs a lookup,
+         * not the list and the deferred source. A listed device is due:
+         * whichever of the flush and the timer comes first sends it, and the
+         * other finds nothing to send. */
+        if (changed_wait(dd, address, loop_now(dd)))
+                return 0;
         if (!dd->changed_source) {
                 r = sd_event_add_defer(manager_event(dd->manager), &dd->changed_source, on_changed, dd);
                 if (r < 0)
