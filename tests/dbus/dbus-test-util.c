@@ -340,7 +340,7 @@ static int on_watch_reply(sd_bus_message *m, void *userdata, sd_bus_error *error
 }
 
 int watch_call(Watch *w, sd_bus_message *m, const char *label) {
-        sd_bus_slot *slot = NULL;
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         WatchCall *c = calloc(1, sizeof(*c));
         int r;
 
@@ -353,7 +353,8 @@ int watch_call(Watch *w, sd_bus_message *m, const char *label) {
                 free(c);
                 return r;
         }
-        /* Freed with the slot: when the reply came, or with the bus. */
+        /* Freed with the slot, which the bus keeps (floating) until the
+         * reply came or the bus goes. */
         (void) sd_bus_slot_set_destroy_callback(slot, free);
         return sd_bus_slot_set_floating(slot, 1);
 }
