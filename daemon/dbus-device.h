@@ -45,7 +45,8 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address);
  * 5 ms (VARLINK_STREAM_FLUSH_USEC) ago, one timer sends, 5 ms after that
  * one, what differs by then (nothing if it changed back). */
 int dbus_devices_changed(DbusDevices *dd, const char *address);
-/* Sends what dbus_devices_changed() collected now, not at the next turn. */
+/* Sends what dbus_devices_changed() collected now, not at the next turn
+ * (devices waiting for the rate limit's timer are not collected). */
 void dbus_devices_flush(DbusDevices *dd);
 /* PropertiesChanged invalidating every device's per-caller access
  * properties: after a policy reload, each caller must read its own again. */
