@@ -46,6 +46,7 @@ struct DbusDevices {
          * one timer, armed for the earliest due (timer_due_usec, 0: off). */
         sd_event_source *pending_timer;
         uint64_t timer_due_usec;
+        size_t find_hint;               /* snapshot_find()'s last answer */
 };
 
 /* What sd_bus_path_encode() makes of a non-empty address, without its
@@ -469,10 +470,19 @@ static size_t snapshot_lower_bound(DbusDevices *dd, const char *address) {
         return lo;
 }
 
+/* Every change of a device looks it up (dbus_devices_changed()): a burst
+ * changes one device over and over, so the last one found is tried first.
+ * A stale hint (the array changed since) only fails its compare. */
 static DeviceSnapshot *snapshot_find(DbusDevices *dd, const char *address) {
-        size_t i = snapshot_lower_bound(dd, address);
+        size_t i = dd->find_hint;
 
-        return i < dd->n_snapshots && streq(dd->snapshots[i].address, address) ? &dd->snapshots[i] : NULL;
+        if (i < dd->n_snapshots && streq(dd->snapshots[i].address, address))
+                return &dd->snapshots[i];
+        i = snapshot_lower_bound(dd, address);
+        if (i >= dd->n_snapshots || !streq(dd->snapshots[i].address, address))
+                return NULL;
+        dd->find_hint = i;
+        return &dd->snapshots[i];
 }
 
 /* Store s (a stored copy) at i, replacing an entry for the same device. */
