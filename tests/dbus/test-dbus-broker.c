@@ -574,7 +574,8 @@ static int scenario_ratelimit(void) {
         burst(bus, &w, &d, 1);
         /* Two devices, their signals (and dues) apart: the timer sends the
          * one due and waits again for the other. */
-        burst(bus, &w, &d, 2);
+        if (!test_failures)
+                burst(bus, &w, &d, 2);
         CHECK_MSG(property_is(bus, d.path_a, "State", "available"), "%s available", d.free_a);
         CHECK_MSG(property_is(bus, d.path_b, "State", "available"), "%s available", d.free_b);
 
