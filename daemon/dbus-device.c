@@ -7,6 +7,13 @@
 #include "dbus-broker.h"
 #include "dbus-snapshot.h"
 #include "log.h"
+#include "varlink.h"
+
+/* At most one PropertiesChanged per device per this long, the varlink
+ * Monitor's flush interval: a burst of Acquire+Release pairs costs one signal
+ * per device per 5 ms, not two per pair. */
+#define PROPERTIES_CHANGED_USEC VARLINK_STREAM_FLUSH_USEC
+#define PROPERTIES_CHANGED_ACCURACY_USEC (1000ull)
 
 struct DbusDevices {
         Manager *manager;
@@ -33,6 +40,13 @@ struct DbusDevices {
         sd_event_source *changed_source;
         char (*changed)[16];
         size_t n_changed, n_changed_alloc;
+
+        /* A device whose last PropertiesChanged is younger than
+         * PROPERTIES_CHANGED_USEC waits (DeviceSnapshot.pending) for this
+         * one timer, armed for the earliest due (timer_due_usec, 0: off). */
+        sd_event_source *pending_timer;
+        uint64_t timer_due_usec;
+        size_t find_hint;               /* snapshot_find()'s last answer */
 };
 
 /* What sd_bus_path_encode() makes of a non-empty address, without its
@@ -384,6 +398,7 @@ DbusDevices *dbus_devices_free(DbusDevices *dd) {
         sd_bus_slot_unref(dd->vtable_slot);
         sd_bus_slot_unref(dd->enumerator_slot);
         sd_event_source_disable_unref(dd->changed_source);
+        sd_event_source_disable_unref(dd->pending_timer);
         free(dd->changed);
         free(dd->viewer_sender);
         principal_free(dd->viewer);
@@ -455,6 +470,21 @@ static size_t snapshot_lower_bound(DbusDevices *dd, const char *address) {
         return lo;
 }
 
+/* Every change of a device looks it up (dbus_devices_changed()): a burst
+ * changes one device over and over, so the last one found is tried first.
+ * A stale hint (the array changed since) only fails its compare. */
+static DeviceSnapshot *snapshot_find(DbusDevices *dd, const char *address) {
+        size_t i = dd->find_hint;
+
+        if (i < dd->n_snapshots && streq(dd->snapshots[i].address, address))
+                return &dd->snapshots[i];
+        i = snapshot_lower_bound(dd, address);
+        if (i >= dd->n_snapshots || !streq(dd->snapshots[i].address, address))
+                return NULL;
+        dd->find_hint = i;
+        return &dd->snapshots[i];
+}
+
 /* Store s (a stored copy) at i, replacing an entry for the same device. */
 static int snapshot_store(DbusDevices *dd, size_t i, bool replace, DeviceSnapshot *s) {
         DeviceSnapshot *t;
@@ -521,6 +551,14 @@ static int dbus_devices_remember_all(DbusDevices *dd) {
         return 0;
 }
 
+/* The loop's time: what the rate limit counts in. */
+static uint64_t loop_now(DbusDevices *dd) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(manager_event(dd->manager), CLOCK_MONOTONIC, &now);
+        return now;
+}
+
 int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         DeviceSnapshot now, *s;
         PropertySet changed;
@@ -535,6 +573,8 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         device_snapshot_borrow(dd->manager, d, &now);
         i = snapshot_lower_bound(dd, d->address);
         known = i < dd->n_snapshots && streq(dd->snapshots[i].address, d->address);
+        if (known)
+                dd->snapshots[i].pending = false;       /* what it waited for goes out now, if anything */
         changed = device_snapshot_changed(known ? &dd->snapshots[i] : NULL, &now);
         if (known)
                 r = device_snapshot_update(&dd->snapshots[i], &now, changed);
@@ -552,7 +592,10 @@ int dbus_devices_emit_changed(DbusDevices *dd, const char *address) {
         s = &dd->snapshots[i];
         if (!*s->path)
                 return -ENOENT;         /* no device has no address */
-        return emit_properties_changed(dd, s->path, s, changed);
+        r = emit_properties_changed(dd, s->path, s, changed);
+        if (r >= 0)
+                s->signalled_usec = loop_now(dd);
+        return r;
 }
 
 static void emit_changed_now(DbusDevices *dd, const char *address) {
@@ -561,6 +604,80 @@ static void emit_changed_now(DbusDevices *dd, const char *address) {
         /* A lease that ended because its device left has no object to report on. */
         if (r < 0 && r != -ENOENT)
                 log_warning_errno(r, "Cannot emit PropertiesChanged for %s: %s", address, strerror(-r));
+}
+
+static int on_pending_timer(sd_event_source *source, uint64_t usec, void *userdata);
+
+/* Make the timer fire by due at the latest. */
+static int pending_timer_arm(DbusDevices *dd, uint64_t due) {
+        int r;
+
+        if (dd->timer_due_usec != 0 && dd->timer_due_usec <= due)
+                return 0;
+        if (!dd->pending_timer) {
+                r = sd_event_add_time(manager_event(dd->manager), &dd->pending_timer, CLOCK_MONOTONIC, due,
+                                      PROPERTIES_CHANGED_ACCURACY_USEC, on_pending_timer, dd);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_description(dd->pending_timer, "dbus-properties-changed-timer");
+        } else {
+                r = sd_event_source_set_time(dd->pending_timer, due);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(dd->pending_timer, SD_EVENT_ONESHOT);
+                if (r < 0)
+                        return r;
+        }
+        dd->timer_due_usec = due;
+        return 0;
+}
+
+/* Whether the device's change waits for the timer: its last
+ * PropertiesChanged went out less than PROPERTIES_CHANGED_USEC ago. The
+ * timer then sends what differs from that one, if anything. */
+static bool changed_wait(DbusDevices *dd, const char *address, uint64_t now) {
+        DeviceSnapshot *s = snapshot_find(dd, address);
+        uint64_t due;
+
+        if (!s || s->signalled_usec == 0)
+                return false;
+        due = s->signalled_usec + PROPERTIES_CHANGED_USEC;
+        if (now >= due || pending_timer_arm(dd, due) < 0)
+                return false;           /* without a timer, now rather than never */
+        s->pending = true;
+        return true;
+}
+
+/* Snapshot i's wait is over: what differs now goes out. The address is
+ * copied, as an emission may store a snapshot and move the array. */
+static void pending_emit(DbusDevices *dd, size_t i) {
+        char address[sizeof(dd->snapshots[i].address)];
+
+        memcpy(address, dd->snapshots[i].address, sizeof(address));
+        dd->snapshots[i].pending = false;
+        emit_changed_now(dd, address);
+}
+
+static int on_pending_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        DbusDevices *dd = userdata;
+        uint64_t now = loop_now(dd), next = 0;
+
+        dd->timer_due_usec = 0;
+        for (size_t i = 0; i < dd->n_snapshots; i++) {
+                uint64_t due = dd->snapshots[i].signalled_usec + PROPERTIES_CHANGED_USEC;
+
+                if (!dd->snapshots[i].pending)
+                        continue;
+                if (now >= due)
+                        pending_emit(dd, i);
+                else if (next == 0 || due < next)
+                        next = due;
+        }
+        if (next == 0 || pending_timer_arm(dd, next) >= 0)
+                return 0;
+        for (size_t i = 0; i < dd->n_snapshots; i++)
+                if (dd->snapshots[i].pending)   /* without a timer, now rather than never */
+                        pending_emit(dd, i);
+        return 0;
 }
 
 static int on_changed(sd_event_source *s, void *userdata) {
@@ -605,6 +722,13 @@ int dbus_devices_changed(DbusDevices *dd, const char *address) {
                 emit_changed_now(dd, address);          /* no device has such an address */
                 return 0;
         }
+        /* Decided here rather than at the flush, in the same turn and so at
+         * the same loop time: in a burst, a pending device costs a lookup,
+         * not the list and the deferred source. A listed device is due:
+         * whichever of the flush and the timer comes first sends it, and the
+         * other finds nothing to send. */
+        if (changed_wait(dd, address, loop_now(dd)))
+                return 0;
         if (!dd->changed_source) {
                 r = sd_event_add_defer(manager_event(dd->manager), &dd->changed_source, on_changed, dd);
                 if (r < 0)

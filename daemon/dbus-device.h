@@ -31,17 +31,22 @@ int dbus_device_path(const char *address, char **ret);
 int dbus_device_address_from_path(const char *path, char **ret);
 
 /* PropertiesChanged naming only the properties that changed since the last
- * one for this device (all of them the first time); the per-caller holder and
- * access properties are only invalidated. -ENOENT if the device is gone. */
+ * one for this device (all of them the first time), now, whatever the rate
+ * limit says; the per-caller holder and access properties are only
+ * invalidated. -ENOENT if the device is gone. */
 int dbus_devices_emit_changed(DbusDevices *dd, const char *address);
 /* The device at address changed: one dbus_devices_emit_changed() for it at
  * the end of this loop iteration, however often it changed meanwhile. An
  * Acquire or Release changes a device several times in one go (a Release
  * whose device is free already goes leased, releasing, available); a
  * client could never read the states in between, so it is told the result,
- * once, instead of each step (one message, one snapshot per device). */
+ * once, instead of each step (one message, one snapshot per device).
+ * Rate-limited per device: if its last PropertiesChanged went out less than
+ * 5 ms (VARLINK_STREAM_FLUSH_USEC) ago, one timer sends, 5 ms after that
+ * one, what differs by then (nothing if it changed back). */
 int dbus_devices_changed(DbusDevices *dd, const char *address);
-/* Sends what dbus_devices_changed() collected now, not at the next turn. */
+/* Sends what dbus_devices_changed() collected now, not at the next turn
+ * (devices waiting for the rate limit's timer are not collected). */
 void dbus_devices_flush(DbusDevices *dd);
 /* PropertiesChanged invalidating every device's per-caller access
  * properties: after a policy reload, each caller must read its own again. */

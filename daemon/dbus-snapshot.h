@@ -70,6 +70,11 @@ typedef struct DeviceSnapshot {
         bool noiommu, sriov_vf;
         DeviceState state;
         uint64_t holder_session;                /* 0: not leased */
+        /* Stored ones, for dbus-device.c's rate limit: when the last
+         * PropertiesChanged of the device went out (CLOCK_MONOTONIC, 0:
+         * never), and whether a change waits for the next one. */
+        uint64_t signalled_usec;
+        bool pending;
 } DeviceSnapshot;
 
 /* d as it is now, its strings borrowed from d and the manager: valid until

@@ -311,8 +311,72 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
         else if (streq(member, "PropertiesChanged")) {
                 read_changed_state(m, state, sizeof(state));
                 watch_add(w, "PropertiesChanged %s%s", sd_bus_message_get_path(m), state);
+                w->changed_usec = now_usec();
         }
         return 0;
+}
+
+uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+typedef struct WatchCall {
+        Watch *w;
+        char label[64];
+} WatchCall;
+
+static int on_watch_reply(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        WatchCall *c = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(m);
+
+        if (e)
+                watch_add(c->w, "Error %s %s", c->label, strna(e->name));
+        else
+                watch_add(c->w, "Reply %s", c->label);
+        return 0;
+}
+
+int watch_call(Watch *w, sd_bus_message *m, const char *label) {
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        WatchCall *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        c->w = w;
+        snprintf(c->label, sizeof(c->label), "%s", label);
+        r = sd_bus_call_async(w->bus, &slot, m, on_watch_reply, c, 0);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        /* Freed with the slot, which the bus keeps (floating) until the
+         * reply came or the bus goes. */
+        (void) sd_bus_slot_set_destroy_callback(slot, free);
+        return sd_bus_slot_set_floating(slot, 1);
+}
+
+int watch_find(Watch *w, int from, const char *prefix) {
+        for (int i = from; i >= 0 && w->lines && i < (int) strv_length(w->lines); i++)
+                if (strncmp(w->lines[i], prefix, strlen(prefix)) == 0)
+                        return i;
+        return -1;
+}
+
+void watch_pump(Watch *w, uint64_t usec) {
+        uint64_t end = now_usec() + usec;
+
+        for (uint64_t now = now_usec(); now < end; now = now_usec()) {
+                int r = sd_bus_process(w->bus, NULL);
+
+                if (r < 0)
+                        return;
+                if (r == 0)
+                        (void) sd_bus_wait(w->bus, end - now);
+        }
 }
 
 int watch_start(Watch *w) {

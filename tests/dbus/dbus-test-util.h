@@ -66,9 +66,20 @@ void check_error(int r, sd_bus_error *error, const char *want, const char *what)
 typedef struct Watch {
         sd_bus *bus;
         char **lines;
+        uint64_t changed_usec;  /* CLOCK_MONOTONIC when the last PropertiesChanged line was read */
 } Watch;
 
 int watch_start(Watch *w);
 void watch_done(Watch *w);
 /* Wait up to 5 s for a line starting with prefix. */
 bool watch_wait(Watch *w, const char *prefix);
+/* Index of the first line from index from on starting with prefix, or -1. */
+int watch_find(Watch *w, int from, const char *prefix);
+/* Read signals for usec. */
+void watch_pump(Watch *w, uint64_t usec);
+/* Send m (made on w->bus) without waiting: its reply becomes the line
+ * "Reply LABEL" (or "Error LABEL NAME") among the signals, in the order
+ * they arrived on the connection. */
+int watch_call(Watch *w, sd_bus_message *m, const char *label);
+
+uint64_t now_usec(void);

@@ -434,6 +434,156 @@ static int scenario_hotplug(void) {
         return 0;
 }
 
+/* AcquireDevices([address], mode=unbound) then Get(State) of its object, both
+ * sent at once on the watching connection, so that replies and signals are
+ * seen in the order the broker sent them. */
+static int send_acquire_then_get(Watch *w, const char *address, const char *path) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *get = NULL;
+        char *devices[] = { (char *) address, NULL };
+        int r;
+
+        r = sd_bus_message_new_method_call(w->bus, &m, BROKER_DBUS_NAME, BROKER_DBUS_PATH, BROKER_DBUS_INTERFACE,
+                                           "AcquireDevices");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(m, devices);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 1, "mode", "s", "unbound");
+        if (r >= 0)
+                r = watch_call(w, m, "AcquireDevices");
+        if (r >= 0)
+                r = sd_bus_message_new_method_call(w->bus, &get, BROKER_DBUS_NAME, path,
+                                                   "org.freedesktop.DBus.Properties", "Get");
+        if (r >= 0)
+                r = sd_bus_message_append(get, "ss", DEVICE_IFACE, "State");
+        return r < 0 ? r : watch_call(w, get, "Get");
+}
+
+/* The last PropertiesChanged line of path from line from on, or NULL. */
+static const char *last_changed(Watch *w, int from, const char *path, int *ret_count) {
+        char prefix[256];
+        const char *last = NULL;
+        int n = 0;
+
+        snprintf(prefix, sizeof(prefix), "PropertiesChanged %s ", path);
+        for (int i = from; (i = watch_find(w, i, prefix)) >= 0; i++, n++)
+                last = w->lines[i];
+        *ret_count = n;
+        return last;
+}
+
+/* (2) A burst of Acquire+Release pairs of the first n_devices of d's two:
+ * each device's signals at least 5 ms apart, the first sent after start, the
+ * last read by the watcher at w->changed_usec or before. (3) The last one of
+ * each is State=available, within 1 s, and nothing comes after it. */
+static void burst(sd_bus *bus, Watch *w, const Devices *d, int n_devices) {
+        char *addresses[] = { d->free_a, d->free_b }, *paths[] = { d->path_a, d->path_b };
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        const int pairs = 50;
+        uint64_t start, end;
+        int r, n, from = (int) strv_length(w->lines);
+        char want[256];
+        const char *last;
+
+        start = now_usec();
+        for (int i = 0; i < pairs * n_devices && !test_failures; i++) {
+                char *one[] = { addresses[i % n_devices], NULL };
+                Acquired a;
+
+                /* Attached, as the bench: closed before the Release, the
+                 * lease ends in the Release. */
+                r = acquire_one(bus, one[0], "attached", &error, &a);
+                if (r < 0) {
+                        printf("FAIL - acquire %d: %s\n", i, strna(error.message));
+                        test_failures++;
+                        break;
+                }
+                acquired_done(&a);
+                r = release(bus, one, &error);
+                if (r < 0) {
+                        printf("FAIL - release %d: %s\n", i, strna(error.message));
+                        test_failures++;
+                }
+        }
+        sd_bus_error_free(&error);
+        end = now_usec();
+
+        for (int k = 0; k < n_devices; k++) {
+                snprintf(want, sizeof(want), "PropertiesChanged %s State=available", paths[k]);
+                for (last = NULL; now_usec() - end < 1000 * 1000;) {
+                        last = last_changed(w, from, paths[k], &n);
+                        if (last && strncmp(last, want, strlen(want)) == 0)
+                                break;
+                        watch_pump(w, 1000);
+                }
+                CHECK_MSG(last && strncmp(last, want, strlen(want)) == 0 && now_usec() - end < 1000 * 1000,
+                          "after the burst, within %.1f ms: %s", (double) (now_usec() - end) / 1000, strna(last));
+        }
+        watch_pump(w, 100 * 1000);
+        for (int k = 0; k < n_devices; k++) {
+                uint64_t bound = (w->changed_usec - start) / 5000 + 1;
+
+                last = last_changed(w, from, paths[k], &n);
+                snprintf(want, sizeof(want), "PropertiesChanged %s State=available", paths[k]);
+                CHECK_MSG(last && strncmp(last, want, strlen(want)) == 0, "still the last 100 ms later: %s",
+                          strna(last));
+                CHECK_MSG((uint64_t) n <= bound,
+                          "%d pairs of %d device(s) in %.1f ms: %d PropertiesChanged for %s, at most one per 5 ms "
+                          "(%d), not two per pair", pairs * n_devices, n_devices, (double) (end - start) / 1000, n,
+                          addresses[k], (int) bound);
+                if (bound >= (uint64_t) 2 * pairs)
+                        printf("note: the burst took so long that the bound allows two signals per pair\n");
+        }
+}
+
+/* PropertiesChanged at most once per device per 5 ms: a lone Acquire still
+ * gets its own at once, a burst one per 5 ms rather than two per pair, and
+ * the last one says how the burst ended. */
+static int scenario_ratelimit(void) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        char line[256], want[256];
+        char *one[2] = {};
+        int r, i;
+        Devices d;
+        Watch w;
+
+        if ((r = setup(&bus, &d)) != 0)
+                return r;
+        one[0] = d.free_a;
+        CHECK_MSG(watch_start(&w) >= 0, "watch signals");
+
+        /* (1) The device had no signal yet: reply, LeaseAcquired and
+         * PropertiesChanged in one go, before the reply to the next call. */
+        CHECK_MSG(send_acquire_then_get(&w, d.free_a, d.path_a) >= 0, "send AcquireDevices and Get");
+        CHECK_MSG(watch_wait(&w, "Reply Get"), "both replies");
+        snprintf(line, sizeof(line), "LeaseAcquired %s 0", d.free_a);
+        snprintf(want, sizeof(want), "PropertiesChanged %s State=leased keys=State;", d.path_a);
+        i = watch_find(&w, 0, "Reply AcquireDevices");
+        CHECK_MSG(i >= 0 && watch_find(&w, i, line) == i + 1 && watch_find(&w, i, want) == i + 2 &&
+                  watch_find(&w, i, "Reply Get") == i + 3,
+                  "reply, %s, %s, then the next call's reply", line, want);
+        if (test_failures)
+                for (char **l = w.lines; l && *l; l++)
+                        printf("  seen: %s\n", *l);
+        CHECK_MSG(release(w.bus, one, &error) >= 0, "ReleaseDevices([%s]) by its holder", d.free_a);
+        sd_bus_error_free(&error);
+        snprintf(want, sizeof(want), "PropertiesChanged %s State=available", d.path_a);
+        CHECK_MSG(watch_wait(&w, want), "signal %s", want);
+        watch_pump(&w, 20 * 1000);      /* the device's last signal is older than 5 ms */
+
+        burst(bus, &w, &d, 1);
+        /* Two devices, their signals (and dues) apart: the timer sends the
+         * one due and waits again for the other. */
+        if (!test_failures)
+                burst(bus, &w, &d, 2);
+        CHECK_MSG(property_is(bus, d.path_a, "State", "available"), "%s available", d.free_a);
+        CHECK_MSG(property_is(bus, d.path_b, "State", "available"), "%s available", d.free_b);
+
+        watch_done(&w);
+        devices_done(&d);
+        return 0;
+}
+
 int main(int argc, char *argv[]) {
         static const struct {
                 const char *name;
@@ -442,7 +592,7 @@ int main(int argc, char *argv[]) {
                 { "properties", scenario_properties }, { "acquire", scenario_acquire },
                 { "disconnect", scenario_disconnect }, { "sigkill", scenario_sigkill },
                 { "deny", scenario_deny },             { "errors", scenario_errors },
-                { "hotplug", scenario_hotplug },
+                { "hotplug", scenario_hotplug },       { "ratelimit", scenario_ratelimit },
         };
 
         if (!getenv("DBUS_TEST_ADDRESS")) {
@@ -454,6 +604,6 @@ int main(int argc, char *argv[]) {
                         int r = scenarios[i].run();
                         return r == 77 ? 77 : test_failures || r < 0 ? 1 : 0;
                 }
-        fprintf(stderr, "Usage: %s properties|acquire|disconnect|sigkill|deny|errors|hotplug\n", argv[0]);
+        fprintf(stderr, "Usage: %s properties|acquire|disconnect|sigkill|deny|errors|hotplug|ratelimit\n", argv[0]);
         return 2;
 }
