@@ -1744,6 +1744,27 @@ def cli_run(ctx):
 
 
 @case
+def cli_run_back_to_back(ctx):
+    """Own: run twice in a row on the same device (a VM restarted by a script
+    or a unit's Restart=): the second was refused with DeviceBusy (releasing),
+    since the broker learns that an unbound device's fds are closed only by
+    polling. run now waits (bounded) for the devices to be free before exiting."""
+    d = ctx.daemon()
+    d.take_baseline()
+    for i in range(5):
+        p = ctl(d, "run", "-d", "00:08.0", "--", "true")
+        check_eq(p.returncode, 0, f"run #{i + 1} right after the previous one: {p.stderr!r}")
+        check_eq(d.get_device("0000:00:08.0")["state"], "available", f"00:08.0 after run #{i + 1}")
+    # A command that leaves the fds to a process of its own: run does not wait forever.
+    t = time.monotonic()
+    p = ctl(d, "run", "-d", "00:08.0", "--", "sh", "-c", "sleep 6 >/dev/null 2>&1 & exit 0")
+    check_eq(p.returncode, 0, f"run whose command left a child holding the device: {p.stderr!r}")
+    check(time.monotonic() - t < 5.5, f"run waited {time.monotonic() - t:.1f}s for a device a child still holds")
+    d.wait_state("0000:00:08.0", "available", 10.0)
+    finish(d)
+
+
+@case
 def cli_acquire_hold(ctx):
     d = ctx.daemon()
     d.take_baseline()
