@@ -1744,6 +1744,27 @@ def cli_run(ctx):
 
 
 @case
+def cli_fd_limit(ctx):
+    """Own: a client whose RLIMIT_NOFILE cannot take the fds of an Acquire
+    reply (MSG_CTRUNC) was told "ProtocolError: malformed message from the
+    broker"; now a clear LocalError naming the limit. The devices go back."""
+    import resource
+    d = ctx.daemon()
+    d.take_baseline()
+    for n in (5, 6, 7):
+        def low_limit(n=n):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        p = subprocess.run([env_path("IOMMUFDCTL"), "--socket", d.socket, "acquire", "00:03.0", "00:03.1"],
+                           capture_output=True, text=True, timeout=20, preexec_fn=low_limit)
+        check_eq(p.returncode, 1, f"acquire with RLIMIT_NOFILE {n}: {p.stderr!r}")
+        check("LocalError: cannot receive the file descriptors the broker sent: too many open files" in p.stderr,
+              f"acquire with RLIMIT_NOFILE {n} says why: {p.stderr!r}")
+        for a in ("0000:00:03.0", "0000:00:03.1"):
+            d.wait_state(a, "available")
+    finish(d)
+
+
+@case
 def cli_run_back_to_back(ctx):
     """Own: run twice in a row on the same device (a VM restarted by a script
     or a unit's Restart=): the second was refused with DeviceBusy (releasing),
