@@ -793,6 +793,17 @@ def revoke(ctx):
                                              B + "InteractiveAuthorizationRequired"), f"Revoke by uid {NOBODY}")
         expect_error(c.call(B + "Revoke", {"device": "0000:00:02.0", "timeoutSeconds": 0}), SVC + "InvalidParameter", "timeout 0")
 
+        # Own: a bad or unknown address is refused before polkit is asked (it was
+        # AuthorizationUnavailable here, or an authentication dialog with polkitd),
+        # and a short address is named in full.
+        def bad_addresses_as_nobody():
+            with d.connect() as c2:
+                return [c2.call(B + "Revoke", {"device": a}).msg for a in ("bogus", "0000:00:09.0", "00:07.0")]
+        bogus, unknown, short = run_as(NOBODY, bad_addresses_as_nobody)
+        check_eq(bogus.get("error"), B + "InvalidParameter", f"Revoke of 'bogus' by uid {NOBODY}: {bogus}")
+        check_eq(unknown.get("error"), B + "DeviceNotFound", f"Revoke of an unknown device by uid {NOBODY}: {unknown}")
+        check_eq(short["parameters"].get("device"), "0000:00:07.0", f"Revoke of '00:07.0' by uid {NOBODY}: {short}")
+
         start = time.monotonic()
         p = expect_device_error(c.call(B + "Revoke", {"device": "0000:00:02.0", "timeoutSeconds": 1}),
                                 "RevokeTimeout", "0000:00:02.0", "a holder that ignores the request")
