@@ -35,10 +35,11 @@ static DbusTransport *transport(iommufd_broker *b) {
 /* Record a failed call: a D-Bus error reply, or a local failure. */
 static int bus_error(iommufd_broker *b, int r, const sd_bus_error *error, const char *what) {
         /* sd-bus fails a reply whose fds it cannot install (MSG_CTRUNC) with
-         * EXFULL, named System.Error.EXFULL: say what it means. */
-        if ((r == -EXFULL || r == -EMFILE) &&
-            (!error || !sd_bus_error_is_set(error) || sd_bus_error_has_names(error, "System.Error.EXFULL",
-                                                                            "System.Error.EMFILE")))
+         * EXFULL (systemd 252) or ECHRNG (257), named System.Error.<E...>:
+         * say what it means. */
+        if ((r == -EXFULL || r == -ECHRNG || r == -EMFILE) &&
+            (!error || !sd_bus_error_is_set(error) ||
+             sd_bus_error_has_names(error, "System.Error.EXFULL", "System.Error.ECHRNG", "System.Error.EMFILE")))
                 return client_set_error(b, -EMFILE, CLIENT_ERROR_LOCAL,
                                         "cannot receive the file descriptors the broker sent: too many open "
                                         "files (RLIMIT_NOFILE)");
