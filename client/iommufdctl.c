@@ -623,8 +623,9 @@ static int supervise(iommufd_broker *b, pid_t child, uint64_t session, int sfd, 
  * passed the fds on to a process of its own (a daemonizing VMM) keeps the
  * device busy: then we stop waiting at the deadline. */
 static void wait_devices_free(iommufd_broker *b, char *const *devices) {
-        if (iommufd_broker_release(b, NULL, 0) < 0)
-                return;
+        /* NotHeld when the broker already ended the lease (revoke, unplug):
+         * still wait for it to see the fds closed. */
+        (void) iommufd_broker_release(b, NULL, 0);
         for (int waited = 0; waited < RUN_FREE_WAIT_MS; waited += RUN_FREE_POLL_MS) {
                 bool busy = false;
 

@@ -1787,6 +1787,16 @@ def cli_run_back_to_back(ctx):
         p = ctl(d, "run", "-d", "00:08.0", "--", "true")
         check_eq(p.returncode, 0, f"run #{i + 1} right after the previous one: {p.stderr!r}")
         check_eq(d.get_device("0000:00:08.0")["state"], "available", f"00:08.0 after run #{i + 1}")
+    # A lease the broker already took back (a revoke the command ignored until it
+    # exited): run still waits for the device to be free.
+    proc = ctx.spawn([env_path("IOMMUFDCTL"), "--socket", d.socket, "run", "-d", "00:08.0", "--", "sleep", "2"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d.wait_state("0000:00:08.0", "leased")
+    p = ctl(d, "revoke", "00:08.0", "--timeout", "1")
+    check_eq(p.returncode, 1, f"revoke of a lease whose command ignores it: {p.stderr!r}")
+    check_eq(proc.wait(10), 0, "run's status after its lease was revoked")
+    p = ctl(d, "run", "-d", "00:08.0", "--", "true")
+    check_eq(p.returncode, 0, f"run right after a revoked run: {p.stderr!r}")
     # A command that leaves the fds to a process of its own: run does not wait forever.
     t = time.monotonic()
     p = ctl(d, "run", "-d", "00:08.0", "--", "sh", "-c", "sleep 6 >/dev/null 2>&1 & exit 0")
