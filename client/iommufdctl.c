@@ -642,6 +642,26 @@ static void wait_devices_free(iommufd_broker *b, char *const *devices) {
         }
 }
 
+/* A broker that does not answer (stopped, hung) must not hold run's exit
+ * back by the library's call timeout: at the deadline, exit with the
+ * command's status. */
+static volatile sig_atomic_t run_exit_status;
+
+static void on_run_alarm(int sig) {
+        _exit(run_exit_status);
+}
+
+static void wait_devices_free_bounded(iommufd_broker *b, char *const *devices, int status) {
+        struct sigaction sa = { .sa_handler = on_run_alarm };
+
+        run_exit_status = status;
+        if (sigaction(SIGALRM, &sa, NULL) < 0)
+                return;
+        alarm((RUN_FREE_WAIT_MS + 999) / 1000 + 1);
+        wait_devices_free(b, devices);
+        alarm(0);
+}
+
 static int cmd_run(int argc, char **argv) {
         static const struct option options[] = {
                 { "device",      required_argument, NULL, 'd' },
@@ -711,7 +731,8 @@ static int cmd_run(int argc, char **argv) {
         /* The child has the fds now; the lease lives on in our connection. */
         l = (iommufd_broker_lease_free(l), NULL);
         r = supervise(b, child, session, sfd, event_fd);
-        wait_devices_free(b, devices);
+        fflush(NULL);
+        wait_devices_free_bounded(b, devices, r);
         return r;
 }
 

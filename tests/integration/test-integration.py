@@ -1803,6 +1803,16 @@ def cli_run_back_to_back(ctx):
     check_eq(p.returncode, 0, f"run whose command left a child holding the device: {p.stderr!r}")
     check(time.monotonic() - t < 5.5, f"run waited {time.monotonic() - t:.1f}s for a device a child still holds")
     d.wait_state("0000:00:08.0", "available", 10.0)
+    # A broker that stops answering once the command ran: run exits with the
+    # command's status within its bound, not after the library's 25 s call timeout.
+    t = time.monotonic()
+    try:
+        p = ctl(d, "run", "-d", "00:08.0", "--", "sh", "-c", f"kill -STOP {d.pid}; exit 3")
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    check_eq(p.returncode, 3, f"run whose command stopped the broker: {p.stderr!r}")
+    check(time.monotonic() - t < 8, f"run took {time.monotonic() - t:.1f}s to exit with the broker stopped")
+    d.wait_state("0000:00:08.0", "available", 10.0)
     finish(d)
 
 
