@@ -131,11 +131,13 @@ int iommufd_broker_revoke(iommufd_broker *b, const char *device, unsigned timeou
 
 typedef struct iommufd_broker_event {
         char type[32];                  /* "device-added", "device-removed", "device-changed",
-                                           "lease-acquired", "lease-ended" */
+                                           "lease-acquired", "lease-releasing", "lease-ended" */
         char address[16];
-        uint64_t session;               /* lease events */
-        char reason[64];                /* lease-ended: "released", "disconnected", "client-exited",
-                                           "device-removed", "unplug-requested" */
+        uint64_t session;               /* lease events; on D-Bus only the holder's own
+                                           leases name it (0 for everyone else's) */
+        char reason[64];                /* lease-releasing and lease-ended: "released",
+                                           "disconnected", "client-exited", "device-removed",
+                                           "unplug-requested", "revoked" */
 } iommufd_broker_event;
 
 /* A fd to poll for POLLIN in your own loop; events start flowing with the

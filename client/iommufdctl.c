@@ -611,6 +611,57 @@ static int supervise(iommufd_broker *b, pid_t child, uint64_t session, int sfd, 
         }
 }
 
+/* How long run waits, after its command exited, for the devices to be free. */
+#define RUN_FREE_WAIT_MS 3000
+#define RUN_FREE_POLL_MS 20
+
+/* After the command exited: release, and wait until the broker says the
+ * devices are free (not releasing, not restoring a driver), at most
+ * RUN_FREE_WAIT_MS. The broker learns that an unbound device's last fd closed
+ * only by polling, so without this the next run of the same devices, right
+ * after this one, was refused with DeviceBusy (releasing). A command that
+ * passed the fds on to a process of its own (a daemonizing VMM) keeps the
+ * device busy: then we stop waiting at the deadline. */
+static void wait_devices_free(iommufd_broker *b, char *const *devices) {
+        /* NotHeld when the broker already ended the lease (revoke, unplug):
+         * still wait for it to see the fds closed. */
+        (void) iommufd_broker_release(b, NULL, 0);
+        for (int waited = 0; waited < RUN_FREE_WAIT_MS; waited += RUN_FREE_POLL_MS) {
+                bool busy = false;
+
+                for (char *const *d = devices; *d && !busy; d++) {
+                        iommufd_broker_device dev;
+
+                        if (iommufd_broker_get(b, *d, &dev) < 0)
+                                return;
+                        busy = streq(dev.state, "releasing") || streq(dev.state, "busy");
+                }
+                if (!busy)
+                        return;
+                (void) poll(NULL, 0, RUN_FREE_POLL_MS);
+        }
+}
+
+/* A broker that does not answer (stopped, hung) must not hold run's exit
+ * back by the library's call timeout: at the deadline, exit with the
+ * command's status. */
+static volatile sig_atomic_t run_exit_status;
+
+static void on_run_alarm(int sig) {
+        _exit(run_exit_status);
+}
+
+static void wait_devices_free_bounded(iommufd_broker *b, char *const *devices, int status) {
+        struct sigaction sa = { .sa_handler = on_run_alarm };
+
+        run_exit_status = status;
+        if (sigaction(SIGALRM, &sa, NULL) < 0)
+                return;
+        alarm((RUN_FREE_WAIT_MS + 999) / 1000 + 1);
+        wait_devices_free(b, devices);
+        alarm(0);
+}
+
 static int cmd_run(int argc, char **argv) {
         static const struct option options[] = {
                 { "device",      required_argument, NULL, 'd' },
@@ -679,7 +730,10 @@ static int cmd_run(int argc, char **argv) {
 
         /* The child has the fds now; the lease lives on in our connection. */
         l = (iommufd_broker_lease_free(l), NULL);
-        return supervise(b, child, session, sfd, event_fd);
+        r = supervise(b, child, session, sfd, event_fd);
+        fflush(NULL);
+        wait_devices_free_bounded(b, devices, r);
+        return r;
 }
 
 /* --- main --- */

@@ -20,6 +20,12 @@ typedef struct DbusTransport {
         bool have_event;                /* one decoded by a signal handler, not yet returned */
         iommufd_broker_event event;
         bool broker_gone;               /* the broker's name lost its owner */
+        /* What this connection leased, so that its lease events can name its
+         * session as varlink's Monitor does: the broker's signals go to every
+         * listener and carry session 0, and a lease going "releasing" (revoke,
+         * unplug request) is only a State change of the device. */
+        uint64_t session;
+        char **held;                    /* addresses, until their LeaseEnded */
 } DbusTransport;
 
 static DbusTransport *transport(iommufd_broker *b) {
@@ -28,6 +34,15 @@ static DbusTransport *transport(iommufd_broker *b) {
 
 /* Record a failed call: a D-Bus error reply, or a local failure. */
 static int bus_error(iommufd_broker *b, int r, const sd_bus_error *error, const char *what) {
+        /* sd-bus fails a reply whose fds it cannot install (MSG_CTRUNC) with
+         * EXFULL (systemd 252) or ECHRNG (257), named System.Error.<E...>:
+         * say what it means. */
+        if ((r == -EXFULL || r == -ECHRNG || r == -EMFILE) &&
+            (!error || !sd_bus_error_is_set(error) ||
+             sd_bus_error_has_names(error, "System.Error.EXFULL", "System.Error.ECHRNG", "System.Error.EMFILE")))
+                return client_set_error(b, -EMFILE, CLIENT_ERROR_LOCAL,
+                                        "cannot receive the file descriptors the broker sent: too many open "
+                                        "files (RLIMIT_NOFILE)");
         if (error && sd_bus_error_is_set(error))
                 return client_set_remote_error(b, error->name, error->message);
         if (r == -ENOMEM)
@@ -83,6 +98,7 @@ static void dbus_disconnect(iommufd_broker *b) {
                 return;
         sd_bus_flush_close_unref(t->bus);
         sd_bus_flush_close_unref(t->events);
+        strv_free(t->held);
         free(t->address);
         free(t);
         b->data = NULL;
@@ -474,6 +490,11 @@ static int dbus_acquire(iommufd_broker *b, const char *const *devices, size_t n_
         r = read_acquire_reply(reply, n_devices, ret);
         if (r < 0)
                 return bus_error(b, r == -ENOMEM || r == -EMFILE ? r : -EBADMSG, NULL, "AcquireDevices");
+        /* One session per bus name: every acquire of this connection gets the same. */
+        transport(b)->session = (*ret)->session;
+        for (size_t i = 0; i < (*ret)->n_devices; i++)
+                if (!strv_contains(transport(b)->held, (*ret)->devices[i].address))
+                        (void) strv_extend(&transport(b)->held, (*ret)->devices[i].address);
         return 0;
 }
 
@@ -523,6 +544,19 @@ static int dbus_release(iommufd_broker *b, const char *const *devices, size_t n_
 
 /* --- Events --- */
 
+/* Whether address was ours; it is not any more. */
+static bool held_forget(DbusTransport *t, const char *address) {
+        size_t n = strv_length(t->held);
+
+        for (size_t i = 0; i < n; i++)
+                if (streq(t->held[i], address)) {
+                        free(t->held[i]);
+                        memmove(t->held + i, t->held + i + 1, (n - i) * sizeof(char *));
+                        return true;
+                }
+        return false;
+}
+
 static int broker_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         DbusTransport *t = userdata;
         iommufd_broker_event e = {};
@@ -538,6 +572,8 @@ static int broker_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
         } else if (streq_ptr(member, "LeaseEnded")) {
                 r = sd_bus_message_read(m, "sts", &address, &e.session, &reason);
                 snprintf(e.type, sizeof(e.type), "lease-ended");
+                if (r >= 0 && held_forget(t, address))
+                        e.session = t->session;
         } else
                 return 0;       /* a signal added later: not ours to report */
         if (r < 0 || copy_string(address, e.address, sizeof(e.address), false) < 0 ||
@@ -548,16 +584,53 @@ static int broker_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
         return 1;
 }
 
-/* PropertiesChanged on a device object is a device-changed event. */
+/* "State" and "StateReason" from a PropertiesChanged, if it names them. */
+static int read_state_change(sd_bus_message *m, const char **ret_state, const char **ret_reason) {
+        const char *iface, *key;
+        int r;
+
+        r = sd_bus_message_read(m, "s", &iface);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                r = sd_bus_message_read(m, "s", &key);
+                if (r >= 0 && (streq(key, "State") || streq(key, "StateReason")))
+                        r = sd_bus_message_read(m, "v", "s", streq(key, "State") ? ret_state : ret_reason);
+                else if (r >= 0)
+                        r = sd_bus_message_skip(m, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+        }
+        return r;
+}
+
+/* The "revoked" of a StateReason "releasing (revoked): waiting for ...". */
+static void releasing_reason(const char *state_reason, char *buf, size_t size) {
+        const char *open = state_reason ? strchr(state_reason, '(') : NULL;
+        const char *close = open ? strchr(open, ')') : NULL;
+
+        if (close && (size_t) (close - open - 1) < size)
+                snprintf(buf, size, "%.*s", (int) (close - open - 1), open + 1);
+}
+
+/* PropertiesChanged on a device object is a device-changed event, or for a
+ * device this connection holds that went "releasing", lease-releasing. */
 static int device_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         DbusTransport *t = userdata;
         _cleanup_free_ char *address = NULL;
+        const char *state = NULL, *state_reason = NULL;
         iommufd_broker_event e = {};
 
         if (sd_bus_path_decode(sd_bus_message_get_path(m), BROKER_DBUS_DEVICE_PREFIX, &address) <= 0 ||
             copy_string(address, e.address, sizeof(e.address), false) < 0)
                 return 0;
         snprintf(e.type, sizeof(e.type), "device-changed");
+        if (strv_contains(t->held, e.address) && read_state_change(m, &state, &state_reason) >= 0 &&
+            streq_ptr(state, "releasing")) {
+                snprintf(e.type, sizeof(e.type), "lease-releasing");
+                e.session = t->session;
+                releasing_reason(state_reason, e.reason, sizeof(e.reason));
+        }
         t->event = e;
         t->have_event = true;
         return 1;

@@ -116,6 +116,10 @@ static int read_error(iommufd_broker *b, int r) {
                 return client_set_error(b, r, CLIENT_ERROR_TIMEOUT, "the broker did not answer in time");
         if (r == -ECONNRESET || r == -EPIPE)
                 return client_set_error(b, -ECONNRESET, CLIENT_ERROR_DISCONNECTED, "the broker closed the connection");
+        if (r == -EMFILE)
+                return client_set_error(b, r, CLIENT_ERROR_LOCAL,
+                                        "cannot receive the file descriptors the broker sent: too many open "
+                                        "files (RLIMIT_NOFILE)");
         if (r == -E2BIG || r == -EBADMSG || r == -EPROTO)
                 return client_set_error(b, -EBADMSG, CLIENT_ERROR_PROTOCOL, "malformed message from the broker: %s",
                                         strerror(-r));

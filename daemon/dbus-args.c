@@ -28,13 +28,23 @@ static int read_option(sd_bus_message *m, const char *key, const char *want, voi
         return r;
 }
 
-static int read_one_option(sd_bus_message *m, AcquireRequest *req, BrokerError *err) {
+/* seen: a bit per option already read. A key given twice is refused, as
+ * varlink refuses a duplicate key: which one counts would be a guess. */
+static int read_one_option(sd_bus_message *m, AcquireRequest *req, unsigned *seen, BrokerError *err) {
+        static const char *const keys[] = { "mode", "managed", "interactive" };
         const char *key, *mode;
         int r, b;
 
         r = sd_bus_message_read_basic(m, 's', &key);
         if (r < 0)
                 return r;
+        for (unsigned i = 0; i < ELEMENTSOF(keys); i++)
+                if (streq(key, keys[i])) {
+                        if (*seen & (1u << i))
+                                return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
+                                                        "Option '%s' is given twice.", key);
+                        *seen |= 1u << i;
+                }
 
         if (streq(key, "mode")) {
                 r = read_option(m, key, "s", &mode, err);
@@ -65,7 +75,7 @@ static int read_one_option(sd_bus_message *m, AcquireRequest *req, BrokerError *
 #define MAX_ACQUIRE_OPTIONS 16
 
 int dbus_read_acquire_options(sd_bus_message *m, AcquireRequest *req, BrokerError *err) {
-        unsigned n = 0;
+        unsigned n = 0, seen = 0;
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -75,7 +85,7 @@ int dbus_read_acquire_options(sd_bus_message *m, AcquireRequest *req, BrokerErro
                 if (++n > MAX_ACQUIRE_OPTIONS)
                         return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, NULL,
                                                 "more than %d options given", MAX_ACQUIRE_OPTIONS);
-                r = read_one_option(m, req, err);
+                r = read_one_option(m, req, &seen, err);
                 if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(m);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <ctype.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <grp.h>
 #include <jansson.h>
@@ -590,14 +591,29 @@ static int load_file(Policy *p, const char *path, const char *display, FILE *err
         Loader l = { .errors = errors, .file = path, .display = display };
         _cleanup_(fclosep) FILE *f = NULL;
         json_error_t err;
+        struct stat st;
         json_t *root;
-        int r;
+        int fd, r;
 
-        f = fopen(path, "re");
-        if (!f && errno == ENOENT)
+        /* O_NONBLOCK: a FIFO (or a device) named *.json must not hang the
+         * daemon on a reload; only regular files are read. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0 && errno == ENOENT)
                 return 0;
+        if (fd < 0) {
+                r = -errno;
+                report(&l, "cannot open: %s", strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                safe_close(fd);
+                report(&l, "cannot read: not a regular file");
+                return -EINVAL;
+        }
+        f = fdopen(fd, "re");
         if (!f) {
                 r = -errno;
+                safe_close(fd);
                 report(&l, "cannot open: %s", strerror(-r));
                 return r;
         }

@@ -331,6 +331,20 @@ int revoke_call_start(Manager *m, PolkitClient *polkit, const RevokeRequest *req
         if (!c->device)
                 return revoke_call_cancel(c), -ENOMEM;
         *ret = c;
+        /* A bad or unknown address is refused before polkit is asked (which
+         * may mean an authentication dialog), and the rest names the device
+         * as everything else does ("0000:03:00.0", not "3:00.0"). */
+        Device *d;
+        r = manager_get_device(m, c->device, &d, &err);
+        if (r < 0) {
+                call_finish(c, r, &err);
+                return 0;
+        }
+        r = free_and_strdup(&c->device, d->address);
+        if (r < 0) {
+                *ret = NULL;
+                return revoke_call_cancel(c), r;
+        }
         if (req->caller->uid == 0) {
                 call_revoke(c);
                 return 0;

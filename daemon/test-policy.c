@@ -381,6 +381,24 @@ static void test_files(void) {
         CHECK_MSG(strstr(errors, bad) != NULL, "error names drop-in: %s", bad);
         CHECK_MSG(count_lines(errors) == 3, "three error lines:\n%s", errors);
 
+        /* A FIFO or a directory named *.json: an error, not a daemon hung in
+         * open() on the next reload. */
+        write_file(tmp, "policy.json", ALLOW_1000("0000:01:00.0"));
+        write_file(dropins, "20-b.json", ALLOW_1000("0000:0[12]:00.0"));
+        snprintf(bad, sizeof(bad), "%s/40-fifo.json", dropins);
+        CHECK_MSG(mkfifo(bad, 0644) == 0, "FIFO drop-in created");
+        snprintf(bad, sizeof(bad), "%s/50-dir.json", dropins);
+        CHECK_MSG(mkdir(bad, 0755) == 0, "directory drop-in created");
+        errors = (free(errors), NULL);
+        f = open_memstream(&errors, &size);
+        r = policy_load(main_path, dropins, f, &p);
+        fclose(f);
+        CHECK_MSG(r == -EINVAL && !p, "FIFO and directory drop-ins refused (%d)", r);
+        snprintf(bad, sizeof(bad), "%s/40-fifo.json: cannot read: not a regular file", dropins);
+        CHECK_MSG(strstr(errors, bad) != NULL, "error names the FIFO: %s", errors);
+        snprintf(bad, sizeof(bad), "%s/50-dir.json: cannot read: not a regular file", dropins);
+        CHECK_MSG(strstr(errors, bad) != NULL, "error names the directory: %s", errors);
+
         snprintf(bad, sizeof(bad), "rm -rf '%s'", tmp);
         if (system(bad) != 0)
                 printf("note: could not remove %s\n", tmp);

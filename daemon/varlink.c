@@ -317,7 +317,7 @@ static int on_connection_io(sd_event_source *source, int fd, uint32_t revents, v
                         c->read_eof = true;
                 else if (r == -E2BIG)
                         connection_fail(c, BROKER_ERROR_LIMIT_EXCEEDED, "message too large");
-                else if (r == -EPROTO)
+                else if (r == -EPROTO || r == -EMFILE)
                         connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "too many file descriptors");
                 else if (r < 0 && r != -EAGAIN) {
                         varlink_connection_kill(c);

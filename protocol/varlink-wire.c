@@ -161,9 +161,13 @@ static int collect_fds(struct msghdr *mh, int *fds, size_t *n_fds) {
         }
 
         if (overflow || (mh->msg_flags & MSG_CTRUNC)) {
+                /* Truncated with room to spare: the kernel could not install
+                 * them (our RLIMIT_NOFILE), not a peer sending too many. */
+                bool no_room = !overflow && *n_fds < VARLINK_WIRE_MAX_FDS;
+
                 close_fds(fds, *n_fds);
                 *n_fds = 0;
-                return -EPROTO;
+                return no_room ? -EMFILE : -EPROTO;
         }
         return 0;
 }

@@ -43,7 +43,9 @@ size_t varlink_reader_buffered_fds(const VarlinkReader *r);
  * Fds arrive with MSG_CMSG_CLOEXEC. Returns bytes read (>0), 0 on EOF,
  * -EAGAIN, -E2BIG if the buffer is already full with one incomplete message,
  * -EPROTO if the fds were truncated (MSG_CTRUNC) or were more than
- * VARLINK_WIRE_MAX_FDS or the max_fds buffered (they are closed), or another
+ * VARLINK_WIRE_MAX_FDS or the max_fds buffered (they are closed), -EMFILE if
+ * they were truncated with room left in the buffer (this process could not
+ * install them: RLIMIT_NOFILE; those it could are closed), or another
  * negative errno.
  * EINTR is retried. */
 int varlink_reader_fill(VarlinkReader *r, int fd);

@@ -68,5 +68,10 @@ else
         fails=$((fails + 1))
 fi
 
+# Own: an option given twice was taken silently (the last one won); varlink
+# refuses a duplicate key, so D-Bus does too.
+check "AcquireDevices with mode given twice is InvalidParameter" \
+        sh -c "busctl --address='$DBUS_TEST_ADDRESS' call $svc $obj $svc AcquireDevices 'asa{sv}' 1 0000:00:02.0 2 mode s bound mode s attached 2>&1 | grep \"Call failed: Option 'mode' is given twice.\""
+
 check "GetManagedObjects answers" sh -c "busctl --address='$DBUS_TEST_ADDRESS' call $svc $obj org.freedesktop.DBus.ObjectManager GetManagedObjects | grep -q '$path'"
 [ "$fails" = 0 ]

@@ -832,6 +832,17 @@ def revoke(ctx):
                                              B + "InteractiveAuthorizationRequired"), f"Revoke by uid {NOBODY}")
         expect_error(c.call(B + "Revoke", {"device": "0000:00:02.0", "timeoutSeconds": 0}), SVC + "InvalidParameter", "timeout 0")
 
+        # Own: a bad or unknown address is refused before polkit is asked (it was
+        # AuthorizationUnavailable here, or an authentication dialog with polkitd),
+        # and a short address is named in full.
+        def bad_addresses_as_nobody():
+            with d.connect() as c2:
+                return [c2.call(B + "Revoke", {"device": a}).msg for a in ("bogus", "0000:00:09.0", "00:07.0")]
+        bogus, unknown, short = run_as(NOBODY, bad_addresses_as_nobody)
+        check_eq(bogus.get("error"), B + "InvalidParameter", f"Revoke of 'bogus' by uid {NOBODY}: {bogus}")
+        check_eq(unknown.get("error"), B + "DeviceNotFound", f"Revoke of an unknown device by uid {NOBODY}: {unknown}")
+        check_eq(short["parameters"].get("device"), "0000:00:07.0", f"Revoke of '00:07.0' by uid {NOBODY}: {short}")
+
         start = time.monotonic()
         p = expect_device_error(c.call(B + "Revoke", {"device": "0000:00:02.0", "timeoutSeconds": 1}),
                                 "RevokeTimeout", "0000:00:02.0", "a holder that ignores the request")
@@ -1779,6 +1790,68 @@ def cli_run(ctx):
     rc = proc.wait(10)
     check_eq(rc, 128 + signal.SIGTERM, "run's status after SIGTERM is forwarded to the command")
     d.wait_state("0000:00:02.0", "available")
+    finish(d)
+
+
+@case
+def cli_fd_limit(ctx):
+    """Own: a client whose RLIMIT_NOFILE cannot take the fds of an Acquire
+    reply (MSG_CTRUNC) was told "ProtocolError: malformed message from the
+    broker"; now a clear LocalError naming the limit. The devices go back."""
+    import resource
+    d = ctx.daemon()
+    d.take_baseline()
+    for n in (5, 6, 7):
+        def low_limit(n=n):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        p = subprocess.run([env_path("IOMMUFDCTL"), "--socket", d.socket, "acquire", "00:03.0", "00:03.1"],
+                           capture_output=True, text=True, timeout=20, preexec_fn=low_limit)
+        check_eq(p.returncode, 1, f"acquire with RLIMIT_NOFILE {n}: {p.stderr!r}")
+        check("LocalError: cannot receive the file descriptors the broker sent: too many open files" in p.stderr,
+              f"acquire with RLIMIT_NOFILE {n} says why: {p.stderr!r}")
+        for a in ("0000:00:03.0", "0000:00:03.1"):
+            d.wait_state(a, "available")
+    finish(d)
+
+
+@case
+def cli_run_back_to_back(ctx):
+    """Own: run twice in a row on the same device (a VM restarted by a script
+    or a unit's Restart=): the second was refused with DeviceBusy (releasing),
+    since the broker learns that an unbound device's fds are closed only by
+    polling. run now waits (bounded) for the devices to be free before exiting."""
+    d = ctx.daemon()
+    d.take_baseline()
+    for i in range(3):
+        p = ctl(d, "run", "-d", "00:08.0", "--", "true")
+        check_eq(p.returncode, 0, f"run #{i + 1} right after the previous one: {p.stderr!r}")
+        check_eq(d.get_device("0000:00:08.0")["state"], "available", f"00:08.0 after run #{i + 1}")
+    # A lease the broker already took back (a revoke the command ignored until it
+    # exited): run still waits for the device to be free.
+    proc = ctx.spawn([env_path("IOMMUFDCTL"), "--socket", d.socket, "run", "-d", "00:08.0", "--", "sleep", "2"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d.wait_state("0000:00:08.0", "leased")
+    p = ctl(d, "revoke", "00:08.0", "--timeout", "1")
+    check_eq(p.returncode, 1, f"revoke of a lease whose command ignores it: {p.stderr!r}")
+    check_eq(proc.wait(10), 0, "run's status after its lease was revoked")
+    p = ctl(d, "run", "-d", "00:08.0", "--", "true")
+    check_eq(p.returncode, 0, f"run right after a revoked run: {p.stderr!r}")
+    # A command that leaves the fds to a process of its own: run does not wait forever.
+    t = time.monotonic()
+    p = ctl(d, "run", "-d", "00:08.0", "--", "sh", "-c", "sleep 4 >/dev/null 2>&1 & exit 0")
+    check_eq(p.returncode, 0, f"run whose command left a child holding the device: {p.stderr!r}")
+    check(time.monotonic() - t < 5.5, f"run waited {time.monotonic() - t:.1f}s for a device a child still holds")
+    d.wait_state("0000:00:08.0", "available", 10.0)
+    # A broker that stops answering once the command ran: run exits with the
+    # command's status within its bound, not after the library's 25 s call timeout.
+    t = time.monotonic()
+    try:
+        p = ctl(d, "run", "-d", "00:08.0", "--", "sh", "-c", f"kill -STOP {d.pid}; exit 3")
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    check_eq(p.returncode, 3, f"run whose command stopped the broker: {p.stderr!r}")
+    check(time.monotonic() - t < 8, f"run took {time.monotonic() - t:.1f}s to exit with the broker stopped")
+    d.wait_state("0000:00:08.0", "available", 10.0)
     finish(d)
 
 

@@ -60,3 +60,18 @@ done
 # iommufdctl, the project's own client, as the user.
 run_as alice iommufdctl list | tee ctl.list
 grep -q "$EDU" ctl.list || fail "iommufdctl list as alice does not show $EDU"
+
+# A client whose fd limit cannot take an acquire's fds is told so, on both
+# transports (sd-bus 257 fails such a reply with ECHRNG, 252 with EXFULL), and
+# the device comes back to its driver.
+for t in varlink bus; do
+        args=(--socket "$BROKER_SOCKET")
+        [ "$t" = bus ] && args=(--bus)
+        if (ulimit -n 6; iommufdctl "${args[@]}" acquire --managed "$EDU") > fdlimit.out 2>&1; then
+                fail "acquire with RLIMIT_NOFILE 6 over ${args[0]} succeeded: $(cat fdlimit.out)"
+        fi
+        grep -q "LocalError: cannot receive the file descriptors the broker sent: too many open files" fdlimit.out ||
+                fail "acquire with RLIMIT_NOFILE 6 over ${args[0]}: $(cat fdlimit.out)"
+        wait_for -t 30 sh -c "iommufdctl info $EDU | grep -q 'State: *available'" ||
+                fail "$EDU not available again after the ${args[0]} acquire with RLIMIT_NOFILE 6"
+done
