@@ -636,10 +636,36 @@ int device_read_hinted(const char *syspath, const DeviceCdevHint *cdev_hint, Dev
         device_apply_state(d, &s);
 
         d->sriov_vf = path_exists(d->syspath, "physfn");
-        d->bridge = (d->class >> 8) == 0x0604;
+        d->bridge = device_bridge_kind(d->class) != NULL;
 
         *ret = TAKE_PTR(d);
         return 0;
+}
+
+/* The bridges never handed out, by name, or NULL for any other class.
+ * vfio-pci refuses PCI-to-PCI and CardBus bridges (their config header is
+ * not a normal one); the host needs its host bridge and the ISA/LPC-style
+ * bridges, which vfio-pci would take, and a guest writing to their config
+ * space reaches the host's chipset. Other bridges (0x0680, non-transparent
+ * bridges among them) are devices like any other. */
+const char *device_bridge_kind(uint32_t class) {
+        switch (class >> 8) {
+        case 0x0600:
+                return "host bridge";
+        case 0x0601:
+                return "ISA bridge";
+        case 0x0602:
+                return "EISA bridge";
+        case 0x0603:
+                return "MCA bridge";
+        case 0x0604:
+        case 0x0609:
+                return "PCI bridge";
+        case 0x0607:
+                return "CardBus bridge";
+        default:
+                return NULL;
+        }
 }
 
 int device_read(const char *syspath, Device **ret) {

@@ -56,7 +56,7 @@ typedef struct Device {
 
         bool noiommu;                   /* group is a vfio-noiommu group */
         bool sriov_vf;                  /* has a physfn link */
-        bool bridge;                    /* PCI-to-PCI bridge (class 0x0604) */
+        bool bridge;                    /* a bridge never handed out: device_bridge_kind() */
         bool iommu_linked;              /* has an "iommu" link: its group is not vfio's noiommu one */
         bool json_state_valid;          /* json_state and json_reason were filled */
 
@@ -101,6 +101,7 @@ int device_refresh(Device *d);
 
 /* Whether the kernel lets this member of a group stay on its driver while
  * another member is used through vfio (vfio-pci, pci-stub, pcieport, none). */
+const char *device_bridge_kind(uint32_t class);
 bool device_driver_is_vfio_compatible(const Device *d);
 bool device_is_on_vfio(const Device *d);
 

@@ -657,8 +657,11 @@ DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_r
                 reason = "noiommu group: the device has no IOMMU protection and is refused";
         else if (d->iommu_group < 0)
                 reason = "no IOMMU group: the IOMMU is off or does not translate this device";
-        else if (d->bridge)
-                reason = "PCI bridges cannot be passed through";
+        else if (d->bridge) {
+                snprintf(m->reason_buf, sizeof(m->reason_buf), "a %s, which is never passed through",
+                         device_bridge_kind(d->class));
+                reason = m->reason_buf;
+        }
         else if (manager_group_lease(m, d, NULL))
                 reason = "another device of its IOMMU group is leased";
         else if ((blocker = manager_group_blocker(m, d, NULL))) {

@@ -306,7 +306,8 @@ static int check_device(Session *s, const AcquireRequest *req, const Device *d, 
                                         d->address);
         if (d->bridge)
                 return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
-                                        "%s is a PCI bridge, which cannot be passed through", d->address);
+                                        "%s is a %s, which is never passed through", d->address,
+                                        device_bridge_kind(d->class));
         if (manager_is_restoring(m, d->address))
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,
                                         "%s is busy: still being given back to its original driver", d->address);

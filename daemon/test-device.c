@@ -244,6 +244,21 @@ static void test_read_noiommu_bare_bridge(void) {
         CHECK(!device_is_on_vfio(bridge));
 }
 
+/* Which bridges are never handed out: the host's own and those vfio-pci
+ * refuses; other bridge classes (a non-transparent bridge) are devices. */
+static void test_bridge_kinds(void) {
+        CHECK_STR(device_bridge_kind(0x060000), "host bridge");
+        CHECK_STR(device_bridge_kind(0x060100), "ISA bridge");
+        CHECK_STR(device_bridge_kind(0x060400), "PCI bridge");
+        CHECK_STR(device_bridge_kind(0x060401), "PCI bridge");
+        CHECK_STR(device_bridge_kind(0x060700), "CardBus bridge");
+        CHECK_STR(device_bridge_kind(0x060940), "PCI bridge");
+        CHECK_STR(device_bridge_kind(0x068000), NULL);
+        CHECK_STR(device_bridge_kind(0x020000), NULL);
+        CHECK_STR(device_bridge_kind(0x010802), NULL);
+        CHECK_STR(device_bridge_kind(0x0c0330), NULL);
+}
+
 static void test_read_errors(void) {
         _cleanup_free_ char *gone = syspath_of("0000:09:00.0");
         char notpci[4096];
@@ -551,6 +566,7 @@ int main(void) {
         test_read_full();
         test_read_mate();
         test_read_noiommu_bare_bridge();
+        test_bridge_kinds();
         test_read_errors();
         test_refresh();
         test_iommu_from_sysfs();

@@ -13,7 +13,7 @@ set -euo pipefail
 
 results=${1:?results dir}
 build=${IOMMUFD_VM_BUILD:?}
-cases=(attached dma unbound capabilities dbus managed groups memlock cdev-identity)
+cases=(attached dma unbound capabilities dbus managed groups bridges memlock cdev-identity)
 # Lease cases (vm-leases): those that restart the daemon come after hotunplug,
 # which counts the first daemon's fds; hotunplug removes the edu, so the edu
 # cases come before it.

@@ -416,6 +416,37 @@ static int case_groups(void) {
         return 0;
 }
 
+/* q35's host bridge (00:00.0, class 0x0600) and LPC bridge (00:1f.0, 0x0601):
+ * the host needs them and vfio-pci would take them, so the broker shows them
+ * unavailable and refuses them, managed too, without touching their driver. */
+static int client_bridges(void *userdata) {
+        static const struct { const char *bdf, *kind; } bridges[] = {
+                { "0000:00:00.0", "host bridge" },
+                { "0000:00:1f.0", "ISA bridge" },
+        };
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail(IOMMUFD_BROKER_TRANSPORT_VARLINK);
+
+        for (size_t i = 0; i < ELEMENTSOF(bridges); i++) {
+                const char *bdf = bridges[i].bdf;
+                char before[64] = "", after[64] = "";
+                iommufd_broker_device d;
+
+                CHECK_OK(iommufd_broker_get(b, bdf, &d), "GetDevice of a bridge");
+                CHECK(streq(d.state, "unavailable") && strstr(d.reason, bridges[i].kind),
+                      "%s (class %06x): %s, %s", bdf, d.class_code, d.state, d.reason);
+                (void) pci_driver(bdf, before, sizeof before);
+                const char *msg = acquire_refused(b, bdf, IOMMUFD_BROKER_ACQUIRE_MANAGED, "DeviceUnavailable");
+                CHECK(strstr(msg, bridges[i].kind), "refusal of %s does not say %s: %s", bdf, bridges[i].kind, msg);
+                (void) pci_driver(bdf, after, sizeof after);
+                CHECK(streq(before, after), "%s went from driver '%s' to '%s'", bdf, before, after);
+        }
+        return 0;
+}
+
+static int case_bridges(void) {
+        return client_run(client_bridges, NULL, "bridges client");
+}
+
 static int client_hotunplug(void *userdata) {
         Sync *s = userdata;
         _cleanup_broker_ iommufd_broker *b = connect_or_fail(IOMMUFD_BROKER_TRANSPORT_VARLINK);
@@ -731,6 +762,7 @@ static const struct {
         { "dbus", case_dbus },
         { "managed", case_managed },
         { "groups", case_groups },
+        { "bridges", case_bridges },
         { "hotunplug", case_hotunplug },
         { "memlock", case_memlock },
         { "cdev-identity", case_cdev_identity },
