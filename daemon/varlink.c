@@ -238,7 +238,8 @@ static void connection_process_calls(VarlinkConnection *c) {
                 if (r == -EPROTO)
                         return connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "too many file descriptors");
                 if (r == -EBADMSG)
-                        return connection_fail(c, BROKER_ERROR_INVALID_PARAMETER, "message is not a JSON object");
+                        return connection_fail(c, BROKER_ERROR_INVALID_PARAMETER,
+                                               varlink_reader_bad_message(c->reader));
                 if (r < 0)
                         return varlink_connection_kill(c);
 

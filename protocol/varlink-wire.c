@@ -32,6 +32,7 @@ struct VarlinkReader {
         size_t end;             /* one past the last received byte */
         uint64_t buf_offset;    /* stream offset of buf[0] */
         bool too_big;           /* sticky: a message exceeded max_message */
+        char bad_message[160];  /* why the last -EBADMSG: varlink_reader_bad_message() */
 
         size_t max_fds;         /* buffered at once; 0: closed on arrival */
         size_t n_fds;           /* buffered now, over all batches */
@@ -287,6 +288,10 @@ static int reader_take_fds(VarlinkReader *r, uint64_t msg_end, int **ret_fds, si
         return 0;
 }
 
+const char *varlink_reader_bad_message(const VarlinkReader *r) {
+        return r && r->bad_message[0] ? r->bad_message : "message is not a JSON object";
+}
+
 int varlink_reader_next(VarlinkReader *r, json_t **ret, int **ret_fds, size_t *ret_n_fds) {
         _cleanup_free_ int *fds = NULL;
         size_t n_fds = 0, len;
@@ -329,6 +334,10 @@ int varlink_reader_next(VarlinkReader *r, json_t **ret, int **ret_fds, size_t *r
         if (k < 0)
                 return k;
         if (!json_is_object(v)) {
+                /* jansson's own words ("duplicate object key", "invalid
+                 * UTF-8", "too big integer") say more than "not an object". */
+                snprintf(r->bad_message, sizeof(r->bad_message), "%s%.100s",
+                         v ? "message is not a JSON object" : "message is not valid JSON: ", v ? "" : error.text);
                 json_decref(v);
                 close_fds(fds, n_fds);
                 return -EBADMSG;

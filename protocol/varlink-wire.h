@@ -59,6 +59,10 @@ int varlink_reader_fill(VarlinkReader *r, int fd);
  * ret_fds and ret_n_fds may be NULL: the fds are then closed. */
 int varlink_reader_next(VarlinkReader *r, json_t **ret, int **ret_fds, size_t *ret_n_fds);
 
+/* Why the last -EBADMSG: "message is not a JSON object", or jansson's reason
+ * the text is not valid JSON (a duplicate key, invalid UTF-8, ...). */
+const char *varlink_reader_bad_message(const VarlinkReader *r);
+
 /* Bytes received but not yet returned as a message. */
 size_t varlink_reader_buffered(const VarlinkReader *r);
 

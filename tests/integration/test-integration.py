@@ -1113,6 +1113,7 @@ def send_bad(d, data, fds=(), want=B + "InvalidParameter", what=""):
         p = expect_error(r, want, what)
         check(isinstance(p.get("message"), str) and p["message"], f"{what}: error without a message: {r}")
         check(c.is_closed_by_peer(), f"{what}: connection not closed after a protocol error")
+        return p["message"]
 
 
 @case
@@ -1128,6 +1129,14 @@ def robust_malformed(ctx):
     send_bad(d, b'{"method": "io.iommufd.Broker.ListDevices", "oneway": true, "more": true}\0',
              what="oneway and more")
     send_bad(d, b'{"method": "io.iommufd.Broker.ListDevices", "more": "yes"}\0', what="more not a bool")
+    # Why the text is no JSON, in jansson's words, not "not an object".
+    for data, word in ((b'{"method": "io.iommufd.Broker.ListDevices", "method": "x"}\0', "duplicate"),
+                       (b'{"method": "io.iommufd.Broker.ListDevices", "parameters": {"a": 99999999999999999999}}\0',
+                        "too big"),
+                       (b'{"method": "io.iommufd.Broker.\xff"}\0', "decode byte")):
+        msg = send_bad(d, data, what=f"{word} in the JSON")
+        check(word in msg and "not valid JSON" in msg, f"the error for {word} in the JSON says {msg!r}")
+    check_eq(send_bad(d, b'[1]\0', what="an array"), "message is not a JSON object", "the error for an array")
     # A bad message with fds: the fds are closed too.
     r, w = os.pipe()
     send_bad(d, b'{"method": 5}\0', fds=[r], what="bad message with an fd")
