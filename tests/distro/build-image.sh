@@ -33,6 +33,11 @@ packages=(
         gcc libc6-dev meson ninja-build pkg-config
         libsystemd-dev libudev-dev libseccomp-dev libjansson-dev scdoc
 )
+# trixie's systemd depends on mount; sid's (262) only recommends it,
+# and recommends are not installed: without mount(8) systemd cannot mount
+# /tmp, /dev/mqueue or /dev/hugepages and the runner cannot mount its share.
+# (Named for other suites only, so trixie's list and key stay as they were.)
+[ "$suite" = trixie ] || packages+=(mount)
 
 # Bump recipe when the steps below change in a way that alters the image.
 recipe=1
