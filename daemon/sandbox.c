@@ -12,6 +12,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "uapi.h"
 
 #include "log.h"
@@ -61,8 +62,10 @@ static const unsigned long clone_namespace_flags[] = {
 
 /* Every ioctl the broker makes (daemon/uapi.h, through kernel.c), and what
  * glibc's stdio, libsystemd and libudev ask of their fds; strace of each
- * tier shows no other (TCGETS: isatty() on log and stdio streams). Any
- * other request gets ENOTTY, as from a file that does not know it. */
+ * tier shows no other (TCGETS: isatty() on log and stdio streams, and on
+ * the /proc files libsystemd reads, e.g. in sd_pid_get_unit(); a newer glibc,
+ * such as sid's 2.43, asks TCGETS2 instead). Any other request gets ENOTTY, as from a
+ * file that does not know it. */
 static const uint32_t allowed_ioctls[] = {
         UAPI_IOMMU_DESTROY, UAPI_IOMMU_IOAS_ALLOC, UAPI_IOMMU_IOAS_IOVA_RANGES, UAPI_IOMMU_IOAS_MAP,
         UAPI_IOMMU_IOAS_UNMAP, UAPI_IOMMU_OPTION, UAPI_IOMMU_GET_HW_INFO,
@@ -70,6 +73,9 @@ static const uint32_t allowed_ioctls[] = {
         UAPI_VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, UAPI_VFIO_DEVICE_PCI_HOT_RESET, UAPI_VFIO_DEVICE_BIND_IOMMUFD,
         UAPI_VFIO_DEVICE_ATTACH_IOMMUFD_PT, UAPI_VFIO_DEVICE_DETACH_IOMMUFD_PT,
         TCGETS, TIOCGWINSZ, FIONREAD, FIONBIO, FIOCLEX, FIONCLEX,
+#ifdef UAPI_TCGETS2
+        UAPI_TCGETS2,
+#endif
 };
 
 static int deny_clone_namespaces(scmp_filter_ctx ctx) {

@@ -8,6 +8,12 @@
 set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 
+# The Debian suite of the guest (IOMMUFD_DISTRO_SUITE on the host).
+DISTRO_SUITE=${DISTRO_SUITE:-trixie}
+# systemd's major version (257 on trixie, 262 on sid), for a case whose
+# expectation depends on it.
+systemd_version() { systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p'; }
+
 BROKER_SOCKET=/run/iommufd-broker/io.iommufd.Broker
 POLICY_FILE=/etc/iommufd-broker/policy.json
 BUS_NAME=io.iommufd.Broker1

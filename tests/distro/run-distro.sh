@@ -1,6 +1,6 @@
 #!/bin/bash
-# Distro tier: install the project into a Debian trixie system the way a
-# packager would, boot it with systemd as PID 1 on the VM tier's kernel and
+# Distro tier: install the project into a Debian trixie (or, with
+# IOMMUFD_DISTRO_SUITE=sid, sid) system the way a packager would, boot it with systemd as PID 1 on the VM tier's kernel and
 # devices, and run tests/distro/cases/*.sh inside it as a new user would.
 #
 #   tests/distro/run-distro.sh --src DIR [--timeout SECONDS] [--verbose] [--keep]
@@ -10,7 +10,7 @@
 # --keep leaves the work directory (root image, consoles, results) in
 # /var/tmp/iommufd-distro.* for a look afterwards.
 #
-# Steps: the cached trixie rootfs (build-image.sh) is unpacked into a scratch
+# Steps: the cached rootfs of the suite (build-image.sh) is unpacked into a scratch
 # directory; the project is built and installed in a chroot with
 # `meson setup --prefix=/usr`, `meson compile`, `meson install`; users alice
 # and bob and the case runner unit are added; `mke2fs -d` makes an ext4 image
@@ -20,7 +20,9 @@
 #
 # Environment: IOMMUFD_TEST_KERNEL=/path/to/bzImage uses that kernel instead
 # of build-kernel.sh's; IOMMUFD_DISTRO_TIMEOUT changes the per-boot limit;
-# IOMMUFD_DISTRO_CASES="10-enable 20-activation" runs only those cases.
+# IOMMUFD_DISTRO_CASES="10-enable 20-activation" runs only those cases;
+# IOMMUFD_DISTRO_SUITE=sid boots Debian sid instead of trixie (the cases
+# read it as $DISTRO_SUITE).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +33,7 @@ verbose=0
 keep=0
 max_boots=3
 start_all=$SECONDS
+suite=${IOMMUFD_DISTRO_SUITE:-trixie}
 
 usage() { echo "usage: $0 --src DIR [--timeout SECONDS] [--verbose] [--keep]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -105,13 +108,13 @@ mount_in_root -t sysfs sysfs "$root/sys"
 mount_in_root --rbind /dev "$root/dev"
 mount_in_root -t tmpfs tmpfs "$root/tmp"
 
-log "building and installing the project in the trixie chroot"
+log "building and installing the project in the $suite chroot"
 if ! in_root sh -ec 'cd /usr/src/iommufd-broker
                 meson setup --prefix=/usr builddir
                 meson compile -C builddir
                 meson install -C builddir' > "$work/build.log" 2>&1; then
         tail -n 60 "$work/build.log"
-        log "FAIL build: the project does not build or install on trixie (above)"
+        log "FAIL build: the project does not build or install on $suite (above)"
         echo "distro: 0 passed, 1 failed"
         exit 1
 fi
@@ -179,6 +182,7 @@ boot() {
         local append="console=ttyS0 loglevel=4 panic=-1 intel_iommu=on no_timer_check"
         append+=" root=/dev/vda rootfstype=ext4 rw fsck.mode=skip"
         append+=" systemd.firstboot=off systemd.show_status=error systemd.journald.forward_to_console=0"
+        append+=" distro.suite=$suite"
         [ -n "${IOMMUFD_DISTRO_CASES:-}" ] && append+=" distro.cases=${IOMMUFD_DISTRO_CASES// /,}"
         if [ "$1" -le "${IOMMUFD_DISTRO_FAIL_BOOTS:-0}" ]; then
                 append+=" rootfstype=iommufd-distro-no-such-fs"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The distro tier's case runner, inside the booted trixie guest, as root.
+# The distro tier's case runner, inside the booted Debian guest, as root.
 #
 # Runs tests/distro/cases/*.sh in name order, each with its own timeout
 # (default 120 s, "# timeout: N" in the case's header overrides), and writes
@@ -41,6 +41,11 @@ for f in "$src"/tests/distro/cases/*.sh; do
         cases+=("$name")
 done
 printf '%s\n' "${cases[@]}" > "$results/planned"
+# The Debian suite the image was built from (distro.suite=, IOMMUFD_DISTRO_SUITE
+# on the host), for the cases as $DISTRO_SUITE.
+suite=$(sed -n 's/.*distro\.suite=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
+suite=${suite:-trixie}
+echo "runner: suite $suite"
 
 # The state every case starts from: the broker installed, stopped, disabled,
 # the policy files as installed.
@@ -92,7 +97,7 @@ for name in "${cases[@]}"; do
         start=$SECONDS
         (cd "$scratch" && env DISTRO_LIB="$src/tests/distro/lib.sh" DISTRO_SRC="$src" \
                 DISTRO_BUILD="$src/builddir" DISTRO_CASE="$name" DISTRO_SCRATCH="$scratch" \
-                DISTRO_CASE_CURSOR="$cursor" \
+                DISTRO_CASE_CURSOR="$cursor" DISTRO_SUITE="$suite" \
                 timeout --kill-after=10 "$limit" bash "$file") > "$log" 2>&1 < /dev/null
         status=$?
         secs=$((SECONDS - start))

@@ -1,13 +1,20 @@
 #!/bin/bash
-# The guest is what the tier promises: systemd as PID 1 on a trixie system
-# that finished booting, the VM tier's devices, the project installed in /usr.
+# The guest is what the tier promises: systemd as PID 1 on a system of the
+# suite the image was built from ($DISTRO_SUITE: trixie, or sid) that
+# finished booting, the VM tier's devices, the project installed in /usr.
 source "$DISTRO_LIB"
 
 [ "$(cat /proc/1/comm)" = systemd ] || fail "PID 1 is $(cat /proc/1/comm), not systemd"
 systemctl --version | head -n1
 state=$(systemctl is-system-running || true)
 [ "$state" = running ] || { systemctl --failed --no-pager; fail "system state '$state', not running"; }
-grep -q '^VERSION_CODENAME=trixie' /etc/os-release || fail "not trixie: $(grep PRETTY /etc/os-release)"
+# trixie says so in VERSION_CODENAME; sid is "forky/sid" (testing's codename)
+# only in PRETTY_NAME.
+case ${DISTRO_SUITE:-trixie} in
+sid) grep -q '^PRETTY_NAME=.*/sid"' /etc/os-release || fail "not sid: $(grep PRETTY /etc/os-release)" ;;
+*) grep -q "^VERSION_CODENAME=$DISTRO_SUITE\$" /etc/os-release ||
+        fail "not $DISTRO_SUITE: $(grep PRETTY /etc/os-release)" ;;
+esac
 
 [ -e /dev/iommu ] || fail "no /dev/iommu"
 [ "$(device_driver "$E1000E")" = e1000e ] || fail "$E1000E is on $(device_driver "$E1000E"), not e1000e"
