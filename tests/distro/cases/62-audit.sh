@@ -24,7 +24,13 @@ log "policy reload entry: $(journal_since_case MESSAGE_ID=$POLICY_RELOAD -o cat 
 run_as alice iommufdctl run -d "$E1000E" --managed -- true || fail "iommufdctl run as alice failed"
 
 entries() { journal_since_case "MESSAGE_ID=$1" "DEVICE=$E1000E" "HOLDER_UID=1001" -o verbose; }
-wait_for -t 20 sh -c "journalctl --sync; journalctl -q --no-pager -b MESSAGE_ID=$LEASE_END DEVICE=$E1000E | grep -q ."
+# The lease's one closing entry: RELEASE (run gives its devices back when
+# its command ends) or LEASE_END (had the connection gone first).
+ended() {
+        { journal_since_case "MESSAGE_ID=$RELEASE" "DEVICE=$E1000E" -o cat
+          journal_since_case "MESSAGE_ID=$LEASE_END" "DEVICE=$E1000E" -o cat; } | grep -q .
+}
+wait_for -t 20 ended
 
 entries "$GRANT" > grant.txt
 cat grant.txt
@@ -35,8 +41,18 @@ done
 grep -q "_SYSTEMD_UNIT=iommufd-broker.service" grant.txt || fail "the grant entry is not the broker's"
 session=$(sed -n 's/^    SESSION=//p' grant.txt | tail -n1)
 
-# `run` ends when its command does; the lease ends with the connection.
+# When its command ends, `run` releases the devices (and waits for them to
+# be free): one RELEASE entry for the session, or a LEASE_END with the reason
+# had the connection gone first; never both, never none.
+journal_since_case "MESSAGE_ID=$RELEASE" "DEVICE=$E1000E" "SESSION=$session" -o verbose > release.txt
 journal_since_case "MESSAGE_ID=$LEASE_END" "DEVICE=$E1000E" "SESSION=$session" -o verbose > end.txt
-cat end.txt
-grep -q "    HOLDER_UID=1001" end.txt || fail "no lease-end entry for session $session"
-grep -Eq "    REASON=(disconnected|client-exited)" end.txt || fail "the lease-end entry has no REASON"
+cat release.txt end.txt
+n_release=$(grep -c "^    MESSAGE_ID=$RELEASE" release.txt || true)
+n_end=$(grep -c "^    MESSAGE_ID=$LEASE_END" end.txt || true)
+[ $((n_release + n_end)) = 1 ] || fail "session $session has $n_release RELEASE and $n_end LEASE_END entries, not one"
+if [ "$n_release" = 1 ]; then
+        grep -q "    HOLDER_UID=1001" release.txt || fail "the RELEASE entry of session $session lacks HOLDER_UID=1001"
+else
+        grep -q "    HOLDER_UID=1001" end.txt || fail "the LEASE_END entry of session $session lacks HOLDER_UID=1001"
+        grep -Eq "    REASON=(disconnected|client-exited)" end.txt || fail "the lease-end entry has no REASON"
+fi
