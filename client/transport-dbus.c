@@ -6,8 +6,10 @@
  * method call sits unseen in the call connection's queue while the caller
  * polls the fd.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <systemd/sd-bus.h>
 
 #include "broker-errors.h"
@@ -35,7 +37,8 @@ static DbusTransport *transport(iommufd_broker *b) {
 /* Record a failed call: a D-Bus error reply, or a local failure. */
 static int bus_error(iommufd_broker *b, int r, const sd_bus_error *error, const char *what) {
         /* sd-bus fails a reply whose fds it cannot install (MSG_CTRUNC) with
-         * EXFULL (systemd 252) or ECHRNG (257), named System.Error.<E...>:
+         * EXFULL (systemd 252) or ECHRNG (257), named System.Error.<E...>
+         * (262 delivers it without them: fds_over_limit()):
          * say what it means. */
         if ((r == -EXFULL || r == -ECHRNG || r == -EMFILE) &&
             (!error || !sd_bus_error_is_set(error) ||
@@ -409,6 +412,28 @@ static void lease_freep(iommufd_broker_lease **l) {
         iommufd_broker_lease_free(*l);
 }
 
+/* Whether `needed` more fds would take this process past RLIMIT_NOFILE.
+ * sd-bus 262 delivers a reply whose fds the kernel could not install
+ * (MSG_CTRUNC) without them, and reading them then fails as for a
+ * malformed reply: this tells the two apart for the error message. */
+static bool fds_over_limit(size_t needed) {
+        struct rlimit rl;
+        size_t open_fds = 0;
+        DIR *d;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return false;
+        d = opendir("/proc/self/fd");
+        if (!d)
+                return errno == EMFILE;         /* no room for even that fd */
+        while (readdir(d))
+                open_fds++;
+        closedir(d);
+        /* ".", ".." and the directory's own fd. */
+        open_fds = open_fds > 3 ? open_fds - 3 : 0;
+        return open_fds + needed > rl.rlim_cur;
+}
+
 static int read_acquire_reply(sd_bus_message *m, size_t n_devices, iommufd_broker_lease **ret) {
         _cleanup_(lease_freep) iommufd_broker_lease *l = client_lease_new(n_devices);
         size_t n = 0;
@@ -483,11 +508,17 @@ static int dbus_acquire(iommufd_broker *b, const char *const *devices, size_t n_
                         interactive ? CLIENT_CALL_TIMEOUT_INTERACTIVE_USEC : CLIENT_CALL_TIMEOUT_USEC,
                         &error, &reply);
         if (r < 0) {
+                if ((r == -EBADMSG || r == -ENXIO || r == -EBADF) && !sd_bus_error_is_set(&error) &&
+                    fds_over_limit(n_devices + 1))
+                        r = -EMFILE;
                 r = bus_error(b, r, &error, "AcquireDevices");
                 sd_bus_error_free(&error);
                 return r;
         }
         r = read_acquire_reply(reply, n_devices, ret);
+        /* Without its fds the reply reads as malformed (or its fds as -1). */
+        if (r < 0 && r != -ENOMEM && r != -EMFILE && fds_over_limit(n_devices + 1))
+                r = -EMFILE;
         if (r < 0)
                 return bus_error(b, r == -ENOMEM || r == -EMFILE ? r : -EBADMSG, NULL, "AcquireDevices");
         /* One session per bus name: every acquire of this connection gets the same. */

@@ -642,7 +642,7 @@ int device_read_hinted(const char *syspath, const DeviceCdevHint *cdev_hint, Dev
         return 0;
 }
 
-/* The bridges never handed out, by name, or NULL for any other class.
+/* The bridges never handed out, by name ("a host bridge"), or NULL for any other class.
  * vfio-pci refuses PCI-to-PCI and CardBus bridges (their config header is
  * not a normal one); the host needs its host bridge and the ISA/LPC-style
  * bridges, which vfio-pci would take, and a guest writing to their config
@@ -651,18 +651,18 @@ int device_read_hinted(const char *syspath, const DeviceCdevHint *cdev_hint, Dev
 const char *device_bridge_kind(uint32_t class) {
         switch (class >> 8) {
         case 0x0600:
-                return "host bridge";
+                return "a host bridge";
         case 0x0601:
-                return "ISA bridge";
+                return "an ISA bridge";
         case 0x0602:
-                return "EISA bridge";
+                return "an EISA bridge";
         case 0x0603:
-                return "MCA bridge";
+                return "an MCA bridge";
         case 0x0604:
         case 0x0609:
-                return "PCI bridge";
+                return "a PCI bridge";
         case 0x0607:
-                return "CardBus bridge";
+                return "a CardBus bridge";
         default:
                 return NULL;
         }

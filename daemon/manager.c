@@ -658,7 +658,7 @@ DeviceState manager_device_state(Manager *m, const Device *d, const char **ret_r
         else if (d->iommu_group < 0)
                 reason = "no IOMMU group: the IOMMU is off or does not translate this device";
         else if (d->bridge) {
-                snprintf(m->reason_buf, sizeof(m->reason_buf), "a %s, which is never passed through",
+                snprintf(m->reason_buf, sizeof(m->reason_buf), "%s, which is never passed through",
                          device_bridge_kind(d->class));
                 reason = m->reason_buf;
         }

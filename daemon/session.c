@@ -306,7 +306,7 @@ static int check_device(Session *s, const AcquireRequest *req, const Device *d, 
                                         d->address);
         if (d->bridge)
                 return broker_error_set(err, BROKER_ERROR_DEVICE_UNAVAILABLE, d->address,
-                                        "%s is a %s, which is never passed through", d->address,
+                                        "%s is %s, which is never passed through", d->address,
                                         device_bridge_kind(d->class));
         if (manager_is_restoring(m, d->address))
                 return broker_error_set(err, BROKER_ERROR_DEVICE_BUSY, d->address,

@@ -247,12 +247,12 @@ static void test_read_noiommu_bare_bridge(void) {
 /* Which bridges are never handed out: the host's own and those vfio-pci
  * refuses; other bridge classes (a non-transparent bridge) are devices. */
 static void test_bridge_kinds(void) {
-        CHECK_STR(device_bridge_kind(0x060000), "host bridge");
-        CHECK_STR(device_bridge_kind(0x060100), "ISA bridge");
-        CHECK_STR(device_bridge_kind(0x060400), "PCI bridge");
-        CHECK_STR(device_bridge_kind(0x060401), "PCI bridge");
-        CHECK_STR(device_bridge_kind(0x060700), "CardBus bridge");
-        CHECK_STR(device_bridge_kind(0x060940), "PCI bridge");
+        CHECK_STR(device_bridge_kind(0x060000), "a host bridge");
+        CHECK_STR(device_bridge_kind(0x060100), "an ISA bridge");
+        CHECK_STR(device_bridge_kind(0x060400), "a PCI bridge");
+        CHECK_STR(device_bridge_kind(0x060401), "a PCI bridge");
+        CHECK_STR(device_bridge_kind(0x060700), "a CardBus bridge");
+        CHECK_STR(device_bridge_kind(0x060940), "a PCI bridge");
         CHECK_STR(device_bridge_kind(0x068000), NULL);
         CHECK_STR(device_bridge_kind(0x020000), NULL);
         CHECK_STR(device_bridge_kind(0x010802), NULL);
