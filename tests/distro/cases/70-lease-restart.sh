@@ -24,6 +24,9 @@ holder_of() {   # state and holder pid of the e1000e, as root sees it
 
 broker_down_up() {      # how: restart | kill | stop | upgrade
         local bin
+        # Restarts on purpose, one after another: not the crash loop that
+        # systemd's start limit (5 starts in 10 s) is for.
+        systemctl reset-failed iommufd-broker.service iommufd-broker.socket 2>/dev/null || true
         case $1 in
         restart) systemctl restart iommufd-broker.service ;;
         kill)    systemctl kill -s KILL iommufd-broker.service
