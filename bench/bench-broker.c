@@ -16,7 +16,7 @@
  * it N pairs (after 20 to warm up) instead of a time, so that two runs with
  * different N give the cost of one pair by difference. BENCH_MONITORS=N adds
  * N Monitor streams, BENCH_DBUS=1 the D-Bus front end (BENCH_DBUS=calls: and
- * the pairs over D-Bus).
+ * the pairs over D-Bus); BENCH_FLOOR=1 only the transport floor of the pairs.
  */
 #include <getopt.h>
 #include <sched.h>
@@ -28,6 +28,7 @@
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
+#include "bench-floor.h"
 #include "bench-lib.h"
 
 #define DEVICE "0000:01:00.0"
@@ -205,17 +206,18 @@ static void sleep_until(double deadline) {
                 usleep((useconds_t) (left * 1e6));
 }
 
-/* As fast as one connection goes, or, with per_sec > 0, at that rate. */
-static PairResult varlink_pairs_at(const Broker *b, double per_sec) {
+/* As fast as one connection to socket goes, or, with per_sec > 0, at that
+ * rate; CPU is pid's. */
+static PairResult varlink_pairs_on(const char *socket, pid_t pid, double per_sec) {
         double t0, seconds = seconds_per_figure();
         char *buf = NULL;
         size_t size = 0, n = 0;
         uint64_t cpu0;
-        int fd = vl_connect(b->socket);
+        int fd = vl_connect(socket);
 
         for (int i = 0; i < 20; i++)
                 varlink_pair(fd, &buf, &size);
-        cpu0 = process_cpu_ns(b->pid);
+        cpu0 = process_cpu_ns(pid);
         t0 = now_sec();
         do {
                 for (int i = 0; i < 10; i++, n++) {
@@ -227,30 +229,35 @@ static PairResult varlink_pairs_at(const Broker *b, double per_sec) {
         t0 = now_sec() - t0;
         close(fd);
         free(buf);
-        return (PairResult) { (double) n / t0, (double) (process_cpu_ns(b->pid) - cpu0) / 1e3 / (double) n, n + 20 };
+        return (PairResult) { (double) n / t0, (double) (process_cpu_ns(pid) - cpu0) / 1e3 / (double) n, n + 20 };
+}
+
+static PairResult varlink_pairs_at(const Broker *b, double per_sec) {
+        return varlink_pairs_on(b->socket, b->pid, per_sec);
 }
 
 static PairResult varlink_pairs(const Broker *b) {
         return varlink_pairs_at(b, 0);
 }
 
-static void dbus_pair(sd_bus *bus) {
+static void dbus_pair(sd_bus *bus, const char *destination) {
         sd_bus_error error = SD_BUS_ERROR_NULL;
         sd_bus_message *reply = NULL;
         int r;
 
-        r = sd_bus_call_method(bus, "io.iommufd.Broker1", "/io/iommufd/Broker1", "io.iommufd.Broker1",
+        r = sd_bus_call_method(bus, destination, "/io/iommufd/Broker1", "io.iommufd.Broker1",
                                "AcquireDevices", &error, &reply, "asa{sv}", 1, DEVICE, 1, "mode", "s", "attached");
         if (r < 0)
                 die("D-Bus AcquireDevices: %s", error.message ?: strerror(-r));
         sd_bus_message_unref(reply);    /* closes the fds it carried */
-        r = sd_bus_call_method(bus, "io.iommufd.Broker1", "/io/iommufd/Broker1", "io.iommufd.Broker1",
+        r = sd_bus_call_method(bus, destination, "/io/iommufd/Broker1", "io.iommufd.Broker1",
                                "ReleaseDevices", &error, NULL, "as", 0);
         if (r < 0)
                 die("D-Bus ReleaseDevices: %s", error.message ?: strerror(-r));
 }
 
-static PairResult dbus_pairs(const Broker *b) {
+/* The pairs to destination on the bench's bus; CPU is pid's. */
+static PairResult dbus_pairs_to(const char *destination, pid_t pid) {
         double t0, seconds = seconds_per_figure();
         sd_bus *bus = NULL;
         size_t n = 0;
@@ -260,16 +267,39 @@ static PairResult dbus_pairs(const Broker *b) {
             sd_bus_set_bus_client(bus, 1) < 0 || sd_bus_negotiate_fds(bus, 1) < 0 || sd_bus_start(bus) < 0)
                 die("cannot connect to the private bus");
         for (int i = 0; i < 20; i++)
-                dbus_pair(bus);
-        cpu0 = process_cpu_ns(b->pid);
+                dbus_pair(bus, destination);
+        cpu0 = process_cpu_ns(pid);
         t0 = now_sec();
         do {
                 for (int i = 0; i < 10; i++, n++)
-                        dbus_pair(bus);
+                        dbus_pair(bus, destination);
         } while (arg.fixed_pairs ? n < arg.fixed_pairs : now_sec() - t0 < seconds);
         t0 = now_sec() - t0;
         sd_bus_flush_close_unref(bus);
-        return (PairResult) { (double) n / t0, (double) (process_cpu_ns(b->pid) - cpu0) / 1e3 / (double) n };
+        return (PairResult) { (double) n / t0, (double) (process_cpu_ns(pid) - cpu0) / 1e3 / (double) n };
+}
+
+static PairResult dbus_pairs(const Broker *b) {
+        return dbus_pairs_to("io.iommufd.Broker1", b->pid);
+}
+
+/* The same pairs to servers that only answer them (bench-floor.c): what
+ * the transports cost, D-Bus time / varlink time. */
+static double floor_ratio(double *ret_varlink, double *ret_dbus) {
+        char path[512];
+        PairResult v, d;
+        pid_t pv, pd;
+
+        snprintf(path, sizeof(path), "%s/floor.sock", arg.tmp);
+        pv = floor_varlink_start(path);
+        pd = floor_dbus_start(arg.bus_address);
+        v = varlink_pairs_on(path, pv, 0);
+        d = dbus_pairs_to(FLOOR_DBUS_NAME, pd);
+        kill_and_wait(pv);
+        kill_and_wait(pd);
+        *ret_varlink = v.per_sec;
+        *ret_dbus = d.per_sec;
+        return v.per_sec / d.per_sec;
 }
 
 /* The subscribers' events once no more come (at most 3 s). */
@@ -312,7 +342,7 @@ static bool monitor_reader_kept_up(const char *name, unsigned monitors, size_t p
 static void bench_acquire(void) {
         double alone[MAX_BUILDS], alone_cpu[MAX_BUILDS], vl_bus_cpu[MAX_BUILDS], bus_ratio[MAX_BUILDS];
         double dbus_rate[MAX_BUILDS], dbus_ratio[MAX_BUILDS], mon_cpu[MAX_BUILDS], mon_ratio[MAX_BUILDS];
-        double paced_cpu[MAX_BUILDS];
+        double paced_cpu[MAX_BUILDS], floor, floor_v, floor_d;
         unsigned monitors = arg.short_mode ? 10 : 100;
         bool mon_dropped[MAX_BUILDS] = {}, mon_valid[MAX_BUILDS] = {};
         char figure[96];
@@ -358,12 +388,15 @@ static void bench_acquire(void) {
                 mon_cpu[i] = m.cpu_us;
                 mon_ratio[i] = m.cpu_us / paced.cpu_us;
         }
+        floor = floor_ratio(&floor_v, &floor_d);
         row("Acquire+Release pairs/s, varlink", ">= 8000", alone, 0, last(alone) >= 8000);
         row("  broker CPU us/pair, varlink alone", "", alone_cpu, 1, true);
         row("  broker CPU us/pair, D-Bus front end up", "", vl_bus_cpu, 1, true);
         row("  CPU with D-Bus up / alone", "<= 1.10", bus_ratio, 2, last(bus_ratio) <= 1.10);
         row("Acquire+Release pairs/s, D-Bus", "", dbus_rate, 0, true);
         row("  D-Bus time / varlink time (both up)", "<= 1.30", dbus_ratio, 2, last(dbus_ratio) <= 1.30);
+        printf("  (the transport floor: the same pairs to servers that only answer them: %.0f/s varlink, %.0f/s "
+               "D-Bus, D-Bus time / varlink time %.2f)\n", floor_v, floor_d, floor);
         /* Paced: at full speed 100 streams carry most of a GB/s of events,
          * more than one reader process takes on a shared 2-core machine;
          * the broker then drops them (its output caps) and the figure
@@ -386,6 +419,12 @@ static void bench_pairs(void) {
         const char *monitors = getenv("BENCH_MONITORS");
         double rate[MAX_BUILDS], cpu[MAX_BUILDS];
 
+        if (getenv("BENCH_FLOOR")) {
+                double v, d, ratio = floor_ratio(&v, &d);
+
+                printf("floor: %.0f/s varlink, %.0f/s D-Bus, ratio %.2f\n", v, d, ratio);
+                return;
+        }
         use_tree(arg.tree16);
         for (size_t i = 0; i < arg.n_builds; i++) {
                 pid_t mon = 0;

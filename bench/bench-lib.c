@@ -32,7 +32,7 @@ static struct {
         pid_t pids[8];
 } children;
 
-static void children_add(pid_t pid) {
+void children_add(pid_t pid) {
         if (children.owner != getpid()) {
                 children.owner = getpid();
                 memset(children.pids, 0, sizeof(children.pids));
@@ -418,7 +418,7 @@ size_t vl_call(int fd, const char *msg, char **buf, size_t *size) {
 
 /* --- the transport floor --- */
 
-static int listen_on(const char *path) {
+int unix_listen(const char *path) {
         struct sockaddr_un sa;
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
@@ -474,7 +474,7 @@ static void echo_serve(int lfd, const char *reply, size_t len) {
 }
 
 pid_t echo_server_start(const char *path, const char *reply, size_t len) {
-        int lfd = listen_on(path);
+        int lfd = unix_listen(path);
         pid_t pid = fork();
 
         if (pid < 0)

@@ -50,6 +50,9 @@ size_t vl_call(int fd, const char *msg, char **buf, size_t *size);
 /* Read one NUL-terminated message; 0 on EOF. */
 size_t vl_read(int fd, char **buf, size_t *size);
 
+/* A listening unix socket (non-blocking) at path. */
+int unix_listen(const char *path);
+
 /* An epoll server answering every NUL-terminated message with reply (len
  * bytes, NUL included): the transport floor. Forked; returns its pid. */
 pid_t echo_server_start(const char *path, const char *reply, size_t len);
@@ -64,5 +67,7 @@ uint64_t monitors_events(void);
 pid_t dbus_daemon_start(const char *tmpdir, char *address, size_t size);
 
 void kill_and_wait(pid_t pid);
+/* A child that kill_and_wait() and the exit handler know of. */
+void children_add(pid_t pid);
 /* Whether the child exited by itself (then it is reaped and forgotten). */
 bool child_exited(pid_t pid);
