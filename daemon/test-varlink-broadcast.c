@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Shared stream logs: order, one write per stream per flush, a stream's own
- * replies behind what it has not read, and the output caps (a stream or uid
- * that falls behind is dropped, the others are not), over socketpairs. */
+ * replies behind what it has not read, the output caps (a stream or uid
+ * that falls behind is dropped, the others are not), and the flush interval
+ * growing in a burst, over socketpairs. */
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "varlink-internal.h"
 #include "test.h"
@@ -249,8 +252,11 @@ static void test_stream_cap(sd_event *e) {
         CHECK_MSG(k == 0, "broadcast: it sees the end of the connection");
         CHECK_MSG(streams[1] && varlink_broadcast_n_streams(b) == 1, "broadcast: the reader stays");
         append_n(b, appended + 1, 0);
-        run(e, 5);
-        reader_drain(&cl[1]);
+        /* A burst: the last flush may be up to VARLINK_STREAM_FLUSH_MAX_USEC away. */
+        for (int i = 0; i < 40 && reader_last != appended + 1; i++) {
+                run(e, 1);
+                reader_drain(&cl[1]);
+        }
         CHECK_MSG(reader_in_order && reader_last == appended + 1, "broadcast: the reader got all %d in order",
                   appended + 1);
         CHECK_MSG(streams[1]->conn->quota->out_bytes == 0, "broadcast: nothing counted once read");
@@ -283,6 +289,89 @@ static void test_uid_cap(sd_event *e) {
         varlink_server_free(s);
 }
 
+static uint64_t now_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+/* Runs the loop until the stream got notification n; returns when, or 0. */
+static uint64_t delivered_at(sd_event *e, Client *cl, int n, unsigned *reads) {
+        json_t *m = NULL;
+
+        for (int i = 0; i < 200; i++) {
+                bool got = false;
+
+                sd_event_run(e, 1000);
+                while (next_message(cl, &m) == 1) {
+                        got = true;
+                        if (notification_n(m) == n) {
+                                json_decref(m);
+                                ++*reads;
+                                return now_usec();
+                        }
+                        json_decref(m);
+                }
+                *reads += got;
+        }
+        return 0;
+}
+
+/* Alone, a notification goes out at the next iteration. In a burst (one
+ * every millisecond) the flush interval doubles from 5 ms up to 20 ms: the
+ * burst costs the stream far fewer writes than one per 5 ms, none later than
+ * 20 ms; after a pause the next goes out at once again. */
+static void test_burst_interval(sd_event *e) {
+        VarlinkServer *s = server_new(e, NULL);
+        VarlinkBroadcast *b = NULL;
+        uint64_t t0, t;
+        json_int_t last = 0;
+        unsigned reads = 0;
+        Client cl;
+        int n = 0;
+
+        CHECK(varlink_broadcast_new(s, &b) == 0);
+        stream_open(e, s, b, 0, &cl);
+        t0 = now_usec();
+        append_n(b, ++n, 0);
+        t = delivered_at(e, &cl, n, &reads);
+        CHECK_MSG(t > 0 && t - t0 < 3000, "broadcast: a lone notification at once (%llu us)",
+                  (unsigned long long) (t - t0));
+        /* 200 ms, one notification per ms, the stream reading all the time. */
+        reads = 0;
+        t0 = now_usec();
+        while (now_usec() - t0 < 200 * 1000) {
+                uint64_t sent = now_usec();
+
+                append_n(b, ++n, 0);
+                while (now_usec() - sent < 1000) {
+                        json_t *m = NULL;
+                        bool got = false;
+
+                        sd_event_run(e, 200);
+                        while (next_message(&cl, &m) == 1) {
+                                got = true;
+                                last = notification_n(m);
+                                json_decref(m);
+                        }
+                        reads += got;
+                }
+        }
+        CHECK_MSG(last == n || delivered_at(e, &cl, n, &reads) > 0, "broadcast: the burst's last notification arrived");
+        /* 40 writes at a fixed 5 ms; 5 + 2 + 1 + 180/20 = 12 doubling. */
+        CHECK_MSG(reads <= 16, "broadcast: a 200 ms burst took %u writes (at most 16)", reads);
+        usleep(50 * 1000);
+        t0 = now_usec();
+        append_n(b, ++n, 0);
+        t = delivered_at(e, &cl, n, &reads);
+        CHECK_MSG(t > 0 && t - t0 < 3000, "broadcast: after a pause, at once again (%llu us)",
+                  (unsigned long long) (t - t0));
+        client_close(&cl);
+        varlink_broadcast_free(b);
+        varlink_server_free(s);
+}
+
 int main(void) {
         sd_event *e = NULL;
 
@@ -292,6 +381,7 @@ int main(void) {
         test_reply_behind(e);
         test_stream_cap(e);
         test_uid_cap(e);
+        test_burst_interval(e);
         sd_event_unref(e);
         return test_result();
 }

@@ -34,6 +34,7 @@ struct VarlinkBroadcast {
         size_t n_charges;
         VarlinkBroadcast *flush_prev, *flush_next;      /* server->flush_head */
         bool flush_queued;
+        uint64_t flushed_end;           /* end at the last flush */
 };
 
 #define NOTIFY_PREFIX "{\"continues\":true,\"parameters\":"
@@ -236,6 +237,7 @@ static void broadcast_flush(VarlinkBroadcast *b) {
                         low = stream_start(c);
         }
         b->low = low;
+        b->flushed_end = b->end;
         broadcast_compact(b, read_by_all);
 }
 
@@ -333,6 +335,7 @@ static int broadcast_reserve(VarlinkBroadcast *b, size_t len) {
 }
 
 static void flush_enqueue(VarlinkBroadcast *b);
+static void flush_soon(VarlinkServer *s);
 
 int varlink_broadcast_append(VarlinkBroadcast *b, const char *parameters, size_t len) {
         size_t n = NOTIFY_EXTRA + len;
@@ -358,6 +361,9 @@ int varlink_broadcast_append(VarlinkBroadcast *b, const char *parameters, size_t
         for (size_t i = 0; i < b->n_charges; i++)
                 b->charges[i].quota->out_bytes += n * b->charges[i].n_streams;
         flush_enqueue(b);
+        /* A long interval must not bring a stream near its cap. */
+        if (b->end - b->flushed_end >= b->server->limits.max_stream_output / 2)
+                flush_soon(b->server);
         return 0;
 }
 
@@ -405,16 +411,31 @@ static void flush_unqueue(VarlinkBroadcast *b) {
         b->flush_queued = false;
 }
 
-/* The first log queued: the flush is due at the next iteration, or in a
- * burst once VARLINK_STREAM_FLUSH_USEC passed since the last. */
+static void flush_soon(VarlinkServer *s) {
+        (void) sd_event_source_set_enabled(s->flush_source, SD_EVENT_ONESHOT);
+}
+
+/* The first log queued since the last flush. After a quiet interval the
+ * flush is due at the next iteration (after two, the interval is back to its
+ * shortest). In a burst it is due one interval after the last flush, and the
+ * interval doubles for the next, up to VARLINK_STREAM_FLUSH_MAX_USEC: the
+ * longer a storm of events lasts, the fewer writes it costs each stream. */
 static void flush_schedule(VarlinkServer *s) {
-        uint64_t now = 0, due = s->last_flush_usec + VARLINK_STREAM_FLUSH_USEC;
+        uint64_t now = 0, due;
 
         (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        if (s->flush_interval_usec == 0 || now >= s->last_flush_usec + 2 * s->flush_interval_usec)
+                s->flush_interval_usec = VARLINK_STREAM_FLUSH_USEC;
+        due = s->last_flush_usec + s->flush_interval_usec;
         if (s->last_flush_usec == 0 || now >= due ||
             sd_event_source_set_time(s->flush_timer, due) < 0 ||
-            sd_event_source_set_enabled(s->flush_timer, SD_EVENT_ONESHOT) < 0)
-                (void) sd_event_source_set_enabled(s->flush_source, SD_EVENT_ONESHOT);
+            sd_event_source_set_enabled(s->flush_timer, SD_EVENT_ONESHOT) < 0) {
+                flush_soon(s);
+                return;
+        }
+        s->flush_interval_usec *= 2;
+        if (s->flush_interval_usec > VARLINK_STREAM_FLUSH_MAX_USEC)
+                s->flush_interval_usec = VARLINK_STREAM_FLUSH_MAX_USEC;
 }
 
 static void flush_enqueue(VarlinkBroadcast *b) {

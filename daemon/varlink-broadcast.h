@@ -7,8 +7,9 @@
  * notification framed and stored once, and per stream nothing but a read
  * position. The server's flush gives each stream what it has not read in
  * one write: at the next loop iteration, or while notifications keep coming
- * at most once per VARLINK_STREAM_FLUSH_USEC (varlink.h), so a stream's
- * notifications are late by at most that much.
+ * at most once per flush interval (VARLINK_STREAM_FLUSH_USEC, doubling while
+ * the burst lasts up to VARLINK_STREAM_FLUSH_MAX_USEC; varlink.h), so a
+ * stream's notifications are late by at most that much.
  *
  * What a stream has not read counts as its queued output (and its uid's):
  * past max_stream_output, or with its uid past max_output_per_uid, the

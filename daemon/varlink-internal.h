@@ -86,10 +86,11 @@ struct VarlinkServer {
         Quota *quota;                   /* the caps and per-uid entries: shared with D-Bus, or own_quota */
         Quota *own_quota;
         /* Write what the broadcasts on flush_head got: at the next
-         * iteration, or (a burst) VARLINK_STREAM_FLUSH_USEC after the last. */
+         * iteration, or (a burst) flush_interval_usec after the last. */
         sd_event_source *flush_source, *flush_timer;
         VarlinkBroadcast *flush_head;
         uint64_t last_flush_usec;
+        uint64_t flush_interval_usec;   /* VARLINK_STREAM_FLUSH_USEC .. _MAX_USEC */
 };
 
 /* varlink-output.c */

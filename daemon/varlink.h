@@ -48,8 +48,11 @@
  *  - Notifications shared by many streams (varlink-broadcast.h: Monitor)
  *    are written at the next loop iteration, all that a stream has not read
  *    in one write; while they keep coming, at most once per
- *    VARLINK_STREAM_FLUSH_USEC, so a stream is late by at most that much and
- *    a burst costs each stream one write, not one per notification.
+ *    VARLINK_STREAM_FLUSH_USEC, an interval that doubles while the burst
+ *    lasts, up to VARLINK_STREAM_FLUSH_MAX_USEC (or until a stream's unread
+ *    part reaches half of max_stream_output), and is back to the shortest
+ *    after a pause. A stream is late by at most that much, and a burst costs
+ *    each stream one write per interval, not one per notification.
  *  - Queued output above max_output (max_stream_output while a stream is
  *    active: a Monitor subscriber that falls behind), or a uid's queued
  *    output above max_output_per_uid, closes the connection that queues more.
@@ -73,6 +76,7 @@
 #define VARLINK_ACCEPTS_PER_WAKEUP              16u
 #define VARLINK_CALLS_PER_WAKEUP                8u
 #define VARLINK_STREAM_FLUSH_USEC               (5ull * 1000ull)
+#define VARLINK_STREAM_FLUSH_MAX_USEC           (20ull * 1000ull)
 #define VARLINK_LISTEN_BACKLOG                  128     /* iommufd-broker.socket: Backlog= */
 
 #define VARLINK_SERVICE_INTERFACE "org.varlink.service"
