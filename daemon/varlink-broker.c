@@ -204,7 +204,7 @@ static int decode_devices(json_t *array, bool allow_empty, char ***ret, BrokerEr
                 for (size_t j = 0; j < i; j++)
                         if (streq(seen[i], seen[j]))
                                 return broker_error_set(err, BROKER_ERROR_INVALID_PARAMETER, seen[i],
-                                                        "%s is given twice", seen[i]);
+                                                        "%s is listed twice", seen[i]);
                 if (strv_extend(&l, s) < 0)
                         return -ENOMEM;
         }

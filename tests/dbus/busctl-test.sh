@@ -73,5 +73,9 @@ fi
 check "AcquireDevices with mode given twice is InvalidParameter" \
         sh -c "busctl --address='$DBUS_TEST_ADDRESS' call $svc $obj $svc AcquireDevices 'asa{sv}' 1 0000:00:02.0 2 mode s bound mode s attached 2>&1 | grep \"Call failed: Option 'mode' is given twice.\""
 
+# The same words as over varlink (integration error_invalid_parameter).
+check "AcquireDevices with a device twice says it is listed twice" \
+        sh -c "busctl --address='$DBUS_TEST_ADDRESS' call $svc $obj $svc AcquireDevices 'asa{sv}' 2 00:02.0 0000:00:02.0 0 2>&1 | grep -x 'Call failed: 0000:00:02.0 is listed twice'"
+
 check "GetManagedObjects answers" sh -c "busctl --address='$DBUS_TEST_ADDRESS' call $svc $obj org.freedesktop.DBus.ObjectManager GetManagedObjects | grep -q '$path'"
 [ "$fails" = 0 ]
