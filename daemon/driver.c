@@ -57,6 +57,7 @@ static const char *bus_path = DEFAULT_BUS_PATH;
 /* Test hooks from the daemon's environment (driver_load_test_environment()). */
 static uint64_t test_rebind_delay_usec;
 static uint64_t test_rebind_timeout_usec;
+static uint64_t test_restore_timeout_usec;
 
 void driver_set_bus_path_for_test(const char *path) {
         bus_path = path ?: DEFAULT_BUS_PATH;
@@ -328,6 +329,10 @@ static uint64_t env_msec_to_usec(const char *name) {
 void driver_load_test_environment(void) {
         test_rebind_delay_usec = env_msec_to_usec("IOMMUFD_BROKER_TEST_REBIND_DELAY_MS");
         test_rebind_timeout_usec = env_msec_to_usec("IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS");
+        test_restore_timeout_usec = env_msec_to_usec("IOMMUFD_BROKER_TEST_RESTORE_TIMEOUT_MS");
+        if (test_restore_timeout_usec > 0)
+                log_notice("Test hook: restoring a driver times out after %" PRIu64 " ms",
+                           test_restore_timeout_usec / 1000);
         if (test_rebind_delay_usec > 0 || test_rebind_timeout_usec > 0)
                 log_notice("Test hooks: managed rebinds wait %" PRIu64 " ms between unbind and probe, time out "
                            "after %" PRIu64 " ms", test_rebind_delay_usec / 1000,
@@ -336,19 +341,39 @@ void driver_load_test_environment(void) {
 
 /* --- Restore worker --- */
 
+uint64_t driver_restore_timeout_usec(void) {
+        return test_restore_timeout_usec ?: RESTORE_TIMEOUT_USEC;
+}
+
 typedef struct RestoreJob {
         DriverPaths paths;
         DriverRestoreDone done;
         void *userdata;
+        sd_event *event;
+        bool timed_out;                 /* done() is held back until the worker is gone */
 } RestoreJob;
 
 static int restore_worker(void *arg, int out_fd) {
         return restore_driver(&((RestoreJob *) arg)->paths);
 }
 
+static int restore_start(RestoreJob *job);
+
 static void on_restore_done(int result, const char *output, void *userdata) {
         RestoreJob *job = userdata;
 
+        /* Killed in vfio-pci's unbind, which waits until the device's last fd
+         * is closed (somewhere the broker could not see): the kernel finishes
+         * that unbind when it is, and nobody would then probe the original
+         * driver. So the restore is not over: it starts again once the worker
+         * is gone, i.e. once the unbind returned (on_restore_gone()). */
+        if (result == -ETIMEDOUT) {
+                job->timed_out = true;
+                log_warning("%s: vfio-pci's unbind waits until the device's last fd is closed somewhere; "
+                            "%s comes back then", job->paths.address,
+                            *job->paths.original ? job->paths.original : "no driver");
+                return;
+        }
         if (result < 0)
                 log_warning_errno(result, "%s: restoring driver %s failed: %m", job->paths.address,
                                   *job->paths.original ? job->paths.original : "(none)");
@@ -358,13 +383,46 @@ static void on_restore_done(int result, const char *output, void *userdata) {
                          *job->paths.override ? ", driver_override " : "", job->paths.override);
         if (job->done)
                 job->done(job->paths.address, result, job->userdata);
-        free(job);
+}
+
+/* Always last: the job goes with its worker. */
+static void on_restore_gone(bool exited, void *userdata) {
+        _cleanup_free_ RestoreJob *job = userdata;
+        int r;
+
+        /* At shutdown the record says "restoring": the next start goes on. */
+        if (!job->timed_out || !exited)
+                return;
+        log_info("%s: the stuck worker is gone; restoring %s again", job->paths.address,
+                 *job->paths.original ? job->paths.original : "no driver");
+        job->timed_out = false;
+        r = restore_start(job);
+        if (r >= 0) {
+                TAKE_PTR(job);
+                return;
+        }
+        log_warning_errno(r, "%s: restoring driver %s failed: %m", job->paths.address,
+                          *job->paths.original ? job->paths.original : "(none)");
+        if (job->done)
+                job->done(job->paths.address, r, job->userdata);
+}
+
+static int restore_start(RestoreJob *job) {
+        Worker *w = NULL;
+        int r;
+
+        r = worker_start(job->event, job->paths.address, driver_restore_timeout_usec(), restore_worker, job,
+                         on_restore_done, job, &w);
+        if (r < 0)
+                return r;
+        worker_set_gone(w, on_restore_gone);
+        log_debug("%s: restoring driver in a worker", job->paths.address);
+        return 0;
 }
 
 int driver_restore_async(sd_event *event, const Device *d, const char *original_driver,
                          const char *original_override, DriverRestoreDone done, void *userdata) {
         _cleanup_free_ RestoreJob *job = NULL;
-        Worker *w = NULL;
         int r;
 
         if (!event)
@@ -377,14 +435,11 @@ int driver_restore_async(sd_event *event, const Device *d, const char *original_
                 return r;
         job->done = done;
         job->userdata = userdata;
-        r = worker_start(event, job->paths.address, RESTORE_TIMEOUT_USEC, restore_worker, job, on_restore_done,
-                         job, &w);
+        job->event = event;
+        r = restore_start(job);
         if (r < 0)
                 return r;
-        /* on_restore_done() frees the job; at shutdown the worker does. */
-        worker_set_destroy(w, free);
         TAKE_PTR(job);
-        log_debug("%s: restoring driver in a worker", d->address);
         return 0;
 }
 

@@ -22,11 +22,15 @@
  */
 int driver_bind_vfio_async(sd_event *event, const Device *d, WorkerDone done, void *userdata, Worker **ret);
 uint64_t driver_bind_timeout_usec(void);
+/* How long a restore worker may take (60 s; a test hook shortens it). */
+uint64_t driver_restore_timeout_usec(void);
 
 /* Read the test hooks from the daemon's environment, once at start:
  * IOMMUFD_BROKER_TEST_REBIND_DELAY_MS (the bind worker sleeps this long
- * between unbind and probe) and IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS (the
- * bind timeout instead of 15 s). Only root sets the daemon's environment. */
+ * between unbind and probe), IOMMUFD_BROKER_TEST_REBIND_TIMEOUT_MS (the
+ * bind timeout instead of 15 s) and IOMMUFD_BROKER_TEST_RESTORE_TIMEOUT_MS
+ * (the restore timeout instead of 60 s). Only root sets the daemon's
+ * environment. */
 void driver_load_test_environment(void);
 
 typedef void (*DriverRestoreDone)(const char *address, int result, void *userdata);
@@ -36,7 +40,10 @@ typedef void (*DriverRestoreDone)(const char *address, int result, void *userdat
  * (NULL: cleared) and bound to original_driver (NULL: left without a
  * driver), in a worker process with a timeout. Call only once every fd of
  * the device is closed: vfio-pci's unbind otherwise waits, uninterruptibly,
- * for the holder. done() runs on the loop with 0 or a negative errno.
+ * for the holder. A worker that times out there is not the end: once it is
+ * gone (the unbind returned: the last fd closed) the restore starts again,
+ * and done() runs only then. done() runs on the loop with 0 or a negative
+ * errno; not at all if the daemon stops first (the record restores).
  */
 int driver_restore_async(sd_event *event, const Device *d, const char *original_driver,
                          const char *original_override, DriverRestoreDone done, void *userdata);

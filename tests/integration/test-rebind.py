@@ -282,6 +282,43 @@ def rebind_client_leaves(ctx):
 
 
 @case
+def restore_unbind_waits(ctx):
+    """Own: giving the device back waits while vfio-pci's unbind does. The
+    kernel's unbind blocks until the device's last fd is closed, also one the
+    broker could not see (an unbound fd in flight in a socket); the restore
+    worker timed out there, the broker logged "could not give the device
+    back" and nobody probed e1000e once the unbind finished: the device stayed
+    without a driver. Now the restore stays (busy, record kept) and starts
+    again once the stuck worker is gone. Played here by a vfio-pci unbind
+    whose open() blocks (a FIFO without a reader: each retry blocks and times
+    out again) and an unbind the test does itself when the "holder" lets go;
+    the VM tier's restore-waits case does it on the real kernel."""
+    d, k = slow_daemon(ctx, delay_ms=0, env={"IOMMUFD_BROKER_TEST_RESTORE_TIMEOUT_MS": "500"})
+    with d.connect() as c:
+        r = c.call(B + "Acquire", {"devices": [DEV], "managed": True, "mode": "unbound"}, timeout=10)
+        expect_ok(r, "managed Acquire")
+        check_eq(k.driver(), "vfio-pci", "driver while leased")
+        # The kernel's unbind now waits for a holder: a FIFO nobody reads.
+        unbind = k.sys("bus/pci/drivers/vfio-pci/unbind")
+        os.unlink(unbind)
+        os.mkfifo(unbind, 0o600)
+        r.close_fds()
+        expect_ok(c.call(B + "Release", {}), "Release")
+    wait_for(lambda: "waits until the device's last fd is closed" in d.read_log(), 10, 0.05,
+             "the broker to say the unbind waits")
+    time.sleep(1.5)         # three looks at 500 ms
+    dev = d.get_device(DEV)
+    check_eq(dev["state"], "busy", "state while vfio-pci's unbind waits")
+    check(os.path.exists(record_path(d)), "the restoring record is kept while the unbind waits")
+    # The holder let go: the kernel's unbind finishes.
+    k.ctl_run(DEV, "unbind")
+    wait_given_back(d, k)
+    check("the stuck worker is gone; restoring e1000e again" in d.read_log(),
+          "the log does not say it restores again")
+    finish(ctx, d, k)
+
+
+@case
 def rebind_timeout(ctx):
     """A rebind over its timeout: DriverBindFailed naming the device, nothing left half-bound."""
     d, k = slow_daemon(ctx, delay_ms=5000, timeout_ms=1000)

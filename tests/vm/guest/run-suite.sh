@@ -17,7 +17,7 @@ cases=(attached dma unbound capabilities dbus managed groups bridges memlock cde
 # Lease cases (vm-leases): those that restart the daemon come after hotunplug,
 # which counts the first daemon's fds; hotunplug removes the edu, so the edu
 # cases come before it.
-lease_cases=(release-holding unbound-free child-keeps admin-fence group-open-ebusy revoke)
+lease_cases=(release-holding unbound-free child-keeps restore-waits admin-fence group-open-ebusy revoke)
 lease_restart_cases=(restart rebind-crash)
 case_timeout=60
 
@@ -97,7 +97,9 @@ socket=/run/iommufd-broker/io.iommufd.Broker
 mkfifo /run/vm-daemon-log
 cat /run/vm-daemon-log > "$results/daemon.log" &
 log_pid=$!
-LOG_LEVEL=debug "$build/daemon/iommufd-broker" --varlink-listen "$socket" \
+# A restore worker stuck in vfio-pci's unbind gives up after 3 s instead of
+# 60 (restore-waits).
+IOMMUFD_BROKER_TEST_RESTORE_TIMEOUT_MS=3000 LOG_LEVEL=debug "$build/daemon/iommufd-broker" --varlink-listen "$socket" \
         --policy /run/vm-policy.json --policy-dir /run/vm-policy.d > /run/vm-daemon-log 2>&1 &
 broker_pid=$!
 # The first daemon's log is complete once cat has seen the pipe's end.

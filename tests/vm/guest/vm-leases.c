@@ -11,8 +11,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -278,6 +280,67 @@ static int case_child_keeps(void) {
         expect_driver(e1000e, "e1000e", 10000);
         wait_state(b, e1000e, "available", 5000);
         vm_log("child gone: back on e1000e after %llu ms", (unsigned long long) (now_ms() - t0));
+        return 0;
+}
+
+/* ----------------- giving the driver back waits for vfio-pci's unbind */
+
+/* The client parks its unbound device fd in flight in a socketpair of its
+ * own (no /proc/PID/fd shows it) and releases. No process holds the e1000e
+ * and the broker's test bind works (the parked fd is not bound), so the
+ * lease ends and the broker gives the device back; vfio-pci's unbind then
+ * blocks until the parked fd is closed, past the restore worker's timeout
+ * (3 s in this tier). The broker used to give up there, and once the fd
+ * closed the kernel finished the unbind and nobody probed e1000e: the NIC
+ * stayed without a driver. Returns with the parked fd in *sp[1]'s queue. */
+static int client_park_and_release(void *userdata) {
+        int *sp = userdata;
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_lease *l = acquire_or_fail(b, e1000e, IOMMUFD_BROKER_MODE_UNBOUND,
+                                                  IOMMUFD_BROKER_ACQUIRE_MANAGED);
+        char cmsg_buf[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { .iov_base = (char *) "x", .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cmsg_buf,
+                             .msg_controllen = sizeof(cmsg_buf) };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &l->devices[0].fd, sizeof(int));
+        CHECK(sendmsg(sp[0], &mh, 0) == 1, "sendmsg: %m");
+        iommufd_broker_lease_free(l);
+        CHECK_OK(iommufd_broker_release(b, NULL, 0), "release");
+        return 0;
+}
+
+static int case_restore_waits(void) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_device d;
+        int sp[2];
+
+        expect_driver(e1000e, "e1000e", 0);
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0, "socketpair: %m");
+        CHECK_OK(client_run(client_park_and_release, sp, "parking client"), "park and release");
+        /* The lease ends (nobody seen holding it), the restore's unbind waits. */
+        wait_state(b, e1000e, "busy", 10000);
+        usleep(6000 * 1000);                    /* past the 3 s restore timeout */
+        get_or_fail(b, e1000e, &d);
+        CHECK(streq(d.state, "busy"), "while vfio-pci's unbind waits the e1000e is %s (%s)", d.state, d.reason);
+        /* The kernel removed the driver link before vfio-pci's remove began waiting. */
+        char cur[64];
+        pci_driver(e1000e, cur, sizeof cur);
+        CHECK(!streq(cur, "e1000e"), "e1000e bound while vfio-pci's unbind waits");
+        vm_log("restore-waits: the unbind waits for the parked fd; the e1000e is %s (%s), driver '%s'", d.state,
+               d.reason, cur);
+
+        uint64_t t0 = now_ms();
+        safe_close(sp[0]);
+        safe_close(sp[1]);                      /* drops the parked fd: the unbind finishes */
+        expect_driver(e1000e, "e1000e", 15000);
+        wait_state(b, e1000e, "available", 5000);
+        vm_log("restore-waits: back on e1000e %llu ms after the parked fd closed",
+               (unsigned long long) (now_ms() - t0));
         return 0;
 }
 
@@ -641,6 +704,7 @@ static const struct {
         { "release-holding", case_release_holding },
         { "unbound-free", case_unbound_free },
         { "child-keeps", case_child_keeps },
+        { "restore-waits", case_restore_waits },
         { "admin-fence", case_admin_fence },
         { "group-open-ebusy", case_group_open_ebusy },
         { "revoke", case_revoke },
