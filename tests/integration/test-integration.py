@@ -1799,6 +1799,28 @@ def cli_run(ctx):
     rc = proc.wait(10)
     check_eq(rc, 128 + signal.SIGTERM, "run's status after SIGTERM is forwarded to the command")
     d.wait_state("0000:00:02.0", "available")
+
+    # What a supervisor sends besides SIGTERM reaches the command too. These
+    # used to kill iommufdctl alone: the command ran on, orphaned and never
+    # told, and its exit status was lost.
+    for i, sig in enumerate((signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)):
+        flag = os.path.join(d.dir, f"sig-ready-{i}")
+        got = os.path.join(d.dir, f"sig-got-{i}")
+        script = (f"trap 'echo got > {got}; exit {40 + i}' {sig.name[3:]}; touch {flag}; "
+                  "while :; do sleep 0.05; done")
+        proc = ctx.spawn([env_path("IOMMUFDCTL"), "--socket", d.socket, "run", "-d", "00:02.0", "--",
+                          "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+        wait_for(lambda: os.path.exists(flag), 10, 0.05, "the command to start")
+        proc.send_signal(sig)
+        try:
+            rc = proc.wait(10)
+        finally:
+            if not os.path.exists(got):
+                os.killpg(proc.pid, signal.SIGKILL)
+        check(os.path.exists(got), f"{sig.name} sent to iommufdctl run reached its command")
+        check_eq(rc, 40 + i, f"run's status after {sig.name}: the command's")
+        d.wait_state("0000:00:02.0", "available")
     finish(d)
 
 
