@@ -24,7 +24,7 @@
 #define SCAN_FIRST_USEC         (100 * 1000)
 #define SCAN_MAX_USEC           (2000 * 1000)
 #define SCAN_TIMEOUT_USEC       (10 * 1000 * 1000)
-#define UNSEEN_SCANS_MAX        3
+#define UNSEEN_SCANS_MAX        3       /* then warn: no process shows the bound fd */
 
 static const char *const lease_state_names[_LEASE_STATE_MAX] = {
         [LEASE_STATE_LEASED] = "leased",
@@ -318,16 +318,18 @@ static void on_scan_done(int result, const char *output, void *userdata) {
                 lease_end(l, l->reason);
                 return;
         }
-        /* No process holds it, yet a test bind is refused: an fd in flight
-         * in a socket queue, or a device the kernel will not bind at all.
-         * A queue is read or dropped soon; after a few scans, stop waiting. */
+        /* No process holds it, yet a test bind is refused: an open file of
+         * the device is bound somewhere no /proc/PID/fd shows, in flight in
+         * a socket queue or in an io_uring file table. Its owner can take it
+         * back out at any time, whole, with its DMA mappings: the lease stays
+         * until the kernel says otherwise (ending it here offered a device
+         * that a client kept bound). Said once; Revoke asks through
+         * vfio-pci, and the holder's processes exiting drops the queue. */
         if (!lease_kernel_answers(l) && !held_by_process && strstr(output, "BOUND")) {
-                if (++l->unseen_scans >= UNSEEN_SCANS_MAX) {
-                        log_warning("%s: no process holds the device but the kernel refuses to bind it; "
-                                    "ending the lease", l->address);
-                        lease_end(l, l->reason);
-                        return;
-                }
+                if (++l->unseen_scans == UNSEEN_SCANS_MAX)
+                        log_warning("%s: no process shows an fd of the device, yet the kernel has it bound "
+                                    "(an fd in flight in a socket?); the lease stays releasing until it closes",
+                                    l->address);
         } else
                 l->unseen_scans = 0;
         if (!streq_ptr(before, l->held_by))
