@@ -257,7 +257,8 @@ static int scan_worker(void *arg, int out_fd) {
                 uint32_t dev_id;
                 int r = fd >= 0 ? job->kernel->bind(fd, iommufd, &dev_id) : fd;
 
-                fprintf(out, "%s\n", r >= 0 ? "FREE" : (r == -EINVAL || r == -EBUSY) ? "BOUND" : "UNKNOWN");
+                fprintf(out, "%s\n", r >= 0 ? "FREE" : (r == -EINVAL || r == -EBUSY) ? "BOUND" :
+                                      r == -ENODEV ? "NOCDEV" : "UNKNOWN");
                 safe_close(fd);
                 safe_close(iommufd);
         } else if (n == 0)
@@ -315,6 +316,16 @@ static void on_scan_done(int result, const char *output, void *userdata) {
          * gone no test bind can confirm; the scan guards against a device
          * that went some other way. */
         if (!lease_kernel_answers(l) && l->revoke_unbound && !held_by_process) {
+                lease_end(l, l->reason);
+                return;
+        }
+        /* No process holds it, and it has no vfio cdev any more: it left
+         * vfio-pci (root's unbind, or a revoke's that a restart cut off from
+         * us), and the kernel lets vfio-pci go only once every fd is closed.
+         * Without a cdev no test bind can confirm, so this stayed releasing
+         * for ever and a managed device never got its driver back. */
+        if (!lease_kernel_answers(l) && !held_by_process && strstr(output, "NOCDEV")) {
+                log_info("%s: the device left vfio-pci and no process holds it: the lease is over", l->address);
                 lease_end(l, l->reason);
                 return;
         }

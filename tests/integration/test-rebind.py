@@ -396,5 +396,28 @@ def rebind_refused_first(ctx):
     finish(ctx, d, k)
 
 
+@case
+def rebind_admin_unbind_leased(ctx):
+    """adv2: root unbinds vfio-pci behind the broker's back while an unbound
+    lease is held (QEMU, asked through its own request eventfd, unplugs and
+    closes; the kernel's unbind returns only then). When the holder then
+    lets go, no process has the device and it has no vfio cdev any more: the
+    lease must end (and the managed device go back). It stayed 'releasing'
+    for ever: the scan's test bind cannot open a cdev that is gone, so the
+    answer was neither FREE nor BOUND."""
+    d, k = slow_daemon(ctx, delay_ms=0)
+    holder = d.connect()
+    send_acquire(holder)
+    r = holder.recv(timeout=10)
+    expect_ok(r, "managed unbound Acquire")
+    check_eq(k.driver(), "vfio-pci", "driver after the Acquire")
+    r.close_fds()                       # the VMM let go when the kernel asked
+    k.ctl_run(DEV, "unbind")            # root's echo > vfio-pci/unbind returned
+    wait_for(lambda: d.get_device(DEV).get("driver") is None, 5, 0.02, "the broker to see the unbind")
+    check_eq(d.get_device(DEV)["state"], "leased", "state while the holder is connected")
+    holder.close()                      # then iommufdctl run exits
+    wait_given_back(d, k)
+    finish(ctx, d, k)
+
 if __name__ == "__main__":
     sys.exit(run_case(CASES, sys.argv))
