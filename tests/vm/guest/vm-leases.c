@@ -344,6 +344,61 @@ static int case_child_keeps(void) {
         return 0;
 }
 
+/* ------ adv2: root unbinds vfio-pci behind the broker while it is leased */
+
+static int client_holds_unbound(void *userdata) {
+        Sync *s = userdata;
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_lease *l = acquire_or_fail(b, e1000e, IOMMUFD_BROKER_MODE_UNBOUND,
+                                                  IOMMUFD_BROKER_ACQUIRE_MANAGED);
+        sync_child_ready(s, 0);
+        sync_child_wait(s);             /* root's unbind is waiting for us */
+        iommufd_broker_lease_free(l);   /* let go: the unbind returns */
+        sync_child_ready(s, 0);
+        sync_child_wait(s);             /* the unbind returned: now leave */
+        return 0;
+}
+
+static int unbind_vfio(void *userdata) {
+        return write_file_str("/sys/bus/pci/drivers/vfio-pci/unbind", e1000e) < 0;
+}
+
+/* root writes vfio-pci's unbind while an unbound lease (no request eventfd
+ * registered: the holder is no VMM) holds the e1000e; the write returns once
+ * the holder closed its fd. When the holder then leaves, the lease must end
+ * and the e1000e come back: the device has no cdev any more, so the scan's
+ * test bind cannot tell, and the lease stayed releasing for ever. */
+static int case_admin_unbind(void) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        Sync s;
+
+        expect_driver(e1000e, "e1000e", 0);
+        sync_init(&s);
+        pid_t holder = client_spawn(client_holds_unbound, &s);
+        sync_parent_wait(&s);
+        expect_driver(e1000e, "vfio-pci", 0);
+        pid_t unbinder = fork();
+        CHECK(unbinder >= 0, "fork: %m");
+        if (unbinder == 0)
+                _exit(unbind_vfio(NULL));
+        usleep(1000 * 1000);
+        CHECK(waitpid(unbinder, NULL, WNOHANG) == 0, "the unbind returned while the holder had the fd open");
+        sync_parent_go(&s);
+        sync_parent_wait(&s);
+        int status;
+        CHECK(waitpid(unbinder, &status, 0) == unbinder && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the unbind failed");
+        expect_driver(e1000e, "", 5000);
+        vm_log("admin-unbind: vfio-pci let go once the holder closed its fd");
+        sync_parent_go(&s);
+        CHECK_OK(client_wait(holder, "holder"), "holder");
+        uint64_t ms = wait_state(b, e1000e, "available", 10000);
+        expect_driver(e1000e, "e1000e", 10000);
+        vm_log("admin-unbind: the lease ended %llu ms after the holder left, e1000e is back",
+               (unsigned long long) ms);
+        return 0;
+}
+
 /* ---------------------------------------------- an admin fence is kept */
 
 static int client_managed_cycle(void *userdata) {
@@ -706,6 +761,7 @@ static const struct {
         { "hidden-bound", case_hidden_bound },
         { "child-keeps", case_child_keeps },
         { "admin-fence", case_admin_fence },
+        { "admin-unbind", case_admin_unbind },
         { "group-open-ebusy", case_group_open_ebusy },
         { "revoke", case_revoke },
         { "restart", case_restart },
