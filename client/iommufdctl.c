@@ -228,6 +228,10 @@ static void print_info(const iommufd_broker_device *d) {
         printf("State:         %s\n", d->state);
         format_note(d, note, sizeof(note));
         printf("%s %s\n", d->holder_session ? "Holder:       " : "Reason:       ", note);
+        /* A releasing lease has both: the holder who made it, and why the
+         * device is not free yet (its fds live on, maybe in another process). */
+        if (d->holder_session && d->reason[0])
+                printf("Reason:        %s\n", d->reason);
 }
 
 static int cmd_info(int argc, char **argv) {

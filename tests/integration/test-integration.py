@@ -1922,6 +1922,12 @@ def cli_run_back_to_back(ctx):
     p = ctl(d, "run", "-d", "00:08.0", "--", "sh", "-c", "sleep 4 >/dev/null 2>&1 & exit 0")
     check_eq(p.returncode, 0, f"run whose command left a child holding the device: {p.stderr!r}")
     check(time.monotonic() - t < 5.5, f"run waited {time.monotonic() - t:.1f}s for a device a child still holds")
+    # info says both who made the lease and why the device is not free yet
+    # (it showed only the holder, whose process is gone).
+    p = ctl(d, "info", "00:08.0")
+    if "State:         releasing" in p.stdout:
+        check("Holder:" in p.stdout and "Reason:        releasing (" in p.stdout,
+              f"info of a releasing lease: {p.stdout!r}")
     d.wait_state("0000:00:08.0", "available", 10.0)
     # A broker that stops answering once the command ran: run exits with the
     # command's status within its bound, not after the library's 25 s call timeout.
