@@ -51,7 +51,11 @@ static int watch_events(iommufd_broker *b) {
         return fd;
 }
 
-/* Block the signals we wait for, and hand them to a signalfd. */
+/* Block the signals we wait for, and hand them to a signalfd. SIGHUP ends
+ * acquire and monitor like SIGINT (a closed terminal, a supervisor's hangup).
+ * run passes on what a supervisor may send its command, as sudo and timeout
+ * do: left at their default action they killed iommufdctl alone, so the
+ * command ran on orphaned, never told, and its exit status was lost. */
 int signals_block(bool with_child, sigset_t *ret_old) {
         sigset_t mask;
         int fd;
@@ -59,8 +63,13 @@ int signals_block(bool with_child, sigset_t *ret_old) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGTERM);
-        if (with_child)
+        sigaddset(&mask, SIGHUP);
+        if (with_child) {
                 sigaddset(&mask, SIGCHLD);
+                sigaddset(&mask, SIGQUIT);
+                sigaddset(&mask, SIGUSR1);
+                sigaddset(&mask, SIGUSR2);
+        }
         if (sigprocmask(SIG_BLOCK, &mask, ret_old) < 0)
                 return -errno;
         fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -188,7 +197,7 @@ int cmd_acquire(int argc, char **argv) {
         if (sfd < 0)
                 return broker_failed(NULL, sfd, "signalfd");
         print_lease(l);
-        fprintf(stderr, "Holding the lease; SIGINT or SIGTERM releases it.\n");
+        fprintf(stderr, "Holding the lease; SIGINT, SIGTERM or SIGHUP releases it.\n");
         for (;;) {
                 struct signalfd_siginfo si;
 

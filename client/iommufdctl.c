@@ -216,6 +216,10 @@ static void print_info(const iommufd_broker_device *d) {
         printf("State:         %s\n", d->state);
         format_note(d, note, sizeof(note));
         printf("%s %s\n", d->holder_session ? "Holder:       " : "Reason:       ", note);
+        /* A releasing lease has both: the holder who made it, and why the
+         * device is not free yet (its fds live on, maybe in another process). */
+        if (d->holder_session && d->reason[0])
+                printf("Reason:        %s\n", d->reason);
 }
 
 static int cmd_info(int argc, char **argv) {
@@ -296,7 +300,7 @@ static void help(void) {
                "  info DEV [--json]                one device\n"
                "  acquire DEV... [--mode M] [--managed] [--interactive]\n"
                "                                   lease devices (default mode: attached), print\n"
-               "                                   the fds and ids, hold until SIGINT/SIGTERM\n"
+               "                                   the fds and ids, hold until SIGINT/SIGTERM/HUP\n"
                "  monitor                          print device and lease events\n"
                "  run -d DEV [-d DEV]... [--mode M] [--managed] [--interactive] -- CMD ARGS...\n"
                "                                   lease devices (default mode: unbound) and run\n"

@@ -35,7 +35,8 @@ int broker_failed(const iommufd_broker *b, int r, const char *what);
 int connect_broker(iommufd_broker **ret);
 
 void print_event(FILE *f, const char *prefix, const iommufd_broker_event *e);
-/* Block SIGINT, SIGTERM (and SIGCHLD) and hand them to a signalfd. */
+/* Block SIGINT, SIGTERM, SIGHUP (and for run SIGCHLD, SIGQUIT, SIGUSR1,
+ * SIGUSR2) and hand them to a signalfd. */
 int signals_block(bool with_child, sigset_t *ret_old);
 /* 1 with a signal, 0 if none is pending, or negative errno. */
 int read_signal(int sfd, struct signalfd_siginfo *ret);

@@ -24,7 +24,7 @@
 #define SCAN_FIRST_USEC         (100 * 1000)
 #define SCAN_MAX_USEC           (2000 * 1000)
 #define SCAN_TIMEOUT_USEC       (10 * 1000 * 1000)
-#define UNSEEN_SCANS_MAX        3
+#define UNSEEN_SCANS_MAX        3       /* then warn: no process shows the bound fd */
 
 static const char *const lease_state_names[_LEASE_STATE_MAX] = {
         [LEASE_STATE_LEASED] = "leased",
@@ -257,7 +257,8 @@ static int scan_worker(void *arg, int out_fd) {
                 uint32_t dev_id;
                 int r = fd >= 0 ? job->kernel->bind(fd, iommufd, &dev_id) : fd;
 
-                fprintf(out, "%s\n", r >= 0 ? "FREE" : (r == -EINVAL || r == -EBUSY) ? "BOUND" : "UNKNOWN");
+                fprintf(out, "%s\n", r >= 0 ? "FREE" : (r == -EINVAL || r == -EBUSY) ? "BOUND" :
+                                      r == -ENODEV ? "NOCDEV" : "UNKNOWN");
                 safe_close(fd);
                 safe_close(iommufd);
         } else if (n == 0)
@@ -318,16 +319,28 @@ static void on_scan_done(int result, const char *output, void *userdata) {
                 lease_end(l, l->reason);
                 return;
         }
-        /* No process holds it, yet a test bind is refused: an fd in flight
-         * in a socket queue, or a device the kernel will not bind at all.
-         * A queue is read or dropped soon; after a few scans, stop waiting. */
+        /* No process holds it, and it has no vfio cdev any more: it left
+         * vfio-pci (root's unbind, or a revoke's that a restart cut off from
+         * us), and the kernel lets vfio-pci go only once every fd is closed.
+         * Without a cdev no test bind can confirm, so this stayed releasing
+         * for ever and a managed device never got its driver back. */
+        if (!lease_kernel_answers(l) && !held_by_process && strstr(output, "NOCDEV")) {
+                log_info("%s: the device left vfio-pci and no process holds it: the lease is over", l->address);
+                lease_end(l, l->reason);
+                return;
+        }
+        /* No process holds it, yet a test bind is refused: an open file of
+         * the device is bound somewhere no /proc/PID/fd shows, in flight in
+         * a socket queue or in an io_uring file table. Its owner can take it
+         * back out at any time, whole, with its DMA mappings: the lease stays
+         * until the kernel says otherwise (ending it here offered a device
+         * that a client kept bound). Said once; Revoke asks through
+         * vfio-pci, and the holder's processes exiting drops the queue. */
         if (!lease_kernel_answers(l) && !held_by_process && strstr(output, "BOUND")) {
-                if (++l->unseen_scans >= UNSEEN_SCANS_MAX) {
-                        log_warning("%s: no process holds the device but the kernel refuses to bind it; "
-                                    "ending the lease", l->address);
-                        lease_end(l, l->reason);
-                        return;
-                }
+                if (++l->unseen_scans == UNSEEN_SCANS_MAX)
+                        log_warning("%s: no process shows an fd of the device, yet the kernel has it bound "
+                                    "(an fd in flight in a socket?); the lease stays releasing until it closes",
+                                    l->address);
         } else
                 l->unseen_scans = 0;
         if (!streq_ptr(before, l->held_by))

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
@@ -310,12 +311,35 @@ static int collect_stored_fds(StoredFds *ret) {
         return 0;
 }
 
+/* One broker per state directory. A second one (an admin starting the
+ * daemon by hand while the service runs) took over the first one's records
+ * as if after a restart: it finished "cut short" rebinds that were in fact
+ * in flight, restoring the host driver under the running service, rewrote
+ * or removed their records, and only then found the socket in use. The lock
+ * goes with the process (workers close it before they do anything). */
+static int lock_state_dir(const char *dir, int *ret_fd) {
+        _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0)
+                return log_error_errno(errno, "Cannot open the state directory %s: %m", dir);
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        return log_error_errno(EBUSY, "Another iommufd-broker is running with the state directory "
+                                               "%s (its leases and records are its own); not starting", dir);
+                return log_error_errno(errno, "Cannot lock the state directory %s: %m", dir);
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
 /* The fake-kernel test daemon must not touch the real lease records. */
 static bool kernel_is_real(const KernelOps *k) {
         return k == &kernel_ops_real;
 }
 
 static int run(void) {
+        /* Declared first, released last: after the manager is gone. */
+        _cleanup_close_ int state_lock = -EBADF;
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         _cleanup_(manager_freep) Manager *m = NULL;
         StoredFds stored = {};
@@ -352,6 +376,9 @@ static int run(void) {
         const char *state_dir = arg.state_dir ?: (kernel_is_real(&KERNEL_OPS) ? DEFAULT_STATE_DIR : NULL);
         if (state_dir) {
                 (void) mkdir(state_dir, 0755);
+                r = lock_state_dir(state_dir, &state_lock);
+                if (r < 0)
+                        return r;
                 snprintf(lease_dir, sizeof(lease_dir), "%s/leases", state_dir);
         }
         if (!fdstore_available())

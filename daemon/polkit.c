@@ -244,8 +244,12 @@ static int on_check_reply(sd_bus_message *reply, void *userdata, sd_bus_error *r
                 bool timeout = sd_bus_error_has_names(e, SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_TIMEOUT);
 
                 r = timeout ? -ETIMEDOUT : -EHOSTDOWN;
+                /* NoReply is also what the bus says at once when polkitd exits
+                 * (stopped, restarted, crashed) with the check pending: the
+                 * bus's words tell the two apart, "in time" alone did not. */
                 if (timeout)
-                        snprintf(message, sizeof(message), "polkit did not answer in time");
+                        snprintf(message, sizeof(message), "polkit did not answer (%s)",
+                                 e->message ?: "timed out");
                 else
                         snprintf(message, sizeof(message), "polkit failed: %s%s%s", e->name,
                                  e->message ? ": " : "", e->message ?: "");

@@ -237,6 +237,35 @@ static void test_gone_while_pending(void) {
         CHECK_MSG(wait_log("cancel ", cancels + 2), "D-Bus: client gone: polkit told to cancel");
 }
 
+/* adv2: polkitd exits (stopped, restarted, crashed) with a check pending:
+ * the bus answers NoReply at once. The caller was told "polkit did not
+ * answer in time", as after the 20 s timeout, which sends an admin looking
+ * at the wrong thing; now the bus's reason. polkit comes back for the next
+ * check. */
+static void test_polkitd_gone_mid_check(void) {
+        char buf[1024];
+        ssize_t n;
+        int checks, fd;
+
+        set_mode("hang");
+        checks = count_log("check ");
+        fd = varlink_send_acquire(DEV_B);
+        CHECK_MSG(fd >= 0 && wait_log("check ", checks + 1), "check in flight before polkitd goes");
+        stop_fake_polkitd();
+        struct timeval tv = { .tv_sec = 10 };
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        buf[n > 0 ? n : 0] = 0;
+        CHECK_MSG(strstr(buf, "AuthorizationUnavailable") != NULL, "polkitd gone mid-check: %s", buf);
+        CHECK_MSG(strstr(buf, "in time") == NULL && strstr(buf, "disconnected") != NULL,
+                  "polkitd gone mid-check says so, not a timeout: %s", buf);
+        if (fd >= 0)
+                close(fd);
+        start_fake_polkitd();
+        set_mode("allow");
+        expect_varlink(DEV_B, 0, NULL, "polkitd back after it went away mid-check");
+}
+
 static void test_limit(void) {
         int fds[MAX_PENDING], checks, cancels;
 
@@ -274,6 +303,7 @@ int main(void) {
         test_timeout();
         test_gone_while_pending();
         test_limit();
+        test_polkitd_gone_mid_check();
 
         stop_fake_polkitd();
         bus = sd_bus_flush_close_unref(bus);

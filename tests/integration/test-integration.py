@@ -495,6 +495,47 @@ def error_unavailable(ctx):
 
 
 @case
+def release_hidden_bound_fd(ctx):
+    """adv2: a device fd the client keeps in flight in a socket of its own
+    (no process shows it) while the kernel still has it bound: the broker
+    ended the lease after three scans ("no process holds the device but the
+    kernel refuses to bind it") and offered the device again, though the
+    client could take the bound fd back out of the socket whenever it liked.
+    The lease now stays releasing for as long as the kernel refuses the bind.
+    The fake's BIND_FAIL plays the other, bound, open file."""
+    d = ctx.daemon(env={"IOMMUFD_BROKER_FAKE_BIND_FAIL": "0000:00:08.0"})
+    d.take_baseline()
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with d.connect() as c:
+            r = acquire(c, ["0000:00:08.0"], "unbound")
+            p = check_acquire_reply(r, ["0000:00:08.0"], "unbound")
+            dev_fd = r.fds[p["devices"][0]["fileDescriptor"]]
+            socket.send_fds(a, [b"x"], [dev_fd])
+            r.close_fds()
+        d.wait_state("0000:00:08.0", "releasing")
+        # Scans at 0.1, 0.2, 0.4, 0.8 s...: well past the three that ended it.
+        time.sleep(3.5)
+        dev = d.get_device("0000:00:08.0")
+        check_eq(dev["state"], "releasing", "08.0 while its bound fd is in flight in a socket")
+        check("the kernel has it bound (an fd in flight in a socket?)" in d.read_log(),
+              "the daemon says why the lease stays")
+        _, fds, _, _ = socket.recv_fds(b, 16, 4)
+        check_eq(len(fds), 1, "the fd came back out of the socket")
+        os.close(fds[0])
+    finally:
+        a.close()
+        b.close()
+    # Closed now, but the fake (BIND_FAIL) still refuses every bind, as the
+    # kernel would while some other file of it stayed bound: Revoke, whose
+    # unbind the kernel lets finish only once every fd is closed, ends it.
+    p = ctl(d, "revoke", "00:08.0", "--timeout", "5")
+    check_eq(p.returncode, 0, f"revoke of the releasing lease: {p.stderr!r}")
+    d.wait_state("0000:00:08.0", "available")
+    finish(d)
+
+
+@case
 def error_group_open(ctx):
     d = ctx.daemon(env={"IOMMUFD_BROKER_FAKE_GROUP_OPEN": "0000:00:08.0"})
     d.take_baseline()
@@ -529,6 +570,15 @@ def error_bind_fail(ctx):
         r = acquire(c, ["0000:00:02.0"], "unbound")         # unbound needs no bind
         check_acquire_reply(r, ["0000:00:02.0"], "unbound")
         r.close_fds()
+    # The fake still refuses every bind, as the kernel does while another
+    # open file of the device is bound: the lease stays releasing (it ended
+    # after three scans before, offering a device someone kept bound) until
+    # a Revoke's unbind, which the kernel lets finish only once every fd is
+    # closed, takes it back.
+    d.wait_state("0000:00:02.0", "releasing")
+    p = ctl(d, "revoke", "00:02.0", "--timeout", "5")
+    check_eq(p.returncode, 0, f"revoke of the releasing lease: {p.stderr!r}")
+    d.wait_state("0000:00:02.0", "available")
     finish(d)
 
 
@@ -1800,6 +1850,28 @@ def cli_run(ctx):
     rc = proc.wait(10)
     check_eq(rc, 128 + signal.SIGTERM, "run's status after SIGTERM is forwarded to the command")
     d.wait_state("0000:00:02.0", "available")
+
+    # What a supervisor sends besides SIGTERM reaches the command too. These
+    # used to kill iommufdctl alone: the command ran on, orphaned and never
+    # told, and its exit status was lost.
+    for i, sig in enumerate((signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)):
+        flag = os.path.join(d.dir, f"sig-ready-{i}")
+        got = os.path.join(d.dir, f"sig-got-{i}")
+        script = (f"trap 'echo got > {got}; exit {40 + i}' {sig.name[3:]}; touch {flag}; "
+                  "while :; do sleep 0.05; done")
+        proc = ctx.spawn([env_path("IOMMUFDCTL"), "--socket", d.socket, "run", "-d", "00:02.0", "--",
+                          "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         start_new_session=True)
+        wait_for(lambda: os.path.exists(flag), 10, 0.05, "the command to start")
+        proc.send_signal(sig)
+        try:
+            rc = proc.wait(10)
+        finally:
+            if not os.path.exists(got):
+                os.killpg(proc.pid, signal.SIGKILL)
+        check(os.path.exists(got), f"{sig.name} sent to iommufdctl run reached its command")
+        check_eq(rc, 40 + i, f"run's status after {sig.name}: the command's")
+        d.wait_state("0000:00:02.0", "available")
     finish(d)
 
 
@@ -1851,6 +1923,12 @@ def cli_run_back_to_back(ctx):
     p = ctl(d, "run", "-d", "00:08.0", "--", "sh", "-c", "sleep 4 >/dev/null 2>&1 & exit 0")
     check_eq(p.returncode, 0, f"run whose command left a child holding the device: {p.stderr!r}")
     check(time.monotonic() - t < 5.5, f"run waited {time.monotonic() - t:.1f}s for a device a child still holds")
+    # info says both who made the lease and why the device is not free yet
+    # (it showed only the holder, whose process is gone).
+    p = ctl(d, "info", "00:08.0")
+    if "State:         releasing" in p.stdout:
+        check("Holder:" in p.stdout and "Reason:        releasing (" in p.stdout,
+              f"info of a releasing lease: {p.stdout!r}")
     d.wait_state("0000:00:08.0", "available", 10.0)
     # A broker that stops answering once the command ran: run exits with the
     # command's status within its bound, not after the library's 25 s call timeout.

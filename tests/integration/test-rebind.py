@@ -21,6 +21,7 @@ import importlib.util
 import os
 import re
 import select
+import subprocess
 import sys
 import threading
 import time
@@ -432,6 +433,62 @@ def rebind_refused_first(ctx):
     check_eq(k.driver(), HOST_DRIVER, "driver")
     finish(ctx, d, k)
 
+
+@case
+def rebind_admin_unbind_leased(ctx):
+    """adv2: root unbinds vfio-pci behind the broker's back while an unbound
+    lease is held (QEMU, asked through its own request eventfd, unplugs and
+    closes; the kernel's unbind returns only then). When the holder then
+    lets go, no process has the device and it has no vfio cdev any more: the
+    lease must end (and the managed device go back). It stayed 'releasing'
+    for ever: the scan's test bind cannot open a cdev that is gone, so the
+    answer was neither FREE nor BOUND."""
+    d, k = slow_daemon(ctx, delay_ms=0)
+    holder = d.connect()
+    send_acquire(holder)
+    r = holder.recv(timeout=10)
+    expect_ok(r, "managed unbound Acquire")
+    check_eq(k.driver(), "vfio-pci", "driver after the Acquire")
+    r.close_fds()                       # the VMM let go when the kernel asked
+    k.ctl_run(DEV, "unbind")            # root's echo > vfio-pci/unbind returned
+    wait_for(lambda: d.get_device(DEV).get("driver") is None, 5, 0.02, "the broker to see the unbind")
+    check_eq(d.get_device(DEV)["state"], "leased", "state while the holder is connected")
+    holder.close()                      # then iommufdctl run exits
+    wait_given_back(d, k)
+    finish(ctx, d, k)
+
+@case
+def rebind_second_instance(ctx):
+    """adv2: a second daemon on the same state directory (an admin running
+    the daemon by hand while the service runs) must refuse to start before
+    it touches anything. It took the running one's records for a restart's:
+    it "finished" the managed rebind in flight under the running daemon
+    (restoring e1000e, then removing the record), and only then found the
+    socket in use."""
+    d, k = slow_daemon(ctx, delay_ms=2500)
+    holder = d.connect()
+    send_acquire(holder)
+    wait_busy(d)
+    with open(record_path(d)) as f:
+        before = f.read()
+    check("STATE=binding\n" in before, f"record: {before!r}")
+    cmd = [env_path("WITH_FAKE_SYSFS"), "--", os.path.realpath(env_path("BROKER_FAKE")), "--no-dbus",
+           "--varlink-listen", d.socket, "--policy", d.policy_path, "--state-dir", d.state_dir]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=20,
+                       env=dict(os.environ, LOG_LEVEL="debug"))
+    out = p.stdout + p.stderr
+    check(p.returncode != 0, f"the second daemon started: {out!r}")
+    check("Another iommufd-broker is running" in out, f"the second daemon does not say why: {out!r}")
+    check("cut short" not in out, f"the second daemon acted on the first one's record: {out!r}")
+    with open(record_path(d)) as f:
+        check_eq(f.read(), before, "the running daemon's record after the second one tried")
+    r = holder.recv(timeout=10)
+    expect_ok(r, "the managed Acquire of the running daemon")
+    check_eq(k.driver(), "vfio-pci", "driver after the Acquire")
+    r.close_fds()
+    holder.close()
+    wait_given_back(d, k)
+    finish(ctx, d, k)
 
 if __name__ == "__main__":
     sys.exit(run_case(CASES, sys.argv))

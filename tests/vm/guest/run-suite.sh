@@ -17,7 +17,7 @@ cases=(attached dma unbound capabilities dbus managed groups bridges memlock cde
 # Lease cases (vm-leases): those that restart the daemon come after hotunplug,
 # which counts the first daemon's fds; hotunplug removes the edu, so the edu
 # cases come before it.
-lease_cases=(release-holding unbound-free child-keeps restore-waits admin-fence group-open-ebusy revoke)
+lease_cases=(release-holding unbound-free hidden-bound child-keeps restore-waits admin-fence admin-unbind group-open-ebusy revoke)
 lease_restart_cases=(restart rebind-crash)
 case_timeout=60
 

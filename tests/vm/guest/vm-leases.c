@@ -240,6 +240,67 @@ static int case_unbound_free(void) {
         return client_run(client_unbound_free, NULL, "unbound client");
 }
 
+/* ---------- adv2: a bound fd hidden in a socket keeps the lease releasing */
+
+/* The client binds the unbound edu itself (as QEMU does), parks the device
+ * fd in flight in a socketpair of its own (no /proc/PID/fd shows it),
+ * closes its copy and releases. The kernel still has the device bound: the
+ * broker's test bind gets EINVAL. It used to end the lease after three such
+ * scans and offer the edu again while the client could take the bound fd
+ * back out and DMA; the lease must stay releasing until the fd is closed. */
+static int client_hidden_bound(void *userdata) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_lease *l = acquire_or_fail(b, edu, IOMMUFD_BROKER_MODE_UNBOUND, 0);
+        uint32_t dev_id, ioas_id, hwpt_id;
+        iommufd_broker_device d;
+        int sp[2];
+
+        CHECK_OK(vfio_bind(l->devices[0].fd, l->iommufd, &dev_id), "bind by the client");
+        CHECK_OK(ioas_alloc(l->iommufd, &ioas_id), "IOAS_ALLOC");
+        CHECK_OK(vfio_attach(l->devices[0].fd, ioas_id, &hwpt_id), "attach");
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0, "socketpair: %m");
+        char cmsg_buf[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { .iov_base = (char *) "x", .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cmsg_buf,
+                             .msg_controllen = sizeof cmsg_buf };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &l->devices[0].fd, sizeof(int));
+        CHECK(sendmsg(sp[0], &mh, 0) == 1, "sendmsg: %m");
+        int iommufd = TAKE_FD(l->iommufd);
+        iommufd_broker_lease_free(l);           /* closes our copy of the device fd */
+        CHECK_OK(iommufd_broker_release(b, NULL, 0), "release");
+        wait_state(b, edu, "releasing", 1000);
+        usleep(3500 * 1000);                    /* scans at 0.1, 0.2, 0.4, 0.8, 1.6 s */
+        get_or_fail(b, edu, &d);
+        CHECK(streq(d.state, "releasing"), "with the bound fd in flight the edu is %s (%s)", d.state, d.reason);
+
+        /* It is still ours: take it back and DMA through it. */
+        memset(cmsg_buf, 0, sizeof cmsg_buf);
+        mh.msg_controllen = sizeof cmsg_buf;
+        char byte;
+        iov.iov_base = &byte;
+        CHECK(recvmsg(sp[1], &mh, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&mh), "recvmsg: %m");
+        int devfd;
+        memcpy(&devfd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+        edu_dma_roundtrip(devfd, iommufd, ioas_id);
+        vm_log("hidden-bound: the fd came back out of the socket, bound, and did DMA; the edu stayed releasing");
+        safe_close(devfd);
+        safe_close(sp[0]);
+        safe_close(sp[1]);
+        uint64_t ms = wait_state(b, edu, "available", 10000);
+        vm_log("hidden-bound: available %llu ms after the fd closed", (unsigned long long) ms);
+        safe_close(iommufd);
+        return 0;
+}
+
+static int case_hidden_bound(void) {
+        CHECK(edu[0], "no edu");
+        return client_run(client_hidden_bound, NULL, "hidden-bound client");
+}
+
 /* ------------------------------ the holder exits, a child keeps the fds */
 
 static int client_child_keeps(void *userdata) {
@@ -341,6 +402,61 @@ static int case_restore_waits(void) {
         wait_state(b, e1000e, "available", 5000);
         vm_log("restore-waits: back on e1000e %llu ms after the parked fd closed",
                (unsigned long long) (now_ms() - t0));
+        return 0;
+}
+
+/* ------ adv2: root unbinds vfio-pci behind the broker while it is leased */
+
+static int client_holds_unbound(void *userdata) {
+        Sync *s = userdata;
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        iommufd_broker_lease *l = acquire_or_fail(b, e1000e, IOMMUFD_BROKER_MODE_UNBOUND,
+                                                  IOMMUFD_BROKER_ACQUIRE_MANAGED);
+        sync_child_ready(s, 0);
+        sync_child_wait(s);             /* root's unbind is waiting for us */
+        iommufd_broker_lease_free(l);   /* let go: the unbind returns */
+        sync_child_ready(s, 0);
+        sync_child_wait(s);             /* the unbind returned: now leave */
+        return 0;
+}
+
+static int unbind_vfio(void *userdata) {
+        return write_file_str("/sys/bus/pci/drivers/vfio-pci/unbind", e1000e) < 0;
+}
+
+/* root writes vfio-pci's unbind while an unbound lease (no request eventfd
+ * registered: the holder is no VMM) holds the e1000e; the write returns once
+ * the holder closed its fd. When the holder then leaves, the lease must end
+ * and the e1000e come back: the device has no cdev any more, so the scan's
+ * test bind cannot tell, and the lease stayed releasing for ever. */
+static int case_admin_unbind(void) {
+        _cleanup_broker_ iommufd_broker *b = connect_or_fail();
+        Sync s;
+
+        expect_driver(e1000e, "e1000e", 0);
+        sync_init(&s);
+        pid_t holder = client_spawn(client_holds_unbound, &s);
+        sync_parent_wait(&s);
+        expect_driver(e1000e, "vfio-pci", 0);
+        pid_t unbinder = fork();
+        CHECK(unbinder >= 0, "fork: %m");
+        if (unbinder == 0)
+                _exit(unbind_vfio(NULL));
+        usleep(1000 * 1000);
+        CHECK(waitpid(unbinder, NULL, WNOHANG) == 0, "the unbind returned while the holder had the fd open");
+        sync_parent_go(&s);
+        sync_parent_wait(&s);
+        int status;
+        CHECK(waitpid(unbinder, &status, 0) == unbinder && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the unbind failed");
+        expect_driver(e1000e, "", 5000);
+        vm_log("admin-unbind: vfio-pci let go once the holder closed its fd");
+        sync_parent_go(&s);
+        CHECK_OK(client_wait(holder, "holder"), "holder");
+        uint64_t ms = wait_state(b, e1000e, "available", 10000);
+        expect_driver(e1000e, "e1000e", 10000);
+        vm_log("admin-unbind: the lease ended %llu ms after the holder left, e1000e is back",
+               (unsigned long long) ms);
         return 0;
 }
 
@@ -703,9 +819,11 @@ static const struct {
 } cases[] = {
         { "release-holding", case_release_holding },
         { "unbound-free", case_unbound_free },
+        { "hidden-bound", case_hidden_bound },
         { "child-keeps", case_child_keeps },
         { "restore-waits", case_restore_waits },
         { "admin-fence", case_admin_fence },
+        { "admin-unbind", case_admin_unbind },
         { "group-open-ebusy", case_group_open_ebusy },
         { "revoke", case_revoke },
         { "restart", case_restart },
