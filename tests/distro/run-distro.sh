@@ -274,8 +274,13 @@ if [ -s "$results/results.txt" ]; then
                 SKIP) skipped=$((skipped + 1)) ;;
                 *)
                         failed=$((failed + 1))
-                        echo "---- last lines of $name.log ----"
-                        tail -n 40 "$results/$name.log" 2>/dev/null || echo "(no log)"
+                        # The case's own words first: a long journal
+                        # after them would push its FAIL line out of a tail.
+                        echo "---- last lines of $name.log, the case ----"
+                        sed '/^---- journal during /,$d' "$results/$name.log" 2>/dev/null | tail -n 30 ||
+                                echo "(no log)"
+                        echo "---- last lines of $name.log, the journal ----"
+                        sed -n '/^---- journal during /,$p' "$results/$name.log" 2>/dev/null | tail -n 40
                         echo "---- end of $name.log ----"
                         ;;
                 esac
