@@ -146,6 +146,34 @@ static pid_t spawn_keeper(int fd) {
         return pid;
 }
 
+/* Park fd in flight in a socket of our own: no /proc/PID/fd shows it. */
+static void park_fd(int sock, int fd) {
+        char cmsg_buf[CMSG_SPACE(sizeof(int))] = {};
+        struct iovec iov = { .iov_base = (char *) "x", .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cmsg_buf,
+                             .msg_controllen = sizeof(cmsg_buf) };
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        CHECK(sendmsg(sock, &mh, 0) == 1, "sendmsg: %m");
+}
+
+/* The fd parked by park_fd() on the other end of the pair. */
+static int unpark_fd(int sock) {
+        char cmsg_buf[CMSG_SPACE(sizeof(int))] = {}, byte;
+        struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cmsg_buf,
+                             .msg_controllen = sizeof(cmsg_buf) };
+        int fd;
+
+        CHECK(recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&mh), "recvmsg: %m");
+        memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+        return fd;
+}
+
 /* ------------------------------------------- release while still holding */
 
 static int client_release_holding(void *userdata) {
@@ -259,16 +287,7 @@ static int client_hidden_bound(void *userdata) {
         CHECK_OK(ioas_alloc(l->iommufd, &ioas_id), "IOAS_ALLOC");
         CHECK_OK(vfio_attach(l->devices[0].fd, ioas_id, &hwpt_id), "attach");
         CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) == 0, "socketpair: %m");
-        char cmsg_buf[CMSG_SPACE(sizeof(int))] = {};
-        struct iovec iov = { .iov_base = (char *) "x", .iov_len = 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cmsg_buf,
-                             .msg_controllen = sizeof cmsg_buf };
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &l->devices[0].fd, sizeof(int));
-        CHECK(sendmsg(sp[0], &mh, 0) == 1, "sendmsg: %m");
+        park_fd(sp[0], l->devices[0].fd);
         int iommufd = TAKE_FD(l->iommufd);
         iommufd_broker_lease_free(l);           /* closes our copy of the device fd */
         CHECK_OK(iommufd_broker_release(b, NULL, 0), "release");
@@ -278,13 +297,7 @@ static int client_hidden_bound(void *userdata) {
         CHECK(streq(d.state, "releasing"), "with the bound fd in flight the edu is %s (%s)", d.state, d.reason);
 
         /* It is still ours: take it back and DMA through it. */
-        memset(cmsg_buf, 0, sizeof cmsg_buf);
-        mh.msg_controllen = sizeof cmsg_buf;
-        char byte;
-        iov.iov_base = &byte;
-        CHECK(recvmsg(sp[1], &mh, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&mh), "recvmsg: %m");
-        int devfd;
-        memcpy(&devfd, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+        int devfd = unpark_fd(sp[1]);
         edu_dma_roundtrip(devfd, iommufd, ioas_id);
         vm_log("hidden-bound: the fd came back out of the socket, bound, and did DMA; the edu stayed releasing");
         safe_close(devfd);
@@ -359,17 +372,8 @@ static int client_park_and_release(void *userdata) {
         _cleanup_broker_ iommufd_broker *b = connect_or_fail();
         iommufd_broker_lease *l = acquire_or_fail(b, e1000e, IOMMUFD_BROKER_MODE_UNBOUND,
                                                   IOMMUFD_BROKER_ACQUIRE_MANAGED);
-        char cmsg_buf[CMSG_SPACE(sizeof(int))] = {};
-        struct iovec iov = { .iov_base = (char *) "x", .iov_len = 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cmsg_buf,
-                             .msg_controllen = sizeof(cmsg_buf) };
-        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &l->devices[0].fd, sizeof(int));
-        CHECK(sendmsg(sp[0], &mh, 0) == 1, "sendmsg: %m");
+        park_fd(sp[0], l->devices[0].fd);
         iommufd_broker_lease_free(l);
         CHECK_OK(iommufd_broker_release(b, NULL, 0), "release");
         return 0;
