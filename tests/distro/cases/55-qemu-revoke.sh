@@ -72,15 +72,21 @@ wait_for -t 30 state_is available || fail "the lease did not end after QEMU quit
 wait_for -t 60 driver_is "$E1000E" e1000e || fail "$E1000E not back on e1000e: $(device_driver "$E1000E")"
 log "1: the lease ended when QEMU quit; $E1000E is back on e1000e"
 
-log "2: behind a pcie-root-port (ACPI hotplug)"
-run_qemu -device pcie-root-port,id=rp0,chassis=1,slot=1 -device 'vfio-pci,iommufd=i0,fd={dev0},id=pt0,bus=rp0'
-iommufdctl revoke "$E1000E" --timeout 120 > revoke2.out 2>&1 &
-revoke=$!
-wait_for -t 30 state_is releasing || fail "the revoke did not start: $(state_of)"
-sleep 1         # QEMU reads the request and records the unplug as pending
-# No guest ejects it: reset, as a guest's reboot would, until QEMU deletes
-# the device (a request QEMU had not read yet is repeated by vfio-pci every 10 s).
-python3 - "$DISTRO_SRC/tests/distro" "$sock" <<'PY' || { cat qemu.out; fail "QEMU did not delete pt0"; }
+# QEMU 10 now and then aborts in that system_reset ("resettable_container_
+# child_foreach: Assertion `len == rc->children->len' failed": the device
+# goes away during the reset's walk), a QEMU bug. Its fds close, so the lease
+# ends and the revoke succeeds, which is checked; then the scenario is tried
+# again, at most three times, for QEMU unplugging and running on.
+part2() {
+        local unplugged=true
+        run_qemu -device pcie-root-port,id=rp0,chassis=1,slot=1 -device 'vfio-pci,iommufd=i0,fd={dev0},id=pt0,bus=rp0'
+        iommufdctl revoke "$E1000E" --timeout 120 > revoke2.out 2>&1 &
+        revoke=$!
+        wait_for -t 30 state_is releasing || fail "the revoke did not start: $(state_of)"
+        sleep 1         # QEMU reads the request and records the unplug as pending
+        # No guest ejects it: reset, as a guest's reboot would, until QEMU deletes
+        # the device (a request QEMU had not read yet is repeated by vfio-pci every 10 s).
+python3 - "$DISTRO_SRC/tests/distro" "$sock" <<'PY' || unplugged=false
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from qmp import Qmp
@@ -110,16 +116,35 @@ for attempt in range(3):
         _, events = call(q, "query-status")
 sys.exit(1)
 PY
-wait "$revoke" || { cat revoke2.out; fail "revoke failed although QEMU unplugged the device"; }
-cat revoke2.out
-# Revoke answers once the lease ended; a managed lease's driver comes back
-# right after, in a worker (the device is busy until then).
-wait_for -t 30 state_is available || fail "state after the revoke: $(state_of)"
-wait_for -t 60 driver_is "$E1000E" e1000e || fail "$E1000E not back on e1000e: $(device_driver "$E1000E")"
-qemu_running || fail "QEMU is not running after the revoke"
-! has_pt0 || fail "QEMU still has pt0"
-kill -0 "$qemu_pid" || fail "QEMU exited"
-log "2: QEMU unplugged pt0 and runs on; $E1000E is back on e1000e"
-qmp quit > /dev/null
-wait "$qemu_job" || true
+        if ! $unplugged && kill -0 "$qemu_pid" 2>/dev/null; then
+                cat qemu.out
+                fail "QEMU did not delete pt0"
+        fi
+        wait "$revoke" || { cat revoke2.out; fail "revoke failed although QEMU let go of the device"; }
+        cat revoke2.out
+        # Revoke answers once the lease ended; a managed lease's driver comes back
+        # right after, in a worker (the device is busy until then).
+        wait_for -t 30 state_is available || fail "state after the revoke: $(state_of)"
+        wait_for -t 60 driver_is "$E1000E" e1000e || fail "$E1000E not back on e1000e: $(device_driver "$E1000E")"
+        if ! $unplugged; then
+                wait "$qemu_job" || true
+                grep -q "Assertion .len == rc->children->len' failed" qemu.out || { cat qemu.out; fail "QEMU died"; }
+                log "2: QEMU aborted in system_reset (its reset-container assertion); the revoke ended the lease all the same"
+                return 3
+        fi
+        qemu_running || fail "QEMU is not running after the revoke"
+        ! has_pt0 || fail "QEMU still has pt0"
+        kill -0 "$qemu_pid" || fail "QEMU exited"
+        log "2: QEMU unplugged pt0 and runs on; $E1000E is back on e1000e"
+        qmp quit > /dev/null
+        wait "$qemu_job" || true
+}
+
+log "2: behind a pcie-root-port (ACPI hotplug)"
+for attempt in 1 2 3; do
+        rc=0
+        part2 || rc=$?
+        [ "$rc" = 0 ] && break
+        [ "$attempt" = 3 ] && fail "QEMU aborted in system_reset three times"
+done
 journal_grep -u iommufd-broker.service "$E1000E: revoked, the holder let go" || fail "no revoke in the journal"
