@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
@@ -44,54 +43,21 @@ static int send_with_fds(int fd, const char *text, size_t len, int source) {
         return n == (ssize_t) len ? 0 : -1;
 }
 
-static int answer(int fd, const char *call, int source) {
+/* One call at a time: the bench waits for each reply. */
+static int answer(int fd, const char *call, size_t len, void *userdata) {
+        static int source = -EBADF;    /* what the fds sent are copies of */
+
+        if (len == 0 || call[len - 1] != 0)
+                return -1;
+        if (source < 0 && (source = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+                return -1;
         if (strstr(call, "Broker.Acquire"))
                 return send_with_fds(fd, acquire_reply, sizeof(acquire_reply), source);
         return send(fd, release_reply, sizeof(release_reply), MSG_NOSIGNAL) == sizeof(release_reply) ? 0 : -1;
 }
 
-static void varlink_serve(int lfd) {
-        struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd }, events[16];
-        int ep = epoll_create1(EPOLL_CLOEXEC), source = open("/dev/null", O_RDWR | O_CLOEXEC);
-        char buf[65536];
-
-        epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
-        for (;;) {
-                int n = epoll_wait(ep, events, 16, -1);
-
-                for (int i = 0; i < n; i++) {
-                        int fd = events[i].data.fd;
-                        ssize_t r;
-
-                        if (fd == lfd) {
-                                int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-
-                                ev = (struct epoll_event) { .events = EPOLLIN, .data.fd = c };
-                                if (c >= 0)
-                                        epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev);
-                                continue;
-                        }
-                        /* One call at a time: the bench waits for each reply. */
-                        r = read(fd, buf, sizeof(buf) - 1);
-                        if (r <= 0 || buf[r - 1] != 0 || answer(fd, buf, source) < 0)
-                                close(fd);
-                }
-        }
-}
-
 pid_t floor_varlink_start(const char *path) {
-        int lfd = unix_listen(path);
-        pid_t pid = fork();
-
-        if (pid < 0)
-                die("fork: %m");
-        if (pid == 0) {
-                varlink_serve(lfd);
-                _exit(0);
-        }
-        children_add(pid);
-        close(lfd);
-        return pid;
+        return server_start(path, answer, NULL);
 }
 
 static int on_acquire(sd_bus_message *m, void *userdata, sd_bus_error *error) {

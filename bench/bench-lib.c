@@ -443,7 +443,7 @@ static void write_all(int fd, const char *p, size_t len) {
         }
 }
 
-static void echo_serve(int lfd, const char *reply, size_t len) {
+static void serve(int lfd, ServeAnswer answer, void *userdata) {
         struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd }, events[64];
         int ep = epoll_create1(EPOLL_CLOEXEC);
         char buf[65536];
@@ -462,30 +462,46 @@ static void echo_serve(int lfd, const char *reply, size_t len) {
                                 continue;
                         }
                         ssize_t r = read(fd, buf, sizeof(buf));
-                        if (r <= 0) {
+                        if (r <= 0 || answer(fd, buf, (size_t) r, userdata) < 0)
                                 close(fd);
-                                continue;
-                        }
-                        for (ssize_t j = 0; j < r; j++)
-                                if (buf[j] == 0)
-                                        write_all(fd, reply, len);
                 }
         }
 }
 
-pid_t echo_server_start(const char *path, const char *reply, size_t len) {
+pid_t server_start(const char *path, ServeAnswer answer, void *userdata) {
         int lfd = unix_listen(path);
         pid_t pid = fork();
 
         if (pid < 0)
                 die("fork: %m");
         if (pid == 0) {
-                echo_serve(lfd, reply, len);
+                serve(lfd, answer, userdata);
                 _exit(0);
         }
         children_add(pid);
         close(lfd);
         return pid;
+}
+
+typedef struct EchoReply {
+        const char *text;
+        size_t len;
+} EchoReply;
+
+/* The same reply for every NUL-terminated message the read brought. */
+static int echo_answer(int fd, const char *data, size_t len, void *userdata) {
+        const EchoReply *reply = userdata;
+
+        for (size_t j = 0; j < len; j++)
+                if (data[j] == 0)
+                        write_all(fd, reply->text, reply->len);
+        return 0;
+}
+
+pid_t echo_server_start(const char *path, const char *reply, size_t len) {
+        EchoReply r = { reply, len };   /* the child has its own copy */
+
+        return server_start(path, echo_answer, &r);
 }
 
 /* --- Monitor subscribers --- */

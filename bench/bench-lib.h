@@ -53,6 +53,12 @@ size_t vl_read(int fd, char **buf, size_t *size);
 /* A listening unix socket (non-blocking) at path. */
 int unix_listen(const char *path);
 
+/* A forked epoll server on path: answer() gets what each read() of a
+ * connection brought (whole messages when calls wait for their replies);
+ * a negative return closes the connection. userdata is the child's copy. */
+typedef int (*ServeAnswer)(int fd, const char *data, size_t len, void *userdata);
+pid_t server_start(const char *path, ServeAnswer answer, void *userdata);
+
 /* An epoll server answering every NUL-terminated message with reply (len
  * bytes, NUL included): the transport floor. Forked; returns its pid. */
 pid_t echo_server_start(const char *path, const char *reply, size_t len);
